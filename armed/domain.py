@@ -1,0 +1,324 @@
+"""Domain types shared by every part of armed: what goes into a judgment and what comes out.
+
+These are plain pydantic models with no knowledge of Ray, HTTP or any engine, so the library, the Serve
+deployments and the evaluation tools all speak the same language.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Limits on untrusted input. Merchant text is untrusted: the bounds keep a 10 MB product name from ever
+# reaching a model, and they are part of the public contract (errors name the field and the bound).
+MAX_QUERY_CHARS = 256
+MAX_PRODUCT_NAME_CHARS = 1024
+MAX_CPV_ITEMS = 64
+MAX_CPV_VALUE_CHARS = 512
+MAX_IMAGES = 8
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _clean_text(value: str, field: str, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be text")
+    if len(value) > max_chars:
+        raise ValueError(f"{field} is {len(value)} characters; the limit is {max_chars}")
+    # Control characters other than ordinary whitespace never carry meaning in a query or a product name;
+    # dropping them also removes a class of prompt-smuggling tricks.
+    cleaned = "".join(ch for ch in value if ch >= " " or ch in "\t\n").strip()
+    if not cleaned:
+        raise ValueError(f"{field} is empty")
+    return cleaned
+
+
+class Query(_Frozen):
+    """What the user typed into the pharmacy's search box."""
+
+    text: str = Field(description="The raw search query, as the user typed it.")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _clean_text(v, "query", MAX_QUERY_CHARS)
+
+
+class ImageRef(_Frozen):
+    """A product image: inline bytes (base64 over JSON) or a local path / URL the caller resolves."""
+
+    data: bytes | None = Field(default=None, description="Encoded image bytes (PNG/JPEG/WebP).")
+    uri: str | None = Field(default=None, description="file path or http(s) URL of the image.")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _decode(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return base64.b64decode(v, validate=True)
+            except ValueError as exc:
+                raise ValueError("image data is not valid base64") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImageRef:
+        if (self.data is None) == (self.uri is None):
+            raise ValueError("an image needs exactly one of data or uri")
+        if self.data is not None and len(self.data) > MAX_IMAGE_BYTES:
+            raise ValueError(f"image is {len(self.data)} bytes; the limit is {MAX_IMAGE_BYTES}")
+        return self
+
+    def digest(self) -> str:
+        payload = self.data if self.data is not None else (self.uri or "").encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+class Product(_Frozen):
+    """The SPU as a merchant listed it. Everything here is untrusted merchant input."""
+
+    id: str | None = Field(default=None, max_length=128, description="The platform's product (SPU) id.")
+    name: str = Field(description="The merchant-written product name.")
+    images: tuple[ImageRef, ...] = Field(default=(), description="Product images, main image first.")
+    cpv: dict[str, str] = Field(
+        default_factory=dict,
+        description="Category-property-value attributes, e.g. {'品牌': '修正', '剂型': '片剂'}.",
+    )
+    category: str | None = Field(default=None, max_length=128, description="The platform category path.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _clean_text(v, "product.name", MAX_PRODUCT_NAME_CHARS)
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, v: tuple[ImageRef, ...]) -> tuple[ImageRef, ...]:
+        if len(v) > MAX_IMAGES:
+            raise ValueError(f"{len(v)} images; the limit is {MAX_IMAGES}")
+        return v
+
+    @field_validator("cpv")
+    @classmethod
+    def _cpv(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > MAX_CPV_ITEMS:
+            raise ValueError(f"{len(v)} CPV attributes; the limit is {MAX_CPV_ITEMS}")
+        out = {}
+        for key, value in v.items():
+            k = _clean_text(str(key), "product.cpv key", 64)
+            out[k] = _clean_text(str(value), f"product.cpv[{k}]", MAX_CPV_VALUE_CHARS)
+        return out
+
+    def content_hash(self) -> str:
+        """A stable hash of everything the product side reads: the key of its cache."""
+        h = hashlib.sha256()
+        h.update(self.name.encode())
+        for k in sorted(self.cpv):
+            h.update(f"\x1f{k}\x1e{self.cpv[k]}".encode())
+        h.update(f"\x1d{self.category or ''}".encode())
+        for img in self.images:
+            h.update(img.digest().encode())
+        return h.hexdigest()[:24]
+
+
+class WebDoc(_Frozen):
+    """One piece of outside information about the query: a web page or a knowledge-base record."""
+
+    id: str = Field(description="Stable id of the document within its source.")
+    source: str = Field(description="Where it came from: 'kb:seed', 'kb:drug-inserts', 'http', ...")
+    title: str = Field(description="Title or name of the document.")
+    text: str = Field(description="Body text (truncated to a bounded length by the provider).")
+    url: str | None = Field(default=None, description="Where to read it, when it has an address.")
+    score: float = Field(default=0.0, description="The provider's retrieval score.")
+
+
+class EntityField(str, enum.Enum):
+    """The entity slots extracted from both query and product."""
+
+    brand = "brand"
+    common_name = "common_name"
+    dosage_form = "dosage_form"
+    specification = "specification"
+    efficacy = "efficacy"
+    category = "category"
+    ingredients = "ingredients"
+    population = "population"
+    region = "region"
+
+
+class Entities(BaseModel):
+    """Medical entities of one side (query or product). Lists, since a name can carry several."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brand: list[str] = Field(default_factory=list, description="Brand / maker names, e.g. 修正, 同仁堂.")
+    common_name: list[str] = Field(default_factory=list, description="Core / generic (common) drug names.")
+    dosage_form: list[str] = Field(default_factory=list, description="Dosage forms, normalised (片剂, 气雾剂).")
+    specification: list[str] = Field(default_factory=list, description="Pack size / strength (0.25g*24片).")
+    efficacy: list[str] = Field(default_factory=list, description="Efficacy / indication terms.")
+    category: list[str] = Field(default_factory=list, description="Product categories (感冒用药, 成人用品).")
+    ingredients: list[str] = Field(default_factory=list, description="Active ingredients.")
+    population: list[str] = Field(default_factory=list, description="Target population (儿童, 孕妇, 成人).")
+    region: list[str] = Field(default_factory=list, description="Body region / site (眼, 鼻, 皮肤).")
+
+    def get(self, f: EntityField | str) -> list[str]:
+        return list(getattr(self, EntityField(f).value))
+
+    def merge(self, other: Entities) -> Entities:
+        data = {}
+        for f in EntityField:
+            seen = dict.fromkeys(self.get(f) + other.get(f))
+            data[f.value] = list(seen)
+        return Entities(**data)
+
+    def is_empty(self) -> bool:
+        return not any(self.get(f) for f in EntityField)
+
+
+class RelevanceLevel(str, enum.Enum):
+    """Algorithm 1's four levels, best first."""
+
+    highly = "highly_relevant"
+    moderately = "moderately_relevant"
+    weakly = "weakly_relevant"
+    irrelevant = "irrelevant"
+
+    @property
+    def rank(self) -> int:
+        """3 for highly down to 0 for irrelevant: higher is more relevant."""
+        return {"highly_relevant": 3, "moderately_relevant": 2, "weakly_relevant": 1, "irrelevant": 0}[self.value]
+
+    @classmethod
+    def from_rank(cls, rank: int) -> RelevanceLevel:
+        return {3: cls.highly, 2: cls.moderately, 1: cls.weakly, 0: cls.irrelevant}[rank]
+
+    def cap(self, ceiling: RelevanceLevel) -> RelevanceLevel:
+        """This level, lowered to `ceiling` if it is above it."""
+        return self if self.rank <= ceiling.rank else ceiling
+
+    def to_benchmark(self) -> BenchmarkLevel:
+        return LEVEL_TO_BENCHMARK[self]
+
+
+class BenchmarkLevel(str, enum.Enum):
+    """The benchmark's three levels (the paper's Table 4 columns)."""
+
+    highly = "highly_relevant"
+    less = "less_relevant"
+    irrelevant = "irrelevant"
+
+
+# The one documented mapping between the two scales: moderately and weakly relevant products are both "less
+# relevant" in the benchmark; the two ends map to themselves.
+LEVEL_TO_BENCHMARK: dict[RelevanceLevel, BenchmarkLevel] = {
+    RelevanceLevel.highly: BenchmarkLevel.highly,
+    RelevanceLevel.moderately: BenchmarkLevel.less,
+    RelevanceLevel.weakly: BenchmarkLevel.less,
+    RelevanceLevel.irrelevant: BenchmarkLevel.irrelevant,
+}
+
+
+class Branch(str, enum.Enum):
+    """Which branch of the hierarchy decided the level."""
+
+    cheating = "cheating"  # the product name lies about what the images show
+    rule_veto = "rule_veto"  # an expert rule forces irrelevant
+    name_containment = "name_containment"  # the (normalised) query stands inside the product name
+    all_characters = "all_characters"  # every character of the query appears in the product name
+    core_match = "core_match"  # core name + efficacy + category agree
+    llm_judge = "llm_judge"  # the constrained LLM judge
+    fallback = "fallback"  # the judge was unavailable: knowledge-base evidence alone decided (degraded)
+
+
+class DocDecision(_Frozen):
+    """What the two-stage filter and identical-page check did with one retrieved document."""
+
+    doc: WebDoc
+    kept: bool
+    reason: str = Field(description="Why: 'similarity 0.41 < 0.55', 'consistency 0.93', 'duplicate of kb:12'...")
+    similarity: float | None = None
+    consistency: float | None = None
+
+
+class RuleHit(_Frozen):
+    """An expert rule that fired, with what made it fire."""
+
+    id: str
+    description: str
+    effect: str = Field(description="'cap:weakly_relevant', 'set:irrelevant', 'emphasise:brand', ...")
+    because: str = Field(description="The entity comparison that triggered it, in words.")
+
+
+class StageReport(_Frozen):
+    """How one stage went: its status, how long it took, and what it used."""
+
+    name: str
+    status: Literal["ok", "skipped", "disabled", "failed", "timeout"]
+    seconds: float = 0.0
+    detail: str = ""
+
+
+class SideUnderstanding(BaseModel):
+    """What the pipeline understood of one side (query or product): the texts it derived and the entities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    original: str
+    rewritten: str | None = Field(default=None, description="Query rewrite / standardised product name.")
+    categories: list[str] = Field(default_factory=list)
+    entities: Entities = Field(default_factory=Entities)
+    notes: list[str] = Field(default_factory=list, description="Human-readable facts the stages established.")
+
+
+class Evidence(BaseModel):
+    """Everything the judgment rests on, so a reviewer can check it without rerunning anything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: SideUnderstanding
+    product: SideUnderstanding
+    knowledge: list[WebDoc] = Field(default_factory=list, description="Knowledge-base records retrieved.")
+    documents: list[DocDecision] = Field(default_factory=list, description="Search results kept / dropped.")
+    image_text: list[str] = Field(default_factory=list, description="Text read from the product images.")
+
+
+class Versions(_Frozen):
+    knowledge_base: str = Field(description="Content hash of the knowledge base (seed + loaded sources).")
+    rules: str = Field(description="Content hash of the expert rule set.")
+    models: dict[str, str] = Field(description="Model id per role (llm, embedder, consistency, vl, ocr).")
+    armed: str
+
+
+class Judgment(BaseModel):
+    """The answer: a level, the probabilities behind it, which branch decided, and all the evidence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str
+    query: str
+    product_name: str
+    level: RelevanceLevel
+    benchmark_level: BenchmarkLevel
+    probabilities: dict[RelevanceLevel, float] = Field(description="Label distribution; sums to 1.")
+    branch: Branch
+    reason: str = Field(description="One sentence saying why, built from the evidence.")
+    rules_fired: list[RuleHit] = Field(default_factory=list)
+    cheating: bool = False
+    cheating_reason: str | None = None
+    degraded: list[str] = Field(default_factory=list, description="Stages that failed or timed out.")
+    evidence: Evidence
+    stages: list[StageReport] = Field(default_factory=list, description="Per-stage status and timing.")
+    versions: Versions
+    seconds: float = 0.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Judgment:
+        if self.benchmark_level != self.level.to_benchmark():
+            raise ValueError("benchmark_level must follow the documented mapping from level")
+        return self

