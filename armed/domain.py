@@ -138,7 +138,7 @@ class WebDoc(_Frozen):
     score: float = Field(default=0.0, description="The provider's retrieval score.")
 
 
-class EntityField(str, enum.Enum):
+class EntityField(enum.StrEnum):
     """The entity slots extracted from both query and product."""
 
     brand = "brand"
@@ -181,7 +181,7 @@ class Entities(BaseModel):
         return not any(self.get(f) for f in EntityField)
 
 
-class RelevanceLevel(str, enum.Enum):
+class RelevanceLevel(enum.StrEnum):
     """Algorithm 1's four levels, best first."""
 
     highly = "highly_relevant"
@@ -206,7 +206,7 @@ class RelevanceLevel(str, enum.Enum):
         return LEVEL_TO_BENCHMARK[self]
 
 
-class BenchmarkLevel(str, enum.Enum):
+class BenchmarkLevel(enum.StrEnum):
     """The benchmark's three levels (the paper's Table 4 columns)."""
 
     highly = "highly_relevant"
@@ -224,7 +224,7 @@ LEVEL_TO_BENCHMARK: dict[RelevanceLevel, BenchmarkLevel] = {
 }
 
 
-class Branch(str, enum.Enum):
+class Branch(enum.StrEnum):
     """Which branch of the hierarchy decided the level."""
 
     cheating = "cheating"  # the product name lies about what the images show

@@ -161,6 +161,26 @@ class FilterSettings(BaseModel):
     duplicate_jaccard: float = Field(default=0.9, gt=0, le=1, description="ISPI: 3-gram Jaccard of duplicates.")
 
 
+class JudgeSettings(BaseModel):
+    """How the hierarchy's last step, the LLM judge, is weighed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm_weight: float = Field(
+        default=0.35,
+        ge=0,
+        le=1,
+        description=(
+            "Trust in the LLM judge against the knowledge-base prior: final log-probabilities are "
+            "llm_weight·log p_llm + (1-llm_weight)·log p_kb. 1.0 on GPU profiles (Qwen3-32B); low in the "
+            "embedded default, whose 135M model is near chance on relevance."
+        ),
+    )
+    min_query_chars: int = Field(
+        default=2, ge=1, description="All-characters branch: shortest query (in characters) it may decide."
+    )
+
+
 class KnowledgeSettings(BaseModel):
     """The knowledge base: the versioned seed in the repo plus optional public sources, by path."""
 
@@ -201,6 +221,7 @@ class ArmedSettings(BaseSettings):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     filter: FilterSettings = Field(default_factory=FilterSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

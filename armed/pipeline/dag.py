@@ -1,0 +1,167 @@
+"""The judgment DAG: query side ∥ product side → expert-rule recall → hierarchy → Judgment with evidence.
+
+One definition, two runtimes: the library runs it in-process with local engines; the Serve judge deployment
+runs the same class with model clients that are deployment handles, and caches the two sides separately
+(`understand_query`, `understand_product`), then calls `conclude`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pydantic import ValidationError
+
+import armed
+from armed.domain import Evidence, Judgment, Product, Query, Versions
+from armed.engines.base import ModelClients
+from armed.errors import InputError, JudgmentTimeout, from_validation_error
+from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.rules import recall
+from armed.log import bound_request, get_logger, new_request_id
+from armed.pipeline.hierarchy import decide
+from armed.pipeline.product_side import ProductSide, ProductUnderstanding, load_image_bytes
+from armed.pipeline.query_side import QuerySide, QueryUnderstanding
+from armed.pipeline.search import SearchProvider, build_search
+from armed.pipeline.stages import Detailed, StageRecorder
+from armed.settings import ArmedSettings
+
+log = get_logger("armed.pipeline")
+
+
+def parse_pair(query: object, product: object) -> tuple[Query, Product]:
+    """Validate raw input (a str / dict) into domain objects; errors name the field."""
+    try:
+        q = query if isinstance(query, Query) else Query(text=query)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise from_validation_error(exc, "query") from None
+    try:
+        if isinstance(product, Product):
+            p = product
+        elif isinstance(product, str):
+            p = Product(name=product)
+        elif isinstance(product, dict):
+            p = Product.model_validate(product)
+        else:
+            raise InputError("product", "must be a name or an object with at least 'name'")
+    except ValidationError as exc:
+        raise from_validation_error(exc, "product") from None
+    return q, p
+
+
+class Pipeline:
+    """Judges (query, product) pairs. Build once (models and knowledge load here), call `judge` many times."""
+
+    def __init__(
+        self,
+        settings: ArmedSettings,
+        kb: KnowledgeBase,
+        clients: ModelClients,
+        search: SearchProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kb = kb
+        self.clients = clients
+        self.search = search or build_search(settings.search, kb, settings.timeouts.search)
+        self.query_side = QuerySide(settings, kb, clients, self.search)
+        self.product_side = ProductSide(settings, kb, clients)
+
+    @classmethod
+    def from_settings(cls, settings: ArmedSettings | None = None) -> Pipeline:
+        """Load the knowledge base and build every configured engine (the expensive start-up work)."""
+        from armed.engines.factory import build_clients
+
+        settings = settings or ArmedSettings()
+        kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+        return cls(settings, kb, build_clients(settings.models))
+
+    def versions(self) -> Versions:
+        return Versions(
+            knowledge_base=self.kb.version,
+            rules=self.kb.rules_version,
+            models=self.clients.model_ids(),
+            armed=armed.__version__,
+        )
+
+    async def understand_query(self, query: str, rec: StageRecorder) -> QueryUnderstanding:
+        return await self.query_side.run(query, rec)
+
+    async def understand_product(self, product: Product, rec: StageRecorder) -> ProductUnderstanding:
+        images = [load_image_bytes(img) for img in product.images]
+        return await self.product_side.run(product, images, rec)
+
+    async def conclude(
+        self,
+        request_id: str,
+        query: Query,
+        product: Product,
+        q: QueryUnderstanding,
+        p: ProductUnderstanding,
+        rec: StageRecorder,
+        started: float,
+    ) -> Judgment:
+        """The join: expert-rule recall over both sides' entities, then the hierarchy."""
+
+        async def run_rules() -> Detailed[list]:
+            hits = recall(self.kb, q.side.entities, p.side.entities, q.specificity)
+            return Detailed(hits, ", ".join(h.id for h in hits) or "none fired")
+
+        hits = await rec.run(
+            "rules", run_rules, enabled=self.settings.stages.rules, timeout=self.settings.timeouts.ner, default=[]
+        )
+        decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec)
+        return Judgment(
+            request_id=request_id,
+            query=query.text,
+            product_name=product.name,
+            level=decision.level,
+            benchmark_level=decision.level.to_benchmark(),
+            probabilities=decision.probabilities,
+            branch=decision.branch,
+            reason=decision.reason,
+            rules_fired=hits,
+            cheating=p.cheating,
+            cheating_reason=p.cheating_reason,
+            degraded=list(dict.fromkeys(rec.degraded)),
+            evidence=Evidence(
+                query=q.side,
+                product=p.side,
+                knowledge=q.knowledge,
+                documents=q.documents,
+                image_text=p.image_text,
+            ),
+            stages=rec.reports,
+            versions=self.versions(),
+            seconds=time.perf_counter() - started,
+        )
+
+    async def judge(self, query: object, product: object, request_id: str | None = None) -> Judgment:
+        """One judgment. Raises InputError for bad input and JudgmentTimeout past `timeouts.total`."""
+        q_in, p_in = parse_pair(query, product)
+        request_id = request_id or new_request_id()
+        started = time.perf_counter()
+        with bound_request(request_id):
+            # Images are decoded before any model runs: a broken image is the caller's error, not a stage's.
+            for i, img in enumerate(p_in.images):
+                try:
+                    load_image_bytes(img)
+                except ValueError as exc:
+                    raise InputError(f"product.images[{i}]", str(exc)) from None
+            rec = StageRecorder()
+
+            async def run() -> Judgment:
+                q, p = await asyncio.gather(self.understand_query(q_in.text, rec), self.understand_product(p_in, rec))
+                return await self.conclude(request_id, q_in, p_in, q, p, rec, started)
+
+            try:
+                judgment = await asyncio.wait_for(run(), self.settings.timeouts.total)
+            except TimeoutError:
+                raise JudgmentTimeout(f"judgment took longer than {self.settings.timeouts.total}s") from None
+            log.info(
+                "judged",
+                level=judgment.level.value,
+                branch=judgment.branch.value,
+                degraded=judgment.degraded,
+                seconds=round(judgment.seconds, 4),
+            )
+            return judgment

@@ -1,0 +1,56 @@
+"""Text helpers for Chinese and mixed Chinese/Latin pharmacy text (no whitespace tokenisation anywhere)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Characters that carry no meaning for matching: punctuation and symbols of both scripts, and spaces.
+_PUNCT = re.compile(
+    r"[\s\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65!-/:-@\[-`{-~·•【】「」『』〔〕]+"
+)
+# Chat-template control tokens must never reach a prompt from merchant text.
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{0,40}\|>|</?think>")
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width → half-width), lower-case, punctuation and spaces removed."""
+    return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def char_set(text: str) -> set[str]:
+    return set(normalise(text))
+
+
+def ngrams(text: str, n: int) -> set[str]:
+    t = normalise(text)
+    if len(t) < n:
+        return {t} if t else set()
+    return {t[i : i + n] for i in range(len(t) - n + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def char_overlap(query: str, target: str) -> float:
+    """Share of the query's distinct characters that appear in the target (the lexical baseline's measure)."""
+    q = char_set(query)
+    if not q:
+        return 0.0
+    return len(q & char_set(target)) / len(q)
+
+
+def sanitise_for_prompt(text: str, max_chars: int) -> str:
+    """Make untrusted merchant text safe to quote inside a prompt.
+
+    Removes chat-template control tokens and fences, collapses whitespace and bounds the length. The judge's
+    answer is constrained to a fixed label set, so even text that survives this cannot change the output format;
+    this only keeps it from impersonating the system or another turn.
+    """
+    t = _SPECIAL_TOKEN.sub("", unicodedata.normalize("NFKC", text))
+    t = t.replace("```", "").replace("<<<", "").replace(">>>", "")
+    t = re.sub(r"\s+", " ", t).strip()
+    return t[:max_chars]
