@@ -58,8 +58,8 @@ def load_settings() -> ArmedSettings:
     try:
         return ArmedSettings()
     except ValidationError as exc:
-        err = from_validation_error(exc, "ARMED_")
-        raise CliError(f"settings {err.field.replace('.', '__').upper()}: {err.message}") from None
+        err = from_validation_error(exc)
+        raise CliError(f"setting ARMED_{err.field.replace('.', '__').upper()}: {err.message}") from None
 
 
 def format_judgment(j: Judgment) -> str:

@@ -228,11 +228,8 @@ class ArmedSettings(BaseSettings):
     @model_validator(mode="after")
     def _conflicts(self) -> ArmedSettings:
         s = self.stages
-        if s.identical_page and not s.search:
-            # ISPI filters what IS found; without IS it would silently do nothing.
-            raise ValueError("stages.identical_page needs stages.search")
-        if s.two_stage_filter and not s.search:
-            raise ValueError("stages.two_stage_filter needs stages.search")
+        # ISPI and TF filter what IS found: with search off they report "skipped: nothing retrieved" rather
+        # than being a conflict, so one switch turns the whole search branch off for an ablation.
         if s.search and self.search.provider == "none":
             raise ValueError("stages.search is on but search.provider is none; turn one of them off")
         if s.llm_judge and self.models.llm.kind == "none":

@@ -92,13 +92,14 @@ class ProductSide:
     async def run(self, product: Product, images: list[bytes], rec: StageRecorder) -> ProductUnderstanding:
         st, to = self.s.stages, self.s.timeouts
         notes: list[str] = []
-        need_text = (st.cheating_check or st.extend) and bool(images) and self.clients.ocr is not None
+        no_read = "no images" if not images else ("no OCR engine" if self.clients.ocr is None else None)
         image_text: list[str] = await rec.run(
             "read_images",
             lambda: self._read_images(images),
-            enabled=need_text,
+            enabled=st.cheating_check or st.extend,
             timeout=to.extend,
             default=[],
+            skip_reason=no_read,
         )
         cheat = await rec.run(
             "cheating_check",

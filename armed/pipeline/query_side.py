@@ -107,24 +107,27 @@ class QuerySide:
         decisions = await rec.run(
             "identical_page",
             lambda: self._identical_pages(decisions),
-            enabled=st.identical_page and bool(decisions),
+            enabled=st.identical_page,
             timeout=to.search,
             default=decisions,
+            skip_reason=None if decisions else "nothing retrieved",
         )
         decisions = await rec.run(
             "two_stage_filter",
             lambda: self._two_stage_filter(effective, entities, decisions),
-            enabled=st.two_stage_filter and any(d.kept for d in decisions),
+            enabled=st.two_stage_filter,
             timeout=to.two_stage_filter,
             default=decisions,
+            skip_reason=None if any(d.kept for d in decisions) else "no documents to filter",
         )
 
         llm_entities = await rec.run(
             "ner_llm",
             lambda: self._llm_ner(effective),
-            enabled=st.ner_llm and self.clients.llm is not None,
+            enabled=st.ner_llm,
             timeout=to.ner,
             default=Entities(),
+            skip_reason=None if self.clients.llm is not None else "no LLM configured",
         )
         entities = entities.merge(llm_entities)
         entities = self._knowledge_grounding(entities, decisions, notes)

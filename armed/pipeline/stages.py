@@ -46,9 +46,15 @@ class StageRecorder:
         timeout: float,
         default: T,
         optional: bool = True,
+        skip_reason: str | None = None,
     ) -> T:
+        """Run `fn` under `timeout`. `enabled` is the settings switch; `skip_reason` says why an enabled stage
+        has nothing to do this time (no documents, no model for the role)."""
         if not enabled:
             self.skip(name, "switched off by settings", status="disabled")
+            return default
+        if skip_reason:
+            self.skip(name, skip_reason)
             return default
         start = time.perf_counter()
         try:
