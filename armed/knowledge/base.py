@@ -266,8 +266,13 @@ class KnowledgeBase:
                 self._matcher.add(ing, Payload("ingredients", ing))
             parts = [f"通用名：{c.name}"]
             for label, values in (
-                ("别名", c.synonyms), ("商品名", c.trade_names), ("英文名", c.english), ("功效", c.efficacy),
-                ("类别", c.categories), ("剂型", c.dosage_forms), ("适用人群", c.populations),
+                ("别名", c.synonyms),
+                ("商品名", c.trade_names),
+                ("英文名", c.english),
+                ("功效", c.efficacy),
+                ("类别", c.categories),
+                ("剂型", c.dosage_forms),
+                ("适用人群", c.populations),
             ):
                 if values:
                     parts.append(f"{label}：{'、'.join(values)}")
@@ -405,10 +410,15 @@ class KnowledgeBase:
                     if len(ing) >= 2:
                         self._matcher.add(ing, Payload("ingredients", ing, 1))
                 text = "；".join(
-                    f"{k}：{v}" for k, v in (
-                        ("品牌", brand or ""), ("通用名", row.name), ("规格", row.spec),
-                        ("功能主治", row.efficacy_text), ("生产企业", row.maker),
-                    ) if v
+                    f"{k}：{v}"
+                    for k, v in (
+                        ("品牌", brand or ""),
+                        ("通用名", row.name),
+                        ("规格", row.spec),
+                        ("功能主治", row.efficacy_text),
+                        ("生产企业", row.maker),
+                    )
+                    if v
                 )
                 self._docs.append(WebDoc(id=f"insert:{row.id}", source="kb:drug-inserts", title=row.title, text=text))
 
@@ -508,8 +518,7 @@ class KnowledgeBase:
             for e in self.seed.query_expansions:
                 key = normalise(e.query)
                 if e.match == mode and (q == key if mode == "exact" else key in q):
-                    return QueryExpansion(query=query, expanded=e.expansion, categories=list(e.categories),
-                                          note=e.note)
+                    return QueryExpansion(query=query, expanded=e.expansion, categories=list(e.categories), note=e.note)
         return None
 
     def search(self, text: str, top_k: int = 5, max_chars: int = 600) -> list[WebDoc]:

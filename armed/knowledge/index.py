@@ -170,9 +170,7 @@ class BM25:
                 self._postings[tok].append((idx, tf))
         n = len(self._lengths)
         self._avg = (sum(self._lengths) / n) if n else 0.0
-        self._idf = {
-            tok: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for tok, p in self._postings.items()
-        }
+        self._idf = {tok: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for tok, p in self._postings.items()}
 
     def __len__(self) -> int:
         return len(self._lengths)

@@ -154,16 +154,18 @@ def read_dicts(path: Path, spec: str) -> LoadedSource:
             raise KnowledgeSourceError(f"knowledge source {spec!r}: none of {', '.join(DICT_FILES)} in {path}")
     elif path.is_file():
         if path.name not in DICT_FILES:
-            raise KnowledgeSourceError(
-                f"knowledge source {spec!r}: {path.name} is not one of {', '.join(DICT_FILES)}"
-            )
+            raise KnowledgeSourceError(f"knowledge source {spec!r}: {path.name} is not one of {', '.join(DICT_FILES)}")
         files = [path]
     else:
         raise KnowledgeSourceError(f"knowledge source {spec!r}: {path} does not exist")
     rows = DictRows()
     for f in files:
-        getattr(rows, {"drug.txt": "drugs", "producer.txt": "producers", "disease.txt": "diseases",
-                       "symptom.txt": "symptoms"}[f.name]).extend(_lines(f, spec))
+        getattr(
+            rows,
+            {"drug.txt": "drugs", "producer.txt": "producers", "disease.txt": "diseases", "symptom.txt": "symptoms"}[
+                f.name
+            ],
+        ).extend(_lines(f, spec))
     return LoadedSource("drug-dicts", spec, files, dicts=rows)
 
 
