@@ -1,0 +1,671 @@
+"""The knowledge base: verified lexicons + public sources, with NER, CN resolution, retrieval and comparisons.
+
+Everything the pipeline knows about drugs comes through here, so it is deterministic and versioned: the same
+seed and source files always give the same `version`, and any edit gives a new one (recorded in every
+judgment). Loading builds every index up front; a request only reads them.
+
+Conventions (documented once, relied on everywhere):
+- A common name is the drug's name WITHOUT its dosage-form suffix: 修正消栓通络片 → brand 修正, common name
+  消栓通络, dosage form 片剂. A source name such as 布洛芬缓释胶囊 is split the same way (布洛芬 + 胶囊).
+- Extraction is dictionary matching over the normalised text (NFKC, lower case) with longest match wins;
+  specifications are found first by regex and masked, so 12片 in a pack size is not a dosage form.
+- Outputs are canonical: synonyms / trade names / English → canonical common name, variants → canonical
+  dosage form, aliases → canonical brand, population / region terms → their group. Efficacy terms are kept
+  as written (comparisons map them to efficacy groups).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from armed.domain import Entities, WebDoc
+from armed.knowledge.index import BM25, Matcher, Payload, is_cjk, normalise
+from armed.knowledge.schema import HijackPattern, Rule, Seed
+from armed.knowledge.sources import KnowledgeSourceError, LoadedSource, read_source
+
+Specificity = Literal["generic", "specific"]
+
+SEED_PACKAGE = "armed.knowledge.seed"
+SEED_FILE = "kb.yaml"
+
+# Province-level names: a maker prefix reduced to one of these alone ("常州制药" → "常州") is not a brand.
+_PLACES = set(
+    "北京 天津 上海 重庆 河北 山西 辽宁 吉林 黑龙江 江苏 浙江 安徽 福建 江西 山东 河南 湖北 湖南 广东 海南 四川 "
+    "贵州 云南 陕西 甘肃 青海 台湾 内蒙古 广西 西藏 宁夏 新疆 香港 澳门 广州 深圳 杭州 南京 武汉 成都 西安 长春 "
+    "沈阳 哈尔滨 济南 青岛 石家庄 太原 郑州 长沙 南昌 福州 昆明 贵阳 兰州 常州 苏州 无锡".split()
+)
+_MAKER_SUFFIX_RE = re.compile(r"(?:集团)?(?:股份)?有限(?:责任)?公司.*$|(?:集团)?股份公司.*$")
+_MAKER_WORD_RE = re.compile(r"(?:制药厂|制药|药业|药厂|医药|科技|生物|集团|股份|实业|中药|总厂|工业|有限)$")
+_PROMO_BRACKET_RE = re.compile(r"【([^】]*)】|\[([^\]]*)\]|〔([^〕]*)〕|「([^」]*)」|『([^』]*)』")
+
+
+class KnowledgeError(ValueError):
+    """The seed or a source could not be loaded; the message names it and the field or file."""
+
+
+class DrugRecord(BaseModel):
+    """What the knowledge base knows about one common name: used to extend a product's information (SI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    common_name: str
+    synonyms: list[str] = Field(default_factory=list, description="Synonyms, trade and English names.")
+    efficacy: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    dosage_forms: list[str] = Field(default_factory=list)
+    populations: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
+    ingredients: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list, description="'seed', 'drug-inserts', ...")
+
+
+class QueryExpansion(BaseModel):
+    """What an ambiguous or slang query means (QI stage evidence)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str
+    expanded: str
+    categories: list[str]
+    note: str
+
+
+def _add_unique(target: list[str], values: Sequence[str]) -> None:
+    for v in values:
+        if v and v not in target:
+            target.append(v)
+
+
+def _sha12(*chunks: bytes) -> str:
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(len(c).to_bytes(8, "big"))
+        h.update(c)
+    return h.hexdigest()[:12]
+
+
+def rules_hash(rules: Sequence[Rule]) -> str:
+    """Hash of the rule set alone (lexicon edits do not change it)."""
+    payload = json.dumps([r.model_dump(mode="json") for r in rules], sort_keys=True, ensure_ascii=False)
+    return _sha12(payload.encode())
+
+
+class KnowledgeBase:
+    """Lexicons, drug records and a BM25 index, built once by `load`; every method is read-only and cheap."""
+
+    def __init__(self, seed: Seed, seed_bytes: bytes, sources: Sequence[LoadedSource] = ()) -> None:
+        self.seed = seed
+        self.rules: list[Rule] = list(seed.rules)
+        self.rules_version = rules_hash(self.rules)
+        chunks = [b"seed", seed_bytes]
+        for src in sources:
+            chunks.append(src.kind.encode())
+            for f in src.files:
+                chunks.extend([f.name.encode(), f.read_bytes()])
+        self.version = _sha12(*chunks)
+        self.source_names = ["seed", *(s.spec for s in sources)]
+
+        self._matcher = Matcher()
+        self._eff_matcher = Matcher()  # seed efficacy-group terms only: maps free text to groups
+        self._brand: dict[str, str] = {}
+        self._cn: dict[str, str] = {}
+        self._form: dict[str, str] = {}
+        self._eff_group: dict[str, str] = {}
+        self._pop: dict[str, str] = {}
+        self._region: dict[str, str] = {}
+        self._cat_related: dict[str, set[str]] = {}
+        self._pop_conflicts: dict[str, set[str]] = {}
+        self._records: dict[str, DrugRecord] = {}
+        self._docs: list[WebDoc] = []
+        self._build_seed()
+        for src in sources:
+            self._ingest(src)
+        self._form_suffixes = sorted(self._form, key=len, reverse=True)
+        self._spec_res = [re.compile(p) for p in seed.specification_patterns]
+        self._noise = sorted({normalise(n) for n in seed.noise_terms if normalise(n)}, key=len, reverse=True)
+        self._hijack: list[HijackPattern] = list(seed.hijack_patterns)
+        self._bm25 = BM25(f"{d.title} {d.text}" for d in self._docs)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, seed: Path | None = None, sources: Sequence[str] = ()) -> KnowledgeBase:
+        """Load the seed (the packaged one when `seed` is None) and each `KIND:PATH` source.
+
+        Raises KnowledgeError naming the seed field or the source when anything is missing or malformed.
+        """
+        if seed is None:
+            seed_bytes = resources.files(SEED_PACKAGE).joinpath(SEED_FILE).read_bytes()
+            where = f"packaged seed {SEED_PACKAGE}/{SEED_FILE}"
+        else:
+            try:
+                seed_bytes = Path(seed).read_bytes()
+            except OSError as exc:
+                raise KnowledgeError(f"seed {seed}: cannot read: {exc}") from exc
+            where = f"seed {seed}"
+        parsed = cls.parse_seed(seed_bytes, where)
+        loaded: list[LoadedSource] = []
+        for spec in sources:
+            try:
+                loaded.append(read_source(spec))
+            except KnowledgeSourceError as exc:
+                raise KnowledgeError(str(exc)) from exc
+        return cls(parsed, seed_bytes, loaded)
+
+    @staticmethod
+    def parse_seed(data: bytes, where: str = "seed") -> Seed:
+        """Validate seed YAML bytes; errors name the field path (e.g. lexicons.brands.0.aliases)."""
+        try:
+            raw = yaml.safe_load(data.decode("utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise KnowledgeError(f"{where}: not valid UTF-8 YAML: {exc}") from exc
+        try:
+            return Seed.model_validate(raw)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+            )
+            raise KnowledgeError(f"{where} is invalid: {details}") from exc
+
+    def _add_brand(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
+        """Register a brand; a surface already known maps the whole group onto the existing canonical."""
+        for s in (canonical, *surfaces):
+            known = self._brand.get(normalise(s))
+            if known:
+                canonical = known
+                break
+        for s in (canonical, *surfaces):
+            key = normalise(s)
+            if len(key) < 2 or (priority > 0 and key in self._cn and key not in self._brand):
+                continue  # a source never turns a known trade / common name (芬必得) into a brand
+            self._brand.setdefault(key, canonical)
+            self._matcher.add(s, Payload("brand", self._brand[key], priority))
+        return canonical
+
+    def _add_common_name(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
+        for s in (canonical, *surfaces):
+            known = self._cn.get(normalise(s))
+            if known:
+                canonical = known
+                break
+        for s in (canonical, *surfaces):
+            key = normalise(s)
+            if len(key) < 2:
+                continue
+            # First registration wins (seed before sources), so extract and resolve_common_names agree.
+            self._cn.setdefault(key, canonical)
+            self._matcher.add(s, Payload("common_name", self._cn[key], priority))
+        return canonical
+
+    def _record(self, name: str) -> DrugRecord:
+        rec = self._records.get(name)
+        if rec is None:
+            rec = self._records[name] = DrugRecord(common_name=name)
+        return rec
+
+    def _build_seed(self) -> None:
+        lx = self.seed.lexicons
+        for pop in lx.populations:
+            self._pop_conflicts[pop.name] = set(pop.conflicts)
+            for t in (pop.name, *pop.terms):
+                self._pop[normalise(t)] = pop.name
+                self._matcher.add(t, Payload("population", pop.name))
+        for name, conflicts in list(self._pop_conflicts.items()):  # conflicts are symmetric
+            for other in conflicts:
+                self._pop_conflicts.setdefault(other, set()).add(name)
+        for reg in lx.regions:
+            for t in (reg.name, *reg.terms):
+                self._region[normalise(t)] = reg.name
+                if len(normalise(t)) >= 2:
+                    self._matcher.add(t, Payload("region", reg.name))
+        for form in lx.dosage_forms:
+            for v in (form.name, *form.variants):
+                self._form[normalise(v)] = form.name
+                self._matcher.add(v, Payload("dosage_form", form.name))
+                for r in form.regions:
+                    self._matcher.add(v, Payload("region", r))
+        for group in lx.efficacy_groups:
+            for t in (group.name, *group.terms):
+                self._eff_group[normalise(t)] = group.name
+                self._matcher.add(t, Payload("efficacy", t))
+                self._eff_matcher.add(t, Payload("efficacy", group.name))
+        for cat in lx.categories:
+            self._cat_related[cat.name] = {cat.name, *cat.related}
+            for t in (cat.name, *cat.triggers):
+                self._matcher.add(t, Payload("category", cat.name))
+        for name, related in list(self._cat_related.items()):  # relatedness is symmetric
+            for other in related:
+                self._cat_related.setdefault(other, {other}).add(name)
+        for b in lx.brands:
+            self._add_brand(b.name, b.aliases, 0)
+            for s in (b.name, *b.aliases):
+                for c in b.categories:
+                    self._matcher.add(s, Payload("category", c))
+        for c in lx.common_names:
+            self._add_common_name(c.name, c.surfaces()[1:], 0)
+            rec = self._record(c.name)
+            _add_unique(rec.synonyms, c.surfaces()[1:])
+            _add_unique(rec.efficacy, c.efficacy)
+            _add_unique(rec.categories, c.categories)
+            _add_unique(rec.dosage_forms, c.dosage_forms)
+            _add_unique(rec.populations, c.populations)
+            _add_unique(rec.regions, c.regions)
+            _add_unique(rec.ingredients, c.ingredients)
+            _add_unique(rec.sources, ["seed"])
+            for ing in c.ingredients:
+                self._matcher.add(ing, Payload("ingredients", ing))
+            parts = [f"通用名：{c.name}"]
+            for label, values in (
+                ("别名", c.synonyms),
+                ("商品名", c.trade_names),
+                ("英文名", c.english),
+                ("功效", c.efficacy),
+                ("类别", c.categories),
+                ("剂型", c.dosage_forms),
+                ("适用人群", c.populations),
+            ):
+                if values:
+                    parts.append(f"{label}：{'、'.join(values)}")
+            if c.note:
+                parts.append(c.note)
+            self._docs.append(WebDoc(id=f"seed:{c.name}", source="kb:seed", title=c.name, text="；".join(parts)))
+
+    def split_form(self, name: str) -> tuple[str, str | None]:
+        """Split a drug name into (core common name, canonical dosage form): 布洛芬缓释胶囊 → (布洛芬, 胶囊)."""
+        text = re.sub(r"[（(][^）)]*[）)]", "", normalise(name)).strip()
+        form = None
+        if text.startswith("注射用") and len(text) > 3:
+            text, form = text[3:], "注射液"
+        if not getattr(self, "_form_suffixes", None):
+            self._form_suffixes = sorted(self._form, key=len, reverse=True)
+        for suffix in self._form_suffixes:
+            if text.endswith(suffix) and len(text) - len(suffix) >= 2:
+                return text[: -len(suffix)], form or self._form[suffix]
+        return text, form
+
+    def _canonical_core(self, name: str) -> tuple[str, str | None]:
+        core, form = self.split_form(name)
+        return self._cn.get(core, self._cn.get(normalise(name), core)), form
+
+    def _maker_brand(self, company: str) -> str | None:
+        """Brand of a maker's full name: 北京同仁堂股份有限公司同仁堂制药厂 → 同仁堂; 山东沃华医药科技… → 沃华."""
+        name = _MAKER_SUFFIX_RE.sub("", normalise(company)).strip()
+        for _ in range(4):
+            if name in self._brand:
+                return self._brand[name]
+            stripped = _MAKER_WORD_RE.sub("", name)
+            if stripped == name:
+                break
+            name = stripped
+        for place in sorted(_PLACES, key=len, reverse=True):
+            for form in (place + "省", place + "市", place):
+                if name.startswith(form) and len(name) - len(form) >= 2:
+                    name = name[len(form) :]
+                    break
+            else:
+                continue
+            break
+        if name in self._brand:
+            return self._brand[name]
+        if len(name) < 2 or name in _PLACES or not all(is_cjk(ch) for ch in name):
+            return None
+        return name
+
+    def _producer_brand(self, prefix: str) -> str | None:
+        name = prefix
+        for _ in range(3):
+            if normalise(name) in self._brand:
+                return self._brand[normalise(name)]
+            stripped = _MAKER_WORD_RE.sub("", name)
+            if stripped == name:
+                break
+            name = stripped
+        if len(name) < 2 or name in _PLACES:
+            name = prefix
+        if len(name) < 2 or name in _PLACES or not all(is_cjk(ch) for ch in name):
+            return None
+        return name
+
+    def _ingest(self, src: LoadedSource) -> None:
+        if src.kind == "drug-dicts" and src.dicts is not None:
+            d = src.dicts
+            drug_names = set(d.drugs)
+            for name in d.drugs:
+                core, form = self._canonical_core(name)
+                if len(core) >= 2 and core not in self._form:
+                    canonical = self._add_common_name(core, [name], 1)
+                    rec = self._record(canonical)
+                    _add_unique(rec.sources, ["drug-dicts"])
+                    if form:
+                        _add_unique(rec.dosage_forms, [form])
+            for line in d.producers:
+                for i in range(2, len(line) - 1):
+                    if line[i:] in drug_names:
+                        brand = self._producer_brand(line[:i])
+                        if brand:
+                            self._add_brand(brand, [line[:i]], 1)
+                        break
+            for term in (*d.diseases, *d.symptoms):
+                if 2 <= len(term) <= 12 and all(is_cjk(ch) for ch in term):
+                    self._matcher.add(term, Payload("efficacy", term, 1))
+        elif src.kind == "originator-drugs":
+            seen: dict[str, tuple[str, str, str]] = {}
+            for row in src.originators:
+                brand = None
+                if row.abbreviation:
+                    brand = self._add_brand(row.abbreviation, [row.company] if row.company else [], 1)
+                core, form = self._canonical_core(row.generic)
+                if len(core) < 2:
+                    continue
+                canonical = self._add_common_name(core, [row.generic, *([row.trade] if row.trade else [])], 1)
+                rec = self._record(canonical)
+                _add_unique(rec.synonyms, [s for s in (row.generic, row.trade) if s and s != canonical])
+                if form:
+                    _add_unique(rec.dosage_forms, [form])
+                _add_unique(rec.sources, ["originator-drugs"])
+                doc_id = f"originator:{row.id}"
+                content = (row.company, row.generic, row.trade)
+                if seen.get(doc_id) == content:
+                    continue  # the same row listed under two therapeutic categories
+                if doc_id in seen:
+                    doc_id = f"{doc_id}@{row.group}"
+                seen[doc_id] = content
+                title = f"{row.trade}（{row.generic}）" if row.trade else row.generic
+                text = (
+                    f"商品名：{row.trade or '-'}；通用名：{row.generic}；品牌：{brand or row.abbreviation or '-'}；"
+                    f"生产企业：{row.company or '-'}；治疗类别：{row.group}"
+                )
+                self._docs.append(WebDoc(id=doc_id, source="kb:originator-drugs", title=title, text=text))
+        elif src.kind == "drug-inserts":
+            for row in src.inserts:
+                brand = self._maker_brand(row.maker) if row.maker else None
+                if brand:
+                    brand = self._add_brand(brand, [], 1)
+                core, form = self._canonical_core(row.name)
+                efficacy = list(row.efficacy_terms)
+                for m in self._eff_matcher.extract(normalise(row.efficacy_text)):
+                    _add_unique(efficacy, [m.surface])
+                if len(core) >= 2:
+                    canonical = self._add_common_name(core, [row.name, row.title], 1)
+                    rec = self._record(canonical)
+                    _add_unique(rec.efficacy, efficacy)
+                    _add_unique(rec.ingredients, list(row.ingredients))
+                    if form:
+                        _add_unique(rec.dosage_forms, [form])
+                    _add_unique(rec.sources, ["drug-inserts"])
+                for term in efficacy:
+                    if len(term) >= 2:
+                        self._matcher.add(term, Payload("efficacy", term, 1))
+                for ing in row.ingredients:
+                    if len(ing) >= 2:
+                        self._matcher.add(ing, Payload("ingredients", ing, 1))
+                text = "；".join(
+                    f"{k}：{v}"
+                    for k, v in (
+                        ("品牌", brand or ""),
+                        ("通用名", row.name),
+                        ("规格", row.spec),
+                        ("功能主治", row.efficacy_text),
+                        ("生产企业", row.maker),
+                    )
+                    if v
+                )
+                self._docs.append(WebDoc(id=f"insert:{row.id}", source="kb:drug-inserts", title=row.title, text=text))
+
+    # ------------------------------------------------------------------ extraction
+
+    def specifications(self, text: str) -> list[tuple[int, int, str]]:
+        """Pack-size / strength spans in normalised text (longest first, non-overlapping), in text order."""
+        found: list[tuple[int, int, str]] = []
+        for rx in self._spec_res:
+            for m in rx.finditer(text):
+                if m.end() > m.start():
+                    found.append((m.start(), m.end(), re.sub(r"\s+", "", m.group(0))))
+        found.sort(key=lambda t: (-(t[1] - t[0]), t[0]))
+        taken: list[tuple[int, int, str]] = []
+        for s in found:
+            if all(s[1] <= t[0] or s[0] >= t[1] for t in taken):
+                taken.append(s)
+        return sorted(taken)
+
+    def extract(self, text: str) -> Entities:
+        """Lexicon NER over Chinese (or mixed) text: every field the lexicons know, canonicalised.
+
+        Noise terms and promo brackets are removed first (strip_noise); specifications are matched by regex
+        and masked; the rest is longest-match dictionary matching (see Matcher).
+        """
+        clean = normalise(self.strip_noise(text))
+        specs = self.specifications(clean)
+        fields: dict[str, list[str]] = {}
+        if specs:
+            fields["specification"] = [s for _, _, s in specs]
+        for m in self._matcher.extract(clean, [(s, e) for s, e, _ in specs]):
+            payloads = sorted(m.payloads, key=lambda p: p.priority)
+            if any(p.field == "common_name" for p in payloads):
+                # A full drug name from a source (消栓通络片) still states its dosage form.
+                _, form = self.split_form(m.surface)
+                if form:
+                    payloads.append(Payload("dosage_form", form))
+            for p in payloads:
+                bucket = fields.setdefault(p.field, [])
+                if p.value not in bucket:
+                    bucket.append(p.value)
+        return Entities(**fields)
+
+    def enrich(self, entities: Entities) -> Entities:
+        """Entities plus what the drug records say of their common names (efficacy, category, population).
+
+        This is the product-side information extension (SI): a name rarely states its efficacy, but the
+        knowledge base knows it for the common name, and the expert rules compare on it.
+        """
+        extra: dict[str, list[str]] = {"efficacy": [], "category": [], "population": [], "region": []}
+        for name in entities.common_name:
+            rec = self.drug_record(name)
+            if rec is None:
+                continue
+            extra["efficacy"].extend(rec.efficacy)
+            extra["category"].extend(rec.categories)
+            extra["population"].extend(rec.populations)
+            extra["region"].extend(rec.regions)
+        return entities.merge(Entities(**extra))
+
+    # ------------------------------------------------------------------ lookups
+
+    def resolve_common_names(self, terms: Sequence[str]) -> dict[str, str]:
+        """Trade name / synonym / English / full drug name → canonical common name (the CN stage).
+
+        Unknown terms are left out of the result. A term that contains exactly one known common name
+        (芬必得布洛芬缓释胶囊) resolves to it; one that contains several is ambiguous and left out.
+        """
+        out: dict[str, str] = {}
+        for term in terms:
+            key = normalise(term)
+            if not key:
+                continue
+            if key in self._cn:
+                out[term] = self._cn[key]
+                continue
+            core, _ = self.split_form(key)
+            if core in self._cn:
+                out[term] = self._cn[core]
+                continue
+            names = self.extract(term).common_name
+            if len(names) == 1:
+                out[term] = names[0]
+        return out
+
+    def drug_record(self, common_name: str) -> DrugRecord | None:
+        """The record of a common name (any synonym / trade name is resolved first), or None."""
+        key = normalise(common_name)
+        canonical = self._cn.get(key) or self._cn.get(self.split_form(key)[0])
+        rec = self._records.get(canonical) if canonical else None
+        return rec.model_copy(deep=True) if rec is not None else None
+
+    def expand_query(self, query: str) -> QueryExpansion | None:
+        """The seed's expansion of an ambiguous / slang query ("001" → 成人用品), exact matches first."""
+        q = normalise(query)
+        for mode in ("exact", "contains"):
+            for e in self.seed.query_expansions:
+                key = normalise(e.query)
+                if e.match == mode and (q == key if mode == "exact" else key in q):
+                    return QueryExpansion(query=query, expanded=e.expansion, categories=list(e.categories), note=e.note)
+        return None
+
+    def search(self, text: str, top_k: int = 5, max_chars: int = 600) -> list[WebDoc]:
+        """BM25 over every knowledge record (seed, inserts, originator rows); best first, ids stable."""
+        if top_k <= 0 or not text.strip():
+            return []
+        out = []
+        for idx, score in self._bm25.top(text, top_k):
+            d = self._docs[idx]
+            out.append(d.model_copy(update={"score": round(score, 4), "text": d.text[:max_chars]}))
+        return out
+
+    @property
+    def documents(self) -> int:
+        return len(self._docs)
+
+    # ------------------------------------------------------------------ comparisons
+
+    def canonical_brands(self, names: Sequence[str]) -> set[str]:
+        return {self._brand.get(normalise(n), normalise(n)) for n in names if normalise(n)}
+
+    def same_brand(self, a: Sequence[str], b: Sequence[str]) -> bool:
+        """Do the two sides share a brand, aliases resolved (北京同仁堂 = 同仁堂, 三九 = 999)?"""
+        return bool(self.canonical_brands(a) & self.canonical_brands(b))
+
+    def canonical_forms(self, forms: Sequence[str]) -> set[str]:
+        return {self._form.get(normalise(f), normalise(f)) for f in forms if normalise(f)}
+
+    def dosage_forms_equal(self, a: Sequence[str], b: Sequence[str]) -> bool:
+        """Do the two sides share a canonical dosage form (片 = 片剂 = 薄膜衣片)? False if either is empty."""
+        return bool(self.canonical_forms(a) & self.canonical_forms(b))
+
+    def canonical_common_names(self, names: Sequence[str]) -> set[str]:
+        out = set()
+        for n in names:
+            key = normalise(n)
+            if key:
+                out.add(self._cn.get(key) or self._cn.get(self.split_form(key)[0]) or key)
+        return out
+
+    def efficacy_groups_of(self, terms: Sequence[str]) -> set[str]:
+        """Efficacy keys: a term's group; else the groups of group terms inside it (活血止痛 → 活血化瘀,
+        解热镇痛); else the term itself (an indication the seed does not group is only equal to itself)."""
+        keys: set[str] = set()
+        for t in terms:
+            key = normalise(t)
+            if not key:
+                continue
+            if key in self._eff_group:
+                keys.add(self._eff_group[key])
+                continue
+            inner = {p.value for m in self._eff_matcher.extract(key) for p in m.payloads}
+            keys |= inner or {key}
+        return keys
+
+    def efficacy_overlap(self, a: Sequence[str], b: Sequence[str]) -> float:
+        """Overlap coefficient |A∩B| / min(|A|,|B|) of efficacy groups, in [0, 1]; 0 when either is empty.
+
+        The overlap coefficient (not Jaccard) is used so a product that lists many indications is not
+        penalised for treating more than the query asked.
+        """
+        ga, gb = self.efficacy_groups_of(a), self.efficacy_groups_of(b)
+        if not ga or not gb:
+            return 0.0
+        return len(ga & gb) / min(len(ga), len(gb))
+
+    def canonical_populations(self, terms: Sequence[str]) -> set[str]:
+        return {self._pop.get(normalise(t), normalise(t)) for t in terms if normalise(t)}
+
+    def population_conflict(self, a: Sequence[str], b: Sequence[str]) -> bool:
+        """True when the sides share no population and one side's population excludes the other's
+        (儿童 vs 成人, 男性 vs 女性). Unknown or missing populations never conflict."""
+        pa, pb = self.canonical_populations(a), self.canonical_populations(b)
+        if not pa or not pb or pa & pb:
+            return False
+        return any(y in self._pop_conflicts.get(x, set()) for x in pa for y in pb)
+
+    def category_overlap(self, a: Sequence[str], b: Sequence[str]) -> float:
+        """Overlap coefficient of categories where related categories (感冒用药 ~ 解热镇痛药) count as shared."""
+        ca = {c for c in a if c}
+        cb = {c for c in b if c}
+        if not ca or not cb:
+            return 0.0
+        hits_a = sum(1 for x in ca if any(y in self._cat_related.get(x, {x}) for y in cb))
+        hits_b = sum(1 for y in cb if any(x in self._cat_related.get(y, {y}) for x in ca))
+        return max(hits_a / len(ca), hits_b / len(cb)) if min(hits_a, hits_b) else 0.0
+
+    # ------------------------------------------------------------------ product-name hygiene
+
+    def strip_noise(self, name: str) -> str:
+        """The name without selling noise: promo brackets whose content is noise (or empty) are dropped,
+        other brackets are unwrapped ([德济]消栓通络片 → 德济 消栓通络片), then noise terms are removed."""
+
+        def bracket(m: re.Match[str]) -> str:
+            content = next(g for g in m.groups() if g is not None).strip()
+            key = normalise(content)
+            if not key or any(n in key for n in self._noise):
+                return " "
+            return f" {content} "
+
+        text = unicodedata.normalize("NFKC", name)
+        text = _PROMO_BRACKET_RE.sub(bracket, text)
+        for n in self._noise:
+            text = re.sub(re.escape(n), " ", text, flags=re.IGNORECASE)
+        return re.sub(r"\s+", " ", text).strip(" -_|/,，·")
+
+    def hijack_terms(self, name: str) -> list[str]:
+        """Traffic-hijacking phrases in a product name (同款, 平替, 替代 …; X配方 where X is not the maker).
+
+        A `{brand}` pattern fires only when that brand appears nowhere else in the name: a maker citing its
+        own formula is not hijacking.
+        """
+        text = normalise(name)
+        found: list[str] = []
+        brand_matches = [m for m in self._matcher.extract(text) if any(p.field == "brand" for p in m.payloads)]
+        for pat in self._hijack:
+            p = normalise(pat.pattern)
+            if "{brand}" not in p:
+                if p in text:
+                    _add_unique(found, [pat.pattern])
+                continue
+            before, _, after = p.partition("{brand}")
+            for m in brand_matches:
+                if not text.startswith(after, m.end) or not text[: m.start].endswith(before):
+                    continue
+                brands = {pl.value for pl in m.payloads if pl.field == "brand"}
+                elsewhere = any(
+                    o is not m and brands & {pl.value for pl in o.payloads if pl.field == "brand"}
+                    for o in brand_matches
+                )
+                if not elsewhere:
+                    _add_unique(found, [text[m.start - len(before) : m.end + len(after)]])
+        return found
+
+    # ------------------------------------------------------------------ specificity
+
+    def query_specificity(self, query_entities: Entities, query_text: str) -> Specificity:
+        """Does the query name one product, or a need?
+
+        specific: (brand and common name) or (common name and dosage form or specification) — the user
+        wants that product, so brand and dosage form decide.
+        generic: everything else — a symptom, efficacy, category, brand alone or a common name alone, and
+        any query the seed lists as an ambiguous / slang expansion ("001", 感冒药), whatever its entities.
+        """
+        if self.expand_query(query_text) is not None:
+            return "generic"
+        e = query_entities
+        if e.common_name and (e.brand or e.dosage_form or e.specification):
+            return "specific"
+        return "generic"
