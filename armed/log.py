@@ -19,6 +19,16 @@ from armed.settings import LoggingSettings
 _configured = False
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is now (test runners and daemons swap it after logging is set up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(settings: LoggingSettings | None = None) -> None:
     """Configure structlog once per process (later calls re-apply the format and level)."""
     global _configured
@@ -39,7 +49,7 @@ def configure_logging(settings: LoggingSettings | None = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # Logs go to stderr so that `armed judge --json` keeps stdout for the answer alone.
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     _configured = True

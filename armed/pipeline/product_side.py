@@ -238,7 +238,12 @@ class ProductSide:
             if rec is None:
                 continue
             entities = entities.merge(
-                Entities(efficacy=list(rec.efficacy), category=list(rec.category), population=list(rec.population))
+                Entities(
+                    efficacy=list(rec.efficacy),
+                    category=list(rec.categories),
+                    population=list(rec.populations),
+                    region=list(rec.regions),
+                )
             )
-            notes.append(f"knowledge ({rec.source}): {cn} — efficacy {'/'.join(rec.efficacy) or 'unknown'}")
+            notes.append(f"knowledge ({'/'.join(rec.sources)}): {cn} — efficacy {'/'.join(rec.efficacy) or 'unknown'}")
         return Detailed(entities, f"{len(notes)} sources")

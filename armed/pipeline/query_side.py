@@ -149,10 +149,10 @@ class QuerySide:
         """QI: the knowledge base's expansions first (verified), then the LLM for the rest."""
         expansion = self.kb.expand_query(query)
         if expansion is not None:
-            note = f"query expansion from the knowledge base: {query!r} → {expansion.text!r}"
+            note = f"query expansion from the knowledge base: {query!r} → {expansion.expanded!r}"
             if expansion.note:
                 note += f" ({expansion.note})"
-            return Detailed(_Rewrite(expansion.text, list(expansion.categories), [note]), "kb expansion")
+            return Detailed(_Rewrite(expansion.expanded, list(expansion.categories), [note]), "kb expansion")
         if self.clients.llm is None:
             return Detailed(_Rewrite(None, [], []), "no expansion; no LLM")
         text = (await self.clients.llm.generate(prompts.rewrite(query), max_tokens=32)).strip()
@@ -288,9 +288,14 @@ class QuerySide:
             if rec is None:
                 continue
             extra = extra.merge(
-                Entities(efficacy=list(rec.efficacy), category=list(rec.category), population=list(rec.population))
+                Entities(
+                    efficacy=list(rec.efficacy),
+                    category=list(rec.categories),
+                    population=list(rec.populations),
+                    region=list(rec.regions),
+                )
             )
-            notes.append(f"knowledge ({rec.source}): {cn} — efficacy {'/'.join(rec.efficacy) or 'unknown'}")
+            notes.append(f"knowledge ({'/'.join(rec.sources)}): {cn} — efficacy {'/'.join(rec.efficacy) or 'unknown'}")
         kept_kb = [d for d in decisions if d.kept and d.doc.source.startswith("kb:")]
         if kept_kb and not entities.efficacy and not extra.efficacy:
             doc_entities = self.kb.extract(kept_kb[0].doc.title + " " + kept_kb[0].doc.text)

@@ -67,10 +67,11 @@ async def test_hijacking_name_is_cheating(kb):
 
 async def test_undecided_pair_falls_back_without_llm(kb):
     """No LLM configured: the knowledge-base prior decides, and the judgment says so (not degraded)."""
-    j = await make_pipeline(kb, stages={"llm_judge": False}).judge("感冒发烧", "维生素C泡腾片")
-    assert j.branch in (Branch.fallback, Branch.rule_veto)
+    j = await make_pipeline(kb, stages={"llm_judge": False}).judge("头痛", "复方对乙酰氨基酚片")
+    assert j.branch is Branch.fallback
     assert abs(sum(j.probabilities.values()) - 1.0) < 1e-9
-    assert j.level is max(j.probabilities, key=lambda k: j.probabilities[k]) or j.branch is Branch.rule_veto
+    assert j.level is max(j.probabilities, key=lambda k: j.probabilities[k])
+    assert j.benchmark_level is BenchmarkLevel.less  # efficacy agrees (头痛 ∈ 解热镇痛), no common name asked
     assert not j.degraded
 
 
