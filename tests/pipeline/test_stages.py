@@ -121,7 +121,7 @@ async def test_identical_pages_are_counted_once(kb):
 
         async def search(self, query, top_k):
             docs = kb.search(query, top_k=1)
-            return docs + [docs[0].model_copy(update={"id": "copy"})]
+            return [*docs, docs[0].model_copy(update={"id": "copy"})]
 
     from armed.pipeline.dag import Pipeline
     from armed.settings import ArmedSettings
@@ -172,7 +172,7 @@ async def test_prompt_injection_in_product_name_is_quoted_and_stripped(kb):
     j = await make_pipeline(kb, ModelClients(llm=llm), judge={"llm_weight": 1.0}).judge("头痛", name)
     assert j.branch is Branch.llm_judge
     assert j.level is RelevanceLevel.irrelevant
-    for method, payload in llm.calls:
+    for _method, payload in llm.calls:
         for message in payload[0]:
             if message.role == "user":
                 assert "<|im_start|>" not in message.content and "<|im_end|>" not in message.content
