@@ -90,3 +90,10 @@ async def test_rules_off_lets_the_core_match_stand(kb):
     makes it less relevant."""
     j = await make_pipeline(kb, stages={"rules": False}).judge("修正消栓通络片", "[德济]消栓通络片1.8g*12片*3板/盒")
     assert j.level is RelevanceLevel.highly
+
+
+async def test_compound_cold_medicine_is_not_read_as_vitamin_c(kb):
+    """维C银翘片 is a cold medicine; reading its 维C as 维生素C once vetoed it for cold queries."""
+    j = await make_pipeline(kb, stages={"llm_judge": False}).judge("感冒药", "维C银翘片 12片")
+    assert "维C银翘" in j.evidence.product.entities.common_name
+    assert j.level is not RelevanceLevel.irrelevant
