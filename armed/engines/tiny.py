@@ -131,9 +131,7 @@ def make_tiny_qwen25_vl(out: Path, seed: int = 2) -> Path:
     return out
 
 
-def make_tiny_checkpoints(
-    root: Path, labels: Sequence[str] = ("relevant", "partial", "irrelevant")
-) -> TinyCheckpoints:
+def make_tiny_checkpoints(root: Path, labels: Sequence[str] = ("relevant", "partial", "irrelevant")) -> TinyCheckpoints:
     """Generate all tiny checkpoints under `root` (skipping those already there) and return their folders."""
     root.mkdir(parents=True, exist_ok=True)
     paths = {"causal": root / "tiny-qwen3", "classifier": root / "tiny-qwen3-cls", "vl": root / "tiny-qwen25-vl"}
