@@ -115,16 +115,37 @@ class VLLMChatModel:
         self.tokenizer = self.llm.get_tokenizer()
         self._worker = BlockingWorker()
 
-    def prompt(self, messages: Sequence[ChatMessage]) -> str:
-        """The chat-templated prompt with the assistant turn opened (thinking off where the template allows)."""
-        if any(m.images for m in messages):
-            raise ValueError(f"{self.model_id} is served as a text model; images are not accepted here")
-        return self.tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages],
-            tokenize=False,
-            add_generation_prompt=True,
-            **_template_kwargs(self.tokenizer),
+    def prompt(self, messages: Sequence[ChatMessage]) -> Any:
+        """The chat-templated prompt with the assistant turn opened (thinking off where the template allows).
+
+        Messages with images (a Qwen2.5-VL served by GPU vLLM) become a multimodal prompt: the template emits
+        one image placeholder per image and vLLM's own processor expands it; images are decoded here first so a
+        broken one fails with a ValueError naming it rather than deep inside the engine.
+        """
+        from armed.engines.transformers_engine import decode_image
+
+        images = [
+            decode_image(data, f"image {ii} of message {mi} ({m.role})")
+            for mi, m in enumerate(messages)
+            for ii, data in enumerate(m.images)
+        ]
+        dialog = [
+            {
+                "role": m.role,
+                "content": (
+                    [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.content}]
+                    if m.images
+                    else m.content
+                ),
+            }
+            for m in messages
+        ]
+        text = self.tokenizer.apply_chat_template(
+            dialog, tokenize=False, add_generation_prompt=True, **_template_kwargs(self.tokenizer)
         )
+        if images:
+            return {"prompt": text, "multi_modal_data": {"image": images}}
+        return text
 
     def _token_text(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])
