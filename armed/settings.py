@@ -102,6 +102,15 @@ class StageSwitches(BaseModel):
     common_name: bool = Field(default=True, description="CN: resolve brand / trade names to common names.")
     query_change: bool = Field(default=True, description="QC: undo a rewrite that changed what was asked.")
     ner_llm: bool = Field(default=True, description="Ask the LLM for entities on top of the lexicon NER.")
+    llm_text: bool = Field(
+        default=False,
+        description=(
+            "Let the LLM write text: the query rewrite (QI), the standard product name and the NER answer. Off in "
+            "the embedded default, whose 135M model only wrote text that query-change detection and grounding "
+            "rejected, at seconds per call; on in the GPU profiles. The knowledge-base parts of those stages "
+            "run either way; the LLM judge is not affected (its answer is constrained)."
+        ),
+    )
     cheating_check: bool = Field(default=True, description="Check the product name against its images.")
     standardise: bool = Field(default=True, description="Standardise the product name (noise removal, LLM).")
     extend: bool = Field(default=True, description="SI: extend the product with CPV, image text and knowledge.")

@@ -187,7 +187,7 @@ class ProductSide:
     async def _standardise(self, product: Product) -> Detailed[str]:
         """Noise removal from the knowledge base, then an LLM standard name if it invents nothing."""
         cleaned = self.kb.strip_noise(product.name) or product.name
-        if self.clients.llm is None:
+        if self.clients.llm is None or not self.s.stages.llm_text:
             return Detailed(cleaned, "noise removal")
         text = (await self.clients.llm.generate(prompts.standardise(cleaned, product.cpv), max_tokens=48)).strip()
         text = text.splitlines()[0].strip() if text else ""

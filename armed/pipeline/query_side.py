@@ -127,7 +127,9 @@ class QuerySide:
             enabled=st.ner_llm,
             timeout=to.ner,
             default=Entities(),
-            skip_reason=None if self.clients.llm is not None else "no LLM configured",
+            skip_reason=(
+                "no LLM configured" if self.clients.llm is None else (None if st.llm_text else "stages.llm_text is off")
+            ),
         )
         entities = entities.merge(llm_entities)
         entities = self._knowledge_grounding(entities, decisions, notes)
@@ -153,8 +155,8 @@ class QuerySide:
             if expansion.note:
                 note += f" ({expansion.note})"
             return Detailed(_Rewrite(expansion.expanded, list(expansion.categories), [note]), "kb expansion")
-        if self.clients.llm is None:
-            return Detailed(_Rewrite(None, [], []), "no expansion; no LLM")
+        if self.clients.llm is None or not self.s.stages.llm_text:
+            return Detailed(_Rewrite(None, [], []), "no knowledge-base expansion (LLM rewrite off)")
         text = (await self.clients.llm.generate(prompts.rewrite(query), max_tokens=32)).strip()
         text = text.splitlines()[0].strip().strip("\"'“”") if text else ""
         if not text or len(text) > 2 * len(query) + 20:
