@@ -186,7 +186,7 @@ class _ChatBase(_ModelBase):
         return await self.engine.generate(list(messages), max_tokens=max_tokens)
 
     async def _probe(self) -> None:
-        res = await self.engine.choose([ChatMessage(role="user", content="yes or no?")], ["yes", "no"])
+        res = await self.engine.choose([ChatMessage(role="user", content="health: yes or no?")], ["yes", "no"])
         if res.label not in ("yes", "no"):
             raise RuntimeError(f"constrained choice returned {res.label!r}")
 
