@@ -9,6 +9,7 @@ Limits are part of the contract: anything past them is a 4xx with a reason, neve
 from __future__ import annotations
 
 import base64
+import struct
 import time
 import uuid
 from typing import Any, Literal
@@ -84,7 +85,9 @@ class EmbeddingRequest(BaseModel):
 
     model: str = Field(max_length=512)
     input: str | list[str] = Field(description="One text or a list of texts.")
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="base64: little-endian float32 bytes (what the openai client asks for)."
+    )
 
     @field_validator("input")
     @classmethod
@@ -103,12 +106,20 @@ class EmbeddingRequest(BaseModel):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
-def embedding_response(model: str, vectors: list[list[float]], texts: list[str]) -> dict:
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def embedding_response(
+    model: str, vectors: list[list[float]], texts: list[str], encoding: str = "float"
+) -> dict:
     tokens = sum(len(t) for t in texts)  # characters: the engines do not report tokens through the protocol
     return {
         "object": "list",
         "model": model,
-        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "data": [{"object": "embedding", "index": i, "embedding": _encode(v, encoding)} for i, v in enumerate(vectors)],
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 

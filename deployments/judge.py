@@ -386,7 +386,8 @@ class Gateway:
     async def http_embeddings(self, body: api.EmbeddingRequest) -> dict:
         client = self._client(body.model, ("embedder",))
         texts = body.texts()
-        return api.embedding_response(body.model, await self._model_call(client.embed(texts)), texts)
+        vectors = await self._model_call(client.embed(texts))
+        return api.embedding_response(body.model, vectors, texts, body.encoding_format)
 
     @gateway_api.post("/v1/classify")
     async def http_classify(self, body: api.ClassifyRequest) -> dict:

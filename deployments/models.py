@@ -114,7 +114,7 @@ class EmbedderDeployment(_ModelBase):
     async def http_embeddings(self, body: api.EmbeddingRequest) -> dict:
         self.check_model(body.model)
         texts = body.texts()
-        return api.embedding_response(self.names[0], await self.embed(texts), texts)
+        return api.embedding_response(self.names[0], await self.embed(texts), texts, body.encoding_format)
 
 
 classifier_api = FastAPI(title="armed consistency", description="(query, document) pair classification.")

@@ -18,7 +18,6 @@ from typing import Any
 
 from armed.engines.base import ChatMessage, ChoiceResult, normalise_vector, softmax
 
-
 PROBE_TEXT = "health"  # what the model deployments' check_health sends
 
 

@@ -86,6 +86,9 @@ def test_role_and_resource_conflicts_are_rejected() -> None:
     d["models"]["llm"]["batching"] = {"max_batch_size": 4}
     _reject(d, "only")
     d = copy.deepcopy(_raw("cpu"))
+    d["models"]["ocr"]["engine"] = {"kind": "vllm", "model": "/models/x"}
+    _reject(d, "cannot serve that role")
+    d = copy.deepcopy(_raw("cpu"))
     del d["models"]["ocr"]
     _reject(d, "missing roles")
 
