@@ -160,6 +160,10 @@ class JudgeProfile(_Strict):
     llm_weight: float = Field(
         ge=0, le=1, description="armed.settings.JudgeSettings.llm_weight: 1.0 on GPU profiles, low on the CPU."
     )
+    llm_text: bool = Field(
+        description="armed.settings.StageSwitches.llm_text: let the LLM write rewrites, standard names and NER "
+        "(on with Qwen3-32B; off on the CPU, where the 135M model's text is always rejected)."
+    )
     required_roles: list[Literal["llm", "embedder", "consistency", "vl", "ocr"]] = Field(
         default_factory=lambda: ["llm"],
         description="Roles without which the judge answers 503 (others only degrade the judgment).",
@@ -238,11 +242,13 @@ class Profile(_Strict):
         return next(p for p in self.pools if p.name == name)
 
     def to_settings(self, base: ArmedSettings | None = None) -> ArmedSettings:
-        """The library settings this profile implies: its engines and llm_weight over `base` (env by default)."""
+        """The library settings this profile implies: its engines, llm_weight and llm_text over `base` (env by
+        default)."""
         base = base or ArmedSettings()
         data = base.model_dump()
         data["models"] = ModelsSettings(**{r: self.models[r].engine for r in ROLES}).model_dump()
         data["judge"] = JudgeSettings(**{**data["judge"], "llm_weight": self.judge.llm_weight}).model_dump()
+        data["stages"] = {**data["stages"], "llm_text": self.judge.llm_text}
         return ArmedSettings.model_validate(data)
 
 
