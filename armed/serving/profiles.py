@@ -161,6 +161,7 @@ class JudgeProfile(_Strict):
         ge=0, le=1, description="armed.settings.JudgeSettings.llm_weight: 1.0 on GPU profiles, low on the CPU."
     )
     llm_text: bool = Field(
+        default=False,
         description="armed.settings.StageSwitches.llm_text: let the LLM write rewrites, standard names and NER "
         "(on with Qwen3-32B; off on the CPU, where the 135M model's text is always rejected)."
     )
