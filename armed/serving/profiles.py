@@ -1,0 +1,266 @@
+"""GPU profiles: the one source of truth for how each model role is served on one kind of hardware.
+
+A profile (`gpu_profiles/<name>.yaml`) says, per model role, which engine serves it and with what engine
+arguments, how many replicas may run, when the autoscaler adds or removes them, what each replica reserves,
+and on which GPU pool it runs. It also sizes the judge (composition) deployment and its caches.
+
+The Serve config builder (`armed.serving.config`), the Helm chart's worker groups and the SRE tools all read
+this model, so a conflict (a tensor-parallel degree that does not fit a pool's nodes, min > max replicas) is
+caught once, here, before anything is deployed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from armed.errors import InputError, from_validation_error
+from armed.settings import ArmedSettings, EngineSpec, JudgeSettings, ModelsSettings
+
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "gpu_profiles"
+ROLES: tuple[str, ...] = ("llm", "embedder", "consistency", "vl", "ocr")
+# Engine kinds that are not a model: the judge runs them in-process (knowledge-base heuristics) or not at all,
+# so the role gets no deployment and the pipeline's fallbacks answer for it.
+IN_PROCESS_KINDS: frozenset[str] = frozenset({"none", "kb", "ocr-kb"})
+# Roles whose engines take one item per call: the deployment batches requests with @serve.batch instead.
+BATCHED_ROLES: frozenset[str] = frozenset({"embedder", "consistency"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GpuPool(_Strict):
+    """A group of identical nodes (a Helm chart worker group); model roles are placed on a pool by name."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Pool (worker group) name, DNS-1123.")
+    gpu_type: str | None = Field(
+        description="Ray accelerator type of the pool's GPUs (A100-80G, A100-40G, H100, L4); null: CPU-only pool."
+    )
+    gpus_per_node: int = Field(ge=0, le=16, description="GPUs on each node of the pool; 0 for a CPU-only pool.")
+    cpus_per_node: int = Field(default=16, ge=1, description="CPU cores on each node (Ray's num-cpus).")
+    memory_gib_per_node: int = Field(default=64, ge=1, description="Memory on each node, GiB.")
+    min_nodes: int = Field(default=0, ge=0, description="Nodes the cluster autoscaler keeps in this pool.")
+    max_nodes: int = Field(default=1, ge=1, description="Most nodes the cluster autoscaler may add to this pool.")
+
+    @model_validator(mode="after")
+    def _gpu_fields(self) -> GpuPool:
+        if (self.gpu_type is None) != (self.gpus_per_node == 0):
+            raise ValueError(f"pool {self.name!r}: gpu_type and gpus_per_node must both be set or both be empty")
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"pool {self.name!r}: min_nodes {self.min_nodes} > max_nodes {self.max_nodes}")
+        return self
+
+
+class ReplicaBounds(_Strict):
+    """How many replicas of a deployment may run; 0 as the minimum lets an idle role scale to zero."""
+
+    min: int = Field(ge=0, description="Fewest replicas (autoscaling floor); 0 allows scale-to-zero.")
+    max: int = Field(ge=1, description="Most replicas (autoscaling ceiling).")
+    initial: int | None = Field(default=None, ge=0, description="Replicas at deploy time; min when unset.")
+
+    @model_validator(mode="after")
+    def _order(self) -> ReplicaBounds:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min {self.min} > replicas.max {self.max}")
+        if self.initial is not None and not self.min <= self.initial <= self.max:
+            raise ValueError(f"replicas.initial {self.initial} is outside [{self.min}, {self.max}]")
+        return self
+
+
+class Autoscaling(_Strict):
+    """When Serve's autoscaler adds or removes replicas (Serve's AutoscalingConfig, the fields armed tunes)."""
+
+    target_ongoing_requests: float = Field(
+        default=2.0, gt=0, description="Requests in flight per replica that the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(default=30.0, ge=0, description="Load must stay high this long to add replicas.")
+    downscale_delay_s: float = Field(default=600.0, ge=0, description="Load must stay low this long to remove them.")
+    metrics_interval_s: float = Field(default=10.0, gt=0, description="How often replicas report their load.")
+    look_back_period_s: float = Field(default=30.0, gt=0, description="Window the load is averaged over.")
+
+
+class Resources(_Strict):
+    """What one replica reserves from Ray's scheduler."""
+
+    num_cpus: float = Field(default=1.0, ge=0, description="CPU cores reserved per replica.")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs reserved per replica (fractions share a GPU).")
+    accelerator_type: str | None = Field(default=None, description="Ray accelerator type the replica must land on.")
+    memory_gib: float | None = Field(default=None, gt=0, description="Memory reserved per replica, GiB.")
+
+
+class Batching(_Strict):
+    """@serve.batch settings for roles whose engines take one request at a time."""
+
+    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Most requests merged into one engine call.")
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, le=1, description="How long the first request waits for others to join its batch."
+    )
+
+
+class RoleProfile(_Strict):
+    """How one model role is served: engine, placement, replicas, autoscaling, admission limits."""
+
+    engine: EngineSpec = Field(description="Engine and engine arguments (armed.settings.EngineSpec).")
+    serving: Literal["armed", "ray-llm"] = Field(
+        default="armed",
+        description=(
+            "armed: armed's own deployment class for the role (any engine kind); ray-llm: Ray's own vLLM "
+            "deployment (ray.serve.llm LLMServer + OpenAI ingress), engine kind vllm only."
+        ),
+    )
+    pool: str = Field(description="Name of the pool (in `pools`) the role's replicas run on.")
+    replicas: ReplicaBounds = Field(description="Replica bounds.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling targets.")
+    max_ongoing_requests: int = Field(default=16, ge=1, description="Requests one replica runs at once.")
+    max_queued_requests: int = Field(
+        default=256, ge=-1, description="Requests a caller's handle queues before rejecting (-1: unbounded)."
+    )
+    resources: Resources = Field(default_factory=Resources, description="Per-replica reservation.")
+    batching: Batching | None = Field(default=None, description="Dynamic batching (embedder, consistency only).")
+    health_check_period_s: float = Field(default=10.0, gt=0, description="How often check_health probes the engine.")
+    health_check_timeout_s: float = Field(default=30.0, gt=0, description="A probe slower than this fails.")
+
+
+class CacheBounds(_Strict):
+    """One TTL-LRU cache of the judge."""
+
+    size: int = Field(ge=0, description="Most entries kept (0 turns the cache off).")
+    ttl_s: float = Field(gt=0, description="Seconds an entry stays valid.")
+
+
+class JudgeCaches(_Strict):
+    query: CacheBounds = Field(
+        default_factory=lambda: CacheBounds(size=50_000, ttl_s=3600),
+        description="Query understanding, by normalised query.",
+    )
+    product: CacheBounds = Field(
+        default_factory=lambda: CacheBounds(size=50_000, ttl_s=3600),
+        description="Product understanding, by product id + content hash.",
+    )
+    judgment: CacheBounds = Field(
+        default_factory=lambda: CacheBounds(size=100_000, ttl_s=900),
+        description="Whole judgments, by (query, product hash).",
+    )
+
+
+class JudgeProfile(_Strict):
+    """The composition deployment: runs the DAG with handle-backed model clients."""
+
+    replicas: ReplicaBounds = Field(description="Replica bounds of the judge deployment.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling targets.")
+    max_ongoing_requests: int = Field(default=64, ge=1, description="Judgments one replica runs at once.")
+    max_queued_requests: int = Field(default=1024, ge=-1, description="Queued judgments before rejecting.")
+    resources: Resources = Field(default_factory=lambda: Resources(num_cpus=1.0), description="Per replica.")
+    pool: str = Field(description="Pool the judge runs on (usually the CPU pool).")
+    caches: JudgeCaches = Field(default_factory=JudgeCaches, description="Cache sizes and TTLs.")
+    llm_weight: float = Field(
+        ge=0, le=1, description="armed.settings.JudgeSettings.llm_weight: 1.0 on GPU profiles, low on the CPU."
+    )
+    required_roles: list[Literal["llm", "embedder", "consistency", "vl", "ocr"]] = Field(
+        default_factory=lambda: ["llm"],
+        description="Roles without which the judge answers 503 (others only degrade the judgment).",
+    )
+    model_timeout_s: float = Field(default=60.0, gt=0, description="A model call slower than this fails.")
+    retry_after_s: int = Field(default=10, ge=1, description="Retry-After of a 503 while a required model is down.")
+    max_batch_pairs: int = Field(default=64, ge=1, description="Most pairs one /v1/judge/batch request may carry.")
+
+
+class Profile(_Strict):
+    """One serving target (cpu, a100-80g, ...): pools, the judge, and every model role."""
+
+    name: str = Field(pattern=r"^[a-z0-9][-a-z0-9]*$", description="Profile name; the file is <name>.yaml.")
+    description: str = Field(description="What hardware this is for and why it is sized this way.")
+    pools: list[GpuPool] = Field(min_length=1, description="Node pools (Helm worker groups).")
+    judge: JudgeProfile = Field(description="The judge (composition) deployment.")
+    models: dict[Literal["llm", "embedder", "consistency", "vl", "ocr"], RoleProfile] = Field(
+        description="Every model role; a role whose engine kind is none is not deployed."
+    )
+
+    @model_validator(mode="after")
+    def _conflicts(self) -> Profile:
+        pools = {p.name: p for p in self.pools}
+        if len(pools) != len(self.pools):
+            raise ValueError("pool names must be unique")
+        missing = [r for r in ROLES if r not in self.models]
+        if missing:
+            raise ValueError(f"models is missing roles {missing}; set engine.kind: none to turn a role off")
+        if self.judge.pool not in pools:
+            raise ValueError(f"judge.pool {self.judge.pool!r} is not one of the pools {sorted(pools)}")
+        for role, rp in self.models.items():
+            where = f"models.{role}"
+            pool = pools.get(rp.pool)
+            if pool is None:
+                raise ValueError(f"{where}.pool {rp.pool!r} is not one of the pools {sorted(pools)}")
+            eng, res = rp.engine, rp.resources
+            if eng.tensor_parallel_size > max(pool.gpus_per_node, 1):
+                raise ValueError(
+                    f"{where}.engine.tensor_parallel_size {eng.tensor_parallel_size} > GPUs per node "
+                    f"({pool.gpus_per_node}) of pool {pool.name!r}"
+                )
+            if res.num_gpus > pool.gpus_per_node:
+                raise ValueError(f"{where}.resources.num_gpus {res.num_gpus} > GPUs per node of pool {pool.name!r}")
+            if res.num_gpus and res.accelerator_type not in (None, pool.gpu_type):
+                raise ValueError(
+                    f"{where}.resources.accelerator_type {res.accelerator_type!r} is not the GPU of pool "
+                    f"{pool.name!r} ({pool.gpu_type!r})"
+                )
+            if res.num_cpus > pool.cpus_per_node:
+                raise ValueError(f"{where}.resources.num_cpus {res.num_cpus} > CPUs per node of pool {pool.name!r}")
+            if rp.serving == "armed" and eng.tensor_parallel_size > 1 and res.num_gpus < eng.tensor_parallel_size:
+                raise ValueError(
+                    f"{where}: tensor_parallel_size {eng.tensor_parallel_size} needs resources.num_gpus >= it"
+                )
+            if rp.serving == "ray-llm" and eng.kind != "vllm":
+                raise ValueError(f"{where}.serving ray-llm needs engine.kind vllm (got {eng.kind!r})")
+            if rp.batching is not None and role not in BATCHED_ROLES:
+                raise ValueError(f"{where}.batching: only {sorted(BATCHED_ROLES)} are batched by the deployment")
+        for role in self.judge.required_roles:
+            if self.models[role].engine.kind in IN_PROCESS_KINDS:
+                raise ValueError(
+                    f"judge.required_roles names {role!r} but its engine kind "
+                    f"{self.models[role].engine.kind!r} has no deployment"
+                )
+        return self
+
+    def deployed_roles(self) -> list[str]:
+        """Roles served by a model: each gets its own Serve application (kb / ocr-kb / none run in the judge)."""
+        return [r for r in ROLES if self.models[r].engine.kind not in IN_PROCESS_KINDS]
+
+    def pool(self, name: str) -> GpuPool:
+        return next(p for p in self.pools if p.name == name)
+
+    def to_settings(self, base: ArmedSettings | None = None) -> ArmedSettings:
+        """The library settings this profile implies: its engines and llm_weight over `base` (env by default)."""
+        base = base or ArmedSettings()
+        data = base.model_dump()
+        data["models"] = ModelsSettings(**{r: self.models[r].engine for r in ROLES}).model_dump()
+        data["judge"] = JudgeSettings(**{**data["judge"], "llm_weight": self.judge.llm_weight}).model_dump()
+        return ArmedSettings.model_validate(data)
+
+
+def profile_names(directory: Path = PROFILE_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> Profile:
+    """Load and validate a profile by name (`cpu`) or path; raises InputError naming the bad field."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = directory / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise InputError("profile", f"no profile {str(name_or_path)!r}; known: {', '.join(profile_names(directory))}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError("profile", f"{path}: not valid YAML: {exc}") from None
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, f"profile[{path.stem}]") from None
+    if profile.name != path.stem:
+        raise InputError("profile.name", f"{profile.name!r} does not match its file name {path.name!r}")
+    return profile
