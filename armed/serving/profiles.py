@@ -188,6 +188,10 @@ class Profile(_Strict):
         missing = [r for r in ROLES if r not in self.models]
         if missing:
             raise ValueError(f"models is missing roles {missing}; set engine.kind: none to turn a role off")
+        try:  # the library's own role/kind rules (e.g. ocr is rapidocr or none)
+            ModelsSettings(**{r: self.models[r].engine for r in ROLES})
+        except ValidationError as exc:
+            raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
         if self.judge.pool not in pools:
             raise ValueError(f"judge.pool {self.judge.pool!r} is not one of the pools {sorted(pools)}")
         for role, rp in self.models.items():

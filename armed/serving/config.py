@@ -1,0 +1,179 @@
+"""The Serve config document, built from a GPU profile.
+
+`serve_config(profile)` returns what `serve deploy` reads and what the Helm chart embeds as serveConfigV2:
+one application per deployed model role (route `/models/<role>`), and the judge application at `/` (gateway
+ingress + judge). Every deployment option here comes from the profile through `deployment_options`, the same
+function the app builders apply, so a local `serve.run(build_…_app(args))` and a cluster deploy agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from armed.serving.profiles import Autoscaling, Profile, ReplicaBounds, Resources, RoleProfile
+
+HTTP_PORT = 8000
+JUDGE_APP = "judge"
+JUDGE_DEPLOYMENT = "Judge"
+GATEWAY_DEPLOYMENT = "Gateway"
+RAY_LLM_MODEL_ID = "armed-llm"
+MODEL_BUILDERS = {
+    "llm": "serve_apps.models:build_llm_app",
+    "vl": "serve_apps.models:build_vl_app",
+    "embedder": "serve_apps.models:build_embedder_app",
+    "consistency": "serve_apps.models:build_consistency_app",
+    "ocr": "serve_apps.models:build_ocr_app",
+}
+
+
+def app_name(role: str) -> str:
+    return role
+
+
+def route_prefix(role: str) -> str:
+    return f"/models/{role}"
+
+
+def deployment_name(profile: Profile, role: str) -> str:
+    """The deployment a role's handle targets: armed's class (named by role) or ray.serve.llm's LLMServer."""
+    if profile.models[role].serving == "ray-llm":
+        # ray.serve.llm names it "LLMServer:" + model_id with "/" → "--" and "." → "_".
+        return "LLMServer:" + model_id_for_ray_llm(role).replace("/", "--").replace(".", "_")
+    return role
+
+
+def model_id_for_ray_llm(role: str) -> str:
+    return RAY_LLM_MODEL_ID if role == "llm" else f"armed-{role}"
+
+
+def _autoscaling(replicas: ReplicaBounds, auto: Autoscaling) -> dict[str, Any]:
+    return {
+        "min_replicas": replicas.min,
+        "initial_replicas": replicas.initial if replicas.initial is not None else replicas.min,
+        "max_replicas": replicas.max,
+        "target_ongoing_requests": auto.target_ongoing_requests,
+        "upscale_delay_s": auto.upscale_delay_s,
+        "downscale_delay_s": auto.downscale_delay_s,
+        "metrics_interval_s": auto.metrics_interval_s,
+        "look_back_period_s": auto.look_back_period_s,
+    }
+
+
+def _actor_options(res: Resources) -> dict[str, Any]:
+    opts: dict[str, Any] = {"num_cpus": res.num_cpus}
+    if res.num_gpus:
+        opts["num_gpus"] = res.num_gpus
+    if res.accelerator_type:
+        opts["accelerator_type"] = res.accelerator_type
+    if res.memory_gib:
+        opts["memory"] = int(res.memory_gib * 1024**3)
+    return opts
+
+
+def deployment_options(profile: Profile, role: str) -> dict[str, Any]:
+    """Serve deployment options of a model role, the judge (`"judge"`) or its HTTP gateway (`"gateway"`)."""
+    if role == "gateway":
+        # The gateway only parses and forwards: the judge's bounds, twice its concurrency, half a core at most.
+        j = profile.judge
+        return {
+            "autoscaling_config": _autoscaling(j.replicas, j.autoscaling),
+            "max_ongoing_requests": j.max_ongoing_requests * 2,
+            "max_queued_requests": j.max_queued_requests,
+            "ray_actor_options": {"num_cpus": min(j.resources.num_cpus, 0.5)},
+        }
+    if role == "judge":
+        j = profile.judge
+        return {
+            "autoscaling_config": _autoscaling(j.replicas, j.autoscaling),
+            "max_ongoing_requests": j.max_ongoing_requests,
+            "max_queued_requests": j.max_queued_requests,
+            "ray_actor_options": _actor_options(j.resources),
+        }
+    rp: RoleProfile = profile.models[role]
+    return {
+        "autoscaling_config": _autoscaling(rp.replicas, rp.autoscaling),
+        "max_ongoing_requests": rp.max_ongoing_requests,
+        "max_queued_requests": rp.max_queued_requests,
+        "ray_actor_options": _actor_options(rp.resources),
+        "health_check_period_s": rp.health_check_period_s,
+        "health_check_timeout_s": rp.health_check_timeout_s,
+    }
+
+
+def ray_llm_config(profile: Profile, role: str) -> dict[str, Any]:
+    """ray.serve.llm LLMConfig (as a dict) for a role the profile serves with `serving: ray-llm`."""
+    rp = profile.models[role]
+    eng = rp.engine
+    opts = deployment_options(profile, role)
+    cfg: dict[str, Any] = {
+        "model_loading_config": {"model_id": model_id_for_ray_llm(role), "model_source": eng.model},
+        "engine_kwargs": {
+            "tensor_parallel_size": eng.tensor_parallel_size,
+            "gpu_memory_utilization": eng.gpu_memory_utilization,
+            "max_model_len": eng.max_model_len,
+            "max_num_seqs": eng.max_num_seqs,
+            "dtype": eng.dtype,
+        },
+        "deployment_config": {
+            "autoscaling_config": opts["autoscaling_config"],
+            "max_ongoing_requests": opts["max_ongoing_requests"],
+            "max_queued_requests": opts["max_queued_requests"],
+            "health_check_period_s": opts["health_check_period_s"],
+            "health_check_timeout_s": opts["health_check_timeout_s"],
+        },
+    }
+    if rp.resources.accelerator_type:
+        cfg["accelerator_type"] = rp.resources.accelerator_type
+    return cfg
+
+
+def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dict[str, Any]:
+    rp = profile.models[role]
+    if rp.serving == "ray-llm":
+        return {
+            "name": app_name(role),
+            "route_prefix": route_prefix(role),
+            "import_path": "ray.serve.llm:build_openai_app",
+            "args": {"llm_configs": [ray_llm_config(profile, role)]},
+        }
+    return {
+        "name": app_name(role),
+        "route_prefix": route_prefix(role),
+        "import_path": MODEL_BUILDERS[role],
+        "args": {**builder_args, "role": role},
+        "deployments": [{"name": deployment_name(profile, role), **deployment_options(profile, role)}],
+    }
+
+
+def serve_config(
+    profile: Profile, *, profile_ref: str | None = None, engine_source: str = "factory", host: str = "0.0.0.0",
+    port: int = HTTP_PORT,
+) -> dict[str, Any]:
+    """The whole Serve config (serveConfigV2): model apps, then the judge app at `/`.
+
+    `profile_ref` is what the builders are given to find the profile at deploy time (a name resolved in the
+    image's gpu_profiles/, or a path); the profile's own name by default.
+    """
+    ref = profile_ref or profile.name
+    args: dict[str, Any] = {"profile": ref}
+    if engine_source != "factory":
+        args["engine_source"] = engine_source
+    judge_opts = deployment_options(profile, "judge")
+    gateway_opts = deployment_options(profile, "gateway")
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": host, "port": port},
+        "applications": [
+            *(_model_app(profile, role, args) for role in profile.deployed_roles()),
+            {
+                "name": JUDGE_APP,
+                "route_prefix": "/",
+                "import_path": "serve_apps.judge:build_judge_app",
+                "args": dict(args),
+                "deployments": [
+                    {"name": GATEWAY_DEPLOYMENT, **gateway_opts},
+                    {"name": JUDGE_DEPLOYMENT, **judge_opts},
+                ],
+            },
+        ],
+    }

@@ -1,0 +1,251 @@
+"""Model clients backed by Serve deployment handles: the armed.engines.base protocols over the network.
+
+The judge builds its Pipeline with these clients, so it runs exactly the DAG the library runs in-process.
+Nothing here contacts a backend at construction: handles are looked up on first use, and a role's
+availability (its app exists and has a running replica) is read from the Serve controller, cached for a second.
+
+A role with no running replica raises `ModelUnavailable` at once instead of queueing forever behind a
+scaled-to-zero or missing deployment; the call also leaves a wake-up request queued, so a scale-to-zero
+deployment sees load and scales up. The judge turns ModelUnavailable of a required role into 503 + Retry-After;
+for an optional role the pipeline stage fails and the judgment is marked degraded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from armed.engines.base import ChatMessage, ChoiceResult, ModelClients
+from armed.log import get_logger
+
+log = get_logger("armed.clients")
+
+# Roles found unavailable while the current request ran. The judge sets a fresh set per request; asyncio tasks
+# started by the DAG's gather copy the context, so they share (and add to) the same set object.
+UNAVAILABLE_ROLES: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("armed_unavailable", default=None)
+
+
+class ModelUnavailable(RuntimeError):
+    """A model role has no running replica (scaled to zero, not deployed, or all replicas down)."""
+
+    def __init__(self, role: str, reason: str, retry_after_s: int = 10) -> None:
+        super().__init__(f"model {role!r} is unavailable: {reason}")
+        self.role = role
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the three fields across processes (Ray pickles exceptions)
+        return (ModelUnavailable, (self.role, self.reason, self.retry_after_s))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a role is served: Serve application and deployment names."""
+
+    role: str
+    app: str
+    deployment: str
+
+
+@dataclass
+class ReplicaAvailability:
+    """Running-replica counts per (app, deployment), from `serve.status()`, cached for `ttl_s`.
+
+    The status call goes to the Serve controller (a few ms); caching keeps it off the per-request path.
+    """
+
+    ttl_s: float = 1.0
+    _checked: float = -1e9
+    _running: dict[tuple[str, str], int] = field(default_factory=dict)
+    _apps: set[str] = field(default_factory=set)
+    _lock: asyncio.Lock | None = None
+
+    async def running(self, target: Target) -> int | None:
+        """Running replicas of the target; None when its application is not deployed at all."""
+        if time.monotonic() - self._checked > self.ttl_s:
+            self._lock = self._lock or asyncio.Lock()
+            async with self._lock:
+                if time.monotonic() - self._checked > self.ttl_s:
+                    await asyncio.to_thread(self._refresh)
+        if target.app not in self._apps:
+            return None
+        return self._running.get((target.app, target.deployment), 0)
+
+    def _refresh(self) -> None:
+        from ray import serve
+
+        status = serve.status()
+        running: dict[tuple[str, str], int] = {}
+        for app_name, app in status.applications.items():
+            for dep_name, dep in app.deployments.items():
+                states = {str(getattr(k, "value", k)): v for k, v in dep.replica_states.items()}
+                running[(app_name, dep_name)] = states.get("RUNNING", 0)
+        self._running = running
+        self._apps = set(status.applications)
+        self._checked = time.monotonic()
+
+    def invalidate(self) -> None:
+        self._checked = -1e9
+
+
+class HandleClient:
+    """Calls one role's deployment through a handle, after checking that it has a running replica."""
+
+    def __init__(
+        self, target: Target, model_id: str, availability: ReplicaAvailability, *, timeout_s: float = 60.0,
+        retry_after_s: int = 10,
+    ) -> None:
+        self.target = target
+        self.model_id = model_id
+        self.availability = availability
+        self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self._handle: Any = None
+        self._wake: asyncio.Task | None = None
+
+    def handle(self) -> Any:
+        if self._handle is None:
+            from ray import serve
+
+            self._handle = serve.get_deployment_handle(self.target.deployment, self.target.app)
+        return self._handle
+
+    def _unavailable(self, reason: str) -> ModelUnavailable:
+        marks = UNAVAILABLE_ROLES.get()
+        if marks is not None:
+            marks.add(self.target.role)
+        return ModelUnavailable(self.target.role, reason, self.retry_after_s)
+
+    async def ensure_available(self) -> None:
+        running = await self.availability.running(self.target)
+        if running is None:
+            raise self._unavailable(f"application {self.target.app!r} is not deployed")
+        if running == 0:
+            self._wake_up()
+            raise self._unavailable(f"deployment {self.target.app}/{self.target.deployment} has no running replica")
+
+    def _wake_up(self) -> None:
+        """Queue one cheap call so that a scale-to-zero deployment sees demand (at most one at a time)."""
+        if self._wake is not None and not self._wake.done():
+            return
+
+        async def wake() -> None:
+            try:
+                await asyncio.wait_for(self.handle().ping.remote(), 600)
+            except Exception as exc:
+                log.debug("wake_failed", role=self.target.role, error=str(exc)[:200])
+
+        self._wake = asyncio.get_running_loop().create_task(wake())
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        await self.ensure_available()
+        try:
+            return await asyncio.wait_for(getattr(self.handle(), method).remote(*args, **kwargs), self.timeout_s)
+        except (DeploymentUnavailableError, BackPressureError) as exc:
+            self.availability.invalidate()
+            raise self._unavailable(type(exc).__name__) from None
+
+
+class HandleChatModel(HandleClient):
+    """ChatModel (llm / vl roles) over an armed LLMDeployment / VLDeployment handle."""
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        return await self.call("choose", list(messages), list(choices))
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        return await self.call("generate", list(messages), max_tokens)
+
+
+class HandleEmbedder(HandleClient):
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self.call("embed", list(texts))
+
+
+class HandlePairClassifier(HandleClient):
+    def __init__(self, *args: Any, labels: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.labels = tuple(labels)  # from the profile: known without asking the replica
+
+    async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        return await self.call("classify", [tuple(p) for p in pairs])
+
+
+class HandleImageReader(HandleClient):
+    async def read(self, image: bytes) -> list[str]:
+        return await self.call("read", image)
+
+
+class RayLLMChatModel(HandleClient):
+    """ChatModel over ray.serve.llm's LLMServer (the profile's `serving: ray-llm`), through its handle.
+
+    Constrained choice uses vLLM structured outputs (a `choice` list) and reads the chosen label; the
+    probabilities are one-hot because the OpenAI response carries no distribution over the choices.
+    NOTE: written against ray 2.60's LLMServer.chat(ChatCompletionRequest) and vLLM's request type; it needs
+    vLLM installed in the judge's image and has not been run on a GPU here.
+    """
+
+    async def _chat(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> str:
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+        content = []
+        for m in messages:
+            if m.images:
+                raise ValueError("the ray-llm path serves text chat only; the vl role uses armed's deployment")
+            content.append({"role": m.role, "content": m.content})
+        request = ChatCompletionRequest(
+            model=self.model_id, messages=content, max_tokens=max_tokens, temperature=0.0, stream=False, **extra
+        )
+        await self.ensure_available()
+        gen = self.handle().options(stream=True).chat.remote(request)
+        async for chunk in gen:
+            response = chunk[0] if isinstance(chunk, list) else chunk
+            if hasattr(response, "choices"):
+                return response.choices[0].message.content or ""
+            raise RuntimeError(f"LLMServer error: {str(response)[:300]}")
+        raise RuntimeError("LLMServer returned no response")
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        longest = max(len(c) for c in choices)
+        extra = {"structured_outputs": {"choice": list(choices)}}
+        text = (await asyncio.wait_for(self._chat(messages, longest + 8, extra), self.timeout_s)).strip()
+        label = text if text in choices else min(choices, key=lambda c: (c not in text, len(c)))
+        return ChoiceResult(label=label, probabilities={c: float(c == label) for c in choices}, model=self.model_id)
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        return await asyncio.wait_for(self._chat(messages, max_tokens, {}), self.timeout_s)
+
+
+def build_handle_clients(
+    targets: dict[str, Target],
+    model_ids: dict[str, str],
+    *,
+    labels: Sequence[str] = ("consistent", "inconsistent"),
+    ray_llm_roles: Sequence[str] = (),
+    timeout_s: float = 60.0,
+    retry_after_s: int = 10,
+    availability: ReplicaAvailability | None = None,
+) -> ModelClients:
+    """ModelClients for the deployed roles; a role without a target stays None (the pipeline's fallbacks)."""
+    availability = availability or ReplicaAvailability()
+    kw = {"timeout_s": timeout_s, "retry_after_s": retry_after_s}
+    clients = ModelClients()
+    for role, target in targets.items():
+        mid = model_ids[role]
+        if role in ("llm", "vl"):
+            cls = RayLLMChatModel if role in ray_llm_roles else HandleChatModel
+            setattr(clients, role, cls(target, mid, availability, **kw))
+        elif role == "embedder":
+            clients.embedder = HandleEmbedder(target, mid, availability, **kw)
+        elif role == "consistency":
+            clients.consistency = HandlePairClassifier(target, mid, availability, labels=labels, **kw)
+        elif role == "ocr":
+            clients.ocr = HandleImageReader(target, mid, availability, **kw)
+        else:
+            raise ValueError(f"unknown role {role!r}")
+    return clients

@@ -1,0 +1,40 @@
+"""Building one role's engine inside a model replica.
+
+The factory (`armed.engines.factory.build_clients`) builds every configured role from a ModelsSettings; a model
+replica needs one role only, so it asks for that role with every other role set to `none`. The import is lazy:
+this module (and every deployment module) imports on a machine without any engine installed, e.g. in the
+Serve controller, the gateway or the Helm chart's CI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from armed.settings import EngineSpec, ModelsSettings
+
+ROLES = ("llm", "embedder", "consistency", "vl", "ocr")
+EngineSource = Literal["factory", "zero-work"]
+
+
+def build_role_engine(
+    role: str, spec: EngineSpec, source: EngineSource = "factory", options: dict[str, Any] | None = None
+) -> Any:
+    """The engine serving `role`: from the engine factory, or a zero-work engine (overhead measurement, tests)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    if source == "zero-work":
+        from deployments.testing import zero_work_engine
+
+        return zero_work_engine(role, **(options or {}))
+    from armed.engines.factory import build_clients  # lazy: the engines are heavy and optional
+
+    models = ModelsSettings(**{r: (spec if r == role else EngineSpec(kind="none")) for r in ROLES})
+    engine = getattr(build_clients(models), role)
+    if engine is None:
+        raise RuntimeError(f"engine kind {spec.kind!r} built no model for role {role!r}")
+    return engine
+
+
+def spec_model_id(spec: EngineSpec) -> str:
+    """A model id known without contacting the replica: engine kind and checkpoint. Part of every cache key."""
+    return f"{spec.kind}:{spec.model}" if spec.model else spec.kind

@@ -1,0 +1,267 @@
+"""One Ray Serve deployment class per model role: engine + request path + health.
+
+Each class answers two ways that share one request path: handle methods (`embed`, `classify`, `choose`,
+`generate`, `read`) that the judge's handle clients call, and HTTP routes (FastAPI ingress) that call those same
+methods. Engines that take one request at a time behind a lock (embedder, consistency) get dynamic batching with
+`@serve.batch`: concurrent requests are merged into one engine call, sized by the profile's `batching` section.
+
+`check_health` makes a tiny real call to the engine, so a wedged engine (CUDA error, dead thread) marks the
+replica unhealthy and Serve replaces it; process liveness alone would not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from armed.engines.base import ChatMessage, ChoiceResult
+from armed.log import get_logger
+from armed.settings import EngineSpec
+from deployments import api
+from deployments.engines import EngineSource, build_role_engine, spec_model_id
+
+log = get_logger("armed.deployments")
+
+
+class ModelArgs(BaseModel):
+    """Constructor arguments of a model deployment (what the app builder binds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(description="llm, vl, embedder, consistency or ocr.")
+    engine: EngineSpec = Field(description="The role's engine spec from the profile.")
+    engine_source: EngineSource = Field(default="factory", description="factory, or zero-work (overhead/tests).")
+    engine_options: dict[str, Any] = Field(default_factory=dict, description="zero-work knobs: delay_s, fail.")
+    max_batch_size: int = Field(default=32, ge=1, description="@serve.batch: most requests per engine call.")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="@serve.batch: wait for a batch to fill.")
+    health_timeout_s: float = Field(default=30.0, gt=0, description="The health probe's own deadline.")
+
+
+class _ModelBase:
+    """What every model deployment shares: args, engine, names, health probe, ping."""
+
+    role: str
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = ModelArgs.model_validate(args)
+        self.role = self.args.role
+        started = time.perf_counter()
+        self.engine = build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
+        self.names = api.model_names(self.role, self.args.engine.model)
+        self.model_id = spec_model_id(self.args.engine)
+        log.info("model_ready", role=self.role, model=self.model_id, seconds=round(time.perf_counter() - started, 3))
+
+    def check_model(self, name: str) -> None:
+        if name not in self.names:
+            raise api.ApiError(404, f"model {name!r} is not served here; this route serves {self.names[0]!r}",
+                               kind="not_found_error")
+
+    async def ping(self) -> str:
+        """Cheapest possible call: used to wake a scaled-to-zero deployment (the queued call counts as load)."""
+        return self.model_id
+
+    async def engine_stats(self) -> dict[str, Any]:
+        """Batch sizes the engine saw, where it records them (zero-work engines): shows batching works."""
+        return {"batch_sizes": list(getattr(self.engine, "batch_sizes", [])), "calls": getattr(self.engine, "calls", 0)}
+
+    async def _probe(self) -> None:
+        raise NotImplementedError
+
+    async def check_health(self) -> None:
+        try:
+            await asyncio.wait_for(self._probe(), self.args.health_timeout_s)
+        except TimeoutError:
+            raise RuntimeError(f"{self.role}: health probe took longer than {self.args.health_timeout_s}s") from None
+
+
+embedder_api = FastAPI(title="armed embedder", description="OpenAI-compatible embeddings of the embedder role.")
+api.install_error_handlers(embedder_api)
+
+
+@serve.deployment(name="embedder")
+@serve.ingress(embedder_api)
+class EmbedderDeployment(_ModelBase):
+    """The embedding role; single texts from concurrent requests are batched into one engine call."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        super().__init__(args)
+        self._embed_one.set_max_batch_size(self.args.max_batch_size)
+        self._embed_one.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _embed_one(self, texts: list[str]) -> list[list[float]]:
+        return await self.engine.embed(texts)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return list(await asyncio.gather(*(self._embed_one(t) for t in texts)))
+
+    async def _probe(self) -> None:
+        vec = (await self.engine.embed(["health"]))[0]
+        if not vec:
+            raise RuntimeError("embedder returned an empty vector")
+
+    @embedder_api.get("/v1/models")
+    async def http_models(self) -> dict:
+        return api.models_list(self.names[:1])
+
+    @embedder_api.post("/v1/embeddings")
+    async def http_embeddings(self, body: api.EmbeddingRequest) -> dict:
+        self.check_model(body.model)
+        texts = body.texts()
+        return api.embedding_response(self.names[0], await self.embed(texts), texts, body.encoding_format)
+
+
+classifier_api = FastAPI(title="armed consistency", description="(query, document) pair classification.")
+api.install_error_handlers(classifier_api)
+
+
+@serve.deployment(name="consistency")
+@serve.ingress(classifier_api)
+class ClassifierDeployment(_ModelBase):
+    """The consistency role (pair classifier); pairs from concurrent requests are batched."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        super().__init__(args)
+        self.labels: tuple[str, ...] = tuple(self.engine.labels)
+        self._classify_one.set_max_batch_size(self.args.max_batch_size)
+        self._classify_one.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _classify_one(self, pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
+        return await self.engine.classify(pairs)
+
+    async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        return list(await asyncio.gather(*(self._classify_one((a, b)) for a, b in pairs)))
+
+    async def get_labels(self) -> tuple[str, ...]:
+        return self.labels
+
+    async def _probe(self) -> None:
+        dist = (await self.engine.classify([("health", "health")]))[0]
+        if set(dist) != set(self.labels):
+            raise RuntimeError(f"classifier returned labels {sorted(dist)}, expected {sorted(self.labels)}")
+
+    @classifier_api.get("/v1/models")
+    async def http_models(self) -> dict:
+        return api.models_list(self.names[:1])
+
+    @classifier_api.post("/v1/classify")
+    async def http_classify(self, body: api.ClassifyRequest) -> dict:
+        self.check_model(body.model)
+        return api.classify_response(self.names[0], await self.classify(body.pairs))
+
+
+def _chat_api(role: str) -> FastAPI:
+    app = FastAPI(title=f"armed {role}", description=f"OpenAI-compatible chat completions of the {role} role.")
+    api.install_error_handlers(app)
+    return app
+
+
+async def _chat_http(dep: _ChatBase, body: api.ChatRequest) -> dict:
+    dep.check_model(body.model)
+    if body.stream:
+        raise api.ApiError(400, "stream=true is not supported; armed's answers are short")
+    messages = body.to_messages()
+    if any(m.images for m in messages) and dep.role != "vl":
+        raise api.ApiError(400, f"model {dep.names[0]!r} does not read images; use armed-vl")
+    if body.guided_choice:
+        result = await dep.choose(messages, body.guided_choice)
+        return api.chat_response(dep.names[0], result.label, result)
+    return api.chat_response(dep.names[0], await dep.generate(messages, max_tokens=body.token_budget()))
+
+
+class _ChatBase(_ModelBase):
+    """The LLM and VL roles: constrained choice and free generation. vLLM batches internally (no @serve.batch)."""
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        return await self.engine.choose(list(messages), list(choices))
+
+    async def generate(self, messages: Sequence[ChatMessage], max_tokens: int = 128) -> str:
+        return await self.engine.generate(list(messages), max_tokens=max_tokens)
+
+    async def _probe(self) -> None:
+        res = await self.engine.choose([ChatMessage(role="user", content="health: yes or no?")], ["yes", "no"])
+        if res.label not in ("yes", "no"):
+            raise RuntimeError(f"constrained choice returned {res.label!r}")
+
+
+llm_api = _chat_api("llm")
+
+
+@serve.deployment(name="llm")
+@serve.ingress(llm_api)
+class LLMDeployment(_ChatBase):
+    """The LLM role where armed's own engine serves it (the ray-llm path uses ray.serve.llm instead)."""
+
+    @llm_api.get("/v1/models")
+    async def http_models(self) -> dict:
+        return api.models_list(self.names[:1])
+
+    @llm_api.post("/v1/chat/completions")
+    async def http_chat(self, body: api.ChatRequest) -> dict:
+        return await _chat_http(self, body)
+
+
+vl_api = _chat_api("vl")
+
+
+@serve.deployment(name="vl")
+@serve.ingress(vl_api)
+class VLDeployment(_ChatBase):
+    """The vision-language role (cheating check): chat with image content parts."""
+
+    @vl_api.get("/v1/models")
+    async def http_models(self) -> dict:
+        return api.models_list(self.names[:1])
+
+    @vl_api.post("/v1/chat/completions")
+    async def http_chat(self, body: api.ChatRequest) -> dict:
+        return await _chat_http(self, body)
+
+
+ocr_api = FastAPI(title="armed ocr", description="Text lines printed on an image.")
+api.install_error_handlers(ocr_api)
+
+
+@serve.deployment(name="ocr")
+@serve.ingress(ocr_api)
+class OcrDeployment(_ModelBase):
+    """OCR (RapidOCR on CPU nodes): one image per call; ONNX runtime uses the replica's cores itself."""
+
+    async def read(self, image: bytes) -> list[str]:
+        return await self.engine.read(image)
+
+    async def _probe(self) -> None:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), "white").save(buf, format="PNG")
+        lines = await self.engine.read(buf.getvalue())
+        if not isinstance(lines, list):
+            raise RuntimeError("OCR returned no line list")
+
+    @ocr_api.get("/v1/models")
+    async def http_models(self) -> dict:
+        return api.models_list(self.names[:1])
+
+    @ocr_api.post("/v1/ocr")
+    async def http_ocr(self, body: api.OcrRequest) -> dict:
+        self.check_model(body.model)
+        return {"object": "ocr", "model": self.names[0], "lines": await self.read(body.image_bytes())}
+
+
+DEPLOYMENT_CLASSES = {
+    "llm": LLMDeployment,
+    "vl": VLDeployment,
+    "embedder": EmbedderDeployment,
+    "consistency": ClassifierDeployment,
+    "ocr": OcrDeployment,
+}

@@ -1,0 +1,111 @@
+"""Zero-work engines: protocol-complete engines that do (almost) nothing, for two honest uses.
+
+1. Measuring the serving overhead alone (proxy, handles, batching, the DAG's fan-out) with models that cost ~0.
+2. Tests of the Serve layer that must not depend on model weights or on the engine factory.
+
+They are deterministic (vectors and choices derive from a hash of the input) and can be made slow or failing
+(`delay_s`, `fail`) to test timeouts, degradation and autoscaling. A failing engine still answers the health
+probe (inputs equal to PROBE_TEXT): it models a replica that is up but whose answers fail, which is what the
+judge must turn into a degraded judgment; a failing probe would instead keep the replica from starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from armed.engines.base import ChatMessage, ChoiceResult, normalise_vector, softmax
+
+PROBE_TEXT = "health"  # what the model deployments' check_health sends
+
+
+def _seed(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+class _Knobs:
+    def __init__(self, *, delay_s: float = 0.0, fail: bool = False, model_id: str = "zero-work") -> None:
+        self.delay_s = delay_s
+        self.fail = fail
+        self.model_id = model_id
+        self.calls = 0
+
+    async def _work(self, *inputs: str) -> None:
+        self.calls += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail and not all(PROBE_TEXT in i for i in inputs):
+            raise RuntimeError(f"{self.model_id}: configured to fail")
+
+
+class ZeroWorkChat(_Knobs):
+    """ChatModel: `choose` picks by hash of the last message; `generate` echoes a prefix of it."""
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        await self._work(messages[-1].content)
+        digest = _seed(messages[-1].content + "|" + str(len(messages[-1].images)))
+        scores = {c: digest[i % len(digest)] / 64.0 for i, c in enumerate(choices)}
+        probs = softmax(scores)
+        return ChoiceResult(label=max(probs, key=probs.__getitem__), probabilities=probs, model=self.model_id)
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        await self._work(messages[-1].content)
+        return messages[-1].content[: max(1, min(max_tokens, 32))]
+
+
+class ZeroWorkEmbedder(_Knobs):
+    """Embedder: an 8-dimensional unit vector from a hash of each text."""
+
+    def __init__(self, *, dim: int = 8, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.dim = dim
+        self.batch_sizes: list[int] = []
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        await self._work(*texts)
+        self.batch_sizes.append(len(texts))
+        return [normalise_vector([b - 127.5 for b in _seed(t)[: self.dim]]) for t in texts]
+
+
+class ZeroWorkClassifier(_Knobs):
+    """PairClassifier: P(first label) from a hash of the pair."""
+
+    def __init__(self, *, labels: Sequence[str] = ("consistent", "inconsistent"), **kw: Any) -> None:
+        super().__init__(**kw)
+        self.labels = tuple(labels)
+        self.batch_sizes: list[int] = []
+
+    async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        await self._work(*(a + b for a, b in pairs))
+        self.batch_sizes.append(len(pairs))
+        out = []
+        for a, b in pairs:
+            p = _seed(a + "\x1f" + b)[0] / 255.0
+            rest = (1.0 - p) / max(len(self.labels) - 1, 1)
+            out.append({lab: (p if i == 0 else rest) for i, lab in enumerate(self.labels)})
+        return out
+
+
+class ZeroWorkOcr(_Knobs):
+    """ImageReader: one line naming the image's size."""
+
+    async def read(self, image: bytes) -> list[str]:
+        # The health probe sends a tiny blank PNG; real product images are larger than 1 KiB.
+        await self._work(PROBE_TEXT if len(image) < 1024 else "")
+        return [f"{len(image)} bytes"]
+
+
+def zero_work_engine(role: str, **options: Any) -> Any:
+    """The zero-work engine for a role (llm/vl: chat, embedder, consistency: classifier, ocr)."""
+    options.setdefault("model_id", f"zero-work-{role}")
+    if role in ("llm", "vl"):
+        return ZeroWorkChat(**options)
+    if role == "embedder":
+        return ZeroWorkEmbedder(**options)
+    if role == "consistency":
+        return ZeroWorkClassifier(**options)
+    if role == "ocr":
+        return ZeroWorkOcr(**options)
+    raise ValueError(f"unknown role {role!r}")

@@ -1,0 +1,83 @@
+"""Application builders for the model roles: the `import_path` targets of the Serve config's model apps.
+
+Each builder validates its args (pydantic), reads the role's section of the profile and binds the role's
+deployment class with the profile's deployment options. `serve.run(build_embedder_app({...}))` locally and a
+`serve deploy` of `armed serve-config` on a cluster therefore deploy the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray.serve import Application
+
+from armed.serving.config import deployment_name, deployment_options
+from armed.serving.profiles import IN_PROCESS_KINDS, load_profile
+from deployments.engines import EngineSource
+from deployments.models import DEPLOYMENT_CLASSES
+
+
+class ModelAppArgs(BaseModel):
+    """Arguments of a model application (the `args` of its entry in the Serve config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = Field(default="cpu", description="Profile name (gpu_profiles/<name>.yaml) or a YAML path.")
+    role: str | None = Field(default=None, description="The role; set by the role-specific builders.")
+    engine_source: EngineSource = Field(
+        default="factory", description="factory: the profile's engines; zero-work: no-op engines (overhead, tests)."
+    )
+    engine_options: dict[str, Any] = Field(default_factory=dict, description="zero-work knobs: delay_s, fail.")
+
+
+def build_model_app(args: dict[str, Any]) -> Application:
+    a = ModelAppArgs.model_validate(args)
+    if a.role not in DEPLOYMENT_CLASSES:
+        raise ValueError(f"role must be one of {sorted(DEPLOYMENT_CLASSES)}, got {a.role!r}")
+    profile = load_profile(a.profile)
+    rp = profile.models[a.role]
+    if rp.engine.kind in IN_PROCESS_KINDS:
+        raise ValueError(f"profile {profile.name!r} serves {a.role} with kind {rp.engine.kind!r}: no deployment")
+    if rp.serving == "ray-llm":
+        raise ValueError(f"profile {profile.name!r} serves {a.role} with ray.serve.llm; use build_ray_llm_app")
+    batching = rp.batching
+    init_args = {
+        "role": a.role,
+        "engine": rp.engine.model_dump(),
+        "engine_source": a.engine_source,
+        "engine_options": a.engine_options,
+        "health_timeout_s": rp.health_check_timeout_s,
+        **({"max_batch_size": batching.max_batch_size, "batch_wait_timeout_s": batching.batch_wait_timeout_s}
+           if batching else {}),
+    }
+    cls = DEPLOYMENT_CLASSES[a.role]
+    return cls.options(name=deployment_name(profile, a.role), **deployment_options(profile, a.role)).bind(init_args)
+
+
+def _for(role: str) -> Any:
+    def build(args: dict[str, Any]) -> Application:
+        return build_model_app({**args, "role": role})
+
+    build.__name__ = f"build_{role}_app"
+    build.__doc__ = f"Builder of the {role} application (import_path serve_apps.models:build_{role}_app)."
+    return build
+
+
+build_llm_app = _for("llm")
+build_vl_app = _for("vl")
+build_embedder_app = _for("embedder")
+build_consistency_app = _for("consistency")
+build_ocr_app = _for("ocr")
+
+
+def build_ray_llm_app(args: dict[str, Any]) -> Application:
+    """The LLM role through ray.serve.llm (LLMServer + OpenAI ingress) for profiles with `serving: ray-llm`."""
+    from ray.serve.llm import build_openai_app
+
+    from armed.serving.config import ray_llm_config
+
+    a = ModelAppArgs.model_validate(args)
+    profile = load_profile(a.profile)
+    role = a.role or "llm"
+    return build_openai_app({"llm_configs": [ray_llm_config(profile, role)]})

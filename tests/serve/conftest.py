@@ -1,0 +1,110 @@
+"""Fixtures for Serve tests: a light test profile (zero-work engines, 0.1 CPU replicas) and one local Ray per module.
+
+Other test suites share this 2-core machine, so replicas reserve 0.1 CPU, autoscaling reacts within seconds
+(metrics every 1 s), and every module shuts Ray down when it ends.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_test_profile(name: str = "serve-test") -> dict:
+    """All five roles deployed (vLLM-kind specs, so their names are realistic), each 0.1 CPU, fast autoscaling."""
+    auto = {"target_ongoing_requests": 2, "upscale_delay_s": 1, "downscale_delay_s": 4, "metrics_interval_s": 1,
+            "look_back_period_s": 2}
+
+    def role(model: str | None, **extra: object) -> dict:
+        return {
+            "engine": {"kind": "vllm", "model": model} if model else {"kind": "rapidocr"},
+            "pool": "cpu",
+            "replicas": {"min": 1, "max": 1},
+            "autoscaling": auto,
+            "max_ongoing_requests": 8,
+            "resources": {"num_cpus": 0.1},
+            "health_check_period_s": 2,
+            "health_check_timeout_s": 10,
+            **extra,
+        }
+
+    return {
+        "name": name,
+        "description": "Serve tests: zero-work engines, tiny reservations.",
+        "pools": [{"name": "cpu", "gpu_type": None, "gpus_per_node": 0, "cpus_per_node": 2}],
+        "judge": {
+            "pool": "cpu", "replicas": {"min": 1, "max": 1}, "resources": {"num_cpus": 0.1}, "llm_weight": 0.35,
+            "required_roles": ["llm"], "retry_after_s": 7, "model_timeout_s": 10,
+            "caches": {"query": {"size": 100, "ttl_s": 60}, "product": {"size": 100, "ttl_s": 60},
+                       "judgment": {"size": 100, "ttl_s": 60}},
+        },
+        "models": {
+            "llm": role("/models/tiny-llm"),
+            "embedder": role("/models/tiny-embedder", batching={"max_batch_size": 16, "batch_wait_timeout_s": 0.05}),
+            "consistency": role("/models/tiny-consistency",
+                                batching={"max_batch_size": 16, "batch_wait_timeout_s": 0.05}),
+            "vl": role("/models/tiny-vl"),
+            "ocr": role(None),
+        },
+    }
+
+
+def write_profile(directory: Path, data: dict) -> str:
+    path = directory / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def profile_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_profile(tmp_path_factory.mktemp("profiles"), serve_test_profile())
+
+
+@pytest.fixture(scope="module")
+def profile_data() -> dict:
+    return copy.deepcopy(serve_test_profile())
+
+
+@pytest.fixture(scope="module")
+def serve_port() -> Iterator[int]:
+    """A fresh local Ray (never an existing cluster) with Serve's proxy on a free port; shut down afterwards."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    from ray import serve
+
+    port = free_port()
+    # Workers import this worktree's packages (the venv's editable install points at another checkout).
+    env = {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env},
+             log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield port
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def replica_count(app: str, deployment: str) -> int:
+    from ray import serve
+
+    status = serve.status().applications[app].deployments[deployment]
+    states = {str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
+    return states.get("RUNNING", 0)

@@ -1,0 +1,56 @@
+"""The Serve config document: shape, agreement with the profile, and acceptance by Ray's own schemas."""
+
+from __future__ import annotations
+
+import pytest
+from ray.serve.schema import ServeDeploySchema
+
+from armed.serving.config import serve_config
+from armed.serving.profiles import load_profile, profile_names
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_serve_config_is_a_valid_serve_deploy_document(name: str) -> None:
+    profile = load_profile(name)
+    cfg = serve_config(profile)
+    ServeDeploySchema.model_validate(cfg)  # Ray's own schema: what `serve deploy` / the KubeRay operator accept
+    apps = {a["name"]: a for a in cfg["applications"]}
+    assert set(apps) == {*profile.deployed_roles(), "judge"}
+    assert apps["judge"]["route_prefix"] == "/"
+    assert apps["judge"]["import_path"] == "serve_apps.judge:build_judge_app"
+    assert {d["name"] for d in apps["judge"]["deployments"]} == {"Gateway", "Judge"}
+    for role in profile.deployed_roles():
+        app = apps[role]
+        assert app["route_prefix"] == f"/models/{role}"
+        rp = profile.models[role]
+        if rp.serving == "ray-llm":
+            assert app["import_path"] == "ray.serve.llm:build_openai_app"
+            llm = app["args"]["llm_configs"][0]
+            assert llm["engine_kwargs"]["tensor_parallel_size"] == rp.engine.tensor_parallel_size
+            assert llm["deployment_config"]["autoscaling_config"]["max_replicas"] == rp.replicas.max
+            continue
+        assert app["import_path"] == f"serve_apps.models:build_{role}_app"
+        (dep,) = app["deployments"]
+        auto = dep["autoscaling_config"]
+        assert (auto["min_replicas"], auto["max_replicas"]) == (rp.replicas.min, rp.replicas.max)
+        assert auto["target_ongoing_requests"] == rp.autoscaling.target_ongoing_requests
+        assert dep["max_queued_requests"] == rp.max_queued_requests
+        assert dep["ray_actor_options"]["num_cpus"] == rp.resources.num_cpus
+        assert dep["ray_actor_options"].get("num_gpus", 0) == rp.resources.num_gpus
+
+
+def test_cpu_config_has_no_gpu_and_no_in_process_roles() -> None:
+    cfg = serve_config(load_profile("cpu"))
+    names = [a["name"] for a in cfg["applications"]]
+    assert names == ["llm", "embedder", "ocr", "judge"]
+    assert all("num_gpus" not in d["ray_actor_options"] for a in cfg["applications"] for d in a.get("deployments", []))
+
+
+def test_ray_llm_configs_validate_against_ray_serve_llm() -> None:
+    llm = pytest.importorskip("ray.serve.llm", reason="ray.serve.llm needs vLLM + pyarrow installed")
+    for name in ("a100-80g", "a100-40g", "h100-80g", "l4"):
+        cfg = serve_config(load_profile(name))
+        app = next(a for a in cfg["applications"] if a["name"] == "llm")
+        conf = llm.LLMConfig.model_validate(app["args"]["llm_configs"][0])
+        assert conf.model_id == "armed-llm"
+        assert conf.accelerator_type == load_profile(name).models["llm"].resources.accelerator_type
