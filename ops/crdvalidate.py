@@ -135,7 +135,7 @@ def _crd_docs(path: Path) -> list[Any]:
     return docs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_crds(crd_dir: str) -> dict[tuple[str, str], CrdVersion]:
     out: dict[tuple[str, str], CrdVersion] = {}
     for path in sorted(Path(crd_dir).glob("*.yaml")):
