@@ -201,3 +201,12 @@ def test_scaled_to_zero_model_is_503_then_wakes_up(stack: dict, profile_data: di
     time.sleep(1.2)
     r = httpx.post(stack["base"] + "/v1/ocr", json={"model": "armed-ocr", "image": img}, timeout=30)
     assert r.status_code == 200, r.text
+
+
+def test_status_rows_show_replicas_and_bounds(stack: dict) -> None:
+    from armed.serving.cli import status_rows
+
+    rows = {(r["app"], r["deployment"]): r for r in status_rows()}
+    emb = rows[("embedder", "embedder")]
+    assert emb["replicas"] == 1 and (emb["min"], emb["max"]) == (1, 1) and emb["route_prefix"] == "/models/embedder"
+    assert ("judge", "Gateway") in rows
