@@ -29,10 +29,10 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def find_crd_dir() -> Path | None:
-    """The shared CRD folder: $ARMED_SHARED_CRDS, else ../shared/crds next to the repository; None if absent."""
+    """The shared CRD folder: $ARMED_SHARED_CRDS when set, else ../shared/crds next to the repository; None if
+    absent."""
     env = os.environ.get("ARMED_SHARED_CRDS")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO_ROOT.parent / "shared" / "crds")
+    candidates = [Path(env)] if env else [REPO_ROOT.parent / "shared" / "crds"]
     for c in candidates:
         if c.is_dir() and any(c.glob("*.yaml")):
             return c
