@@ -1,0 +1,147 @@
+{{/* Names and labels. */}}
+{{- define "armed.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "armed.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "armed.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "armed.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "armed.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "armed.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: armed
+{{- end -}}
+
+{{/* The profile document: profileValues when given, else the shipped files/profiles/<profile>.yaml. */}}
+{{- define "armed.profile" -}}
+{{- if .Values.profileValues -}}
+{{- toYaml .Values.profileValues -}}
+{{- else -}}
+{{- $file := .Files.Get (printf "files/profiles/%s.yaml" .Values.profile) -}}
+{{- if not $file -}}
+{{- fail (printf "profile %q is not shipped with the chart (files/profiles/); render it with `armed-ops render-values --profile PATH` and pass the file with -f" .Values.profile) -}}
+{{- end -}}
+{{- $file -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "armed.apiKeySecret" -}}
+{{- .Values.apiKey.existingSecret | default (printf "%s-api-key" (include "armed.fullname" .)) -}}
+{{- end -}}
+
+{{/* Pod security context shared by every Ray pod. */}}
+{{- define "armed.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+runAsGroup: {{ .Values.podSecurity.runAsGroup }}
+fsGroup: {{ .Values.podSecurity.runAsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "armed.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ .Values.podSecurity.readOnlyRootFilesystem }}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Environment of every Ray container: caches under /tmp (read-only root), the API key, user extras. */}}
+{{- define "armed.env" -}}
+- name: RAY_USAGE_STATS_ENABLED
+  value: "0"
+- name: XDG_CACHE_HOME
+  value: /home/ray/.cache
+- name: HF_HOME
+  value: /home/ray/.cache/huggingface
+- name: VLLM_CACHE_ROOT
+  value: /home/ray/.cache/vllm
+- name: TRITON_CACHE_DIR
+  value: /home/ray/.cache/triton
+- name: ARMED_CACHE_DIR
+  value: /home/ray/.cache/armed
+{{- if .Values.apiKey.enabled }}
+- name: ARMED_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "armed.apiKeySecret" . }}
+      key: {{ .Values.apiKey.secretKey }}
+{{- end }}
+{{- with .Values.env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Writable emptyDirs (the root file system is read-only) and the probe script. */}}
+{{- define "armed.baseVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.podSecurity.tmpSizeLimit }}
+- name: cache
+  emptyDir: {}
+- name: shm
+  emptyDir:
+    medium: Memory
+    {{- with .Values.podSecurity.shmSizeLimit }}
+    sizeLimit: {{ . }}
+    {{- end }}
+- name: probes
+  configMap:
+    name: {{ include "armed.fullname" . }}-probes
+    defaultMode: 0555
+{{- end -}}
+
+{{- define "armed.baseVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: cache
+  mountPath: /home/ray/.cache
+- name: shm
+  mountPath: /dev/shm
+- name: probes
+  mountPath: /etc/armed/probes
+  readOnly: true
+{{- end -}}
+
+{{/* Probes: `armed.probe` takes (dict "ctx" $ "kind" "head"|"worker"). */}}
+{{- define "armed.probes" -}}
+{{- $v := .ctx.Values.probes -}}
+{{- $exec := list "python" "/etc/armed/probes/probe.py" .kind -}}
+startupProbe:
+  exec:
+    command: {{ toJson (append $exec "live") }}
+  periodSeconds: {{ $v.periodSeconds }}
+  timeoutSeconds: {{ $v.timeoutSeconds }}
+  failureThreshold: {{ $v.startupFailureThreshold }}
+livenessProbe:
+  exec:
+    command: {{ toJson (append $exec "live") }}
+  periodSeconds: {{ $v.periodSeconds }}
+  timeoutSeconds: {{ $v.timeoutSeconds }}
+  failureThreshold: {{ $v.failureThreshold }}
+readinessProbe:
+  exec:
+    command: {{ toJson (append $exec "ready") }}
+  periodSeconds: {{ $v.periodSeconds }}
+  timeoutSeconds: {{ $v.timeoutSeconds }}
+  failureThreshold: {{ $v.failureThreshold }}
+{{- end -}}

@@ -1,0 +1,173 @@
+"""`armed-ops capacity`: replicas, GPUs and cost per hour for a target judgment rate and latency objective.
+
+Benchmark result file (JSON), per-replica numbers measured on the profile's hardware:
+
+    {
+      "profile": "a100-80g",                      # the profile the numbers were measured on
+      "source": "how/when it was measured",       # free text
+      "models": {                                 # per model role (and "judge")
+        "llm": {
+          "requests_per_s": 6.0,                  # sustained throughput of ONE replica at `concurrency`
+          "p50_ms": 900, "p95_ms": 2100,          # latency of one call at that throughput
+          "concurrency": 32,                      # requests in flight per replica during the run
+          "calls_per_judgment": 3.0               # model calls one judgment makes (the DAG's fan-out)
+        }, ...
+      },
+      "prices_usd_per_hour": {"A100-80G": 3.0, "cpu_node": 0.8}   # per GPU of a type; per CPU-pool node
+    }
+
+Arithmetic, per deployed role R (printed with the result):
+  demand_R    = target_qps * calls_per_judgment_R * (1 - cache_hit_rate)        (requests/s to R)
+  usable_R    = requests_per_s_R * headroom                                     (per replica, leave headroom)
+  replicas_R  = max(min_replicas_R, ceil(demand_R / usable_R))                  (flagged if > max_replicas_R)
+  gpus_R      = replicas_R * num_gpus_R                                         (profile's per-replica GPUs)
+  per pool    : nodes = ceil(sum gpus / gpus_per_node) (GPU pool) or ceil(sum cpus / cpus_per_node) (CPU pool),
+                at least min_nodes; cost/h = nodes * gpus_per_node * price[gpu_type] or nodes * price[cpu_node]
+A role whose measured p95 exceeds the latency objective is flagged: its throughput was measured at a latency
+the objective does not allow, so re-benchmark it at lower concurrency before trusting the replica count.
+The judgment's end-to-end latency is the DAG's critical path, not a per-model number: the objective is applied
+per call here, which is a necessary, not a sufficient, condition.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from armed.serving.profiles import Profile
+
+
+class BenchmarkError(ValueError):
+    pass
+
+
+@dataclass
+class RolePlan:
+    role: str
+    pool: str
+    demand_rps: float
+    per_replica_rps: float
+    replicas: int
+    min_replicas: int
+    max_replicas: int
+    gpus_per_replica: float
+    cpus_per_replica: float
+    p95_ms: float | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gpus(self) -> float:
+        return self.replicas * self.gpus_per_replica
+
+
+@dataclass
+class PoolPlan:
+    pool: str
+    gpu_type: str | None
+    nodes: int
+    gpus: float
+    cpus: float
+    cost_per_hour: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_benchmark(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(f"{path}: {exc}") from None
+    models = data.get("models")
+    if not isinstance(models, dict) or not models:
+        raise BenchmarkError(f"{path}: needs a non-empty 'models' object")
+    for role, mm in models.items():
+        rps = mm.get("requests_per_s") if isinstance(mm, dict) else None
+        if not isinstance(rps, int | float) or rps <= 0:
+            raise BenchmarkError(f"{path}: models.{role}.requests_per_s must be a positive number")
+    return data
+
+
+def plan(profile: Profile, bench: dict[str, Any], qps: float, latency_ms: float, headroom: float = 0.7,
+         cache_hit_rate: float = 0.0) -> tuple[list[RolePlan], list[PoolPlan]]:
+    if qps <= 0 or latency_ms <= 0 or not 0 < headroom <= 1 or not 0 <= cache_hit_rate < 1:
+        raise BenchmarkError("need qps > 0, latency > 0, 0 < headroom <= 1, 0 <= cache hit rate < 1")
+    models = bench["models"]
+    roles: list[RolePlan] = []
+    entries = [(r, profile.models[r]) for r in profile.deployed_roles()] + [("judge", profile.judge)]
+    for role, rp in entries:
+        mm = models.get(role)
+        notes: list[str] = []
+        if mm is None:
+            raise BenchmarkError(f"benchmark has no numbers for deployed role {role!r}")
+        calls = float(mm.get("calls_per_judgment", 1.0))
+        hit = 0.0 if role == "judge" else cache_hit_rate
+        demand = qps * calls * (1 - hit)
+        usable = float(mm["requests_per_s"]) * headroom
+        need = math.ceil(demand / usable - 1e-9) if demand > 0 else 0
+        replicas = max(rp.replicas.min, need)
+        p95 = mm.get("p95_ms", mm.get("p50_ms"))
+        if p95 is not None and p95 > latency_ms:
+            notes.append(f"measured p95 {p95:g} ms > objective {latency_ms:g} ms: re-benchmark at lower concurrency")
+        if replicas > rp.replicas.max:
+            notes.append(f"needs {replicas} replicas > profile max {rp.replicas.max}: raise replicas.max")
+        roles.append(RolePlan(role, rp.pool, demand, usable, replicas, rp.replicas.min, rp.replicas.max,
+                              rp.resources.num_gpus, rp.resources.num_cpus, p95, notes))
+    prices = bench.get("prices_usd_per_hour") or {}
+    pools: list[PoolPlan] = []
+    for pool in profile.pools:
+        mine = [r for r in roles if r.pool == pool.name]
+        gpus = sum(r.gpus for r in mine)
+        cpus = sum(r.replicas * r.cpus_per_replica for r in mine)
+        notes = []
+        if pool.gpus_per_node:
+            nodes = math.ceil(gpus / pool.gpus_per_node - 1e-9) if gpus else 0
+            price = prices.get(pool.gpu_type)
+            cost = None if price is None else nodes * pool.gpus_per_node * float(price)
+        else:
+            nodes = 0
+            price = prices.get("cpu_node")
+            cost = None
+        nodes = max(nodes, math.ceil(cpus / pool.cpus_per_node - 1e-9) if cpus else 0, pool.min_nodes)
+        if not pool.gpus_per_node and price is not None:
+            cost = nodes * float(price)
+        if price is None:
+            notes.append(f"no price for {pool.gpu_type or 'cpu_node'} in prices_usd_per_hour")
+        if nodes > pool.max_nodes:
+            notes.append(f"needs {nodes} nodes > pool max_nodes {pool.max_nodes}")
+        pools.append(PoolPlan(pool.name, pool.gpu_type, nodes, gpus, cpus, cost, notes))
+    return roles, pools
+
+
+def render(profile: Profile, bench: dict[str, Any], roles: list[RolePlan], pools: list[PoolPlan], qps: float,
+           latency_ms: float, headroom: float, cache_hit_rate: float, bench_path: str) -> str:
+    out = [f"Capacity for {qps:g} judgments/s, latency objective {latency_ms:g} ms, profile {profile.name}",
+           f"benchmark: {bench_path}" + (f" ({bench['source']})" if bench.get("source") else "")]
+    if bench.get("EXAMPLE"):
+        out.append(f"WARNING: {bench['EXAMPLE']}")
+    if bench.get("profile") and bench["profile"] != profile.name:
+        out.append(f"WARNING: benchmark measured on profile {bench['profile']!r}, planning for {profile.name!r}")
+    out.append(f"headroom {headroom:g} (replicas run at most this share of measured throughput); "
+               f"cache hit rate {cache_hit_rate:g} on model calls")
+    out.append("")
+    out.append(f"{'role':<12} {'pool':<10} {'demand/s':>9} {'usable/s':>9} {'replicas':>8} {'[min,max]':>9} "
+               f"{'GPU/rep':>7} {'GPUs':>6}")
+    for r in roles:
+        out.append(f"{r.role:<12} {r.pool:<10} {r.demand_rps:>9.2f} {r.per_replica_rps:>9.2f} {r.replicas:>8} "
+                   f"{f'[{r.min_replicas},{r.max_replicas}]':>9} {r.gpus_per_replica:>7g} {r.gpus:>6g}")
+        out.append(f"  = max({r.min_replicas}, ceil({r.demand_rps:.2f} / {r.per_replica_rps:.2f}))"
+                   + "".join(f"\n  ! {n}" for n in r.notes))
+    out.append("")
+    total = 0.0
+    priced = True
+    for p in pools:
+        cost = "?" if p.cost_per_hour is None else f"${p.cost_per_hour:,.2f}/h"
+        out.append(f"pool {p.pool:<10} {p.gpu_type or 'cpu':<9} nodes {p.nodes:>3}  GPUs used {p.gpus:g}  "
+                   f"CPUs used {p.cpus:g}  cost {cost}" + "".join(f"\n  ! {n}" for n in p.notes))
+        if p.cost_per_hour is None:
+            priced = False
+        else:
+            total += p.cost_per_hour
+    out.append(f"total {'≥ ' if not priced else ''}${total:,.2f}/h (whole nodes: a node is paid for all its GPUs)")
+    return "\n".join(out)

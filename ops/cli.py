@@ -1,0 +1,154 @@
+"""armed-ops: SRE tools for armed on Kubernetes.
+
+  status         RayService conditions, Serve apps/deployments, replicas vs bounds, worker-group pods
+  capacity       replicas, GPUs and cost per hour for a target QPS and latency objective (offline)
+  tune           autoscaling recommendations from Prometheus; --apply patches serveConfigV2 in place
+  render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
+  chart-readme   regenerate helm/armed/README.md and files/dashboard.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+EXIT_INPUT, EXIT_API = 2, 3
+
+
+def _common_kube(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("-n", "--namespace", default="armed", help="namespace of the RayService (default armed)")
+    p.add_argument("--name", default="armed", help="RayService name (the Helm release's fullname; default armed)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="armed-ops", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("status", help="RayService, Serve and worker-group status")
+    _common_kube(s)
+    s.add_argument("--prometheus", help="Prometheus URL for live replica counts (optional)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    c = sub.add_parser("capacity", help="replicas, GPUs and cost for a target QPS (offline)")
+    c.add_argument("--profile", required=True, help="GPU profile name or path")
+    c.add_argument("--qps", type=float, required=True, help="target judgments per second")
+    c.add_argument("--latency-ms", type=float, required=True, help="latency objective per model call (p95), ms")
+    c.add_argument("--benchmark", required=True, type=Path, help="benchmark result JSON (format: ops/capacity.py)")
+    c.add_argument("--headroom", type=float, default=0.7, help="share of measured throughput to plan for (0.7)")
+    c.add_argument("--cache-hit-rate", type=float, default=0.0, help="share of model calls the caches answer")
+    c.add_argument("--json", action="store_true")
+
+    t = sub.add_parser("tune", help="autoscaling recommendations from Prometheus; --apply patches in place")
+    _common_kube(t)
+    t.add_argument("--prometheus", required=True, help="Prometheus base URL (uses /api/v1/query)")
+    t.add_argument("--latency-ms", type=float, help="latency objective (p95 per deployment), ms")
+    t.add_argument("--window", default="15m", help="look-back window of the queries (15m)")
+    t.add_argument("--apply", action="store_true", help="patch the RayService's serveConfigV2")
+
+    r = sub.add_parser("render-values", help="chart values for a GPU profile")
+    r.add_argument("--profile", help="GPU profile name or path")
+    r.add_argument("--write-chart", action="store_true",
+                   help="regenerate helm/armed/files/profiles/*.yaml for every shipped profile")
+
+    sub.add_parser("chart-readme", help="regenerate helm/armed/README.md and files/dashboard.json")
+    return ap
+
+
+def _status(a: argparse.Namespace) -> int:
+    from ops import status
+    from ops.kube import api_client
+    from ops.prom import Prometheus
+
+    data = status.collect(api_client(a.kubeconfig, a.context), a.namespace, a.name,
+                          Prometheus(a.prometheus) if a.prometheus else None)
+    print(json.dumps(data, indent=2, default=str) if a.json else status.render(data))
+    return 0
+
+
+def _capacity(a: argparse.Namespace) -> int:
+    from armed.serving.profiles import load_profile
+    from ops import capacity
+
+    profile = load_profile(a.profile)
+    bench = capacity.load_benchmark(a.benchmark)
+    roles, pools = capacity.plan(profile, bench, a.qps, a.latency_ms, a.headroom, a.cache_hit_rate)
+    if a.json:
+        print(json.dumps({"roles": [{**asdict(r), "gpus": r.gpus} for r in roles],
+                          "pools": [asdict(p) for p in pools]}, indent=2))
+    else:
+        print(capacity.render(profile, bench, roles, pools, a.qps, a.latency_ms, a.headroom, a.cache_hit_rate,
+                              str(a.benchmark)))
+    return 0
+
+
+def _tune(a: argparse.Namespace) -> int:
+    from ops import tune
+    from ops.kube import api_client
+    from ops.prom import Prometheus
+
+    recs, patched = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus), a.namespace, a.name,
+                             a.latency_ms, a.window, a.apply)
+    print(tune.render(recs, patched is not None))
+    return 0
+
+
+def _render_values(a: argparse.Namespace) -> int:
+    from armed.serving.profiles import load_profile
+    from ops import profile_values
+
+    if a.write_chart:
+        for path in profile_values.write_chart_profiles():
+            print(path, file=sys.stderr)
+        return 0
+    if not a.profile:
+        print("render-values: --profile is required (or --write-chart)", file=sys.stderr)
+        return EXIT_INPUT
+    sys.stdout.write(profile_values.values_file(load_profile(a.profile)))
+    return 0
+
+
+def _chart_readme(_: argparse.Namespace) -> int:
+    from ops.chart_readme import write_readme
+    from ops.dashboard import write_dashboard
+
+    print(write_dashboard(), file=sys.stderr)
+    print(write_readme(), file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kubernetes.client.exceptions import ApiException
+
+    from armed.errors import InputError
+    from ops.capacity import BenchmarkError
+    from ops.prom import PrometheusError
+
+    a = parser().parse_args(argv)
+    handler = {"status": _status, "capacity": _capacity, "tune": _tune, "render-values": _render_values,
+               "chart-readme": _chart_readme}[a.cmd]
+    try:
+        return handler(a)
+    except (InputError, BenchmarkError) as exc:
+        print(f"armed-ops {a.cmd}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ApiException as exc:
+        reason = exc.reason
+        try:
+            reason = json.loads(exc.body).get("message", reason)
+        except (TypeError, ValueError):
+            pass
+        print(f"armed-ops {a.cmd}: Kubernetes API {exc.status}: {reason}", file=sys.stderr)
+        return EXIT_API
+    except PrometheusError as exc:
+        print(f"armed-ops {a.cmd}: Prometheus: {exc}", file=sys.stderr)
+        return EXIT_API
+
+
+if __name__ == "__main__":
+    sys.exit(main())

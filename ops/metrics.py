@@ -1,0 +1,29 @@
+"""Prometheus metric names that the chart's alerts and dashboard and `armed-ops tune` read: one list, here.
+
+Ray exports every metric of a node on its metrics port (8080 in the chart); metrics created with
+`ray.util.metrics` get the `ray_` prefix. The `ray_serve_*` and `ray_vllm_*` series come from Ray Serve and from
+vLLM under ray.serve.llm. The `ray_armed_*` series are armed's own and are a CONTRACT the judge deployment must
+emit (with `ray.util.metrics`, names without the `ray_` prefix):
+
+  armed_judgments_total      Counter   tags: label (the relevance label), degraded ("true"/"false")
+  armed_stage_latency_ms     Histogram tags: stage (query_rewrite, search, two_stage_filter, ..., judge)
+  armed_cache_requests_total Counter   tags: cache (query, product, judgment), result ("hit"/"miss")
+"""
+
+# Ray Serve (HTTP proxy, handles and replicas).
+HTTP_REQUESTS = "ray_serve_num_http_requests_total"  # route, method, application, status_code
+HTTP_ERRORS = "ray_serve_num_http_error_requests_total"  # route, error_code, method, application
+HTTP_LATENCY_BUCKET = "ray_serve_http_request_latency_ms_bucket"  # route, application
+DEPLOYMENT_REQUESTS = "ray_serve_deployment_request_counter_total"  # deployment, replica, application
+DEPLOYMENT_LATENCY_BUCKET = "ray_serve_deployment_processing_latency_ms_bucket"  # deployment, application
+QUEUED = "ray_serve_deployment_queued_queries"  # deployment, application (waiting in callers' handles)
+ONGOING_AT_REPLICA = "ray_serve_replica_processing_queries"  # deployment, replica, application
+REPLICA_HEALTHY = "ray_serve_deployment_replica_healthy"  # deployment, replica, application (1 per replica)
+# vLLM engine metrics (ray.serve.llm exports vllm:* as ray_vllm_*).
+VLLM_WAITING = "ray_vllm_num_requests_waiting"
+VLLM_RUNNING = "ray_vllm_num_requests_running"
+VLLM_KV_CACHE = "ray_vllm_kv_cache_usage_perc"
+# armed's own (see the module docstring).
+JUDGMENTS = "ray_armed_judgments_total"
+STAGE_LATENCY_BUCKET = "ray_armed_stage_latency_ms_bucket"
+CACHE_REQUESTS = "ray_armed_cache_requests_total"
