@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=4, help="judgments in flight at once")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_judge_batch)
+
+    from armed.eval.cli import add_eval_commands
+
+    add_eval_commands(sub)
     return parser
 
 
