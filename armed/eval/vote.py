@@ -271,7 +271,8 @@ def render_vote(s: dict[str, Any]) -> str:
         f"- unanimous: {_p(s['unanimous_share'])} of {s['n']} (HARD: {_p(s['unanimous_share_hard'])} of "
         f"{s['n_hard']}; rest: {_p(s['unanimous_share_not_hard'])}); split cases are in review.jsonl",
         f"- majority accuracy vs gold: {_p(s['majority_vs_gold']['accuracy_all'])} (unanimous cases "
-        f"{_p(s['majority_vs_gold_unanimous']['accuracy'])}, split cases {_p(s['majority_vs_gold_split']['accuracy'])})",
+        f"{_p(s['majority_vs_gold_unanimous']['accuracy'])}, "
+        f"split cases {_p(s['majority_vs_gold_split']['accuracy'])})",
         "",
         "| voter | accuracy vs gold | n |",
         "|---|---|---|",

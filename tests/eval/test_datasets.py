@@ -21,7 +21,8 @@ def _kuake(path: Path, rows: list[dict]) -> Path:
 
 def test_kuake_qtr_mapping(tmp_path: Path) -> None:
     p = _kuake(tmp_path / "qtr.json", [
-        {"id": f"s{i}", "query": "感冒", "title": f"感冒怎么办{i}", "label": str(lab)} for i, lab in enumerate([3, 2, 1, 0])
+        {"id": f"s{i}", "query": "感冒", "title": f"感冒怎么办{i}", "label": str(lab)}
+        for i, lab in enumerate([3, 2, 1, 0])
     ])
     ds = load_dataset(f"kuake-qtr:{p}")
     assert [it.label for it in ds.items] == [B.highly, B.less, B.less, B.irrelevant]

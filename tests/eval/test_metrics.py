@@ -7,13 +7,13 @@ import pytest
 from armed.domain import BenchmarkLevel as B
 from armed.eval import metrics as M
 
-H, L, I = B.highly, B.less, B.irrelevant
+H, L, X = B.highly, B.less, B.irrelevant
 
 
 def test_confusion_by_hand() -> None:
-    gold = [H, H, H, L, L, I, I, I, H, L]
-    pred = [H, L, None, L, I, I, I, H, H, None]
-    # rows gold H/L/I, columns pred H/L/I/FAILED
+    gold = [H, H, H, L, L, X, X, X, H, L]
+    pred = [H, L, None, L, X, X, X, H, H, None]
+    # rows gold H/L/X, columns pred H/L/X/FAILED
     assert M.confusion(gold, pred) == [
         [2, 1, 0, 1],
         [0, 1, 1, 1],
@@ -22,15 +22,15 @@ def test_confusion_by_hand() -> None:
 
 
 def test_table4_figures_by_hand() -> None:
-    gold = [H, H, H, L, L, I, I, I, H, L]
-    pred = [H, L, None, L, I, I, I, H, H, None]
+    gold = [H, H, H, L, L, X, X, X, H, L]
+    pred = [H, L, None, L, X, X, X, H, H, None]
     m = M.compute(gold, pred)
     assert m["n"] == 10 and m["failed"] == 2
     assert m["loss_rate"] == pytest.approx(0.2)
-    # correct: H,H (2) + L (1) + I,I (2) = 5
+    # correct: H,H (2) + L (1) + X,X (2) = 5
     assert m["accuracy_all"] == pytest.approx(5 / 10)  # FAILED count as wrong
     assert m["accuracy_wo_failed"] == pytest.approx(5 / 8)  # FAILED left out
-    # highly: TP 2, predicted 3 (2 gold-H + 1 gold-I), gold 4 (one of them FAILED)
+    # highly: TP 2, predicted 3 (2 gold-H + 1 gold-X), gold 4 (one of them FAILED)
     assert m["highly_precision"] == pytest.approx(2 / 3)
     assert m["highly_recall"] == pytest.approx(2 / 4)
     assert m["highly_f1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
@@ -51,11 +51,11 @@ def test_all_failed_and_zero_divisions() -> None:
 
 
 def test_unlabelled_ignored_hard_and_categories() -> None:
-    gold = [H, None, L, I, I]
-    pred = [H, H, I, I, None]
+    gold = [H, None, L, X, X]
+    pred = [H, H, X, X, None]
     m = M.compute(gold, pred, hard=[True, True, True, False, True], categories=["a", "a", "b", "b", "a"])
     assert m["n"] == 4
-    # HARD: ids 0, 2, 4 labelled → H✓, L✗, I FAILED → 1/3
+    # HARD: ids 0, 2, 4 labelled → H✓, L✗, X FAILED → 1/3
     assert m["accuracy_hard"] == pytest.approx(1 / 3) and m["n_hard"] == 3
     cat = m["per_category"]
     assert cat["a"]["n"] == 2 and cat["a"]["accuracy_all"] == 0.5 and cat["a"]["loss_rate"] == 0.5
@@ -64,6 +64,6 @@ def test_unlabelled_ignored_hard_and_categories() -> None:
 
 
 def test_table4_markdown() -> None:
-    m = M.compute([H, L, I], [H, L, None], hard=[True, True, True])
+    m = M.compute([H, L, X], [H, L, None], hard=[True, True, True])
     md = M.table4([("x", m)])
     assert "loss rate" in md and "acc w/o FAILED" in md and "| x | 33.3 |" in md
