@@ -63,6 +63,7 @@ class BenchOptions:
     hard_per_label: int | None = None
     timeout_s: float | None = None
     command: str = ""
+    report_only: bool = False  # score the rows already in predictions.jsonl; judge nothing (interrupted runs)
 
 
 def default_factory() -> PipelineFactory:
@@ -175,14 +176,31 @@ async def run_bench(
     ds = load_dataset(opts.dataset, opts.limit, opts.seed)
     opts.out.mkdir(parents=True, exist_ok=True)
     pipeline = None
-    if opts.endpoint:
+    if opts.report_only:
+        from armed.eval.runner import read_predictions
+
+        have = read_predictions(opts.out / "predictions.jsonl")
+        ds.items = [it for it in ds.items if it.id in have]
+        ds.sample["scored"] = len(ds.items)
+        if not ds.items:
+            raise ValueError(f"--report-only: no predictions in {opts.out / 'predictions.jsonl'}")
+
+        async def judge(item: BenchItem) -> dict[str, Any]:
+            raise RuntimeError("report-only: nothing is judged")
+
+        system = "armed (report over an interrupted run's predictions)"
+        from armed.knowledge.base import KnowledgeBase
+
+        kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+    elif opts.endpoint:
         judge: Any = EndpointJudge(opts.endpoint)
         system = f"armed endpoint {opts.endpoint}"
     else:
         pipeline = (factory or default_factory())(settings)
         judge = LocalJudge(pipeline)
         system = "armed (local library)"
-    kb = _kb_for_categories(factory, settings, pipeline)
+    if not opts.report_only:
+        kb = _kb_for_categories(factory, settings, pipeline)
     cats = categories_for(ds.items, kb)
     hard = set(hard_subset(ds.items, opts.seed, opts.hard_per_label))
     started = time.perf_counter()
@@ -259,6 +277,9 @@ def render_report(result: dict[str, Any]) -> str:
     s = ds["sample"]
     sample = (f"all {s['of']} rows" if s["limit"] is None or s["n"] == s["of"]
               else f"a seeded random sample of {s['n']} of {s['of']} rows (seed {s['seed']})")
+    if "scored" in s:
+        sample += (f"; the run was interrupted and only the {s['scored']} pairs judged by then are scored "
+                   "(pairs are judged in file order)")
     lines = [
         f"# armed bench — {ds['file']}",
         "",

@@ -33,6 +33,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dataset=args.dataset, out=Path(args.out), limit=args.limit, seed=args.seed, endpoint=args.endpoint,
         concurrency=args.concurrency, progress=not args.quiet, tune_fraction=args.tune_fraction,
         hard_per_label=args.hard_per_label, timeout_s=args.timeout, command=_command(),
+        report_only=args.report_only,
     )
     settings = _settings()
     if args.ablation:
@@ -91,6 +92,8 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                    help="share of the items the lexical baseline's thresholds are tuned on (the rest is held out)")
     b.add_argument("--hard-per-label", type=int, help="cap the HARD subset at N items per level")
     b.add_argument("--timeout", type=float, help="seconds per judgment before it counts as FAILED")
+    b.add_argument("--report-only", action="store_true",
+                   help="judge nothing: score and report the rows already in DIR/predictions.jsonl")
     b.set_defaults(func=cmd_bench)
 
     v = sub.add_parser("vote", help="several models / prompt variants judge a set; majority, agreement, review")

@@ -144,3 +144,16 @@ def test_cli_bench(armed_set: Path, tmp_path: Path, kb, monkeypatch, capsys) -> 
     m = json.loads((out / "metrics.json").read_text())
     assert m["command"].startswith("armed ") and m["dataset"]["sample"]["n"] == 12
     assert cli.main(["bench", "--dataset", "bad", "--out", str(out)]) == 2
+
+
+async def test_report_only_scores_an_interrupted_run(armed_set: Path, tmp_path: Path, kb) -> None:
+    out = tmp_path / "out"
+    opts = BenchOptions(dataset=f"armed:{armed_set}", out=out, progress=False)
+    await run_bench(opts, settings(), factory_for(kb, _clients()))
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    (out / "predictions.jsonl").write_text("\n".join(lines[:7]) + "\n")
+    opts.report_only = True
+    r = await run_bench(opts, settings(), None)
+    assert r["armed"]["n"] == 7 and r["dataset"]["sample"]["scored"] == 7
+    assert "interrupted" in (out / "report.md").read_text()
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 7
