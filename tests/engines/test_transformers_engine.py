@@ -15,6 +15,7 @@ from armed.engines.transformers_engine import (
     TransformersVisionChatModel,
     _continuation_ids,
     score_continuations,
+    score_continuations_cached,
     strip_think,
 )
 from tests.tiny_models import CLASSIFIER_LABELS, png_bytes
@@ -60,6 +61,15 @@ def test_batched_scores_equal_single_rows(chat: TransformersChatModel) -> None:
     single = [score_continuations(chat.model, prompt, [c], chat._pad_id)[0] for c in conts]
     assert batched == pytest.approx(single, abs=1e-3)
     assert batched[0] != pytest.approx(batched[1], abs=1e-3)
+
+
+def test_prefix_cached_scores_equal_batched(chat: TransformersChatModel) -> None:
+    """`choose` runs the prompt once into a KV cache; the scores must be the batched ones."""
+    prompt = chat.prompt_ids(MESSAGES)
+    conts = _continuation_ids(chat.tokenizer, ["相关", "这个商品与查询部分相关", "不"])
+    batched = score_continuations(chat.model, prompt, conts, chat._pad_id)
+    cached = score_continuations_cached(chat.model, prompt, conts)
+    assert cached == pytest.approx(batched, abs=1e-3)
 
 
 async def test_prompt_disables_thinking(chat: TransformersChatModel) -> None:
