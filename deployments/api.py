@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from armed.engines.base import ChatMessage, ChoiceResult
+from deployments.auth import install_auth
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_INPUTS = 256
@@ -56,7 +57,8 @@ class ApiError(Exception):
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Body-size limit, ApiError → its status, validation → 422 with the field; never a bare 500 for input."""
+    """Body-size limit, ApiError → its status, validation → 422 with the field; never a bare 500 for input.
+    Installed last, the API-key check (deployments.auth) runs first."""
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Any) -> Any:
@@ -75,6 +77,8 @@ def install_error_handlers(app: FastAPI) -> None:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         msg = str(err.get("msg", "malformed request")).removeprefix("Value error, ")
         return ApiError(422, f"{loc}: {msg}").response()
+
+    install_auth(app)
 
 
 # --- embeddings -------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from armed.log import bound_request, get_logger, new_request_id
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, Profile, load_profile
 from armed.text import normalise
-from deployments import api
+from deployments import api, auth
 from deployments.cache import TTLCache
 from deployments.clients import (
     UNAVAILABLE_ROLES,
@@ -44,6 +44,7 @@ from deployments.clients import (
     build_handle_clients,
 )
 from deployments.engines import spec_model_id
+from deployments.metrics import MetricsRecorder, NullRecorder, RayMetricsRecorder, record_judgment
 
 log = get_logger("armed.judge")
 
@@ -101,8 +102,10 @@ class JudgeService:
         required: list[HandleClient] | None = None,
         retry_after_s: int = 10,
         max_batch_pairs: int = 64,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.metrics: MetricsRecorder = metrics or NullRecorder()
         self.required = required or []
         self.required_roles = {c.target.role for c in self.required}
         self.retry_after_s = retry_after_s
@@ -113,7 +116,7 @@ class JudgeService:
         self._versions_key: str | None = None
 
     @classmethod
-    def from_profile(cls, profile: Profile) -> JudgeService:
+    def from_profile(cls, profile: Profile, metrics: MetricsRecorder | None = None) -> JudgeService:
         """Load the knowledge base and wire handle clients; contacts no model deployment."""
         from armed.knowledge.base import KnowledgeBase
         from armed.pipeline.dag import Pipeline
@@ -128,6 +131,7 @@ class JudgeService:
             required=required,
             retry_after_s=profile.judge.retry_after_s,
             max_batch_pairs=profile.judge.max_batch_pairs,
+            metrics=metrics,
         )
 
     def versions_key(self) -> str:
@@ -150,6 +154,7 @@ class JudgeService:
         from armed.pipeline.product_side import load_image_bytes
         from armed.pipeline.stages import StageRecorder
 
+        began = time.perf_counter()
         q_in, p_in = parse_pair(query, product)
         for i, img in enumerate(p_in.images):
             try:
@@ -162,9 +167,12 @@ class JudgeService:
         norm_q = normalise(q_in.text)
         jkey = (norm_q, p_in.id, p_in.content_hash(), vkey)
         cached = self.judgment_cache.get(jkey)
+        self.metrics.cache("judgment", cached is not None)
         if cached is not None:
             self.judgment_cache.hits += 1
-            return cached.model_copy(update={"request_id": request_id, "seconds": 0.0})
+            judgment = cached.model_copy(update={"request_id": request_id, "seconds": 0.0})
+            record_judgment(self.metrics, judgment, time.perf_counter() - began, cached=True)
+            return judgment
         self.judgment_cache.misses += 1
 
         started = time.perf_counter()
@@ -178,7 +186,9 @@ class JudgeService:
                     value = await run(rec)
                     return _Side(value, rec.reports, rec.degraded)
 
-                return await cache.get_or_load(key, load, keep=lambda s: not s.degraded)
+                value, hit = await cache.get_or_load(key, load, keep=lambda s: not s.degraded)
+                self.metrics.cache(name, hit)
+                return value, hit
 
             async def run() -> Any:
                 (qs, q_hit), (ps, p_hit) = await asyncio.gather(
@@ -209,6 +219,7 @@ class JudgeService:
             raise ModelUnavailable(down[0], "no running replica during the judgment", self.retry_after_s)
         if not judgment.degraded:
             self.judgment_cache.put(jkey, judgment)
+        record_judgment(self.metrics, judgment, time.perf_counter() - began)
         return judgment
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +274,8 @@ class JudgeDeployment:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = JudgeArgs.model_validate(args)
-        self.service = JudgeService.from_profile(load_profile(self.args.profile))
+        # The metric objects are made once here, per replica; every request records through them.
+        self.service = JudgeService.from_profile(load_profile(self.args.profile), metrics=RayMetricsRecorder())
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:
         return await self.service.judge(payload)
@@ -327,6 +339,7 @@ class Gateway:
 
     def __init__(self, args: dict[str, Any], judge: Any = None) -> None:
         self.args = JudgeArgs.model_validate(args)
+        auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         profile = load_profile(self.args.profile)
         self.availability = ReplicaAvailability()
         self.clients = handle_clients_for(profile, self.availability)

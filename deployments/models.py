@@ -23,7 +23,7 @@ from ray import serve
 from armed.engines.base import ChatMessage, ChoiceResult
 from armed.log import get_logger
 from armed.settings import EngineSpec
-from deployments import api
+from deployments import api, auth
 from deployments.engines import EngineSource, build_role_engine, spec_model_id
 
 log = get_logger("armed.deployments")
@@ -51,6 +51,7 @@ class _ModelBase:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
+        auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         started = time.perf_counter()
         self.engine = build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
         self.names = api.model_names(self.role, self.args.engine.model)

@@ -3,7 +3,8 @@
 Ray exports every metric of a node on its metrics port (8080 in the chart); metrics created with
 `ray.util.metrics` get the `ray_` prefix. The `ray_serve_*` and `ray_vllm_*` series come from Ray Serve and from
 vLLM under ray.serve.llm. The `ray_armed_*` series are armed's own and are a CONTRACT the judge deployment must
-emit (with `ray.util.metrics`, names without the `ray_` prefix):
+emit (with `ray.util.metrics`, names without the `ray_` prefix; deployments/metrics.py does, through
+`ray.serve.metrics`, which adds the deployment / replica / application tags):
 
   armed_judgments_total      Counter   tags: label (the relevance label), degraded ("true"/"false")
   armed_stage_latency_ms     Histogram tags: stage (query_rewrite, search, two_stage_filter, ..., judge)

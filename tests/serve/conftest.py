@@ -79,19 +79,27 @@ def profile_data() -> dict:
     return copy.deepcopy(serve_test_profile())
 
 
+# Ports of the module's local Ray, set by `serve_port`: "metrics" is the node's Prometheus export.
+RAY_PORTS: dict[str, int] = {}
+
+
 @pytest.fixture(scope="module")
 def serve_port() -> Iterator[int]:
-    """A fresh local Ray (never an existing cluster) with Serve's proxy on a free port; shut down afterwards."""
+    """A fresh local Ray (never an existing cluster) with Serve's proxy on a free port; shut down afterwards.
+
+    The node exports its metrics (Prometheus text) on another free port, reported every second."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
     from ray import serve
 
     port = free_port()
+    RAY_PORTS["metrics"] = free_port()
     # Workers import this worktree's packages (the venv's editable install points at another checkout).
     env = {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env},
-             log_to_driver=False)
+             log_to_driver=False, _metrics_export_port=RAY_PORTS["metrics"],
+             _system_config={"metrics_report_interval_ms": 1000})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         yield port
@@ -100,6 +108,12 @@ def serve_port() -> Iterator[int]:
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def metrics_url(serve_port: int) -> str:
+    """The module's Ray node's Prometheus endpoint (the one the chart's PodMonitor scrapes on port 8080)."""
+    return f"http://127.0.0.1:{RAY_PORTS['metrics']}/metrics"
 
 
 def replica_count(app: str, deployment: str) -> int:

@@ -1,4 +1,5 @@
-"""The judge application with the real Pipeline over handle clients (zero-work model engines).
+"""The judge application with the real Pipeline over handle clients (zero-work model engines), and the metrics
+it exports through the Ray node's Prometheus endpoint.
 
 Needs the knowledge base (armed.knowledge.base), which arrives with the kb branch: skipped until then.
 """
@@ -52,6 +53,42 @@ def test_judge_answers_and_caches(judge_stack: str) -> None:
     assert j["request_id"] == "req-1" and j["level"] and j["versions"]["models"]["llm"]
     r = httpx.post(judge_stack + "/v1/judge/batch", json={"pairs": [body, body]}, timeout=120)
     assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [200, 200]
+
+
+def _armed_samples(metrics_url: str) -> list:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(metrics_url, timeout=10).text
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples if s.name.startswith("ray_armed_")]
+
+
+def test_judge_exports_the_metrics_contract(judge_stack: str, metrics_url: str) -> None:
+    from armed.domain import RelevanceLevel
+    from armed.serving.config import JUDGE_DEPLOYMENT
+    from ops import metrics as contract
+
+    body = {"query": "维生素C", "product": {"id": "m1", "name": "维生素C片 100片"}}
+    for _ in range(2):  # the second is a judgment-cache hit
+        r = httpx.post(judge_stack + "/v1/judge", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+    level, degraded = r.json()["level"], "true" if r.json()["degraded"] else "false"
+    want = {contract.JUDGMENTS, contract.STAGE_LATENCY_BUCKET, contract.CACHE_REQUESTS}
+    deadline = time.monotonic() + 30  # the node's agent exports what the replica reported (every second here)
+    while True:
+        samples = [s for s in _armed_samples(metrics_url) if s.labels.get("deployment") == JUDGE_DEPLOYMENT]
+        judged = sum(s.value for s in samples
+                     if s.name == contract.JUDGMENTS and (s.labels["label"], s.labels["degraded"]) == (level, degraded))
+        if ({s.name for s in samples} >= want and judged >= 2) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {s.name for s in samples} >= want, sorted({s.name for s in _armed_samples(metrics_url)})
+    assert judged >= 2
+    assert {s.labels["label"] for s in samples if s.name == contract.JUDGMENTS} <= {v.value for v in RelevanceLevel}
+    stages = {s.labels["stage"] for s in samples if s.name == contract.STAGE_LATENCY_BUCKET}
+    assert "judge" in stages and len(stages) > 1, stages
+    caches = {(s.labels["cache"], s.labels["result"]) for s in samples if s.name == contract.CACHE_REQUESTS}
+    assert ("judgment", "hit") in caches and ("judgment", "miss") in caches, caches
+    assert {c for c, _ in caches} <= {"query", "product", "judgment"}
 
 
 def test_failing_optional_model_degrades(judge_stack: str, profile_path: str) -> None:

@@ -2,7 +2,8 @@
 
 Covers: each model answers over its own HTTP prefix and over its handle; batching merges concurrent calls; the
 gateway's OpenAI-compatible surface works with the unmodified `openai` client; bad requests are 4xx with a
-reason; a scaled-to-zero model answers 503 + Retry-After and is woken up; a missing judge answers 503.
+reason; a scaled-to-zero model answers 503 + Retry-After and is woken up; a missing judge answers 503; with
+ARMED_API_KEY set, the gateway and a model's routes want the key (the openai client's api_key).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import base64
 import io
 import math
 import time
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.serve.conftest import replica_count, write_profile
+from tests.serve.conftest import REPO, replica_count, write_profile
 
 pytestmark = pytest.mark.slow
 
@@ -160,6 +162,51 @@ def test_bad_requests_are_4xx_with_a_reason(stack: dict) -> None:
         big = b'{"model": "armed-embedder", "input": "' + b"x" * (17 * 1024 * 1024) + b'"}'
         r = c.post("/v1/embeddings", content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+
+
+def test_api_key_is_required_when_set(stack: dict) -> None:
+    """A second gateway and embedder whose replicas see ARMED_API_KEY (as the chart's Secret sets it on pods)."""
+    from openai import AuthenticationError, OpenAI
+    from ray import serve
+
+    import serve_apps.judge
+    import serve_apps.models
+    from serve_apps.judge import build_gateway_app
+    from serve_apps.models import build_model_app
+
+    key = "test-key-0f3a"
+    env = {"ARMED_API_KEY": key, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def keyed(options: Any) -> Any:
+        def with_key(profile: Any, role: str) -> dict:
+            o = options(profile, role)
+            return {**o, "ray_actor_options": {**o["ray_actor_options"], "runtime_env": {"env_vars": env}}}
+        return with_key
+
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (serve_apps.judge, serve_apps.models):
+            mp.setattr(module, "deployment_options", keyed(module.deployment_options))
+        serve.run(build_gateway_app({"profile": stack["profile"]}), name="keyed-gateway",
+                  route_prefix="/keyed-gateway")
+        serve.run(build_model_app({"profile": stack["profile"], "role": "embedder", "engine_source": "zero-work"}),
+                  name="keyed-embedder", route_prefix="/keyed-embedder")
+    try:
+        for prefix in ("/keyed-gateway", "/keyed-embedder"):
+            good = OpenAI(base_url=stack["base"] + prefix + "/v1", api_key=key, max_retries=0)
+            assert len(good.embeddings.create(model="armed-embedder", input=["维生素C"]).data) == 1
+            bad = OpenAI(base_url=stack["base"] + prefix + "/v1", api_key="wrong", max_retries=0)
+            with pytest.raises(AuthenticationError, match="invalid API key"):
+                bad.embeddings.create(model="armed-embedder", input=["维生素C"])
+            r = httpx.get(stack["base"] + prefix + "/v1/models", timeout=30)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+            assert r.json()["error"]["message"]
+        r = httpx.post(stack["base"] + "/keyed-gateway/v1/judge", json={"query": "x"}, timeout=30)
+        assert r.status_code == 401  # before validation
+        assert httpx.get(stack["base"] + "/-/healthz", timeout=30).status_code == 200  # the probes' path stays open
+        assert httpx.get(stack["base"] + "/v1/models", timeout=30).status_code == 200  # apps without the key: open
+    finally:
+        serve.delete("keyed-gateway")
+        serve.delete("keyed-embedder")
 
 
 def test_missing_judge_is_503_with_retry_after(stack: dict) -> None:

@@ -1,0 +1,209 @@
+"""Metrics recorder and API-key check, in-process (no Ray): the judge's metrics contract and the 401 behaviour."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from armed.domain import StageReport
+from armed.settings import ServingSettings
+from deployments import api, auth
+from deployments import metrics as m
+from ops import metrics as contract
+from tests.serve.test_judge_service import FakePipeline, Required, pipeline_modules  # noqa: F401 (fixture)
+
+# --- metrics ------------------------------------------------------------------------------------------------------
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.judgments: Counter[tuple[str, bool]] = Counter()
+        self.stages: list[tuple[str, float]] = []
+        self.caches: Counter[tuple[str, bool]] = Counter()
+
+    def judgment(self, label: str, degraded: bool) -> None:
+        self.judgments[(label, degraded)] += 1
+
+    def stage(self, stage: str, ms: float) -> None:
+        self.stages.append((stage, ms))
+
+    def cache(self, cache: str, hit: bool) -> None:
+        self.caches[(cache, hit)] += 1
+
+    def stage_names(self) -> list[str]:
+        return [s for s, _ in self.stages]
+
+
+class StagedPipeline(FakePipeline):
+    """FakePipeline whose sides report timed, disabled and timed-out stages."""
+
+    async def understand_query(self, text: str, rec: Any) -> str:
+        rec.reports.append(StageReport(name="query_rewrite", status="ok", seconds=0.02))
+        rec.reports.append(StageReport(name="search", status="disabled"))
+        return await super().understand_query(text, rec)
+
+    async def understand_product(self, product: Any, rec: Any) -> str:
+        rec.reports.append(StageReport(name="cheating_check", status="timeout", seconds=0.5))
+        return await super().understand_product(product, rec)
+
+
+def _service(pipeline: FakePipeline, recorder: FakeRecorder) -> Any:
+    from armed.serving.profiles import JudgeCaches
+    from deployments.judge import JudgeService
+
+    return JudgeService(pipeline, JudgeCaches(), required=[Required()], metrics=recorder)
+
+
+def test_metric_names_are_the_contract() -> None:
+    assert "ray_" + m.JUDGMENTS == contract.JUDGMENTS == "ray_armed_judgments_total"
+    assert "ray_" + m.STAGE_LATENCY + "_bucket" == contract.STAGE_LATENCY_BUCKET
+    assert m.STAGE_LATENCY == "armed_stage_latency_ms"
+    assert "ray_" + m.CACHE_REQUESTS == contract.CACHE_REQUESTS == "ray_armed_cache_requests_total"
+    assert list(m.STAGE_BUCKETS_MS) == sorted(set(m.STAGE_BUCKETS_MS)) and m.STAGE_BUCKETS_MS[-1] >= 180_000
+
+
+async def test_service_records_judgments_stages_and_caches(pipeline_modules: None) -> None:  # noqa: F811
+    rec = FakeRecorder()
+    svc = _service(StagedPipeline(), rec)
+    pair = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "id": "p1"}}
+    assert (await svc.judge(pair))["status"] == 200
+    assert rec.judgments == {("highly_relevant", False): 1}
+    assert rec.caches == {("judgment", False): 1, ("query", False): 1, ("product", False): 1}
+    # one observation per stage that ran (the disabled search took no time), in ms, then the whole judgment
+    assert sorted(rec.stage_names()) == ["cheating_check", "judge", "query_rewrite"]
+    ms = dict(rec.stages)
+    assert ms["query_rewrite"] == pytest.approx(20) and ms["cheating_check"] == pytest.approx(500)
+    assert rec.stage_names()[-1] == "judge" and ms["judge"] >= 0
+
+    # the same pair again: a judgment-cache hit counts as a judgment and a "judge" time, no stage re-observed
+    rec.stages.clear()
+    assert (await svc.judge(pair))["status"] == 200
+    assert rec.judgments == {("highly_relevant", False): 2}
+    assert rec.caches[("judgment", True)] == 1 and rec.stage_names() == ["judge"]
+
+    # same query, other product: query side from its cache (its stages not re-observed), product side runs
+    rec.stages.clear()
+    await svc.judge({"query": "布洛芬", "product": {"name": "对乙酰氨基酚片", "id": "p2"}})
+    assert rec.caches[("query", True)] == 1 and rec.caches[("product", False)] == 2
+    assert sorted(rec.stage_names()) == ["cheating_check", "judge"]
+
+
+async def test_degraded_and_failed_requests(pipeline_modules: None) -> None:  # noqa: F811
+    rec = FakeRecorder()
+    svc = _service(FakePipeline(degrade_query=True), rec)
+    await svc.judge({"query": "感冒", "product": "感冒灵颗粒"})
+    assert rec.judgments == {("highly_relevant", True): 1}
+    # a 400 is not a judgment
+    r = await svc.judge({"query": "", "product": "p"})
+    assert r["status"] == 400 and sum(rec.judgments.values()) == 1
+
+
+def test_ray_recorder_makes_the_contract_metrics_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray.serve import metrics as serve_metrics
+
+    made: list[Any] = []
+
+    class Fake:
+        def __init__(self, name: str, description: str = "", tag_keys: tuple = (), boundaries: Any = None) -> None:
+            self.name, self.tag_keys, self.boundaries, self.calls = name, tuple(tag_keys), boundaries, []
+            made.append(self)
+
+        def inc(self, value: float = 1.0, tags: dict | None = None) -> None:
+            self.calls.append((value, tags))
+
+        def observe(self, value: float, tags: dict | None = None) -> None:
+            self.calls.append((value, tags))
+
+    monkeypatch.setattr(serve_metrics, "Counter", Fake)
+    monkeypatch.setattr(serve_metrics, "Histogram", Fake)
+    r = m.RayMetricsRecorder()
+    for _ in range(3):
+        r.judgment("weakly_relevant", True)
+        r.stage("search", 12.5)
+        r.cache("product", False)
+    assert len(made) == 3  # created in the constructor, not per call
+    by = {x.name: x for x in made}
+    assert by["armed_judgments_total"].tag_keys == ("label", "degraded")
+    assert by["armed_judgments_total"].calls[0] == (1, {"label": "weakly_relevant", "degraded": "true"})
+    assert by["armed_stage_latency_ms"].tag_keys == ("stage",)
+    assert by["armed_stage_latency_ms"].boundaries == list(m.STAGE_BUCKETS_MS)
+    assert by["armed_stage_latency_ms"].calls[0] == (12.5, {"stage": "search"})
+    assert by["armed_cache_requests_total"].calls[0] == (1, {"cache": "product", "result": "miss"})
+
+
+# --- API key ------------------------------------------------------------------------------------------------------
+
+
+class Echo(BaseModel):
+    text: str
+
+
+def _app() -> TestClient:
+    app = FastAPI()
+    api.install_error_handlers(app)
+
+    @app.post("/v1/echo")
+    async def echo(body: Echo) -> dict:
+        return {"text": body.text}
+
+    return TestClient(app)
+
+
+@pytest.fixture
+def keyed() -> Any:
+    auth.load_api_key(ServingSettings(api_key="s3cret-key"))
+    yield
+    auth.reset()
+
+
+def test_key_required_when_set(keyed: None) -> None:
+    client = _app()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-key"},
+                    {"Authorization": "Bearer "}, {"Authorization": "s3cret-key"}):
+        r = client.post("/v1/echo", json={"text": "hi"}, headers=headers)
+        assert r.status_code == 401, headers
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+        assert r.json()["error"]["type"] == "authentication_error" and r.json()["error"]["message"]
+        assert "s3cret" not in r.text
+    ok = {"Authorization": "Bearer s3cret-key"}
+    assert client.post("/v1/echo", json={"text": "hi"}, headers=ok).json() == {"text": "hi"}
+    lower = {"authorization": "bearer s3cret-key"}
+    assert client.post("/v1/echo", json={"text": "hi"}, headers=lower).status_code == 200
+    # checked before the body: no key and a bad or oversized body is still 401; with the key, 422 / 413 as before
+    assert client.post("/v1/echo", json={"nope": 1}).status_code == 401
+    assert client.post("/v1/echo", content=b"x", headers={"content-length": str(api.MAX_BODY_BYTES + 1)}
+                       ).status_code == 401
+    assert client.post("/v1/echo", json={"nope": 1}, headers=ok).status_code == 422
+    # FastAPI's own pages and unknown paths are covered too; Serve's /-/ paths are not the app's to refuse
+    assert client.get("/openapi.json").status_code == 401 and client.get("/docs").status_code == 401
+    assert client.get("/nowhere").status_code == 401 and client.get("/nowhere", headers=ok).status_code == 404
+    assert client.get("/-/healthz").status_code == 404
+
+
+def test_open_without_key_and_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ARMED_API_KEY", raising=False)
+    auth.reset()
+    warned: list[str] = []
+    monkeypatch.setattr(auth.log, "warning", lambda event, **kw: warned.append(event))
+    try:
+        client = _app()
+        assert client.post("/v1/echo", json={"text": "hi"}).status_code == 200
+        assert client.post("/v1/echo", json={"text": "hi"}, headers={"Authorization": "Bearer x"}).status_code == 200
+        assert warned == ["api_key_unset"]
+    finally:
+        auth.reset()
+
+
+def test_key_from_env_is_secret_and_never_blank(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARMED_API_KEY", "from-env-key")
+    s = ServingSettings()
+    assert s.api_key is not None and s.api_key.get_secret_value() == "from-env-key"
+    assert "from-env-key" not in repr(s) and "from-env-key" not in s.model_dump_json()
+    monkeypatch.setenv("ARMED_API_KEY", "  ")
+    with pytest.raises(ValueError, match="set but empty"):
+        ServingSettings()
