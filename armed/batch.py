@@ -35,10 +35,11 @@ def _repair_tail(path: Path) -> None:
         fh.truncate(cut)
 
 
-def done_ids(path: Path) -> set[str]:
-    ids: set[str] = set()
+def read_rows_by_id(path: Path) -> dict[str, dict[str, Any]]:
+    """id → row of a JSONL output file (the last row of an id wins; unreadable lines are skipped)."""
+    rows: dict[str, dict[str, Any]] = {}
     if not path.exists():
-        return ids
+        return rows
     with path.open("rb") as fh:
         for raw in fh:
             try:
@@ -46,8 +47,12 @@ def done_ids(path: Path) -> set[str]:
             except ValueError:
                 continue
             if isinstance(row, dict) and "id" in row:
-                ids.add(str(row["id"]))
-    return ids
+                rows[str(row["id"])] = row
+    return rows
+
+
+def done_ids(path: Path) -> set[str]:
+    return set(read_rows_by_id(path))
 
 
 def parse_row(raw: bytes, lineno: int, base_dir: Path) -> tuple[str, str, dict[str, Any]]:

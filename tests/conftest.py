@@ -1,4 +1,4 @@
-"""Model fixtures shared by the engine tests (other areas keep their fixtures in their own conftest)."""
+"""Session fixtures shared across areas: tiny model checkpoints, and helm / CRD schemas (tests/cluster_fixtures)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from armed.engines.tiny import TinyCheckpoints
 from tests import tiny_models
+from tests.cluster_fixtures import crds, helm  # noqa: F401  (fixtures for tests/k8s and tests/ops)
 
 
 @pytest.fixture(scope="session")

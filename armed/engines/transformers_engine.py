@@ -126,6 +126,25 @@ def score_continuations(
     return scores
 
 
+def greedy_text(
+    model: Any, tokenizer: Any, prompt: list[int], max_tokens: int, pad_id: int, extra: dict[str, Any] | None = None
+) -> str:
+    """Greedy decoding after `prompt`, decoded without special tokens and thinking blocks."""
+    import torch
+
+    ids = torch.tensor([prompt], dtype=torch.long, device=model.device)
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+            **(extra or {}),
+        )
+    return strip_think(tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+
+
 def score_continuations_cached(model: Any, prompt_ids: list[int], continuations: list[list[int]]) -> list[float]:
     """The same scores as `score_continuations`, with the prompt run once.
 
@@ -199,19 +218,8 @@ class TransformersChatModel:
         )
 
     def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
-        import torch
 
-        prompt = self.prompt_ids(messages)
-        ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                pad_token_id=self._pad_id,
-            )
-        return strip_think(self.tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+        return greedy_text(self.model, self.tokenizer, self.prompt_ids(messages), max_tokens, self._pad_id)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         return await self._worker.run(self._choose, messages, choices)
@@ -446,20 +454,10 @@ class TransformersVisionChatModel:
         )
 
     def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
-        import torch
 
         prompt, vision = self.prepare(messages)
-        ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                pad_token_id=self._pad_id,
-                **self._vision_on_device(vision, repeat=1),
-            )
-        return strip_think(self.tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+        extra = self._vision_on_device(vision, repeat=1)
+        return greedy_text(self.model, self.tokenizer, prompt, max_tokens, self._pad_id, extra)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         return await self._worker.run(self._choose, messages, choices)

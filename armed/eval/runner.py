@@ -18,7 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from armed.batch import _repair_tail
+from armed.batch import _repair_tail, read_rows_by_id
 from armed.domain import BenchmarkLevel
 from armed.eval.datasets import BenchItem
 from armed.log import get_logger
@@ -67,18 +67,7 @@ class EndpointJudge:
 
 def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
     """id → row of a predictions file (the last row wins; unreadable lines are skipped)."""
-    rows: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return rows
-    with path.open("rb") as fh:
-        for raw in fh:
-            try:
-                row = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and "id" in row:
-                rows[str(row["id"])] = row
-    return rows
+    return read_rows_by_id(path)
 
 
 def _record(item: BenchItem, category: str, judgment: dict[str, Any] | None, error: str | None) -> dict[str, Any]:

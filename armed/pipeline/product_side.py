@@ -17,7 +17,7 @@ from armed.domain import Entities, EntityField, ImageRef, Product, SideUnderstan
 from armed.engines.base import ModelClients
 from armed.knowledge.base import KnowledgeBase
 from armed.pipeline import prompts
-from armed.pipeline.stages import Detailed, StageRecorder
+from armed.pipeline.stages import Detailed, StageRecorder, ground_in_knowledge
 from armed.settings import ArmedSettings
 from armed.text import normalise
 
@@ -233,17 +233,5 @@ class ProductSide:
             if not useful.is_empty():
                 entities = entities.merge(useful)
                 notes.append(f"image text: {'; '.join(image_text)[:120]}")
-        for cn in list(entities.common_name):
-            rec = self.kb.drug_record(cn)
-            if rec is None:
-                continue
-            entities = entities.merge(
-                Entities(
-                    efficacy=list(rec.efficacy),
-                    category=list(rec.categories),
-                    population=list(rec.populations),
-                    region=list(rec.regions),
-                )
-            )
-            notes.append(f"knowledge ({'/'.join(rec.sources)}): {cn} — efficacy {'/'.join(rec.efficacy) or 'unknown'}")
+        entities = ground_in_knowledge(self.kb, entities, notes)
         return Detailed(entities, f"{len(notes)} sources")

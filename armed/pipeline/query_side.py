@@ -16,7 +16,7 @@ from armed.engines.base import ModelClients, cosine
 from armed.knowledge.base import KnowledgeBase
 from armed.pipeline import prompts
 from armed.pipeline.search import SearchProvider
-from armed.pipeline.stages import Detailed, StageRecorder
+from armed.pipeline.stages import Detailed, StageRecorder, ground_in_knowledge
 from armed.settings import ArmedSettings
 from armed.text import char_overlap, jaccard, ngrams, normalise
 
@@ -284,24 +284,12 @@ class QuerySide:
 
     def _knowledge_grounding(self, entities: Entities, decisions: list[DocDecision], notes: list[str]) -> Entities:
         """Add what verified knowledge says about the query's common names (efficacy, category, population)."""
-        extra = Entities()
-        for cn in entities.common_name:
-            rec = self.kb.drug_record(cn)
-            if rec is None:
-                continue
-            extra = extra.merge(
-                Entities(
-                    efficacy=list(rec.efficacy),
-                    category=list(rec.categories),
-                    population=list(rec.populations),
-                    region=list(rec.regions),
-                )
-            )
-            notes.append(f"knowledge ({'/'.join(rec.sources)}): {cn} — efficacy {'/'.join(rec.efficacy) or 'unknown'}")
+        grounded = ground_in_knowledge(self.kb, entities, notes)
         kept_kb = [d for d in decisions if d.kept and d.doc.source.startswith("kb:")]
-        if kept_kb and not entities.efficacy and not extra.efficacy:
+        if kept_kb and not grounded.efficacy:
+            # No common name to look up (a symptom or brand query): the top kept record's efficacy stands in.
             doc_entities = self.kb.extract(kept_kb[0].doc.title + " " + kept_kb[0].doc.text)
             if doc_entities.efficacy:
-                extra = extra.merge(Entities(efficacy=doc_entities.efficacy[:5]))
                 notes.append(f"knowledge ({kept_kb[0].doc.source}): efficacy {'/'.join(doc_entities.efficacy[:5])}")
-        return entities.merge(extra)
+                return grounded.merge(Entities(efficacy=doc_entities.efficacy[:5]))
+        return grounded

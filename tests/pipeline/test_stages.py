@@ -250,4 +250,4 @@ async def test_query_and_product_sides_run_concurrently(kb):
     j = await pipe.judge("布洛芬", {"name": "布洛芬缓释胶囊", "images": [{"data": image}]})
     wall = loop.time() - t0
     assert j.branch is Branch.name_containment
-    assert 1.0 <= wall < 1.35
+    assert 1.0 <= wall < 1.45  # sequential sides would take 1.5 s

@@ -1,3 +1,5 @@
+"""helm and the CRD validator, for the chart tests (tests/k8s) and the ops tests (tests/ops)."""
+
 from __future__ import annotations
 
 import pytest
