@@ -1,7 +1,8 @@
 """GPU smoke check of the model engines: `python -m ops.gpu_check --out DIR [--device cuda|cpu] [--no-vllm]`.
 
 CI has no GPU, so this is the script to run on a lent single-GPU machine: it generates the tiny Qwen
-checkpoints (no hub needed), runs every transformers engine on the device, optionally the vLLM engines, and
+checkpoints (no hub needed), runs every transformers engine on the device, optionally the vLLM engines, checks
+the single-GPU profile (gpu_profiles/h100-x1.yaml) against the card, and
 writes DIR/gpu_check.json (also printed). It exits 0 only when every check that ran passed; vLLM checks are
 reported as skipped, not failed, when `import vllm` fails there. A couple of minutes end to end.
 """
@@ -135,6 +136,25 @@ async def run_checks(work: Path, device: str, with_vllm: bool) -> dict[str, Any]
                 return {"label": r.label}
 
             await _check(checks, "vllm_chat", vllm_chat)
+
+    async def single_gpu_profile() -> dict[str, Any]:
+        """The h100-x1 profile puts every model on one GPU: its memory shares must fit, and on a GPU machine the
+        card must have the memory the shares were sized for."""
+        from armed.serving.profiles import load_profile
+
+        profile = load_profile("h100-x1")
+        shares = {r: m.engine.gpu_memory_utilization for r, m in profile.models.items() if m.resources.num_gpus}
+        assert sum(shares.values()) <= 1.0, f"GPU memory shares add up to {sum(shares.values()):.2f}"
+        detail: dict[str, Any] = {"profile": profile.name, "memory_shares": shares}
+        if device.startswith("cuda"):
+            import torch
+
+            total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+            detail["device_memory_gib"] = round(total_gib, 1)
+            assert total_gib >= 75, f"h100-x1 is sized for an 80 GB card; this one has {total_gib:.0f} GiB"
+        return detail
+
+    await _check(checks, "single_gpu_profile", single_gpu_profile)
 
     summary["checks"] = checks
     summary["ok"] = all(c["status"] in ("ok", "skipped") for c in checks.values())
