@@ -126,6 +126,21 @@ def score_continuations(
     return scores
 
 
+def choice_result(
+    model_id: str, choices: list[str], scores: list[float], prompt_tokens: int, conts: list[list[int]]
+) -> ChoiceResult:
+    """Label-scoring scores → the answer: the most probable choice and the distribution over all of them."""
+    probs = softmax(dict(zip(choices, scores, strict=True)))
+    label = max(choices, key=lambda c: probs[c])
+    return ChoiceResult(
+        label=label,
+        probabilities=probs,
+        model=model_id,
+        prompt_tokens=prompt_tokens,
+        output_tokens=len(conts[choices.index(label)]),
+    )
+
+
 def greedy_text(
     model: Any, tokenizer: Any, prompt: list[int], max_tokens: int, pad_id: int, extra: dict[str, Any] | None = None
 ) -> str:
@@ -207,18 +222,9 @@ class TransformersChatModel:
         prompt = self.prompt_ids(messages)
         conts = _continuation_ids(self.tokenizer, unique)
         scores = score_continuations_cached(self.model, prompt, conts)
-        probs = softmax(dict(zip(unique, scores, strict=True)))
-        label = max(unique, key=lambda c: probs[c])
-        return ChoiceResult(
-            label=label,
-            probabilities=probs,
-            model=self.model_id,
-            prompt_tokens=len(prompt),
-            output_tokens=len(conts[unique.index(label)]),
-        )
+        return choice_result(self.model_id, unique, scores, len(prompt), conts)
 
     def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
-
         return greedy_text(self.model, self.tokenizer, self.prompt_ids(messages), max_tokens, self._pad_id)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
@@ -443,18 +449,9 @@ class TransformersVisionChatModel:
         conts = _continuation_ids(self.tokenizer, unique)
         extra = self._vision_on_device(vision, repeat=len(conts))
         scores = score_continuations(self.model, prompt, conts, self._pad_id, extra, explicit_positions=not extra)
-        probs = softmax(dict(zip(unique, scores, strict=True)))
-        label = max(unique, key=lambda c: probs[c])
-        return ChoiceResult(
-            label=label,
-            probabilities=probs,
-            model=self.model_id,
-            prompt_tokens=len(prompt),
-            output_tokens=len(conts[unique.index(label)]),
-        )
+        return choice_result(self.model_id, unique, scores, len(prompt), conts)
 
     def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
-
         prompt, vision = self.prepare(messages)
         extra = self._vision_on_device(vision, repeat=1)
         return greedy_text(self.model, self.tokenizer, prompt, max_tokens, self._pad_id, extra)
