@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     from armed.serving.cli import add_serving_commands
 
     add_serving_commands(sub)
+    from armed.perf.cli import add_perf_commands
+
+    add_perf_commands(sub)
     return parser
 
 
