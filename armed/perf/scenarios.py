@@ -179,7 +179,7 @@ async def end_to_end(ctx: Ctx, base_url: str, judge_handle: Any, concurrencies: 
                                    "judge caches off (cold pipeline) when local", "by_concurrency": {}}
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=256)) as client:
         for c in concurrencies:
-            n = ctx.n(max(6, 2 * c) if c > 1 else 6, max(2, c))
+            n = ctx.n(max(5, 2 * c) if c <= 8 else c, max(2, c))
             runs = []
             for r in range(ctx.repeats):
                 stream = workload.unique_stream(n + 2, ctx.seed + r, ctx.images_every)
@@ -201,7 +201,7 @@ async def caching(ctx: Ctx, base_url: str, judge_handle: Any, concurrency: int =
     once warm), in one run; hit rates per cache; latency inside the judge for judgment-cache hits."""
     import httpx
 
-    n_mix = ctx.n(60, 12)
+    n_mix = ctx.n(40, 12)
     n_hot = ctx.n(400, 40)
     runs = []
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=256)) as client:
@@ -226,7 +226,7 @@ async def caching(ctx: Ctx, base_url: str, judge_handle: Any, concurrency: int =
             if judge_handle is not None:
                 run["hit_rates"] = _hit_rates(await judge_handle.stats.remote())
                 await judge_handle.perf_samples.remote(reset=True)
-            seen = list(dict.fromkeys(mix[:n_mix]))
+            seen = list({(x.query, x.product["id"]): x for x in mix[:n_mix]}.values())
             run["hot"] = await closed_loop(caller(seen), concurrency=concurrency, requests=n_hot, warmup=0,
                                            progress=ctx.progress, desc=f"cache hot #{r}")
             if judge_handle is not None:
