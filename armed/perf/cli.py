@@ -37,6 +37,9 @@ def add_perf_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images-every", type=int, default=4, help="every n-th product carries a label image [4]")
     p.add_argument("--engine-source", choices=["factory", "zero-work"], default="factory",
                    help="engines of the profile stack (e2e, caching, per-model): factory = the profile's models")
+    p.add_argument("--cache-concurrency", type=int, default=8, help="concurrency of the caching scenario [8]")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the scenarios of an existing DIR/perf.json that this run does not measure")
     p.add_argument("--quick", action="store_true", help="tiny request counts (smoke test, numbers meaningless)")
     p.add_argument("--no-tokens", action="store_true", help="skip the Qwen tokenizer (token counts become 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -73,6 +76,13 @@ def cmd_perf(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     result: dict[str, Any] = {"meta": meta, "scenarios": {}, "notes": []}
+    old = args.out / "perf.json"
+    if args.merge and old.is_file():
+        prev = json.loads(old.read_text(encoding="utf-8"))
+        result["scenarios"] = prev.get("scenarios", {})
+        result["notes"] = prev.get("notes", [])
+        meta["merged_from"] = [*prev["meta"].get("merged_from", []), {k: prev["meta"].get(k) for k in (
+            "command", "started", "duration_s", "load_before", "load_after", "commit", "repeats")}]
     try:
         asyncio.run(_run(args, only, result))
     finally:
@@ -113,7 +123,7 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
         if "e2e" in only:
             S["end_to_end"] = await sc.end_to_end(ctx, url, None, concurrencies)
         if "caching" in only:
-            S["caching"] = await sc.caching(ctx, url, None)
+            S["caching"] = await sc.caching(ctx, url, None, args.cache_concurrency)
         result["notes"].append("--endpoint: the DAG overhead, batching, autoscaling and per-model scenarios deploy "
                                "their own stacks and run only with --local; hit rates and in-judge latency need the "
                                "probe judge that --local deploys.")
@@ -171,7 +181,7 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
             if "e2e" in only:
                 S["end_to_end"] = await sc.end_to_end(ctx, stack.url, judge, concurrencies)
             if "caching" in only:
-                S["caching"] = await sc.caching(ctx, stack.url, judge)
+                S["caching"] = await sc.caching(ctx, stack.url, judge, args.cache_concurrency)
             if "batching" in only and "embedder" in roles:
                 one = profile.model_dump(mode="json")
                 one["name"] = f"{profile.name}-nobatch"
