@@ -1,0 +1,1 @@
+"""`armed perf`: load generator, measurement scenarios and reports (perf.json, perf.md, capacity.json)."""

@@ -1,0 +1,152 @@
+"""Local stacks for `armed perf --local`: a fresh Ray, derived profiles, deploy and tear down applications."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from armed.serving.profiles import IN_PROCESS_KINDS, ROLES, Profile, load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+FAST_AUTOSCALING = {"target_ongoing_requests": 2, "upscale_delay_s": 1, "downscale_delay_s": 5,
+                    "metrics_interval_s": 1, "look_back_period_s": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def zero_work_profile(base: Profile, *, name: str = "perf-zero-work", caches: bool = False) -> dict[str, Any]:
+    """`base` with every role deployed (kb / ocr-kb / none become a deployed role that a zero-work engine answers),
+    LLM text stages on (every role is used, as on the GPU profiles), one CPU pool, 0.1-CPU replicas, 1 replica
+    each, fast autoscaling, the judge's caches off unless `caches`."""
+    d = base.model_dump(mode="json")
+    d["name"] = name
+    d["description"] = f"armed perf: {base.name} with every role on a zero-work engine"
+    d["pools"] = [{"name": "cpu", "gpu_type": None, "gpus_per_node": 0, "cpus_per_node": 64}]
+    j = d["judge"]
+    j.update(pool="cpu", replicas={"min": 1, "max": 1, "initial": 1}, resources={"num_cpus": 0.1},
+             autoscaling=dict(FAST_AUTOSCALING), llm_text=True, required_roles=["llm"], model_timeout_s=30,
+             max_ongoing_requests=256, max_queued_requests=-1)
+    if not caches:
+        for c in ("query", "product", "judgment"):
+            j["caches"][c]["size"] = 0
+    for role in ROLES:
+        rp = d["models"][role]
+        eng = rp["engine"]
+        if eng["kind"] in IN_PROCESS_KINDS or eng["kind"] == "none":
+            eng.update(kind="rapidocr" if role == "ocr" else "vllm", model=None if role == "ocr" else f"/zw/{role}")
+        eng["tensor_parallel_size"] = 1
+        rp.update(serving="armed", pool="cpu", replicas={"min": 1, "max": 1, "initial": 1},
+                  autoscaling=dict(FAST_AUTOSCALING), resources={"num_cpus": 0.1}, max_ongoing_requests=256,
+                  max_queued_requests=-1, health_check_period_s=5, health_check_timeout_s=30)
+        if role in ("embedder", "consistency") and rp.get("batching") is None:
+            rp["batching"] = {"max_batch_size": 32, "batch_wait_timeout_s": 0.005}
+        if role not in ("embedder", "consistency"):
+            rp["batching"] = None
+    Profile.model_validate(d)
+    return d
+
+
+def write_profile(directory: Path, data: dict[str, Any]) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    load_profile(path)
+    return str(path)
+
+
+def variant(data: dict[str, Any], name: str, **role_updates: dict[str, Any]) -> dict[str, Any]:
+    d = copy.deepcopy(data)
+    d["name"] = name
+    for role, upd in role_updates.items():
+        d["models"][role].update(upd)
+    return d
+
+
+class LocalStack:
+    """A fresh local Ray (never an existing cluster) with Serve on a free port."""
+
+    def __init__(self, port: int | None = None, num_cpus: int | None = None) -> None:
+        self.port = port or free_port()
+        self.num_cpus = num_cpus
+
+    def start(self) -> LocalStack:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+        from ray import serve
+
+        env = {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"], "RAY_USAGE_STATS_ENABLED": "0"}
+        ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, runtime_env={"env_vars": env},
+                 log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": self.port})
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        import ray
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+    @staticmethod
+    def deploy_models(profile_path: str, roles: list[str], engine_source: str = "zero-work",
+                      options: dict[str, dict[str, Any]] | None = None, app_prefix: str = "") -> None:
+        from ray import serve
+
+        from serve_apps.models import build_model_app
+
+        for role in roles:
+            name = app_prefix + role
+            serve.run(build_model_app({"profile": profile_path, "role": role, "engine_source": engine_source,
+                                       "engine_options": (options or {}).get(role, {})}),
+                      name=name, route_prefix=f"/models/{name}")
+
+    @staticmethod
+    def deploy_judge(profile_path: str) -> None:
+        from ray import serve
+
+        from deployments.perf_probe import build_probe_judge_app
+
+        serve.run(build_probe_judge_app({"profile": profile_path}), name="judge", route_prefix="/")
+
+    @staticmethod
+    def deploy_relay() -> None:
+        from ray import serve
+
+        from deployments.perf_probe import build_relay_app
+
+        serve.run(build_relay_app(), name="perf-relay", route_prefix=None)
+
+    @staticmethod
+    def delete_all() -> None:
+        from ray import serve
+
+        for name in list(serve.status().applications):
+            serve.delete(name)
+
+
+def replica_counts() -> dict[str, int]:
+    """RUNNING replicas of every deployment, keyed app/deployment (from serve.status(), the controller's view)."""
+    from ray import serve
+
+    out = {}
+    for app_name, app in serve.status().applications.items():
+        for dep_name, dep in app.deployments.items():
+            states = {str(getattr(k, "value", k)): v for k, v in dep.replica_states.items()}
+            out[f"{app_name}/{dep_name}"] = states.get("RUNNING", 0)
+    return out

@@ -1,0 +1,210 @@
+"""In-process traces of the judgment DAG: which model calls one judgment makes, on which side, with how many tokens.
+
+The Pipeline runs in this process with zero-work engines (deployments/testing.py) standing in for every role the
+profile deploys; kb / ocr-kb / none roles stay None exactly as in the Serve judge. Each engine is wrapped so each
+call is recorded with the side it ran on (query, product, or the join). The zero-work engines answer from a hash
+of their input, so the same pair always takes the same path: the trace is exact for these inputs.
+
+Critical path: within a side every model call is awaited before the next (rewrite → embed → classify → NER;
+OCR → VL → standardise), and the two sides run concurrently, so the sequential model calls on the critical path
+are max(query-side calls, product-side calls) + join calls (the LLM judge).
+
+Token counts use the real Qwen tokenizer (rebuilt offline), which is what the GPU profiles' Qwen3 / Qwen2.5-VL
+models read: chat prompts are counted as the message texts plus Qwen's chat-template tokens (5 per message, 3
+to open the answer, 4 for the empty think block of Qwen3), an image as Qwen2.5-VL's (h/28)·(w/28) + 2 tokens;
+constrained answers as the label's tokens + EOS; free generation at its max_tokens budget (an upper bound: the
+zero-work engine's echo says nothing about a real model's length).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("armed_perf_side", default="join")
+DETERMINISTIC = {"name_containment", "all_characters", "core_match", "cheating", "rule_veto"}
+CHAT_OVERHEAD_PER_MESSAGE = 5  # <|im_start|>role\n ... <|im_end|>\n
+CHAT_OPEN_ANSWER = 3 + 4  # <|im_start|>assistant\n + <think>\n\n</think>\n\n
+
+
+@dataclass
+class CallRecord:
+    role: str
+    method: str
+    side: str
+    items: int
+    prompt_tokens: int
+    output_tokens: int
+    output_is_budget: bool = False
+
+
+@dataclass
+class Tracer:
+    count_tokens: Any = None  # callable(str) -> int, or None (tokens then reported as 0)
+    calls: list[CallRecord] = field(default_factory=list)
+
+    def tokens(self, text: str) -> int:
+        return int(self.count_tokens(text)) if self.count_tokens and text else 0
+
+
+def image_tokens(data: bytes) -> int:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+    return max(1, round(h / 28)) * max(1, round(w / 28)) + 2
+
+
+class TracedEngine:
+    """Forwards every attribute to the engine; records each model call (role, side, items, tokens)."""
+
+    def __init__(self, engine: Any, role: str, tracer: Tracer) -> None:
+        self._engine = engine
+        self._role = role
+        self._tracer = tracer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def _rec(self, method: str, items: int, prompt: int, output: int, budget: bool = False) -> None:
+        self._tracer.calls.append(CallRecord(self._role, method, SIDE.get(), items, prompt, output, budget))
+
+    def _chat_prompt(self, messages: Any) -> int:
+        t = self._tracer
+        n = sum(t.tokens(m.content) + CHAT_OVERHEAD_PER_MESSAGE + sum(image_tokens(i) for i in m.images)
+                for m in messages)
+        return n + CHAT_OPEN_ANSWER if t.count_tokens else 0
+
+    async def choose(self, messages: Any, choices: Any) -> Any:
+        res = await self._engine.choose(messages, choices)
+        out = self._tracer.tokens(res.label) + 1 if self._tracer.count_tokens else 0
+        self._rec("choose", 1, self._chat_prompt(messages), out)
+        return res
+
+    async def generate(self, messages: Any, *, max_tokens: int = 128) -> str:
+        text = await self._engine.generate(messages, max_tokens=max_tokens)
+        self._rec("generate", 1, self._chat_prompt(messages), max_tokens if self._tracer.count_tokens else 0, True)
+        return text
+
+    async def embed(self, texts: Any) -> Any:
+        out = await self._engine.embed(texts)
+        self._rec("embed", len(texts), sum(self._tracer.tokens(t) + 1 for t in texts) if self._tracer.count_tokens
+                  else 0, 0)
+        return out
+
+    async def classify(self, pairs: Any) -> Any:
+        out = await self._engine.classify(pairs)
+        tok = sum(self._tracer.tokens(f"Query: {q}\nDocument: {d}") + 1 for q, d in pairs)
+        self._rec("classify", len(pairs), tok if self._tracer.count_tokens else 0, 0)
+        return out
+
+    async def read(self, image: bytes) -> Any:
+        out = await self._engine.read(image)
+        self._rec("read", 1, 0, 0)
+        return out
+
+
+def qwen_token_counter() -> Any:
+    """A str → token count function on the real Qwen tokenizer (None when it cannot be built here)."""
+    try:
+        from armed.engines.qwen_tokenizer import build_qwen_tokenizer
+
+        tok = build_qwen_tokenizer()
+    except Exception:
+        return None
+    return lambda text: len(tok.encode(text, add_special_tokens=False))
+
+
+def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = None) -> Any:
+    """A Pipeline of `profile` (its settings, the KB) whose deployed roles are traced zero-work engines."""
+    from armed.engines.base import ModelClients
+    from armed.knowledge.base import KnowledgeBase
+    from armed.pipeline.dag import Pipeline
+    from deployments.testing import zero_work_engine
+
+    settings = profile.to_settings()
+    if llm_text is not None:
+        data = settings.model_dump()
+        data["stages"]["llm_text"] = llm_text
+        settings = type(settings).model_validate(data)
+    clients = ModelClients()
+    for role in profile.deployed_roles():
+        eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if role == "consistency"
+                                        else {}))
+        setattr(clients, role, TracedEngine(eng, role, tracer))
+    kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+    return Pipeline(settings, kb, clients)
+
+
+async def trace_pair(pipeline: Any, tracer: Tracer, query: str, product: Any) -> dict[str, Any]:
+    """Judge one pair the way the Serve judge does (sides concurrent, then the join) and return its trace."""
+    from armed.pipeline.dag import parse_pair
+    from armed.pipeline.stages import StageRecorder
+
+    q_in, p_in = parse_pair(query, product)
+    first = len(tracer.calls)
+    rec = StageRecorder()
+
+    async def side(name: str, coro_fn: Any) -> Any:
+        SIDE.set(name)
+        return await coro_fn()
+
+    import asyncio
+
+    started = time.perf_counter()
+    q, p = await asyncio.gather(side("query", lambda: pipeline.understand_query(q_in.text, rec)),
+                                side("product", lambda: pipeline.understand_product(p_in, rec)))
+    SIDE.set("join")
+    j = await pipeline.conclude("perf", q_in, p_in, q, p, rec, started)
+    calls = tracer.calls[first:]
+    by_side = Counter(c.side for c in calls)
+    return {
+        "branch": j.branch.value,
+        "path": path_of(j.branch.value),
+        "calls": calls,
+        "by_side": dict(by_side),
+        "critical_path_calls": max(by_side.get("query", 0), by_side.get("product", 0)) + by_side.get("join", 0),
+        "judgment": j,
+    }
+
+
+def path_of(branch: str) -> str:
+    if branch in DETERMINISTIC:
+        return "deterministic"
+    return "llm_judge" if branch == "llm_judge" else "fallback"
+
+
+def cost_table(traces: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per path (and over the whole mix): judgments, and per judgment the calls and tokens of each role."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for t in traces:
+        groups[t["path"]].append(t)
+        groups["all"].append(t)
+    out: dict[str, Any] = {}
+    for path, ts in groups.items():
+        n = len(ts)
+        roles: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for t in ts:
+            for c in t["calls"]:
+                r = roles[c.role]
+                r["calls"] += 1
+                r["items"] += c.items
+                r["prompt_tokens"] += c.prompt_tokens
+                r["output_tokens"] += c.output_tokens
+                if c.output_is_budget:
+                    r["output_tokens_budget_part"] += c.output_tokens
+        out[path] = {
+            "judgments": n,
+            "share": None,
+            "model_calls_per_judgment": round(sum(r["calls"] for r in roles.values()) / n, 3),
+            "critical_path_calls_mean": round(sum(t["critical_path_calls"] for t in ts) / n, 3),
+            "per_role": {role: {k: round(v / n, 2) for k, v in r.items()} for role, r in sorted(roles.items())},
+        }
+    total = len(traces)
+    for v in out.values():
+        v["share"] = round(v["judgments"] / total, 3) if total else None
+    return out

@@ -1,0 +1,64 @@
+"""In-process DAG traces (critical path, cost by path) and the capacity file format, without Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from armed.perf.scenarios import capacity_file
+from armed.perf.stack import zero_work_profile
+from armed.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
+from armed.perf.workload import all_pairs
+from armed.serving.profiles import Profile, load_profile
+
+
+def _traces(profile: Profile, counter=None) -> list[dict]:
+    tracer = Tracer(counter)
+    pipe = traced_pipeline(profile, tracer)
+
+    async def go() -> list[dict]:
+        return [await trace_pair(pipe, tracer, p.query, p.product) for p in all_pairs(images_every=3)]
+
+    return asyncio.run(go())
+
+
+def test_zero_work_profile_deploys_every_role_with_caches_off() -> None:
+    zw = Profile.model_validate(zero_work_profile(load_profile("cpu")))
+    assert zw.deployed_roles() == ["llm", "embedder", "consistency", "vl", "ocr"]
+    assert zw.judge.caches.judgment.size == 0 and zw.judge.llm_text
+
+
+def test_critical_path_is_longest_side_plus_join() -> None:
+    traces = _traces(Profile.model_validate(zero_work_profile(load_profile("cpu"))))
+    for t in traces:
+        sides = t["by_side"]
+        assert t["critical_path_calls"] == max(sides.get("query", 0), sides.get("product", 0)) + sides.get("join", 0)
+        assert sum(sides.values()) == len(t["calls"])
+        assert (t["path"] == "llm_judge") == (sides.get("join", 0) == 1)
+    assert max(t["critical_path_calls"] for t in traces) >= 3
+    assert {t["path"] for t in traces} >= {"deterministic", "llm_judge"}
+
+
+def test_cost_table_counts_calls_and_tokens_per_path() -> None:
+    traces = _traces(load_profile("cpu"), counter=len)  # 1 token per character: easy to check by hand
+    table = cost_table(traces)
+    assert table["all"]["judgments"] == len(traces) and table["all"]["share"] == 1.0
+    assert sum(table[p]["judgments"] for p in ("deterministic", "llm_judge", "fallback") if p in table) == len(traces)
+    assert "llm" not in table["deterministic"]["per_role"]  # llm_text off on cpu: only the judge calls the LLM
+    llm = table["llm_judge"]["per_role"]["llm"]
+    assert llm["calls"] == 1 and llm["prompt_tokens"] > 50 and llm["output_tokens"] > 1
+
+
+def test_capacity_file_is_read_by_armed_ops(tmp_path: Path) -> None:
+    from ops.capacity import load_benchmark, plan
+
+    eng = {r: {"throughput_rps": 10.0, "p50_ms": 50.0, "p95_ms": 90.0, "concurrency": 4}
+           for r in ("llm", "embedder", "ocr")}
+    e2e = {"by_concurrency": {"8": {"throughput_rps": 3.0, "p50_ms": 900.0, "runs": [{"p95_ms": 1200.0}]}}}
+    cap = capacity_file(load_profile("cpu"), eng, e2e, {"llm": 0.57, "embedder": 0.71, "ocr": 0.25}, "test")
+    path = tmp_path / "capacity.json"
+    path.write_text(json.dumps(cap))
+    roles, _ = plan(load_profile("cpu"), load_benchmark(path), qps=2.0, latency_ms=2000)
+    by = {r.role: r for r in roles}
+    assert by["llm"].demand_rps == 2.0 * 0.57 and by["judge"].per_replica_rps == 3.0 * 0.7
