@@ -43,6 +43,29 @@ class ModelArgs(BaseModel):
     health_timeout_s: float = Field(default=30.0, gt=0, description="The health probe's own deadline.")
 
 
+class _AnswerClock:
+    """The engine, plus when it last answered a call (any method), for the health check."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._last_answer = float("-inf")
+
+    def seconds_since_answer(self) -> float:
+        return time.monotonic() - self._last_answer
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._engine, name)
+        if not asyncio.iscoroutinefunction(attr):
+            return attr
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            result = await attr(*args, **kwargs)
+            self._last_answer = time.monotonic()
+            return result
+
+        return timed
+
+
 class _ModelBase:
     """What every model deployment shares: args, engine, names, health probe, ping."""
 
@@ -53,7 +76,9 @@ class _ModelBase:
         self.role = self.args.role
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         started = time.perf_counter()
-        self.engine = build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
+        self.engine = _AnswerClock(
+            build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
+        )
         self.names = api.model_names(self.role, self.args.engine.model)
         self.model_id = spec_model_id(self.args.engine)
         log.info("model_ready", role=self.role, model=self.model_id, seconds=round(time.perf_counter() - started, 3))
@@ -75,6 +100,11 @@ class _ModelBase:
         raise NotImplementedError
 
     async def check_health(self) -> None:
+        # A real answer within the probe's deadline proves the engine works; probing then would only queue a
+        # call behind live traffic (an engine that serves one call at a time), time out under load, and get a
+        # working replica replaced mid-traffic. A wedged engine stops answering, so the probe runs again.
+        if self.engine.seconds_since_answer() < self.args.health_timeout_s:
+            return
         try:
             await asyncio.wait_for(self._probe(), self.args.health_timeout_s)
         except TimeoutError:
