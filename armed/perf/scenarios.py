@@ -291,7 +291,8 @@ async def batching(ctx: Ctx, handles: dict[str, tuple[Any, Any]], engines: dict[
             def caller(h: Any, role: str = role) -> Any:
                 async def call(i: int) -> Any:
                     t = texts[i % len(texts)]
-                    if role == "embedder":
+                    # keys are role names, optionally with a suffix ("embedder (synthetic)")
+                    if role.split(" ", 1)[0] == "embedder":
                         return await h.embed.remote([t])
                     return await h.classify.remote([(t[:6], t)])
                 return call
