@@ -28,6 +28,7 @@ from armed.errors import InputError
 from armed.eval import metrics as M
 from armed.eval.bench import PipelineFactory, software_versions
 from armed.eval.datasets import load_dataset, split_ids
+from armed.eval.metrics import percent as _p
 from armed.eval.vote import DEFAULT_VOTERS, run_vote
 from armed.settings import ArmedSettings
 from armed.text import sanitise_for_prompt
@@ -286,10 +287,6 @@ async def run_distill(
     (out / "distill.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "distill.md").write_text(render_distill(summary), encoding="utf-8")
     return summary
-
-
-def _p(v: Any) -> str:
-    return "–" if v is None else f"{100 * float(v):.1f}%"
 
 
 def render_distill(s: dict[str, Any]) -> str:

@@ -160,3 +160,8 @@ def table4(rows: Sequence[tuple[str, Mapping[str, object]]]) -> str:
     head = "| system | " + " | ".join(label for _, label in TABLE4_COLUMNS) + " |"
     sep = "|" + "---|" * (len(TABLE4_COLUMNS) + 1)
     return "\n".join([head, sep, *(table4_row(n, m) for n, m in rows)])
+
+
+def percent(v: object) -> str:
+    """A share as a percentage for reports ('–' when undefined)."""
+    return "–" if v is None else f"{100 * float(v):.1f}%"  # type: ignore[arg-type]

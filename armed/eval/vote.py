@@ -29,6 +29,7 @@ from armed.errors import InputError
 from armed.eval import metrics as M
 from armed.eval.bench import PipelineFactory, categories_for, default_factory, software_versions
 from armed.eval.datasets import Dataset, hard_subset, load_dataset
+from armed.eval.metrics import percent as _p
 from armed.eval.runner import EndpointJudge, LocalJudge, pred_of, run_predictions
 from armed.pipeline import prompts
 from armed.settings import ArmedSettings
@@ -255,10 +256,6 @@ async def run_vote(
     (out / "vote.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "vote.md").write_text(render_vote(summary), encoding="utf-8")
     return summary
-
-
-def _p(v: Any) -> str:
-    return "–" if v is None else f"{100 * float(v):.1f}%"
 
 
 def render_vote(s: dict[str, Any]) -> str:

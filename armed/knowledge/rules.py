@@ -111,16 +111,26 @@ def recall(kb: KnowledgeBase, query: Entities, product: Entities, specificity: S
     return hits
 
 
+def ceiling(hits: Sequence[RuleHit]) -> RelevanceLevel | None:
+    """The lowest level any fired `cap` rule allows (None when no rule caps)."""
+    caps = [RelevanceLevel(h.effect.split(":", 1)[1]) for h in hits if h.effect.startswith("cap:")]
+    return min(caps, key=lambda lv: lv.rank) if caps else None
+
+
+def veto(hits: Sequence[RuleHit]) -> tuple[RelevanceLevel, RuleHit] | None:
+    """The strongest fired `set` rule (the lowest level it forces) and the rule, or None."""
+    sets = [(RelevanceLevel(h.effect.split(":", 1)[1]), h) for h in hits if h.effect.startswith("set:")]
+    return min(sets, key=lambda s: s[0].rank) if sets else None
+
+
 def apply_caps(level: RelevanceLevel, hits: Sequence[RuleHit]) -> RelevanceLevel:
     """The level after the rules: any `set` forces the lowest level set (the strongest veto wins); otherwise
     the level is lowered to the lowest `cap`. Emphasis hints do not change the level."""
-    sets = [RelevanceLevel(h.effect.split(":", 1)[1]) for h in hits if h.effect.startswith("set:")]
-    if sets:
-        level = min(sets, key=lambda lv: lv.rank)
-    for h in hits:
-        if h.effect.startswith("cap:"):
-            level = level.cap(RelevanceLevel(h.effect.split(":", 1)[1]))
-    return level
+    forced = veto(hits)
+    if forced is not None:
+        level = forced[0]
+    cap = ceiling(hits)
+    return level.cap(cap) if cap is not None else level
 
 
 def prompt_hints(hits: Sequence[RuleHit]) -> dict[str, list[str]]:

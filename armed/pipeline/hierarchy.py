@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from armed.domain import Branch, RelevanceLevel, RuleHit
 from armed.engines.base import ChoiceResult, ModelClients
 from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.rules import ceiling, veto
 from armed.pipeline import prompts
 from armed.pipeline.product_side import ProductUnderstanding
 from armed.pipeline.query_side import QueryUnderstanding
@@ -46,17 +47,6 @@ def one_hot(level: RelevanceLevel) -> dict[RelevanceLevel, float]:
 def _dist(hi: float, mod: float, weak: float, irr: float) -> dict[RelevanceLevel, float]:
     total = hi + mod + weak + irr
     return dict(zip(LEVELS, (hi / total, mod / total, weak / total, irr / total), strict=True))
-
-
-def cap_of(hits: list[RuleHit]) -> RelevanceLevel | None:
-    """The lowest ceiling any fired rule sets (None when no rule caps)."""
-    caps = [RelevanceLevel(h.effect.split(":", 1)[1]) for h in hits if h.effect.startswith("cap:")]
-    return min(caps, key=lambda lvl: lvl.rank) if caps else None
-
-
-def veto_of(hits: list[RuleHit]) -> tuple[RelevanceLevel, RuleHit] | None:
-    sets = [(RelevanceLevel(h.effect.split(":", 1)[1]), h) for h in hits if h.effect.startswith("set:")]
-    return min(sets, key=lambda s: s[0].rank) if sets else None
 
 
 def fold_above(probs: dict[RelevanceLevel, float], cap: RelevanceLevel | None) -> dict[RelevanceLevel, float]:
@@ -146,7 +136,7 @@ async def decide(
     kb: KnowledgeBase,
     rec: StageRecorder,
 ) -> Decision:
-    cap = cap_of(hits)
+    cap = ceiling(hits)
     cap_note = f"; capped at {cap.value} by {[h.id for h in hits if h.effect.startswith('cap:')]}" if cap else ""
 
     if p.cheating:
@@ -156,9 +146,9 @@ async def decide(
             Branch.cheating,
             f"cheating product: {p.cheating_reason}",
         )
-    veto = veto_of(hits)
-    if veto is not None:
-        level, hit = veto
+    forced = veto(hits)
+    if forced is not None:
+        level, hit = forced
         return Decision(level, one_hot(level), Branch.rule_veto, f"expert rule {hit.id}: {hit.because}")
 
     if settings.stages.deterministic_branches:
