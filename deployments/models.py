@@ -2,8 +2,9 @@
 
 Each class answers two ways that share one request path: handle methods (`embed`, `classify`, `choose`,
 `generate`, `read`) that the judge's handle clients call, and HTTP routes (FastAPI ingress) that call those same
-methods. Engines that take one request at a time behind a lock (embedder, consistency) get dynamic batching with
-`@serve.batch`: concurrent requests are merged into one engine call, sized by the profile's `batching` section.
+methods. Engines that take one request at a time behind a lock (embedder, consistency) get dynamic batching
+(armed/engines/batching.py, not `@serve.batch`: see there why): whatever queued while the engine was busy goes
+into its next call, up to the profile's `batching.max_batch_size`.
 
 `check_health` makes a tiny real call to the engine, so a wedged engine (CUDA error, dead thread) marks the
 replica unhealthy and Serve replaces it; process liveness alone would not.
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from armed.engines.base import ChatMessage, ChoiceResult
+from armed.engines.batching import DynamicBatcher
 from armed.log import get_logger
 from armed.settings import EngineSpec
 from deployments import api, auth
@@ -38,8 +40,9 @@ class ModelArgs(BaseModel):
     engine: EngineSpec = Field(description="The role's engine spec from the profile.")
     engine_source: EngineSource = Field(default="factory", description="factory, or zero-work (overhead/tests).")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="zero-work knobs: delay_s, fail.")
-    max_batch_size: int = Field(default=32, ge=1, description="@serve.batch: most requests per engine call.")
-    batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="@serve.batch: wait for a batch to fill.")
+    max_batch_size: int = Field(default=32, ge=1, description="Dynamic batching: most requests per engine call.")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="Dynamic batching: longest a request waits "
+                                        "for others while the engine is idle.")
     health_timeout_s: float = Field(default=30.0, gt=0, description="The health probe's own deadline.")
 
 
@@ -92,9 +95,14 @@ class _ModelBase:
         """Cheapest possible call: used to wake a scaled-to-zero deployment (the queued call counts as load)."""
         return self.model_id
 
+    def new_batcher(self, fn: Any) -> DynamicBatcher:
+        return DynamicBatcher(fn, max_batch_size=self.args.max_batch_size, max_wait_s=self.args.batch_wait_timeout_s)
+
     async def engine_stats(self) -> dict[str, Any]:
-        """Batch sizes the engine saw, where it records them (zero-work engines): shows batching works."""
-        return {"batch_sizes": list(getattr(self.engine, "batch_sizes", [])), "calls": getattr(self.engine, "calls", 0)}
+        """Batch sizes the engine saw, where it records them (zero-work engines), and the batcher's recent ones."""
+        batcher = getattr(self, "batcher", None)
+        return {"batch_sizes": list(getattr(self.engine, "batch_sizes", [])), "calls": getattr(self.engine, "calls", 0),
+                "batcher_batch_sizes": list(batcher.batch_sizes) if batcher is not None else []}
 
     async def _probe(self) -> None:
         raise NotImplementedError
@@ -122,15 +130,10 @@ class EmbedderDeployment(_ModelBase):
 
     def __init__(self, args: dict[str, Any]) -> None:
         super().__init__(args)
-        self._embed_one.set_max_batch_size(self.args.max_batch_size)
-        self._embed_one.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _embed_one(self, texts: list[str]) -> list[list[float]]:
-        return await self.engine.embed(texts)
+        self.batcher: DynamicBatcher[str, list[float]] = self.new_batcher(self.engine.embed)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return list(await asyncio.gather(*(self._embed_one(t) for t in texts)))
+        return list(await asyncio.gather(*(self.batcher.submit(t) for t in texts)))
 
     async def _probe(self) -> None:
         vec = (await self.engine.embed(["health"]))[0]
@@ -160,15 +163,10 @@ class ClassifierDeployment(_ModelBase):
     def __init__(self, args: dict[str, Any]) -> None:
         super().__init__(args)
         self.labels: tuple[str, ...] = tuple(self.engine.labels)
-        self._classify_one.set_max_batch_size(self.args.max_batch_size)
-        self._classify_one.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _classify_one(self, pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
-        return await self.engine.classify(pairs)
+        self.batcher: DynamicBatcher[tuple[str, str], dict[str, float]] = self.new_batcher(self.engine.classify)
 
     async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
-        return list(await asyncio.gather(*(self._classify_one((a, b)) for a, b in pairs)))
+        return list(await asyncio.gather(*(self.batcher.submit((a, b)) for a, b in pairs)))
 
     async def get_labels(self) -> tuple[str, ...]:
         return self.labels
@@ -208,7 +206,7 @@ async def _chat_http(dep: _ChatBase, body: api.ChatRequest) -> dict:
 
 
 class _ChatBase(_ModelBase):
-    """The LLM and VL roles: constrained choice and free generation. vLLM batches internally (no @serve.batch)."""
+    """The LLM and VL roles: constrained choice and free generation (the vLLM engine merges concurrent calls)."""
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         return await self.engine.choose(list(messages), list(choices))

@@ -8,7 +8,8 @@ always) on a tiny Qwen3 checkpoint generated on the spot (armed.engines.tiny, no
              same concurrency (what the judge does)
   ratio      deployed / raw requests/s — the target is ≥ 0.95
   ceiling    (vLLM only) one `LLM.generate` call with all `--requests` prompts at once: the engine's batched
-             throughput, which armed's engine (one call at a time behind a lock) does not reach by design today
+             throughput. armed's vLLM engine merges concurrent calls into one generate (armed.engines.batching),
+             so at enough concurrency raw and deployed approach it; the transformers engine runs one call at a time
 
 Writes DIR/gpu_perf.json (also printed). vLLM parts are reported as skipped, with the reason, when vLLM cannot
 be imported. A few minutes end to end; on a CPU the numbers are labelled with the CPU model.

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from armed.engines.base import BlockingWorker, ChatMessage, ChoiceResult, normalise_vector, softmax
+from armed.engines.batching import DynamicBatcher
 from armed.engines.transformers_engine import short_model_id, strip_think
 from armed.settings import EngineSpec
 
@@ -84,8 +86,22 @@ def _logsumexp(values: list[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+@dataclass(frozen=True)
+class ChatCall:
+    """One `choose` (choices set, max_tokens unused) or `generate` (choices None) request to a chat engine."""
+
+    messages: tuple[ChatMessage, ...]
+    choices: tuple[str, ...] | None
+    max_tokens: int
+
+
 class VLLMChatModel:
-    """A ChatModel on `vllm.LLM` (runner "generate"): constrained `choose`, greedy `generate`."""
+    """A ChatModel on `vllm.LLM` (runner "generate"): constrained `choose`, greedy `generate`.
+
+    Concurrent calls are merged (armed.engines.batching) into one `LLM.generate` with per-prompt sampling
+    parameters. A batch returns when its longest sequence ends; per-request streaming completion is what the
+    `ray-llm` serving path (vLLM's async engine) adds.
+    """
 
     def __init__(
         self,
@@ -98,6 +114,7 @@ class VLLMChatModel:
         dtype: str | None = None,
         model_id: str | None = None,
         top_logprobs: int = 20,
+        max_batch_size: int | None = None,
         **llm_kwargs: Any,
     ) -> None:
         overrides = dict(
@@ -114,6 +131,11 @@ class VLLMChatModel:
         self.top_logprobs = top_logprobs
         self.tokenizer = self.llm.get_tokenizer()
         self._worker = BlockingWorker()
+        # Concurrent calls (the judge's many requests) become one generate over many prompts: vLLM's batching
+        # is where its throughput comes from. No wait for company: a batch is whatever queued meanwhile.
+        seqs = max_num_seqs or (spec.max_num_seqs if isinstance(spec, EngineSpec) else None)
+        self._batcher = DynamicBatcher(self._run_batch, max_batch_size=max_batch_size or seqs or 64, max_wait_s=0.0)
+        self.batch_sizes = self._batcher.batch_sizes
 
     def prompt(self, messages: Sequence[ChatMessage]) -> Any:
         """The chat-templated prompt with the assistant turn opened (thinking off where the template allows).
@@ -171,30 +193,30 @@ class VLLMChatModel:
             scores[choice] = _logsumexp([entries[t] for t in hits]) if hits else floor
         return softmax(scores)
 
-    def _choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+    def _sampling_params(self, call: ChatCall) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        unique = list(dict.fromkeys(choices))
-        if not unique or any(not c for c in unique):
-            raise ValueError("choose() needs at least one non-empty choice")
+        if call.choices is None:
+            return SamplingParams(temperature=0.0, max_tokens=call.max_tokens)
         # the grammar may spell a label byte by byte: leave room for the longest label's bytes plus EOS
-        max_tokens = max(len(c.encode("utf-8")) for c in unique) + 2
-        params = SamplingParams(
+        max_tokens = max(len(c.encode("utf-8")) for c in call.choices) + 2
+        return SamplingParams(
             temperature=0.0,
             max_tokens=max_tokens,
             logprobs=self.top_logprobs,
-            structured_outputs=StructuredOutputsParams(choice=unique),
+            structured_outputs=StructuredOutputsParams(choice=list(call.choices)),
         )
-        out = self.llm.generate([self.prompt(messages)], params, use_tqdm=False)[0]
+
+    def _read_choice(self, choices: tuple[str, ...], out: Any) -> ChoiceResult:
         completion = out.outputs[0]
         text = completion.text.strip()
         first = completion.logprobs[0] if completion.logprobs else {}
         sampled = completion.token_ids[0] if completion.token_ids else None
-        label = text if text in unique else None
-        probs = self.choice_probabilities(unique, first, sampled, label)
+        label = text if text in choices else None
+        probs = self.choice_probabilities(choices, first, sampled, label)
         if label is None:  # only a truncated decode could get here; never answer outside the choices
-            label = max(unique, key=lambda c: probs[c])
+            label = max(choices, key=lambda c: probs[c])
         return ChoiceResult(
             label=label,
             probabilities=probs,
@@ -203,18 +225,40 @@ class VLLMChatModel:
             output_tokens=len(completion.token_ids),
         )
 
-    def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
-        from vllm import SamplingParams
+    def run_batch(self, calls: Sequence[ChatCall]) -> list[ChoiceResult | str | Exception]:
+        """One `LLM.generate` over every call's prompt, each with its own sampling parameters (its own `choice`
+        grammar). A call whose prompt cannot be built (a broken image) gets its exception back; the rest run."""
+        results: list[ChoiceResult | str | Exception | None] = [None] * len(calls)
+        prompts, params, index = [], [], []
+        for i, call in enumerate(calls):
+            try:
+                prompts.append(self.prompt(call.messages))
+                params.append(self._sampling_params(call))
+                index.append(i)
+            except Exception as exc:  # this call's input only; the batch goes on
+                results[i] = exc
+        if prompts:
+            outs = self.llm.generate(prompts, params, use_tqdm=False)
+            for i, out in zip(index, outs, strict=True):
+                call = calls[i]
+                try:
+                    results[i] = (strip_think(out.outputs[0].text) if call.choices is None
+                                  else self._read_choice(call.choices, out))
+                except Exception as exc:
+                    results[i] = exc
+        return [r if r is not None else RuntimeError("no result") for r in results]
 
-        params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
-        out = self.llm.generate([self.prompt(messages)], params, use_tqdm=False)[0]
-        return strip_think(out.outputs[0].text)
+    async def _run_batch(self, calls: list[ChatCall]) -> list[ChoiceResult | str | Exception]:
+        return await self._worker.run(self.run_batch, calls)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        return await self._worker.run(self._choose, messages, choices)
+        unique = tuple(dict.fromkeys(choices))
+        if not unique or any(not c for c in unique):
+            raise ValueError("choose() needs at least one non-empty choice")
+        return await self._batcher.submit(ChatCall(tuple(messages), unique, 0))
 
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return await self._worker.run(self._generate, messages, max_tokens)
+        return await self._batcher.submit(ChatCall(tuple(messages), None, max_tokens))
 
 
 class VLLMEmbedder:

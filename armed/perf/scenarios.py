@@ -280,9 +280,9 @@ async def batching(ctx: Ctx, handles: dict[str, tuple[Any, Any]], engines: dict[
                    concurrency: int = 32) -> dict[str, Any]:
     """For each role: (batched handle, unbatched handle), measured back to back in each run at `concurrency`."""
     out: dict[str, Any] = {"what": f"closed loop at concurrency {concurrency} through deployment handles, one "
-                                   "single-item request each; batched = the profile's @serve.batch settings, "
-                                   "unbatched = max_batch_size 1; both deployed side by side, measured back to "
-                                   "back in each run", "roles": {}}
+                                   "single-item request each; batched = the profile's batching settings "
+                                   "(armed/engines/batching.py), unbatched = max_batch_size 1; both deployed side "
+                                   "by side, measured back to back in each run", "roles": {}}
     texts = [p.product["name"] + f" #{i}" for i, p in enumerate(workload.all_pairs())]
     n = ctx.n(320, 64)
     for role, (batched, single) in handles.items():

@@ -25,7 +25,7 @@ ROLES: tuple[str, ...] = ("llm", "embedder", "consistency", "vl", "ocr")
 # Engine kinds that are not a model: the judge runs them in-process (knowledge-base heuristics) or not at all,
 # so the role gets no deployment and the pipeline's fallbacks answer for it.
 IN_PROCESS_KINDS: frozenset[str] = frozenset({"none", "kb", "ocr-kb"})
-# Roles whose engines take one item per call: the deployment batches requests with @serve.batch instead.
+# Roles whose engines take one item per call: the deployment merges concurrent requests (armed/engines/batching.py).
 BATCHED_ROLES: frozenset[str] = frozenset({"embedder", "consistency"})
 
 
@@ -93,11 +93,13 @@ class Resources(_Strict):
 
 
 class Batching(_Strict):
-    """@serve.batch settings for roles whose engines take one request at a time."""
+    """Dynamic batching of roles whose engines take one request at a time (armed/engines/batching.py)."""
 
     max_batch_size: int = Field(default=32, ge=1, le=1024, description="Most requests merged into one engine call.")
     batch_wait_timeout_s: float = Field(
-        default=0.005, ge=0, le=1, description="How long the first request waits for others to join its batch."
+        default=0.005, ge=0, le=1,
+        description="Longest a request waits for others to join its batch while the engine is idle (a backlog that "
+                    "queued during the previous engine call leaves at once).",
     )
 
 

@@ -60,6 +60,17 @@ def test_constrained_choose_only_returns_choices(probe: dict) -> None:
     assert isinstance(probe["generate"], str)
 
 
+def test_concurrent_calls_are_batched_with_the_same_answers(probe: dict) -> None:
+    assert max(probe["choose_concurrent_batches"]) > 1, probe["choose_concurrent_batches"]
+    assert sum(probe["choose_concurrent_batches"]) == len(probe["choose_concurrent"])
+    for alone, batched in zip(probe["choose"], probe["choose_concurrent"], strict=True):
+        for label in vllm_probe.CHOICES:
+            assert batched["probabilities"][label] == pytest.approx(alone["probabilities"][label], abs=2e-3)
+    # a broken image fails its own call only; the call batched with it is answered
+    bad, good = probe["broken_image_in_batch"]
+    assert bad == "ValueError" and good in vllm_probe.CHOICES
+
+
 async def test_embed_matches_transformers_last_token(probe: dict, tiny_checkpoints: TinyCheckpoints) -> None:
     vecs = probe["embed"]
     assert len(vecs) == len(vllm_probe.EMBED_TEXTS)

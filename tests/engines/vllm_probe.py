@@ -46,6 +46,19 @@ async def run(args: argparse.Namespace) -> dict:
         )
     report["choose_s"] = time.perf_counter() - t
     report["choose"] = results
+    # the same prompts concurrently: merged into batches, the same answers as one by one
+    rng = random.Random(0)
+    queries = ["".join(rng.choice(words) for _ in range(rng.randint(1, 6))) for _ in range(5)]
+    before = len(chat.batch_sizes)
+    t = time.perf_counter()
+    asks = [[ChatMessage("system", "判断相关性"), ChatMessage("user", q)] for q in queries]
+    together = await asyncio.gather(*(chat.choose(m, CHOICES) for m in asks))
+    report["choose_concurrent_s"] = time.perf_counter() - t
+    report["choose_concurrent"] = [{"label": r.label, "probabilities": r.probabilities} for r in together]
+    report["choose_concurrent_batches"] = list(chat.batch_sizes)[before:]
+    broken = await asyncio.gather(chat.choose([ChatMessage("user", "看图", (b"not an image",))], CHOICES),
+                                  chat.choose([ChatMessage("user", "感冒")], CHOICES), return_exceptions=True)
+    report["broken_image_in_batch"] = [type(r).__name__ if isinstance(r, BaseException) else r.label for r in broken]
     report["generate"] = await chat.generate([ChatMessage("user", "你好")], max_tokens=8)
     del chat
     gc.collect()
