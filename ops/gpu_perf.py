@@ -110,6 +110,12 @@ async def measure(kind: str, model: Path, device: str, concurrency: int, request
     opts: dict[str, Any] = {"num_cpus": 1}
     if device.startswith("cuda"):
         opts["num_gpus"] = 1
+    else:
+        # Ray sets OMP_NUM_THREADS to the actor's num_cpus (1): on a CPU the replica's engine would get fewer
+        # threads than the raw engine in this process, and the ratio would measure that, not the deployment
+        import torch
+
+        opts["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(torch.get_num_threads())}}
     app = LLMDeployment.options(name="llm", ray_actor_options=opts, max_ongoing_requests=max(concurrency, 16),
                                 health_check_timeout_s=120).bind({"role": "llm", "engine": spec.model_dump(),
                                                                  "health_timeout_s": 120})

@@ -141,26 +141,29 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
                 stack.deploy_judge(zw_path)
                 stack.deploy_relay()
                 S["dag_overhead"] = await sc.dag_overhead(ctx, zw_path, stack.url, args.delay)
-            handles: dict[str, tuple[Any, Any]] = {}
-            engines: dict[str, str] = {}
             if "batching" in only:
-                # consistency (and a mechanism check of the embedder): zero-work engine with a fixed 10 ms per
-                # engine call whatever the batch size, like one forward pass of a small model on a GPU
+                # Zero-work engines with a fixed time per engine call whatever the batch size, like one forward
+                # pass of a small model on a GPU: 10 ms (both roles), 30 ms, and 0 ms (no engine time at all: the
+                # per-request ceiling of this machine, which caps every batched figure)
                 one = variant(zw, "perf-zw-nobatch", embedder={"batching": {"max_batch_size": 1,
                               "batch_wait_timeout_s": 0}}, consistency={"batching": {"max_batch_size": 1,
                                                                                      "batch_wait_timeout_s": 0}})
                 p_one = write_profile(work, one)
-                opts = {r: {"delay_s": 0.01} for r in ("embedder", "consistency")}
-                stack.deploy_models(zw_path, ["embedder", "consistency"], "zero-work", opts, app_prefix="syn-b-")
-                stack.deploy_models(p_one, ["embedder", "consistency"], "zero-work", opts, app_prefix="syn-u-")
-                for r in ("embedder", "consistency"):
-                    handles[f"{r} (synthetic)"] = (serve.get_deployment_handle(r, f"syn-b-{r}"),
-                                                   serve.get_deployment_handle(r, f"syn-u-{r}"))
-                    engines[f"{r} (synthetic)"] = "zero-work, 10 ms per engine call"
-                S["batching"] = await sc.batching(ctx, handles, engines)
-                for r in ("embedder", "consistency"):
-                    serve.delete(f"syn-b-{r}")
-                    serve.delete(f"syn-u-{r}")
+                rows = [("embedder", 0.01, "embedder (synthetic)"), ("consistency", 0.01, "consistency (synthetic)"),
+                        ("embedder", 0.03, "embedder (synthetic, 30 ms)"),
+                        ("embedder", 0.0, "embedder (synthetic, 0 ms: per-request ceiling)")]
+                S["batching"] = {"roles": {}}
+                for i, (r, delay, label) in enumerate(rows):
+                    opts = {r: {"delay_s": delay}}
+                    stack.deploy_models(zw_path, [r], "zero-work", opts, app_prefix=f"syn{i}-b-")
+                    stack.deploy_models(p_one, [r], "zero-work", opts, app_prefix=f"syn{i}-u-")
+                    part = await sc.batching(ctx, {label: (serve.get_deployment_handle(r, f"syn{i}-b-{r}"),
+                                                           serve.get_deployment_handle(r, f"syn{i}-u-{r}"))},
+                                             {label: f"zero-work, {delay * 1000:.0f} ms per engine call"})
+                    S["batching"]["what"] = part["what"]
+                    S["batching"]["roles"].update(part["roles"])
+                    serve.delete(f"syn{i}-b-{r}")
+                    serve.delete(f"syn{i}-u-{r}")
             if "autoscaling" in only:
                 auto = variant(zw, "perf-zw-autoscale", embedder={
                     "replicas": {"min": 1, "max": 3, "initial": 1},

@@ -25,8 +25,8 @@ def test_perf_smoke_zero_work(tmp_path: Path) -> None:
     out = tmp_path / "perf"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     cmd = [sys.executable, "-m", "armed.cli", "perf", "--local", "--out", str(out), "--quick", "--repeats", "1",
-           "--no-tokens", "--no-progress", "--engine-source", "zero-work", "--only", "dag,e2e,caching,engines,cost",
-           "--concurrency", "1,4", "--delay", "0.02"]
+           "--no-tokens", "--no-progress", "--engine-source", "zero-work",
+           "--only", "dag,e2e,batching,caching,engines,cost", "--concurrency", "1,4", "--delay", "0.02"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((out / "perf.json").read_text())
@@ -38,6 +38,11 @@ def test_perf_smoke_zero_work(tmp_path: Path) -> None:
     assert set(s["end_to_end"]["by_concurrency"]) == {"1", "4"}
     assert all(v["failed"] == 0 for v in s["end_to_end"]["by_concurrency"].values())
     assert s["caching"]["hit_rates_zipf"]["query"]["hits"] > 0
+    rows = s["batching"]["roles"]
+    assert {"embedder", "embedder (synthetic)", "consistency (synthetic)", "embedder (synthetic, 30 ms)",
+            "embedder (synthetic, 0 ms: per-request ceiling)"} <= set(rows)
+    for row in rows.values():  # every call of every row answered (a broken row once failed them all)
+        assert all(run[k]["failed"] == 0 and run[k]["ok"] > 0 for run in row["runs"] for k in ("batched", "unbatched"))
     assert {t["name"] for t in data["targets"]} >= {"dag_overhead", "sides_concurrent", "caching_throughput"}
     assert "## 1. DAG overhead" in (out / "perf.md").read_text()
     # capacity.json is in exactly the format armed-ops capacity reads
