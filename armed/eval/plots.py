@@ -29,6 +29,18 @@ def _plt() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _line_chart_finish(ax: Any, title: str) -> None:
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+
+
 def confusion_png(matrix: Sequence[Sequence[int]], rows: Sequence[str], cols: Sequence[str], path: Path, title: str):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
@@ -45,9 +57,7 @@ def confusion_png(matrix: Sequence[Sequence[int]], rows: Sequence[str], cols: Se
     ax.set_ylabel("gold")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of gold row")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def per_class_png(systems: Mapping[str, Mapping[str, Any]], path: Path, title: str) -> None:
@@ -71,9 +81,7 @@ def per_class_png(systems: Mapping[str, Mapping[str, Any]], path: Path, title: s
     axes[0].set_ylabel("score")
     axes[-1].legend(fontsize=8, loc="upper right")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def per_category_png(
@@ -91,12 +99,8 @@ def per_category_png(
                   fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy (ALL)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _line_chart_finish(ax, title)
+    _save(plt, fig, path)
 
 
 def ladder_png(rows: Sequence[tuple[str, Mapping[str, Any]]], path: Path, title: str) -> None:
@@ -107,9 +111,5 @@ def ladder_png(rows: Sequence[tuple[str, Mapping[str, Any]]], path: Path, title:
         ax.plot(range(len(rows)), [float(m.get(key) or 0.0) for _, m in rows], marker="o", label=label)
     ax.set_xticks(range(len(rows)), names, rotation=20)
     ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _line_chart_finish(ax, title)
+    _save(plt, fig, path)
