@@ -98,8 +98,10 @@ def test_handles_share_the_request_path_and_batch(stack: dict) -> None:
         return await asyncio.gather(*(emb.embed.remote([f"text {i}"]) for i in range(24)))
 
     assert len(asyncio.run(burst())) == 24
-    sizes = emb.engine_stats.remote().result(timeout_s=30)["batch_sizes"]
+    stats = emb.engine_stats.remote().result(timeout_s=30)
+    sizes = stats["batch_sizes"]
     assert max(sizes) > 1, f"concurrent calls were never batched: {sizes}"
+    assert max(stats["batcher_batch_sizes"]) == max(sizes)  # the largest engine call was one of the batcher's
     vl = serve.get_deployment_handle("vl", "vl")
     res = vl.choose.remote([ChatMessage("user", "same product?", (_png(),))], ["consistent", "cheating"]).result(
         timeout_s=30)
