@@ -232,6 +232,7 @@ class Branch(enum.StrEnum):
     name_containment = "name_containment"  # the (normalised) query stands inside the product name
     all_characters = "all_characters"  # every character of the query appears in the product name
     core_match = "core_match"  # core name + efficacy + category agree
+    student = "student"  # the distilled student judge, confident enough to answer (cascade)
     llm_judge = "llm_judge"  # the constrained LLM judge
     fallback = "fallback"  # the judge was unavailable: knowledge-base evidence alone decided (degraded)
 
@@ -288,6 +289,17 @@ class Evidence(BaseModel):
     image_text: list[str] = Field(default_factory=list, description="Text read from the product images.")
 
 
+class StudentOpinion(_Frozen):
+    """What the student said of the pair, and what the cascade did with it (kept even when another branch decided,
+    so `armed bench` can draw the cascade curve from one run)."""
+
+    model: str
+    probabilities: dict[RelevanceLevel, float] = Field(description="The student's calibrated level distribution.")
+    confidence: float = Field(description="Probability of the student's benchmark band (moderately+weakly = less).")
+    threshold: float = Field(description="judge.escalate_below at the time.")
+    escalated: bool = Field(description="True when the pair went to the LLM judge.")
+
+
 class Versions(_Frozen):
     knowledge_base: str = Field(description="Content hash of the knowledge base (seed + loaded sources).")
     rules: str = Field(description="Content hash of the expert rule set.")
@@ -309,6 +321,7 @@ class Judgment(BaseModel):
     branch: Branch
     reason: str = Field(description="One sentence saying why, built from the evidence.")
     rules_fired: list[RuleHit] = Field(default_factory=list)
+    student: StudentOpinion | None = Field(default=None, description="The student's answer, where it ran.")
     cheating: bool = False
     cheating_reason: str | None = None
     degraded: list[str] = Field(default_factory=list, description="Stages that failed or timed out.")

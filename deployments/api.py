@@ -30,7 +30,7 @@ MAX_CHOICES = 32
 MAX_TOKENS = 2048
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 ROLE_MODEL_NAME = {"llm": "armed-llm", "vl": "armed-vl", "embedder": "armed-embedder",
-                   "consistency": "armed-consistency", "ocr": "armed-ocr"}
+                   "consistency": "armed-consistency", "ocr": "armed-ocr", "student": "armed-student"}
 
 
 def model_names(role: str, model_path: str | None) -> list[str]:

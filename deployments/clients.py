@@ -254,6 +254,7 @@ def build_handle_clients(
     model_ids: dict[str, str],
     *,
     labels: Sequence[str] = ("consistent", "inconsistent"),
+    student_labels: Sequence[str] = ("highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant"),
     ray_llm_roles: Sequence[str] = (),
     timeout_s: float = 60.0,
     retry_after_s: int = 10,
@@ -272,6 +273,8 @@ def build_handle_clients(
             clients.embedder = HandleEmbedder(target, mid, availability, **kw)
         elif role == "consistency":
             clients.consistency = HandlePairClassifier(target, mid, availability, labels=labels, **kw)
+        elif role == "student":
+            clients.student = HandlePairClassifier(target, mid, availability, labels=student_labels, **kw)
         elif role == "ocr":
             clients.ocr = HandleImageReader(target, mid, availability, **kw)
         else:

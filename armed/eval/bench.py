@@ -4,9 +4,13 @@ Outputs in the run's folder: predictions.jsonl (resumable), metrics.json, report
 per_class.png, per_category.png; with the ablation ladder (Table 5): ablation.json, ablation.md, ablation.png
 and one predictions file per rung under ablation/.
 
-Comparisons are honest by construction: the lexical baseline's two thresholds are tuned on a seeded tuning
-split (`tune_fraction` of the evaluated items) and both the baseline and armed are reported on the disjoint
-held-out split; armed is also reported on every evaluated item (it tunes nothing on the set).
+Comparisons are honest by construction: with `--baseline-train` (a training set of the same task) the lexical
+baseline's two thresholds are tuned there and both it and armed are reported on every evaluated item; without
+one, they are tuned on a seeded tuning split (`tune_fraction` of the evaluated items) and both are reported on the
+disjoint held-out split. armed tunes nothing on the evaluated set.
+
+Where the student judged, the run also reports the cascade curve (escalation rate and accuracy per threshold) and
+the student's calibration (armed/eval/cascade.py); `--teacher-predictions` adds the cascade's own accuracy.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from armed.domain import BenchmarkLevel
+from armed.eval import cascade
 from armed.eval import metrics as M
 from armed.eval.baseline import LexicalBaseline
 from armed.eval.datasets import BenchItem, Dataset, derive_category, hard_subset, load_dataset, split_ids
 from armed.eval.runner import EndpointJudge, LocalJudge, pred_of, run_predictions
+from armed.eval.runner import read_predictions as read_predictions_file
 from armed.settings import ArmedSettings
 
 PipelineFactory = Callable[[ArmedSettings], Any]
@@ -37,7 +43,7 @@ HARD_RULE = (
 
 # Table 5: each rung switches one more module on (cumulative). Switches not in the ladder keep their settings.
 LADDER_SWITCHES = ("query_rewrite", "extend", "search", "identical_page", "two_stage_filter", "common_name",
-                   "query_change")
+                   "query_change", "student")
 ABLATION_LADDER: tuple[tuple[str, str | None], ...] = (
     ("base Q+S", None),
     ("+QI", "query_rewrite"),
@@ -47,6 +53,9 @@ ABLATION_LADDER: tuple[tuple[str, str | None], ...] = (
     ("+TF", "two_stage_filter"),
     ("+CN", "common_name"),
     ("+QC", "query_change"),
+    # Beyond the paper: the distilled student takes the undecided pairs (and, with it on, only the deterministic
+    # branches in judge.branches decide before it).
+    ("+student", "student"),
 )
 
 
@@ -64,6 +73,8 @@ class BenchOptions:
     timeout_s: float | None = None
     command: str = ""
     report_only: bool = False  # score the rows already in predictions.jsonl; judge nothing (interrupted runs)
+    baseline_train: str | None = None  # FORMAT:PATH of a training set: tune the lexical baseline there
+    teacher_predictions: Path | None = None  # a teacher run's predictions.jsonl over the same ids (cascade curve)
 
 
 def default_factory() -> PipelineFactory:
@@ -133,20 +144,28 @@ def score_rows(
 
 def baseline_compare(
     items: Sequence[BenchItem], rows: dict[str, dict[str, Any]], hard: set[str], cats: dict[str, str],
-    fraction: float, seed: int,
+    fraction: float, seed: int, train: Sequence[BenchItem] | None = None,
 ) -> dict[str, Any]:
-    """Tune the lexical baseline on the tuning split; score it and armed on the held-out split."""
+    """Tune the lexical baseline on `train` (then score it and armed on every item) or, without a training set, on
+    a tuning split of the items (then score both on the held-out rest)."""
     labelled = [it for it in items if it.label is not None]
-    tune_ids, test_ids = split_ids([it.id for it in labelled], fraction, seed)
-    tune = [it for it in labelled if it.id in tune_ids]
-    test = [it for it in labelled if it.id in test_ids]
+    if train is not None:
+        tune = [it for it in train if it.label is not None]
+        test = labelled
+        tuned_on = f"training set ({len(tune)} pairs), best macro-F1"
+    else:
+        tune_ids, test_ids = split_ids([it.id for it in labelled], fraction, seed)
+        tune = [it for it in labelled if it.id in tune_ids]
+        test = [it for it in labelled if it.id in test_ids]
+        tuned_on = "tuning split, best macro-F1"
     base = LexicalBaseline.tune([(it.query, it.product_name) for it in tune], [it.label for it in tune])  # type: ignore[misc]
     base_pred = [base.predict(it.query, it.product_name) for it in test]
     hard_mask = [it.id in hard for it in test]
     test_cats = [cats[it.id] for it in test]
     return {
-        "split": {"tune_fraction": fraction, "seed": seed, "tune_n": len(tune), "test_n": len(test)},
-        "baseline_thresholds": {"lo": base.lo, "hi": base.hi, "tuned_on": "tuning split, best macro-F1"},
+        "split": {"tune_fraction": None if train is not None else fraction, "seed": seed, "tune_n": len(tune),
+                  "test_n": len(test), "tuned_on_training_set": train is not None},
+        "baseline_thresholds": {"lo": base.lo, "hi": base.hi, "tuned_on": tuned_on},
         "armed": M.compute(_golds(test), [pred_of(rows[it.id]) for it in test], hard=hard_mask,
                            categories=test_cats),
         "lexical_baseline": M.compute(_golds(test), base_pred, hard=hard_mask, categories=test_cats),
@@ -217,7 +236,11 @@ async def run_bench(
         "hard_rule": HARD_RULE,
         "hard_n": len(hard),
         "armed": score_rows(ds.items, rows, hard, cats),
-        "heldout": baseline_compare(ds.items, rows, hard, cats, opts.tune_fraction, opts.seed),
+        "heldout": baseline_compare(ds.items, rows, hard, cats, opts.tune_fraction, opts.seed,
+                                    train=load_dataset(opts.baseline_train).items if opts.baseline_train else None),
+        "cascade": cascade.cascade_curve(ordered, teacher=(read_predictions_file(opts.teacher_predictions)
+                                                           if opts.teacher_predictions else None)),
+        "student_calibration": cascade.calibration(ordered),
         "branches": dict(Counter(r.get("branch") or "FAILED" for r in ordered).most_common()),
         "errors": dict(Counter((r.get("error") or "").split(":")[0] for r in ordered if r.get("error"))),
         "timing": {
@@ -259,16 +282,37 @@ def write_plots(result: dict[str, Any], out: Path) -> None:
     plots.confusion_png(c["matrix"], c["rows_gold"], c["columns_pred"], out / "confusion.png",
                         f"armed confusion matrix — {tag}\n{ds['label_mapping_text']}")
     h = result["heldout"]
+    where = _compared_on(h)
     plots.per_class_png(
-        {"armed (held-out)": h["armed"], "lexical baseline (held-out)": h["lexical_baseline"]},
+        {f"armed ({where})": h["armed"], f"lexical baseline ({where})": h["lexical_baseline"]},
         out / "per_class.png",
-        f"per-class precision / recall / F1 on the held-out split (n={h['split']['test_n']}) — {ds['file']}",
+        f"per-class precision / recall / F1 on {where} (n={h['split']['test_n']}) — {ds['file']}",
     )
     plots.per_category_png(
         {"armed": h["armed"]["per_category"], "lexical baseline": h["lexical_baseline"]["per_category"]},
         out / "per_category.png",
-        f"accuracy per query category (held-out split, n={h['split']['test_n']}) — {ds['file']}",
+        f"accuracy per query category ({where}, n={h['split']['test_n']}) — {ds['file']}",
     )
+    if result.get("cascade", {}).get("n_with_student"):
+        plots.cascade_png(result["cascade"], out / "cascade.png",
+                          f"student → LLM cascade — {ds['file']} (n={result['cascade']['n_with_student']})")
+
+
+def _compared_on(h: dict[str, Any]) -> str:
+    return "all evaluated" if h["split"].get("tuned_on_training_set") else "held-out split"
+
+
+def _baseline_note(h: dict[str, Any]) -> str:
+    t, sp = h["baseline_thresholds"], h["split"]
+    cuts = f"highly ≥ {t['hi']:.3f}, less ≥ {t['lo']:.3f}"
+    what = "The lexical baseline (character overlap: share of the query's characters found in the product name)"
+    if sp.get("tuned_on_training_set"):
+        return (f"{what} had its thresholds tuned for macro-F1 on the training set given with --baseline-train "
+                f"(n={sp['tune_n']}): {cuts}. Both it and armed are scored on every evaluated item; nothing is "
+                "tuned on this set.")
+    return (f"{what} had its thresholds tuned for macro-F1 on a seeded {sp['tune_fraction']:.0%} tuning split "
+            f"(n={sp['tune_n']}, seed {sp['seed']}): {cuts}. Both rows marked held-out are scored on the other "
+            f"{sp['test_n']} items; armed tunes nothing on this set.")
 
 
 def render_report(result: dict[str, Any]) -> str:
@@ -296,15 +340,12 @@ def render_report(result: dict[str, Any]) -> str:
         "",
         M.table4([
             (f"armed, all evaluated (n={a['n']})", a),
-            (f"armed, held-out split (n={h['armed']['n']})", h["armed"]),
-            (f"lexical baseline, held-out split (n={h['lexical_baseline']['n']})", h["lexical_baseline"]),
+            *([] if h["split"].get("tuned_on_training_set") else
+              [(f"armed, held-out split (n={h['armed']['n']})", h["armed"])]),
+            (f"lexical baseline, {_compared_on(h)} (n={h['lexical_baseline']['n']})", h["lexical_baseline"]),
         ]),
         "",
-        f"The lexical baseline (character overlap: share of the query's characters found in the product name) "
-        f"had its thresholds tuned for macro-F1 on a seeded {h['split']['tune_fraction']:.0%} tuning split "
-        f"(n={h['split']['tune_n']}, seed {h['split']['seed']}): highly ≥ {h['baseline_thresholds']['hi']:.3f}, "
-        f"less ≥ {h['baseline_thresholds']['lo']:.3f}. Both rows marked held-out are scored on the other "
-        f"{h['split']['test_n']} items; armed tunes nothing on this set.",
+        _baseline_note(h),
         "",
         "![confusion matrix](confusion.png)",
         "",
@@ -319,7 +360,7 @@ def render_report(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     lines += [
         "",
-        "## Per category (held-out split; category = the knowledge base's reading of the query)",
+        f"## Per category ({_compared_on(h)}; category = the knowledge base's reading of the query)",
         "",
         "![per-category accuracy](per_category.png)",
         "",
@@ -345,6 +386,8 @@ def render_report(result: dict[str, Any]) -> str:
         f"llm_weight {v['llm_weight']}",
         "",
     ]
+    if result.get("cascade", {}).get("n_with_student"):
+        lines.append(cascade.render(result["cascade"], result["student_calibration"]))
     return "\n".join(lines)
 
 

@@ -33,7 +33,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dataset=args.dataset, out=Path(args.out), limit=args.limit, seed=args.seed, endpoint=args.endpoint,
         concurrency=args.concurrency, progress=not args.quiet, tune_fraction=args.tune_fraction,
         hard_per_label=args.hard_per_label, timeout_s=args.timeout, command=_command(),
-        report_only=args.report_only,
+        report_only=args.report_only, baseline_train=args.baseline_train,
+        teacher_predictions=Path(args.teacher_predictions) if args.teacher_predictions else None,
     )
     settings = _settings()
     if args.ablation:
@@ -43,8 +44,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     result = asyncio.run(run_bench(opts, settings))
     h = result["heldout"]
-    print(table4([("armed (all)", result["armed"]), ("armed (held-out)", h["armed"]),
-                  ("lexical baseline (held-out)", h["lexical_baseline"])]))
+    where = "all" if h["split"].get("tuned_on_training_set") else "held-out"
+    print(table4([("armed (all)", result["armed"]), (f"armed ({where})", h["armed"]),
+                  (f"lexical baseline ({where})", h["lexical_baseline"])]))
     print(f"wrote {opts.out / 'metrics.json'}, report.md and plots", file=sys.stderr)
     return 0
 
@@ -61,6 +63,12 @@ def cmd_vote(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    if args.student == "mlp":
+        return _distill_mlp(args)
+    if args.student.startswith("classifier:"):
+        return _distill_classifier(args)
+    if not args.dataset:
+        raise SystemExit("armed distill: --dataset is required for a chat-model student (votes → SFT)")
     from armed.eval.distill import run_distill
 
     summary = asyncio.run(run_distill(
@@ -73,8 +81,49 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, metavar="FORMAT:PATH",
+def _distill_mlp(args: argparse.Namespace) -> int:
+    from armed.errors import InputError
+    from armed.student.distill import build_mlp_student
+    from armed.student.model import TrainConfig
+
+    from armed.engines.cache import cache_dir
+
+    cache = Path(args.cache_dir) if args.cache_dir else cache_dir() / "student"
+    try:
+        meta = build_mlp_student(
+            args.train or [], Path(args.out), teacher_files=[Path(f) for f in args.teacher_predictions or []],
+            teacher_weight=args.teacher_weight, tune_fraction=args.tune_fraction, seed=args.seed, limit=args.limit,
+            cache_dir=cache, config=TrainConfig(seed=args.seed, hidden=args.hidden, max_epochs=args.epochs),
+            command=_command(), log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
+        )
+    except InputError as exc:
+        print(f"armed distill: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(meta["tuning_split"]["calibrated"], ensure_ascii=False))
+    return 0
+
+
+def _distill_classifier(args: argparse.Namespace) -> int:
+    from armed.errors import InputError
+    from armed.student.classifier import train_classifier_student
+
+    base = args.student.split(":", 1)[1]
+    try:
+        summary = train_classifier_student(
+            base, args.train or [], Path(args.out), teacher_files=[Path(f) for f in args.teacher_predictions or []],
+            teacher_weight=args.teacher_weight, tune_fraction=args.tune_fraction, seed=args.seed, limit=args.limit,
+            steps=args.steps, lr=args.lr, batch_size=args.batch_size, device=args.device, command=_command(),
+            log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
+        )
+    except InputError as exc:
+        print(f"armed distill: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary["tuning_split"], ensure_ascii=False))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    p.add_argument("--dataset", required=dataset_required, metavar="FORMAT:PATH",
                    help="armed:FILE.jsonl, kuake-qtr:FILE.json or kuake-qqr:FILE.json")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun the command to resume)")
     p.add_argument("--limit", type=int, help="a seeded random sample of N rows (default: all)")
@@ -90,6 +139,10 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--ablation", action="store_true", help="run the Table 5 module ladder instead")
     b.add_argument("--tune-fraction", type=float, default=0.5,
                    help="share of the items the lexical baseline's thresholds are tuned on (the rest is held out)")
+    b.add_argument("--baseline-train", metavar="FORMAT:PATH",
+                   help="tune the lexical baseline on this training set (same task) and compare on every item")
+    b.add_argument("--teacher-predictions", metavar="FILE",
+                   help="a teacher run's predictions.jsonl over the same ids: the cascade curve's escalated pairs")
     b.add_argument("--hard-per-label", type=int, help="cap the HARD subset at N items per level")
     b.add_argument("--timeout", type=float, help="seconds per judgment before it counts as FAILED")
     b.add_argument("--report-only", action="store_true",
@@ -103,9 +156,25 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                         f"{' '.join(DEFAULT_VOTERS)})")
     v.set_defaults(func=cmd_vote)
 
-    d = sub.add_parser("distill", help="teacher votes → SFT data → fine-tuned student → Table 8")
-    _common(d)
-    d.add_argument("--student", required=True, help="student checkpoint folder, or 'tiny' for a tiny random Qwen3")
+    d = sub.add_parser("distill", help="train the student judge: mlp (embedded default), classifier:BASE (Qwen3 "
+                       "sequence classifier, GPU profiles) or a chat checkpoint (votes → SFT → Table 8)")
+    _common(d, dataset_required=False)
+    d.add_argument("--student", required=True,
+                   help="mlp: the embedded default's student; classifier:PATH: a Qwen3 sequence classifier "
+                        "fine-tuned from the checkpoint at PATH ('classifier:tiny' for a tiny random Qwen3); "
+                        "otherwise a chat checkpoint folder (or 'tiny') trained on `armed vote` labels")
+    d.add_argument("--train", action="append", metavar="FORMAT:PATH",
+                   help="mlp / classifier: human-labelled training set, kuake-qtr:FILE or kuake-qqr:FILE (repeat)")
+    d.add_argument("--teacher-predictions", action="append", metavar="FILE",
+                   help="mlp / classifier: teacher judgments with probabilities as soft labels (armed judge-batch "
+                        "output, armed bench predictions.jsonl or armed vote votes.jsonl; repeat)")
+    d.add_argument("--teacher-weight", type=float, default=0.5,
+                   help="share of the training loss on teacher pairs when both kinds are given (0..1)")
+    d.add_argument("--tune-fraction", type=float, default=0.1,
+                   help="mlp / classifier: share of training queries held out for early stopping and calibration")
+    d.add_argument("--hidden", type=int, default=256, help="mlp: hidden units")
+    d.add_argument("--epochs", type=int, default=40, help="mlp: most epochs (early stopping on the tuning split)")
+    d.add_argument("--cache-dir", metavar="DIR", help="mlp: embedding cache (default $ARMED_CACHE_DIR/student)")
     d.add_argument("--task", choices=("relevance", "consistency"), default="relevance")
     d.add_argument("--teacher", action="append", metavar="SPEC", help="a teacher voter spec (repeatable)")
     d.add_argument("--include-split", action="store_true", help="train on majority labels of split votes too")

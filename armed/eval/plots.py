@@ -113,3 +113,21 @@ def ladder_png(rows: Sequence[tuple[str, Mapping[str, Any]]], path: Path, title:
     ax.set_ylim(0, 1.02)
     _line_chart_finish(ax, title)
     _save(plt, fig, path)
+
+
+def cascade_png(curve: Mapping[str, Any], path: Path, title: str) -> None:
+    """Escalation rate and accuracy against the cascade threshold (what an SRE reads to pick it)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    pts = curve["points"]
+    xs = [p["threshold"] for p in pts]
+    series = [("escalation_rate", "escalation rate (share to the LLM)"), ("kept_accuracy", "student accuracy, kept"),
+              ("kept_macro_f1", "student macro-F1, kept")]
+    if curve.get("teacher"):
+        series += [("cascade_accuracy", "cascade accuracy"), ("cascade_macro_f1", "cascade macro-F1")]
+    for key, label in series:
+        ax.plot(xs, [float(p.get(key) or 0.0) for p in pts], marker="o", markersize=3, label=label)
+    ax.set_xlabel("judge.escalate_below (student band confidence)")
+    ax.set_ylim(0, 1.02)
+    _line_chart_finish(ax, title)
+    _save(plt, fig, path)

@@ -82,6 +82,7 @@ def _record(item: BenchItem, category: str, judgment: dict[str, Any] | None, err
         "level": None,
         "branch": None,
         "probabilities": None,
+        "student": None,
         "degraded": [],
         "seconds": None,
         "versions": None,
@@ -92,7 +93,7 @@ def _record(item: BenchItem, category: str, judgment: dict[str, Any] | None, err
             rec["pred"] = BenchmarkLevel(judgment.get("benchmark_level")).value
         except ValueError:
             rec["error"] = f"unparseable answer: benchmark_level={judgment.get('benchmark_level')!r}"
-        for key in ("level", "branch", "probabilities", "degraded", "seconds", "versions"):
+        for key in ("level", "branch", "probabilities", "student", "degraded", "seconds", "versions"):
             if key in judgment:
                 rec[key] = judgment[key]
     return rec

@@ -120,6 +120,7 @@ class Pipeline:
             branch=decision.branch,
             reason=decision.reason,
             rules_fired=hits,
+            student=decision.student,
             cheating=p.cheating,
             cheating_reason=p.cheating_reason,
             degraded=list(dict.fromkeys(rec.degraded)),

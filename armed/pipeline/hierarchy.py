@@ -7,10 +7,15 @@ Order (first that applies decides; expert-rule caps apply to every branch but th
    a. name containment: the normalised query stands inside the (standardised) product name;
    b. all characters: every character of the query appears in the product name;
    c. core match: a query common name is the product's, and efficacy and category (where both known) agree.
-4. the LLM judge, constrained to the four labels; its distribution is blended with the knowledge-base prior
-   (`judge.llm_weight`), then capped.
-5. fallback — no judge (switched off, failed or timed out): the knowledge-base prior alone, capped.
-Because steps 1-3 and 5 are deterministic and step 4 can only answer a label, no judgment is ever lost.
+   With a student, only the branches in `judge.branches` decide here (none by default: each lost accuracy
+   against the student on train/'s tuning split; the student sees the same signals as features).
+4. the student (armed.student): a calibrated four-level distribution; it answers when its confidence (the
+   probability of its benchmark band) is at least `judge.escalate_below`, capped by the rules.
+5. the LLM judge, constrained to the four labels, for pairs the student escalates (or every undecided pair when
+   there is no student); its distribution is blended with the student's (or, without one, the knowledge-base
+   prior's) by `judge.llm_weight`, then capped. If it fails, the student's answer stands (degraded).
+6. fallback — no judge (switched off, failed or timed out): the knowledge-base prior alone, capped.
+Because steps 1-3 and 6 are deterministic and steps 4-5 can only answer a label, no judgment is ever lost.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from armed.domain import Branch, RelevanceLevel, RuleHit
+from armed.domain import Branch, Entities, RelevanceLevel, RuleHit, StudentOpinion
 from armed.engines.base import ChoiceResult, ModelClients
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, veto
@@ -27,6 +32,7 @@ from armed.pipeline.product_side import ProductUnderstanding
 from armed.pipeline.query_side import QueryUnderstanding
 from armed.pipeline.stages import Detailed, StageRecorder
 from armed.settings import ArmedSettings
+from armed.student.engine import classify_one
 from armed.text import char_overlap, char_set, normalise
 
 LEVELS = list(RelevanceLevel)
@@ -38,6 +44,7 @@ class Decision:
     probabilities: dict[RelevanceLevel, float]
     branch: Branch
     reason: str
+    student: StudentOpinion | None = None
 
 
 def one_hot(level: RelevanceLevel) -> dict[RelevanceLevel, float]:
@@ -69,9 +76,15 @@ def argmax(probs: dict[RelevanceLevel, float]) -> RelevanceLevel:
 def knowledge_prior(q: QueryUnderstanding, p: ProductUnderstanding, kb: KnowledgeBase) -> dict[RelevanceLevel, float]:
     """A distribution from knowledge-base evidence alone: common names, efficacy, category, characters.
 
-    Hand-set from the level definitions (not fitted to any evaluation set); the LLM judge refines it.
+    Hand-set from the level definitions (not fitted to any evaluation set); the student and the LLM judge refine it.
     """
-    qe, pe = q.side.entities, p.side.entities
+    return knowledge_prior_of(q.side.entities, p.side.entities, q.side.original, p.standard_name, kb)
+
+
+def knowledge_prior_of(
+    qe: Entities, pe: Entities, query: str, product_name: str, kb: KnowledgeBase
+) -> dict[RelevanceLevel, float]:
+    """`knowledge_prior` on bare entities and texts (the student's features use it without a pipeline)."""
     q_cn, p_cn = set(qe.common_name), set(pe.common_name)
     eff = kb.efficacy_overlap(qe.efficacy, pe.efficacy) if qe.efficacy and pe.efficacy else None
     cat = bool(set(qe.category) & set(pe.category)) if qe.category and pe.category else None
@@ -87,7 +100,7 @@ def knowledge_prior(q: QueryUnderstanding, p: ProductUnderstanding, kb: Knowledg
         return _dist(0.03, 0.07, 0.25, 0.65)
     if cat is True:
         return _dist(0.1, 0.3, 0.4, 0.2)
-    overlap = char_overlap(q.side.original, p.standard_name)
+    overlap = char_overlap(query, product_name)
     if overlap >= 0.8:
         return _dist(0.4, 0.3, 0.2, 0.1)
     if overlap >= 0.5:
@@ -95,22 +108,38 @@ def knowledge_prior(q: QueryUnderstanding, p: ProductUnderstanding, kb: Knowledg
     return _dist(0.05, 0.15, 0.3, 0.5)
 
 
+def query_in_name(query: str, names: list[str]) -> bool:
+    """Branch (a): the normalised query stands inside one of the names."""
+    q = normalise(query)
+    return bool(q) and any(q in normalise(n) for n in names)
+
+
+def query_chars_in_name(query: str, names: list[str], min_chars: int) -> bool:
+    """Branch (b): every character of a query of at least `min_chars` characters appears in one of the names."""
+    return len(normalise(query)) >= min_chars and any(char_set(query) <= set(normalise(n)) for n in names)
+
+
+def core_match(qe: Entities, pe: Entities, kb: KnowledgeBase) -> list[str] | None:
+    """Branch (c): the shared common names when efficacy and category agree where both are known, else None."""
+    shared = set(qe.common_name) & set(pe.common_name)
+    if not shared:
+        return None
+    eff_ok = not (qe.efficacy and pe.efficacy) or kb.efficacy_overlap(qe.efficacy, pe.efficacy) > 0
+    cat_ok = not (qe.category and pe.category) or bool(set(qe.category) & set(pe.category))
+    return sorted(shared) if eff_ok and cat_ok else None
+
+
 def deterministic_branch(
     q: QueryUnderstanding, p: ProductUnderstanding, kb: KnowledgeBase, min_chars: int
 ) -> tuple[Branch, str] | None:
-    query = normalise(q.side.original)
-    names = [normalise(p.standard_name), normalise(p.side.original)]
-    if query and any(query in n for n in names):
+    names = [p.standard_name, p.side.original]
+    if query_in_name(q.side.original, names):
         return Branch.name_containment, f"the query {q.side.original!r} stands inside the product name"
-    if len(query) >= min_chars and any(char_set(q.side.original) <= set(n) for n in names):
+    if query_chars_in_name(q.side.original, names, min_chars):
         return Branch.all_characters, "every character of the query appears in the product name"
-    qe, pe = q.side.entities, p.side.entities
-    shared = set(qe.common_name) & set(pe.common_name)
+    shared = core_match(q.side.entities, p.side.entities, kb)
     if shared:
-        eff_ok = not (qe.efficacy and pe.efficacy) or kb.efficacy_overlap(qe.efficacy, pe.efficacy) > 0
-        cat_ok = not (qe.category and pe.category) or bool(set(qe.category) & set(pe.category))
-        if eff_ok and cat_ok:
-            return Branch.core_match, f"same common name {sorted(shared)}, efficacy and category agree"
+        return Branch.core_match, f"same common name {shared}, efficacy and category agree"
     return None
 
 
@@ -127,6 +156,22 @@ def blend(
     return {lvl: v / total for lvl, v in exp.items()}
 
 
+def student_band_confidence(probs: dict[RelevanceLevel, float]) -> tuple[RelevanceLevel, float]:
+    """(level, confidence): the student's level (band first, see armed.student.data.decide_level) and the
+    probability of its benchmark band."""
+    from armed.student.data import decide_level
+
+    level = decide_level([probs[lvl] for lvl in LEVELS])
+    band = level.to_benchmark()
+    return level, sum(v for lvl, v in probs.items() if lvl.to_benchmark() is band)
+
+
+def band_argmax(probs: dict[RelevanceLevel, float]) -> RelevanceLevel:
+    from armed.student.data import decide_level
+
+    return decide_level([probs[lvl] for lvl in LEVELS])
+
+
 async def decide(
     q: QueryUnderstanding,
     p: ProductUnderstanding,
@@ -135,8 +180,11 @@ async def decide(
     settings: ArmedSettings,
     kb: KnowledgeBase,
     rec: StageRecorder,
+    product_text: str | None = None,
 ) -> Decision:
-    cap = ceiling(hits)
+    """Algorithm 1 with the student cascade. `product_text` is what the student reads (the product name as given;
+    the bench passes KUAKE-QQR's second query with its pair-kind prefix)."""
+    cap = ceiling(hits) if settings.judge.rule_caps else None
     cap_note = f"; capped at {cap.value} by {[h.id for h in hits if h.effect.startswith('cap:')]}" if cap else ""
 
     if p.cheating:
@@ -146,21 +194,51 @@ async def decide(
             Branch.cheating,
             f"cheating product: {p.cheating_reason}",
         )
-    forced = veto(hits)
+    forced = veto(hits) if settings.judge.rule_vetoes else None
     if forced is not None:
         level, hit = forced
         return Decision(level, one_hot(level), Branch.rule_veto, f"expert rule {hit.id}: {hit.because}")
 
+    student_on = settings.stages.student and clients.student is not None
     if settings.stages.deterministic_branches:
         found = deterministic_branch(q, p, kb, settings.judge.min_query_chars)
-        if found is not None:
+        # With a student, only the branches that held up on train/'s tuning split decide (judge.branches).
+        if found is not None and (not student_on or found[0].value in settings.judge.branches):
             branch, why = found
             level = RelevanceLevel.highly.cap(cap) if cap else RelevanceLevel.highly
             return Decision(level, one_hot(level), branch, why + cap_note)
 
     prior = knowledge_prior(q, p, kb)
-    if settings.stages.llm_judge and clients.llm is not None:
+    opinion: StudentOpinion | None = None
+    student_probs: dict[RelevanceLevel, float] | None = None
+    llm_on = settings.stages.llm_judge and clients.llm is not None
+    if student_on:
+        student = clients.student
+        text = product_text if product_text is not None else p.side.original
+
+        async def run_student() -> Detailed[dict[RelevanceLevel, float]]:
+            probs = await classify_one(student, q.side.original, text)
+            return Detailed(probs, f"{student.model_id}: " + ", ".join(f"{k.name} {v:.2f}" for k, v in probs.items()))
+
+        student_probs = await rec.run(
+            "student", run_student, enabled=True, timeout=settings.timeouts.judge, default=None
+        )
+        if student_probs is not None:
+            s_level, confidence = student_band_confidence(student_probs)
+            threshold = settings.judge.escalate_below
+            escalate = llm_on and confidence < threshold
+            opinion = StudentOpinion(model=student.model_id, probabilities=student_probs, confidence=confidence,
+                                     threshold=threshold, escalated=escalate)
+            if not escalate:
+                probs = fold_above(student_probs, cap)
+                level = band_argmax(probs)
+                why = f"student {student.model_id} said {s_level.value} with confidence {confidence:.2f}"
+                if llm_on:
+                    why += f" (≥ {threshold:.2f}: not escalated)"
+                return Decision(level, probs, Branch.student, why + cap_note, opinion)
+    if llm_on:
         llm = clients.llm
+        assert llm is not None
 
         async def run_judge() -> Detailed[ChoiceResult]:
             messages = prompts.judge(
@@ -180,15 +258,20 @@ async def decide(
         )
         if result is not None:
             llm_probs = {RelevanceLevel(k): v for k, v in result.probabilities.items()}
-            probs = fold_above(blend(llm_probs, prior, settings.judge.llm_weight), cap)
-            level = argmax(probs)
-            return Decision(
-                level,
-                probs,
-                Branch.llm_judge,
-                f"LLM judge {result.model} said {result.label} (weight {settings.judge.llm_weight})" + cap_note,
-            )
+            # Escalated from the student: the LLM refines the student's distribution; otherwise the KB prior's.
+            base, base_name = (student_probs, "student") if student_probs is not None else (prior, "knowledge prior")
+            probs = fold_above(blend(llm_probs, base, settings.judge.llm_weight), cap)
+            level = band_argmax(probs) if student_probs is not None else argmax(probs)
+            why = (f"LLM judge {result.model} said {result.label} (weight {settings.judge.llm_weight} against the "
+                   f"{base_name})")
+            if opinion is not None:
+                why = f"escalated (student confidence {opinion.confidence:.2f} < {opinion.threshold:.2f}); " + why
+            return Decision(level, probs, Branch.llm_judge, why + cap_note, opinion)
+        if student_probs is not None:  # the LLM failed: the student's answer stands, and the judgment says degraded
+            probs = fold_above(student_probs, cap)
+            return Decision(band_argmax(probs), probs, Branch.student,
+                            "the LLM judge failed; the student's answer stands" + cap_note, opinion)
     probs = fold_above(prior, cap)
     level = argmax(probs)
-    why = "no LLM judge" if not settings.stages.llm_judge or clients.llm is None else "the LLM judge failed"
-    return Decision(level, probs, Branch.fallback, f"{why}: knowledge-base evidence decided" + cap_note)
+    why = "the student failed" if student_on else "the LLM judge failed" if llm_on else "no judge configured"
+    return Decision(level, probs, Branch.fallback, f"{why}: knowledge-base evidence decided" + cap_note, opinion)

@@ -23,6 +23,7 @@ MODEL_BUILDERS = {
     "embedder": "serve_apps.models:build_embedder_app",
     "consistency": "serve_apps.models:build_consistency_app",
     "ocr": "serve_apps.models:build_ocr_app",
+    "student": "serve_apps.models:build_student_app",
 }
 
 

@@ -21,12 +21,13 @@ from armed.errors import InputError, from_validation_error
 from armed.settings import ArmedSettings, EngineSpec, JudgeSettings, ModelsSettings
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "gpu_profiles"
-ROLES: tuple[str, ...] = ("llm", "embedder", "consistency", "vl", "ocr")
+ROLES: tuple[str, ...] = ("llm", "embedder", "consistency", "vl", "ocr", "student")
+Role = Literal["llm", "embedder", "consistency", "vl", "ocr", "student"]
 # Engine kinds that are not a model: the judge runs them in-process (knowledge-base heuristics) or not at all,
 # so the role gets no deployment and the pipeline's fallbacks answer for it.
 IN_PROCESS_KINDS: frozenset[str] = frozenset({"none", "kb", "ocr-kb"})
 # Roles whose engines take one item per call: the deployment merges concurrent requests (armed/engines/batching.py).
-BATCHED_ROLES: frozenset[str] = frozenset({"embedder", "consistency"})
+BATCHED_ROLES: frozenset[str] = frozenset({"embedder", "consistency", "student"})
 
 
 class _Strict(BaseModel):
@@ -122,7 +123,7 @@ class RoleProfile(_Strict):
         default=256, ge=-1, description="Requests a caller's handle queues before rejecting (-1: unbounded)."
     )
     resources: Resources = Field(default_factory=Resources, description="Per-replica reservation.")
-    batching: Batching | None = Field(default=None, description="Dynamic batching (embedder, consistency only).")
+    batching: Batching | None = Field(default=None, description="Dynamic batching (embedder, consistency, student).")
     health_check_period_s: float = Field(default=10.0, gt=0, description="How often check_health probes the engine.")
     health_check_timeout_s: float = Field(default=30.0, gt=0, description="A probe slower than this fails.")
 
@@ -167,8 +168,13 @@ class JudgeProfile(_Strict):
         description="armed.settings.StageSwitches.llm_text: let the LLM write rewrites, standard names and NER "
         "(on with Qwen3-32B; off on the CPU, where the 135M model's text is always rejected)."
     )
-    required_roles: list[Literal["llm", "embedder", "consistency", "vl", "ocr"]] = Field(
-        default_factory=lambda: ["llm"],
+    escalate_below: float = Field(
+        default=0.0, ge=0, le=1,
+        description="armed.settings.JudgeSettings.escalate_below: the cascade threshold (student confidence below "
+        "which a pair goes to the LLM). 0 where there is no LLM; pick it from `armed bench`'s cascade curve.",
+    )
+    required_roles: list[Role] = Field(
+        default_factory=lambda: ["student"],
         description="Roles without which the judge answers 503 (others only degrade the judgment).",
     )
     model_timeout_s: float = Field(default=60.0, gt=0, description="A model call slower than this fails.")
@@ -183,7 +189,7 @@ class Profile(_Strict):
     description: str = Field(description="What hardware this is for and why it is sized this way.")
     pools: list[GpuPool] = Field(min_length=1, description="Node pools (Helm worker groups).")
     judge: JudgeProfile = Field(description="The judge (composition) deployment.")
-    models: dict[Literal["llm", "embedder", "consistency", "vl", "ocr"], RoleProfile] = Field(
+    models: dict[Role, RoleProfile] = Field(
         description="Every model role; a role whose engine kind is none is not deployed."
     )
 
@@ -250,7 +256,8 @@ class Profile(_Strict):
         base = base or ArmedSettings()
         data = base.model_dump()
         data["models"] = ModelsSettings(**{r: self.models[r].engine for r in ROLES}).model_dump()
-        data["judge"] = JudgeSettings(**{**data["judge"], "llm_weight": self.judge.llm_weight}).model_dump()
+        data["judge"] = JudgeSettings(**{**data["judge"], "llm_weight": self.judge.llm_weight,
+                                         "escalate_below": self.judge.escalate_below}).model_dump()
         data["stages"] = {**data["stages"], "llm_text": self.judge.llm_text}
         return ArmedSettings.model_validate(data)
 

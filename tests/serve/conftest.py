@@ -25,7 +25,7 @@ def free_port() -> int:
 
 
 def serve_test_profile(name: str = "serve-test") -> dict:
-    """All five roles deployed (vLLM-kind specs, so their names are realistic), each 0.1 CPU, fast autoscaling."""
+    """All six roles deployed (vLLM-kind specs, so their names are realistic), each 0.1 CPU, fast autoscaling."""
     auto = {"target_ongoing_requests": 2, "upscale_delay_s": 1, "downscale_delay_s": 4, "metrics_interval_s": 1,
             "look_back_period_s": 2}
 
@@ -59,6 +59,7 @@ def serve_test_profile(name: str = "serve-test") -> dict:
                                 batching={"max_batch_size": 16, "batch_wait_timeout_s": 0.05}),
             "vl": role("/models/tiny-vl"),
             "ocr": role(None),
+            "student": role("/models/tiny-student", batching={"max_batch_size": 16, "batch_wait_timeout_s": 0.05}),
         },
     }
 

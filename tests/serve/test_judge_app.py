@@ -20,7 +20,7 @@ pytestmark = [
                        or importlib.util.find_spec("armed.knowledge.base") is None,
                        reason="armed.knowledge.base is not in this branch yet (kb branch); the judge needs the KB"),
 ]
-ROLES = ("llm", "embedder", "consistency", "vl", "ocr")
+ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 
 
 def _deploy(profile: str, roles: tuple[str, ...] = ROLES, options: dict | None = None) -> None:

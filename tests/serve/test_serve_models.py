@@ -22,7 +22,7 @@ from tests.serve.conftest import REPO, replica_count, write_profile
 
 pytestmark = pytest.mark.slow
 
-ROLES = ("llm", "embedder", "consistency", "vl", "ocr")
+ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 
 
 def _png(size: int = 64) -> bytes:

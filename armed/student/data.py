@@ -1,0 +1,180 @@
+"""Training pairs for the student: human labels from the KUAKE training splits, and teacher judgments as soft
+labels (from `armed judge-batch` output or `armed bench` / `armed vote` predictions).
+
+Four-level targets (Algorithm 1's levels, best first: highly, moderately, weakly, irrelevant):
+- KUAKE-QTR: 3 → highly, 2 → moderately, 1 → weakly, 0 → irrelevant (the benchmark maps 2 and 1 to "less");
+- KUAKE-QQR: 2 → highly, 1 → moderately (query2 narrower: a detail differs), 0 → irrelevant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from armed.domain import LEVEL_TO_BENCHMARK, BenchmarkLevel, RelevanceLevel
+from armed.errors import InputError
+from armed.student.features import PairKind
+from armed.text import normalise
+
+LEVELS = list(RelevanceLevel)
+KUAKE_FOUR_LEVELS: dict[str, dict[str, RelevanceLevel]] = {
+    "kuake-qtr": {"3": RelevanceLevel.highly, "2": RelevanceLevel.moderately, "1": RelevanceLevel.weakly,
+                  "0": RelevanceLevel.irrelevant},
+    "kuake-qqr": {"2": RelevanceLevel.highly, "1": RelevanceLevel.moderately, "0": RelevanceLevel.irrelevant},
+}
+PAIR_KIND_OF_FORMAT: dict[str, PairKind] = {"kuake-qtr": "title", "kuake-qqr": "query", "armed": "title"}
+
+
+@dataclass(frozen=True)
+class StudentPair:
+    """One training (or evaluation) pair: `target` is a 4-level distribution (one-hot for human labels)."""
+
+    id: str
+    query: str
+    product: str
+    kind: PairKind
+    target: tuple[float, float, float, float] | None
+    source: str  # "human:<set>" or "teacher:<file>"
+
+    @property
+    def group(self) -> str:
+        """Pairs of one query share a group, so a tuning split never sees a training query (as dev does not)."""
+        return normalise(self.query)
+
+
+def one_hot(level: RelevanceLevel) -> tuple[float, float, float, float]:
+    return tuple(1.0 if lvl is level else 0.0 for lvl in LEVELS)  # type: ignore[return-value]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    fmt, sep, path = spec.partition(":")
+    if not sep or fmt not in KUAKE_FOUR_LEVELS or not path:
+        raise InputError("--train", f"{spec!r} is not FORMAT:PATH with FORMAT one of {sorted(KUAKE_FOUR_LEVELS)}")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("--train", f"no such file: {p}")
+    return fmt, p
+
+
+def load_human(spec: str, limit: int | None = None, seed: int = 0) -> list[StudentPair]:
+    """A KUAKE JSON array as four-level one-hot pairs (rows with an unknown label are skipped and counted)."""
+    fmt, path = parse_spec(spec)
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    mapping = KUAKE_FOUR_LEVELS[fmt]
+    kind = PAIR_KIND_OF_FORMAT[fmt]
+    out = []
+    for r in rows:
+        level = mapping.get(str(r.get("label")))
+        if level is None:
+            continue
+        query, product = (r["query"], r["title"]) if fmt == "kuake-qtr" else (r["query1"], r["query2"])
+        out.append(StudentPair(f"{fmt}:{r['id']}", str(query), str(product), kind, one_hot(level), f"human:{fmt}"))
+    if limit is not None and limit < len(out):
+        out = random.Random(seed).sample(out, limit)
+    return out
+
+
+def load_teacher(path: Path, kind: PairKind = "title") -> list[StudentPair]:
+    """Teacher judgments with probabilities as soft labels.
+
+    Accepts `armed judge-batch` output rows ({"id", "judgment": {...}} beside the input file's query/product,
+    which judgments carry in their evidence) and `armed bench` / `armed vote` prediction rows ({"id", "query",
+    "product_name", "probabilities"}). Rows without a four-level distribution are skipped.
+    """
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        j = row.get("judgment") if isinstance(row.get("judgment"), dict) else row
+        probs = j.get("probabilities")
+        query = j.get("query") or row.get("query")
+        product = j.get("product_name") or row.get("product_name")
+        if isinstance(row.get("product"), dict):
+            product = product or row["product"].get("name")
+        if not isinstance(probs, dict) or not query or not product:
+            continue
+        try:
+            target = tuple(float(probs.get(lvl.value, 0.0)) for lvl in LEVELS)
+        except (TypeError, ValueError):
+            continue
+        total = sum(target)
+        if total <= 0:
+            continue
+        out.append(StudentPair(f"teacher:{row.get('id')}", str(query), str(product), kind,
+                               tuple(t / total for t in target), f"teacher:{path.name}"))  # type: ignore[arg-type]
+    return out
+
+
+def mix(human: Sequence[StudentPair], teacher: Sequence[StudentPair], teacher_weight: float) -> tuple[
+        list[StudentPair], np.ndarray]:
+    """Human and teacher pairs with per-pair loss weights: the teacher's pairs together weigh `teacher_weight`
+    of the total (0 → human labels only, 1 → teacher only). A pair the teacher also judged keeps both rows."""
+    if not 0.0 <= teacher_weight <= 1.0:
+        raise InputError("--teacher-weight", "must be between 0 and 1")
+    pairs = [*human, *teacher]
+    if not teacher or teacher_weight == 0.0:
+        return list(human), np.ones(len(human), dtype=np.float32)
+    if not human or teacher_weight == 1.0:
+        return list(teacher), np.ones(len(teacher), dtype=np.float32)
+    n = len(pairs)
+    wh = (1 - teacher_weight) * n / len(human)
+    wt = teacher_weight * n / len(teacher)
+    return pairs, np.asarray([wh] * len(human) + [wt] * len(teacher), dtype=np.float32)
+
+
+def group_split(pairs: Sequence[StudentPair], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train indices, tuning indices): a seeded share of query groups goes to tuning."""
+    groups = sorted({p.group for p in pairs})
+    rng = random.Random(seed)
+    rng.shuffle(groups)
+    tune_groups = set(groups[: round(len(groups) * fraction)])
+    train = [i for i, p in enumerate(pairs) if p.group not in tune_groups]
+    tune = [i for i, p in enumerate(pairs) if p.group in tune_groups]
+    return train, tune
+
+
+def to_benchmark(probs: np.ndarray) -> np.ndarray:
+    """(n, 4) level probabilities → (n, 3) benchmark probabilities (moderately + weakly → less)."""
+    return np.stack([probs[:, 0], probs[:, 1] + probs[:, 2], probs[:, 3]], axis=1)
+
+
+BENCHMARK_ORDER = [BenchmarkLevel.highly, BenchmarkLevel.less, BenchmarkLevel.irrelevant]
+
+
+def decide_level(probs: Sequence[float]) -> RelevanceLevel:
+    """The level from a four-level distribution: first the benchmark band with the most mass (moderately and
+    weakly together are one band), then, inside "less", the likelier of the two. Deciding on the band first keeps
+    a pair whose mass is split between moderately and weakly from being called highly relevant by a plurality."""
+    hi, mod, weak, irr = probs
+    band = max(((hi, 2), (mod + weak, 1), (irr, 0)), key=lambda t: (t[0], -t[1]))[1]
+    if band == 2:
+        return RelevanceLevel.highly
+    if band == 0:
+        return RelevanceLevel.irrelevant
+    return RelevanceLevel.moderately if mod >= weak else RelevanceLevel.weakly
+
+
+def benchmark_of(level: RelevanceLevel) -> BenchmarkLevel:
+    return LEVEL_TO_BENCHMARK[level]
+
+
+def targets(pairs: Iterable[StudentPair]) -> np.ndarray:
+    return np.asarray([p.target for p in pairs], dtype=np.float32)
+
+
+def describe(pairs: Sequence[StudentPair]) -> dict[str, Any]:
+    from collections import Counter
+
+    return {"n": len(pairs), "by_source": dict(Counter(p.source for p in pairs))}

