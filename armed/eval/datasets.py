@@ -167,7 +167,8 @@ def _read_kuake(path: Path, fmt: str) -> list[BenchItem]:
             BenchItem(
                 id=str(row.get("id") or f"row:{i}"),
                 query=row[left],
-                product={"name": row[right]},
+                # KUAKE-QQR's second query is "the product" of a query-query pair: the student reads it as such.
+                product={"name": row[right], **({"kind": "query"} if fmt == "kuake-qqr" else {})},
                 label=_map_label(fmt, label, where) if label not in (None, "") else None,
                 raw_label=None if label is None else str(label),
             )

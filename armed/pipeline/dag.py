@@ -109,7 +109,10 @@ class Pipeline:
         hits = await rec.run(
             "rules", run_rules, enabled=self.settings.stages.rules, timeout=self.settings.timeouts.ner, default=[]
         )
-        decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec)
+        from armed.student.engine import student_text
+
+        decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec,
+                                product_text=student_text(product.name, product.kind))
         return Judgment(
             request_id=request_id,
             query=query.text,

@@ -66,7 +66,7 @@ def branch_audit(x: np.ndarray, y: np.ndarray, probs: np.ndarray, spec: FeatureS
 def evaluate(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     b_pred, b_gold = D.to_benchmark(probs), D.to_benchmark(y)
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "macro_f1": M.macro_f1_3(probs, y),
         "accuracy": float((b_pred.argmax(1) == b_gold.argmax(1)).mean()) if len(y) else None,
         "ece_benchmark_bands": M.expected_calibration_error(b_pred, b_gold),
@@ -186,7 +186,8 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
         "## What it reads",
         f"- {len(meta['features']['lexical'])} lexical features, {len(meta['features']['knowledge'])} knowledge-base "
-        f"features and {len(meta['features']['rules'])} expert-rule flags (knowledge base {meta['knowledge_base']['version']}, "
+        f"features and {len(meta['features']['rules'])} expert-rule flags (knowledge base "
+        f"{meta['knowledge_base']['version']}, "
         f"rules {meta['knowledge_base']['rules']}), a pair-kind flag, and the frozen embeddings of both texts from "
         f"`{meta['embedder']['model']}` as [u, v, |u-v|, u*v, cos] ({meta['architecture']['inputs']} inputs).",
         f"- MLP: standardise → Linear({meta['architecture']['inputs']}, {meta['architecture']['hidden']}) → GELU → "

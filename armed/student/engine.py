@@ -7,7 +7,7 @@ Two engines answer the role (`models.student.kind`):
   served by the pair-classifier engines with `STUDENT_TEMPLATE` and the four level labels.
 
 Pairs are (query, product text). A product text that starts with `QUERY_PAIR_PREFIX` is another search query (the
-KUAKE-QQR benchmark's second query) rather than a product title; see `split_kind`.
+KUAKE-QQR benchmark's second query) rather than a product title; see `student_text` / `split_kind`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,16 @@ log = get_logger("armed.student")
 LABELS: tuple[str, ...] = tuple(lvl.value for lvl in RelevanceLevel)
 # The packaged embedded-default artefact (rebuilt by `armed distill --student mlp`, see its MODEL_CARD.md).
 PACKAGED = Path(__file__).resolve().parent / "artefacts" / "embedded-default"
-QUERY_PAIR_PREFIX = "query-pair:"
+# Control characters never survive the domain's text cleaning, so no merchant name can carry this prefix.
+QUERY_PAIR_PREFIX = "\x1fquery\x1f"
 # How a Qwen3 sequence-classifier student reads a pair (training and serving share it).
 STUDENT_TEMPLATE = "<query>{query}</query>\n<product>{document}</product>"
+
+
+def student_text(name: str, kind: PairKind) -> str:
+    """The product side as the student's pair carries it (the kind travels inside the text, so every
+    PairClassifier transport — in-process, handle, /v1/classify — carries it unchanged)."""
+    return QUERY_PAIR_PREFIX + name if kind == "query" else name
 
 
 def split_kind(product: str) -> tuple[str, PairKind]:

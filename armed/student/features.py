@@ -176,7 +176,7 @@ def knowledge_features(query: str, product: str, kb: KnowledgeBase, rule_ids: Se
 
 def branch_flags(query: str, product: str, qe: Entities, pe: Entities, kb: KnowledgeBase) -> tuple[float, ...]:
     """Which of Algorithm 1's deterministic branches would fire (as features, not as decisions)."""
-    from armed.pipeline.hierarchy import core_match, query_in_name, query_chars_in_name
+    from armed.pipeline.hierarchy import core_match, query_chars_in_name, query_in_name
 
     return (float(query_in_name(query, [product])), float(query_chars_in_name(query, [product], 2)),
             float(core_match(qe, pe, kb) is not None))

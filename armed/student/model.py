@@ -47,7 +47,10 @@ def _net(dim: int, hidden: int, dropout: float) -> Any:
     import torch
 
     return torch.nn.Sequential(
-        torch.nn.Linear(dim, hidden), torch.nn.GELU(approximate="tanh"), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 4)
+        torch.nn.Linear(dim, hidden),
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(hidden, 4),
     )
 
 

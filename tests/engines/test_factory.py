@@ -29,15 +29,17 @@ def test_heuristic_roles_are_empty() -> None:
         consistency=EngineSpec(kind="kb"),
         vl=EngineSpec(kind="ocr-kb"),
         ocr=EngineSpec(kind="none"),
+        student=EngineSpec(kind="none"),
     )
     clients = build_clients(models)
-    assert (clients.llm, clients.vl, clients.embedder, clients.consistency, clients.ocr) == (None,) * 5
+    assert (clients.llm, clients.vl, clients.embedder, clients.consistency, clients.ocr, clients.student) == (None,) * 6
     assert clients.model_ids() == {
         "llm": "none",
         "vl": "ocr-kb",
         "embedder": "none",
         "consistency": "kb",
         "ocr": "none",
+        "student": "none",
     }
 
 
@@ -50,6 +52,7 @@ def test_transformers_roles_built_once(tiny_checkpoints: TinyCheckpoints) -> Non
         ),
         vl=EngineSpec(kind="transformers", model=str(tiny_checkpoints.vl)),
         ocr=EngineSpec(kind="none"),
+        student=EngineSpec(kind="none"),
     )
     clients = build_clients(models)
     assert isinstance(clients.llm, TransformersChatModel)

@@ -27,7 +27,20 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def probe(tiny_checkpoints: TinyCheckpoints, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def distilled_student(tiny_checkpoints: TinyCheckpoints, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`armed distill --student classifier:` on the tiny Qwen3, a few steps on a slice of train/."""
+    from armed.student.classifier import train_classifier_student
+    from tests.student.conftest import data_file
+
+    out = tmp_path_factory.mktemp("student") / "classifier"
+    spec = f"kuake-qtr:{data_file('train/kuake-qtr-train.json')}"
+    train_classifier_student(str(tiny_checkpoints.causal), [spec], out, limit=64, steps=3, batch_size=8, lr=1e-3,
+                             log=None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def probe(tiny_checkpoints: TinyCheckpoints, distilled_student: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("vllm") / "probe.json"
     cmd = [
         sys.executable,
@@ -39,6 +52,8 @@ def probe(tiny_checkpoints: TinyCheckpoints, tmp_path_factory: pytest.TempPathFa
         str(tiny_checkpoints.classifier),
         "--labels",
         ",".join(tiny_checkpoints.classifier_labels),
+        "--student",
+        str(distilled_student),
         "--out",
         str(out),
     ]
@@ -96,3 +111,16 @@ def test_probe_timings_reported(probe: dict) -> None:
     timings = {k: v for k, v in probe.items() if k.endswith("_s")}
     print({k: round(v, 1) for k, v in timings.items()})
     assert timings and all(v >= 0 for v in timings.values())
+
+
+async def test_distilled_student_loads_the_same_in_vllm_and_transformers(probe: dict, distilled_student: Path) -> None:
+    """What `armed distill --student classifier:` saves is what the GPU profiles load: vLLM's pooling runner and
+    transformers give the same four-level distribution (the folded temperature included)."""
+    from armed.student.engine import LABELS, STUDENT_TEMPLATE
+
+    ref = await TransformersPairClassifier(distilled_student, labels=LABELS, template=STUDENT_TEMPLATE).classify(
+        [tuple(p) for p in vllm_probe.PAIRS])
+    for got, want in zip(probe["student"], ref, strict=True):
+        assert set(got) == set(LABELS)
+        for lab in LABELS:
+            assert math.isclose(got[lab], want[lab], abs_tol=2e-3), (got, want)

@@ -2,7 +2,7 @@
 
 vLLM owns process-wide state (platform detection, compiled grammars, a NUMA-bound allocator) and leaks native
 objects on shutdown; a subprocess keeps all of that out of the pytest process. Usage:
-    python -m tests.engines.vllm_probe --causal DIR --classifier DIR --labels a,b,c --out FILE
+    python -m tests.engines.vllm_probe --causal DIR --classifier DIR --labels a,b,c [--student DIR] --out FILE
 """
 
 from __future__ import annotations
@@ -75,6 +75,15 @@ async def run(args: argparse.Namespace) -> dict:
     report["classify"] = await clf.classify([tuple(p) for p in PAIRS])
     report["classify_s"] = time.perf_counter() - t
     report["classify_model"] = clf.model_id
+    if args.student:
+        # The distilled student classifier exactly as a GPU profile loads it (four level labels, student template).
+        del clf
+        gc.collect()
+        from armed.student.engine import LABELS, STUDENT_TEMPLATE
+
+        student = VLLMPairClassifier(args.student, labels=LABELS, template=STUDENT_TEMPLATE, max_model_len=512,
+                                     dtype="float32")
+        report["student"] = await student.classify([tuple(p) for p in PAIRS])
     return report
 
 
@@ -83,6 +92,7 @@ def main() -> None:
     parser.add_argument("--causal", required=True)
     parser.add_argument("--classifier", required=True)
     parser.add_argument("--labels", required=True)
+    parser.add_argument("--student", help="a distilled student classifier folder (armed distill --student classifier:)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     report = asyncio.run(run(args))

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from armed.knowledge.base import KnowledgeBase
+
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
@@ -34,3 +36,8 @@ def hash_encoder(dim: int = 16) -> tuple[str, int, object]:
         return out
 
     return f"hash-bigrams-{dim}", dim, encode
+
+
+@pytest.fixture(scope="session")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load()
