@@ -71,6 +71,11 @@ def format_judgment(j: Judgment) -> str:
         f"branch:   {j.branch.value} — {j.reason}",
         "probabilities: " + ", ".join(f"{k.value}={v:.2f}" for k, v in j.probabilities.items()),
     ]
+    if j.student is not None:
+        s = j.student
+        lines.append(f"student:  {s.model} confidence {s.confidence:.2f} (escalate below {s.threshold:.2f}: "
+                     f"{'escalated to the LLM' if s.escalated else 'answered'}) — "
+                     + ", ".join(f"{k.value}={v:.2f}" for k, v in s.probabilities.items()))
     if j.cheating:
         lines.append(f"cheating: {j.cheating_reason}")
     for r in j.rules_fired:

