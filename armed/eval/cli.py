@@ -98,7 +98,7 @@ def _distill_mlp(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"armed distill: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(meta["tuning_split"]["calibrated"], ensure_ascii=False))
+    print(json.dumps(meta["tuning_split"]["student"], ensure_ascii=False))
     return 0
 
 

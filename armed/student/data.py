@@ -101,8 +101,12 @@ def load_teacher(path: Path, kind: PairKind = "title") -> list[StudentPair]:
         probs = j.get("probabilities")
         query = j.get("query") or row.get("query")
         product = j.get("product_name") or row.get("product_name")
+        pair_kind = kind
         if isinstance(row.get("product"), dict):
             product = product or row["product"].get("name")
+            pair_kind = "query" if row["product"].get("kind") == "query" else kind
+        if not isinstance(probs, dict) and isinstance(row.get("counts"), dict):
+            probs = _vote_distribution(row["counts"])
         if not isinstance(probs, dict) or not query or not product:
             continue
         try:
@@ -112,9 +116,22 @@ def load_teacher(path: Path, kind: PairKind = "title") -> list[StudentPair]:
         total = sum(target)
         if total <= 0:
             continue
-        out.append(StudentPair(f"teacher:{row.get('id')}", str(query), str(product), kind,
+        out.append(StudentPair(f"teacher:{row.get('id')}", str(query), str(product), pair_kind,
                                tuple(t / total for t in target), f"teacher:{path.name}"))  # type: ignore[arg-type]
     return out
+
+
+def _vote_distribution(counts: dict[str, Any]) -> dict[str, float] | None:
+    """`armed vote` counts over the three benchmark levels → a four-level distribution ("less" votes split evenly
+    between moderately and weakly: a vote does not say which)."""
+    try:
+        hi = float(counts.get(BenchmarkLevel.highly.value, 0))
+        less = float(counts.get(BenchmarkLevel.less.value, 0))
+        irr = float(counts.get(BenchmarkLevel.irrelevant.value, 0))
+    except (TypeError, ValueError):
+        return None
+    return {RelevanceLevel.highly.value: hi, RelevanceLevel.moderately.value: less / 2,
+            RelevanceLevel.weakly.value: less / 2, RelevanceLevel.irrelevant.value: irr}
 
 
 def mix(human: Sequence[StudentPair], teacher: Sequence[StudentPair], teacher_weight: float) -> tuple[

@@ -20,6 +20,7 @@ import numpy as np
 from armed.errors import InputError
 from armed.student import data as D
 from armed.student import model as M
+from armed.student import trees as T
 from armed.student.features import KNOWLEDGE_FIXED, LEXICAL, FeatureSpec
 
 BRANCH_COLUMNS = {
@@ -42,8 +43,8 @@ def branch_audit(x: np.ndarray, y: np.ndarray, probs: np.ndarray, spec: FeatureS
 
     def row(mask: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
         n = int(mask.sum())
-        if not n:
-            return {"n": 0, "branch_accuracy": None, "student_accuracy": None, "keep": False}
+        if not n:  # never fired here: no evidence either way (the setting keeps its default)
+            return {"n": 0, "branch_accuracy": None, "student_accuracy": None, "keep": None}
         acc_b = float((decided[mask] == gold[mask]).mean())
         acc_s = float((student[mask] == gold[mask]).mean())
         return {"n": n, "branch_accuracy": acc_b, "student_accuracy": acc_s, "keep": acc_b > acc_s}
@@ -88,6 +89,7 @@ def build_mlp_student(
     command: str = "",
     log: Callable[[str], None] | None = print,
     encoder: tuple[str, int, Any] | None = None,
+    trees: bool = True,
 ) -> dict[str, Any]:
     """Train, calibrate, audit and save the student; returns the summary written to student.json."""
     from armed.knowledge.base import KnowledgeBase
@@ -125,8 +127,28 @@ def build_mlp_student(
     uncalibrated = evaluate(M.softmax(tune_logits), y[tune_idx])
     temperature = M.fit_temperature(tune_logits, y[tune_idx])
     net.temperature = temperature
+    mlp_tune = net.mlp_probabilities(x[tune_idx])
+    calibrated = evaluate(mlp_tune, y[tune_idx])
+    blend_log: dict[str, Any] = {"mlp_weight": 1.0}
+    if trees:
+        # The trees read the hand-made features and the cosine (not the raw embedding columns).
+        spec = featurizer.spec
+        columns = [i for i, name in enumerate(spec.names) if not name.startswith(("u_", "v_", "absdiff_", "prod_"))]
+        bands = D.to_benchmark(y).argmax(axis=1)
+        tree_arrays, tree_log = T.fit(x[train_idx], bands[train_idx], columns, seed,
+                                      sample_weight=weights[train_idx])
+        state.update(tree_arrays)
+        tree_tune = T.TreeEnsemble(tree_arrays).probabilities(x[tune_idx])
+        grid = [round(0.1 * i, 1) for i in range(11)]
+        scores = {w: M.macro_f1_3(M.blend(mlp_tune, tree_tune, w), y[tune_idx]) for w in grid}
+        best = max(grid, key=lambda w: (round(scores[w], 4), -abs(w - 0.5)))  # ties: the more even blend
+        net = M.StudentNet(state, temperature, best)
+        blend_log = {"mlp_weight": best, "tune_macro_f1_by_weight": scores, "trees": tree_log,
+                     "tree_columns": len(columns)}
+        if log:
+            log(f"trees: {tree_log}; blend weight on the MLP {best} (tune macro-F1 {scores[best]:.4f})")
     tune_probs = net.probabilities(x[tune_idx])
-    calibrated = evaluate(tune_probs, y[tune_idx])
+    blended = evaluate(tune_probs, y[tune_idx])
     by_source = {}
     for src in sorted({pairs[i].source for i in tune_idx}):
         idx = [j for j, i in enumerate(tune_idx) if pairs[i].source == src]
@@ -161,13 +183,15 @@ def build_mlp_student(
             "command": command,
             "python": platform.python_version(),
         },
-        "tuning_split": {"uncalibrated": uncalibrated, "calibrated": calibrated, "by_source": by_source},
+        "blend": blend_log,
+        "tuning_split": {"mlp_uncalibrated": uncalibrated, "mlp_calibrated": calibrated, "student": blended,
+                         "by_source": by_source},
         "branch_audit": audit,
     }
     M.save(out, state, meta)
     (out / "MODEL_CARD.md").write_text(model_card(meta), encoding="utf-8")
     if log:
-        log(f"wrote {out}: tune macro-F1 {calibrated['macro_f1']:.4f}, T={temperature:.3f}")
+        log(f"wrote {out}: tune macro-F1 {blended['macro_f1']:.4f}, T={temperature:.3f}")
     return meta
 
 
@@ -192,6 +216,9 @@ def model_card(meta: dict[str, Any]) -> str:
         f"`{meta['embedder']['model']}` as [u, v, |u-v|, u*v, cos] ({meta['architecture']['inputs']} inputs).",
         f"- MLP: standardise → Linear({meta['architecture']['inputs']}, {meta['architecture']['hidden']}) → GELU → "
         "Dropout → Linear(·, 4); temperature-scaled softmax.",
+        f"- Trees: gradient-boosted trees (scikit-learn HistGradientBoosting, served from arrays with numpy) over the "
+        f"hand-made features and the cosine, predicting the three bands: {json.dumps(meta['blend'].get('trees'))}; "
+        f"blended with the MLP at weight {meta['blend']['mlp_weight']} on the MLP (chosen on the tuning split).",
         "",
         "## Training",
         f"- command: `{t['command']}`" if t.get("command") else "- command: (library call)",
@@ -207,9 +234,11 @@ def model_card(meta: dict[str, Any]) -> str:
         "| | n | macro-F1 | accuracy | ECE (bands) | NLL |",
         "|---|---|---|---|---|---|",
         *(f"| {name} | {m['n']} | {_pct(m['macro_f1'])} | {_pct(m['accuracy'])} | {m['ece_benchmark_bands']:.3f} | "
-          f"{m['nll']:.3f} |" for name, m in [("uncalibrated", tun["uncalibrated"]),
-                                             (f"calibrated (T={meta['temperature']:.3f})", tun["calibrated"]),
-                                             *tun["by_source"].items()]),
+          f"{m['nll']:.3f} |" for name, m in [("MLP, uncalibrated", tun["mlp_uncalibrated"]),
+                                             (f"MLP, calibrated (T={meta['temperature']:.3f})", tun["mlp_calibrated"]),
+                                             (f"student (MLP weight {meta['blend']['mlp_weight']} + trees)",
+                                              tun["student"]),
+                                             *((f"student, {k}", v) for k, v in tun["by_source"].items())]),
         "",
         "Benchmark bands: highly; less (= moderately + weakly); irrelevant. Dev-set results: benchmarks/eval/.",
         "",
@@ -221,7 +250,8 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
         "| branch / rule effect | n | branch accuracy | student accuracy | keep |",
         "|---|---|---|---|---|",
-        *(f"| {k} | {v['n']} | {_pct(v['branch_accuracy'])} | {_pct(v['student_accuracy'])} | {v['keep']} |"
+        *(f"| {k} | {v['n']} | {_pct(v['branch_accuracy'])} | {_pct(v['student_accuracy'])} | "
+          f"{'never fired: no evidence' if v['keep'] is None else v['keep']} |"
           for k, v in meta["branch_audit"].items()),
         "",
         "## Limits",

@@ -35,7 +35,7 @@ def _png(size: int = 64) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(serve_port: int, profile_path: str, profile_data: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Model apps for all five roles + the gateway alone (no judge app: the KB is not in this branch)."""
+    """Model apps for all six roles + the gateway alone (no judge app: the KB is not in this branch)."""
     from ray import serve
 
     from armed.serving.config import route_prefix
@@ -69,6 +69,12 @@ def test_each_model_answers_on_its_own_prefix(stack: dict) -> None:
         r = c.post("/models/consistency/v1/classify", json={"model": "armed-consistency", "pairs": [["a", "b"]]})
         assert r.status_code == 200, r.text
         assert set(r.json()["data"][0]["probabilities"]) == {"consistent", "inconsistent"}
+        # the student: its own app and route, a pair classifier over the four levels, also through the gateway
+        for url in ("/models/student/v1/classify", "/v1/classify"):
+            r = c.post(url, json={"model": "armed-student", "pairs": [["布洛芬", "布洛芬缓释胶囊"]]})
+            assert r.status_code == 200, r.text
+            assert set(r.json()["data"][0]["probabilities"]) == {
+                "highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant"}
         r = c.post("/models/llm/v1/chat/completions", json={
             "model": "armed-llm", "messages": [{"role": "user", "content": "relevant?"}],
             "guided_choice": ["yes", "no"]})
@@ -113,7 +119,7 @@ def test_openai_client_works_unchanged(stack: dict) -> None:
 
     client = OpenAI(base_url=stack["base"] + "/v1", api_key="unused", max_retries=0)
     assert sorted(m.id for m in client.models.list().data) == ["armed-consistency", "armed-embedder", "armed-llm",
-                                                              "armed-vl"]
+                                                              "armed-student", "armed-vl"]
     emb = client.embeddings.create(model="armed-embedder", input=["维生素C", "vitamin c"])
     assert len(emb.data) == 2 and len(emb.data[1].embedding) == 8
     chat = client.chat.completions.create(

@@ -146,3 +146,18 @@ def test_small_student_beats_character_overlap_on_dev(tmp_path: Path) -> None:
         lexical = [base.predict(p.query, p.product) for p in dev]
         s, b = compute(gold, student)["macro_f1"], compute(gold, lexical)["macro_f1"]
         assert s > b + 0.02, (fmt, s, b)
+
+
+def test_tree_arrays_predict_what_scikit_learn_predicts() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from armed.student import trees as T
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(600, 6))
+    bands = (x[:, 0] + 0.5 * x[:, 3] > 0).astype(int) + (x[:, 1] > 0.8).astype(int)
+    arrays, info = T.fit(x, bands, [0, 1, 3, 5], seed=0)
+    ref = HistGradientBoostingClassifier(max_iter=500, learning_rate=0.05, max_leaf_nodes=31, early_stopping=True,
+                                         validation_fraction=0.1, random_state=0).fit(x[:, [0, 1, 3, 5]], bands)
+    assert info["iterations"] == ref.n_iter_
+    assert np.allclose(T.TreeEnsemble(arrays).probabilities(x), ref.predict_proba(x[:, [0, 1, 3, 5]]), atol=1e-9)
