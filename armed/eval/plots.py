@@ -126,7 +126,9 @@ def cascade_png(curve: Mapping[str, Any], path: Path, title: str) -> None:
     if curve.get("teacher"):
         series += [("cascade_accuracy", "cascade accuracy"), ("cascade_macro_f1", "cascade macro-F1")]
     for key, label in series:
-        ax.plot(xs, [float(p.get(key) or 0.0) for p in pts], marker="o", markersize=3, label=label)
+        # no pair kept at a threshold: no accuracy to draw (a gap, not a zero)
+        ax.plot(xs, [float("nan") if p.get(key) is None else float(p[key]) for p in pts], marker="o", markersize=3,
+                label=label)
     ax.set_xlabel("judge.escalate_below (student band confidence)")
     ax.set_ylim(0, 1.02)
     _line_chart_finish(ax, title)

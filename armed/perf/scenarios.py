@@ -481,10 +481,14 @@ async def cost_per_judgment(ctx: Ctx, profile_refs: list[str]) -> dict[str, Any]
                 "max_tokens budget (upper bound). No caching (multiply by the miss rate for cached traffic).",
         "paths": {"deterministic": "cheating, rule veto, name containment, all characters, core match: no LLM "
                                    "judge call", "llm_judge": "the constrained LLM judge (the llm role)",
+                  "student": "the distilled student answered (its confidence cleared judge.escalate_below): one "
+                             "student call, no LLM",
                   "fallback": "knowledge-base prior when the judge is off or failed"},
-        "student_teacher": "armed has one LLM role: the 'teacher'-size model of the GPU profiles (Qwen3-32B) answers "
-                           "the llm_judge path; there is no separate distilled student role in this code base, so no "
-                           "student path can be measured",
+        "student_teacher": "the student role answers the student path; pairs below the profile's escalate_below go "
+                           "on to the LLM (the teacher-size model on GPU profiles: the llm_judge path, one student "
+                           "call and one LLM call). Path shares here follow the zero-work engines' answers, not a "
+                           "real student's confidence: read the real escalation rate from `armed bench`'s cascade "
+                           "curve",
         "tokenizer": "qwen" if ctx.token_counter else "unavailable (tokens reported as 0)",
         "profiles": {},
     }

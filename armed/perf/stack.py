@@ -34,6 +34,8 @@ def zero_work_profile(base: Profile, *, name: str = "perf-zero-work", caches: bo
     j = d["judge"]
     j.update(pool="cpu", replicas={"min": 1, "max": 1, "initial": 1}, resources={"num_cpus": 0.1},
              autoscaling=dict(FAST_AUTOSCALING), llm_text=True, required_roles=["llm"], model_timeout_s=30,
+             # half the zero-work student's answers escalate, so both the student and the LLM paths are measured
+             escalate_below=0.5,
              max_ongoing_requests=256, max_queued_requests=-1)
     if not caches:
         for c in ("query", "product", "judgment"):
