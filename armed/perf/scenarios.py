@@ -425,7 +425,7 @@ async def engine_throughput(ctx: Ctx, profile: Any, judge_prompts: list[Any]) ->
 
             async def call(i: int, h: Any = h) -> Any:
                 return await h.embed.remote([texts[i % len(texts)]])
-        elif role == "consistency":
+        elif role in ("consistency", "student"):  # both are pair classifiers
             conc, n = 32, ctx.n(256, 64)
 
             async def call(i: int, h: Any = h) -> Any:

@@ -202,9 +202,11 @@ class Profile(_Strict):
         if missing:
             raise ValueError(f"models is missing roles {missing}; set engine.kind: none to turn a role off")
         try:  # the library's own role/kind rules (e.g. ocr is rapidocr or none)
-            ModelsSettings(**{r: self.models[r].engine for r in ROLES})
+            checked = ModelsSettings(**{r: self.models[r].engine for r in ROLES})
         except ValidationError as exc:
             raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        for r in ROLES:  # what the library fills in (the student's level labels) is what the profile carries
+            self.models[r].engine = getattr(checked, r)
         if self.judge.pool not in pools:
             raise ValueError(f"judge.pool {self.judge.pool!r} is not one of the pools {sorted(pools)}")
         for role, rp in self.models.items():

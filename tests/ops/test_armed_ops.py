@@ -255,7 +255,7 @@ def test_capacity_arithmetic():
     assert r["embedder"].replicas == 1  # the profile's floor
     assert r["judge"].demand_rps == 10  # the judge's own calls are not cached
     p = {x.pool: x for x in pools}
-    gpus = 10 + 0.25 + 0.25 + r["vl"].gpus
+    gpus = 10 + 0.25 + 0.25 + r["student"].gpus + r["vl"].gpus
     assert p["a100-80g"].gpus == gpus and p["a100-80g"].nodes == -(-gpus // 8)
     assert p["a100-80g"].cost_per_hour == p["a100-80g"].nodes * 8 * 3.0
 
@@ -269,7 +269,7 @@ def test_capacity_cli(capsys):
     assert main(["capacity", "--profile", "cpu", "--qps", "1", "--latency-ms", "3000", "--benchmark", EXAMPLE,
                  "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert {x["role"] for x in data["roles"]} == {"llm", "embedder", "ocr", "judge"}
+    assert {x["role"] for x in data["roles"]} == {"embedder", "ocr", "student", "judge"}
 
 
 def test_capacity_bad_inputs(tmp_path, capsys):

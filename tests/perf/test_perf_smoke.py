@@ -51,4 +51,4 @@ def test_perf_smoke_zero_work(tmp_path: Path) -> None:
 
     bench = load_benchmark(out / "capacity.json")
     roles, _ = plan(load_profile("cpu"), bench, qps=1.0, latency_ms=5000)
-    assert {r.role for r in roles} == {"llm", "embedder", "ocr", "judge"}
+    assert {r.role for r in roles} == {"embedder", "ocr", "student", "judge"}

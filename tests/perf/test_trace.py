@@ -60,11 +60,11 @@ def test_capacity_file_is_read_by_armed_ops(tmp_path: Path) -> None:
     from ops.capacity import load_benchmark, plan
 
     eng = {r: {"throughput_rps": 10.0, "p50_ms": 50.0, "p95_ms": 90.0, "concurrency": 4}
-           for r in ("llm", "embedder", "ocr")}
+           for r in ("student", "embedder", "ocr")}
     e2e = {"by_concurrency": {"8": {"throughput_rps": 3.0, "p50_ms": 900.0, "runs": [{"p95_ms": 1200.0}]}}}
-    cap = capacity_file(load_profile("cpu"), eng, e2e, {"llm": 0.57, "embedder": 0.71, "ocr": 0.25}, "test")
+    cap = capacity_file(load_profile("cpu"), eng, e2e, {"student": 0.57, "embedder": 0.71, "ocr": 0.25}, "test")
     path = tmp_path / "capacity.json"
     path.write_text(json.dumps(cap))
     roles, _ = plan(load_profile("cpu"), load_benchmark(path), qps=2.0, latency_ms=2000)
     by = {r.role: r for r in roles}
-    assert by["llm"].demand_rps == 2.0 * 0.57 and by["judge"].per_replica_rps == 3.0 * 0.7
+    assert by["student"].demand_rps == 2.0 * 0.57 and by["judge"].per_replica_rps == 3.0 * 0.7

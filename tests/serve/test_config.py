@@ -42,7 +42,7 @@ def test_serve_config_is_a_valid_serve_deploy_document(name: str) -> None:
 def test_cpu_config_has_no_gpu_and_no_in_process_roles() -> None:
     cfg = serve_config(load_profile("cpu"))
     names = [a["name"] for a in cfg["applications"]]
-    assert names == ["llm", "embedder", "ocr", "judge"]
+    assert names == ["embedder", "ocr", "student", "judge"]  # no LLM on the CPU: the student judges
     assert all("num_gpus" not in d["ray_actor_options"] for a in cfg["applications"] for d in a.get("deployments", []))
 
 
