@@ -36,5 +36,14 @@ def build_role_engine(
 
 
 def spec_model_id(spec: EngineSpec) -> str:
-    """A model id known without contacting the replica: engine kind and checkpoint. Part of every cache key."""
+    """A model id known without contacting the replica: engine kind and checkpoint. Part of every cache key.
+
+    The embedded default's student is named by its artefact's content digest (the same id the engine reports), so
+    judgments and caches change when the artefact does, even though its path does not."""
+    if spec.kind == "mlp":
+        from pathlib import Path
+
+        from armed.student.engine import PACKAGED, artefact_digest
+
+        return f"armed-student-mlp@{artefact_digest(Path(spec.model) if spec.model else PACKAGED)}"
     return f"{spec.kind}:{spec.model}" if spec.model else spec.kind

@@ -35,3 +35,12 @@ def test_real_student_deployment_answers(serve_port: int) -> None:
     r = httpx.post(f"http://127.0.0.1:{serve_port}/models/student/v1/classify", timeout=60,
                    json={"model": "armed-student", "pairs": []})
     assert r.status_code == 422 and "empty" in r.text
+
+
+def test_student_model_id_is_the_artefacts_digest() -> None:
+    """The judge names the student without contacting it; the name is the one the engine reports."""
+    from armed.settings import EngineSpec
+    from armed.student.engine import PACKAGED, artefact_digest
+    from deployments.engines import spec_model_id
+
+    assert spec_model_id(EngineSpec(kind="mlp")) == f"armed-student-mlp@{artefact_digest(PACKAGED)}"
