@@ -94,6 +94,10 @@ def serve_port() -> Iterator[int]:
     import ray
     from ray import serve
 
+    if ray.is_initialized():
+        # A handle that outlived the previous module's Ray (its metrics pusher) can re-initialise one on its own:
+        # start from a clean slate instead of failing with "ray.init twice".
+        ray.shutdown()
     port = free_port()
     RAY_PORTS["metrics"] = free_port()
     # Workers import this worktree's packages (the venv's editable install points at another checkout).

@@ -30,7 +30,10 @@ def test_real_student_deployment_answers(serve_port: int) -> None:
     # the drug itself outranks a cake for a drug query (a trained model, not a constant)
     assert dists[0]["irrelevant"] < dists[1]["irrelevant"]
     h = serve.get_deployment_handle("student", "student")
-    via_handle = h.classify.remote([("布洛芬", "布洛芬缓释胶囊 0.3g*20粒")]).result(timeout_s=60)[0]
+    try:
+        via_handle = h.classify.remote([("布洛芬", "布洛芬缓释胶囊 0.3g*20粒")]).result(timeout_s=60)[0]
+    finally:
+        h.shutdown()  # a live handle's metrics pusher would outlive this module's Ray and restart one
     assert via_handle == pytest.approx(dists[0], abs=1e-6)
     r = httpx.post(f"http://127.0.0.1:{serve_port}/models/student/v1/classify", timeout=60,
                    json={"model": "armed-student", "pairs": []})
