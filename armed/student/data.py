@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from armed.domain import LEVEL_TO_BENCHMARK, BenchmarkLevel, RelevanceLevel
+from armed.domain import BenchmarkLevel, RelevanceLevel
 from armed.errors import InputError
 from armed.student.features import PairKind
 from armed.text import normalise
@@ -167,9 +167,6 @@ def to_benchmark(probs: np.ndarray) -> np.ndarray:
     return np.stack([probs[:, 0], probs[:, 1] + probs[:, 2], probs[:, 3]], axis=1)
 
 
-BENCHMARK_ORDER = [BenchmarkLevel.highly, BenchmarkLevel.less, BenchmarkLevel.irrelevant]
-
-
 def decide_level(probs: Sequence[float]) -> RelevanceLevel:
     """The level from a four-level distribution: first the benchmark band with the most mass (moderately and
     weakly together are one band), then, inside "less", the likelier of the two. Deciding on the band first keeps
@@ -181,10 +178,6 @@ def decide_level(probs: Sequence[float]) -> RelevanceLevel:
     if band == 0:
         return RelevanceLevel.irrelevant
     return RelevanceLevel.moderately if mod >= weak else RelevanceLevel.weakly
-
-
-def benchmark_of(level: RelevanceLevel) -> BenchmarkLevel:
-    return LEVEL_TO_BENCHMARK[level]
 
 
 def targets(pairs: Iterable[StudentPair]) -> np.ndarray:
