@@ -105,7 +105,9 @@ class ModelsSettings(BaseModel):
             kind = getattr(self, role).kind
             if kind not in kinds:
                 raise ValueError(f"models.{role}.kind={kind!r} cannot serve that role; use one of {sorted(kinds)}")
-        levels = ("highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant")
+        from armed.domain import RelevanceLevel
+
+        levels = tuple(lvl.value for lvl in RelevanceLevel)
         if self.student.labels != levels:
             if "labels" in self.student.model_fields_set:
                 raise ValueError(f"models.student.labels must be the four levels {list(levels)} in that order")

@@ -26,6 +26,7 @@ from typing import Any
 
 from armed.engines.base import ChatMessage, ChoiceResult, ModelClients
 from armed.log import get_logger
+from armed.student.engine import LABELS as LEVEL_LABELS
 
 log = get_logger("armed.clients")
 
@@ -254,7 +255,7 @@ def build_handle_clients(
     model_ids: dict[str, str],
     *,
     labels: Sequence[str] = ("consistent", "inconsistent"),
-    student_labels: Sequence[str] = ("highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant"),
+    student_labels: Sequence[str] = LEVEL_LABELS,
     ray_llm_roles: Sequence[str] = (),
     timeout_s: float = 60.0,
     retry_after_s: int = 10,

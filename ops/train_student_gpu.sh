@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train the GPU profiles' student (a Qwen3 sequence classifier, four levels) on a lent GPU machine, in minutes
-# instead of CPU hours. Prepared, not yet run on a GPU (no session with a GPU has had the Qwen3-0.6B weights).
+# instead of CPU hours. Ran end to end on the CPU with a tiny base (DEVICE=cpu ... tiny OUT 2); not yet on a GPU
+# with Qwen3-0.6B (no session has had both), so the GPU run itself is unverified.
 #
 #   ops/train_student_gpu.sh BASE OUT [STEPS]
 #     BASE   a Qwen3 checkpoint folder on that machine (Qwen3-0.6B for the profiles; "tiny" for a smoke run)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from armed.serving.profiles import IN_PROCESS_KINDS, ROLES, Profile, load_profile
+from armed.serving.profiles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLES, Profile, load_profile
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_AUTOSCALING = {"target_ongoing_requests": 2, "upscale_delay_s": 1, "downscale_delay_s": 5,
@@ -49,9 +49,9 @@ def zero_work_profile(base: Profile, *, name: str = "perf-zero-work", caches: bo
         rp.update(serving="armed", pool="cpu", replicas={"min": 1, "max": 1, "initial": 1},
                   autoscaling=dict(FAST_AUTOSCALING), resources={"num_cpus": 0.1}, max_ongoing_requests=256,
                   max_queued_requests=-1, health_check_period_s=5, health_check_timeout_s=30)
-        if role in ("embedder", "consistency") and rp.get("batching") is None:
+        if role in BATCHED_ROLES and rp.get("batching") is None:
             rp["batching"] = {"max_batch_size": 32, "batch_wait_timeout_s": 0.005}
-        if role not in ("embedder", "consistency"):
+        if role not in BATCHED_ROLES:
             rp["batching"] = None
     Profile.model_validate(d)
     return d

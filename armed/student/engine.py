@@ -79,7 +79,7 @@ class MLPStudent:
         if enc_id != self.meta["embedder"]["model"] or dim != self.meta["embedder"]["dim"]:
             raise ValueError(f"student {folder} was trained on embedder {self.meta['embedder']}, "
                              f"this machine has {enc_id} ({dim})")
-        self.featurizer = Featurizer(kb, EmbeddingCache(enc_id, dim, encode))
+        self.featurizer = Featurizer(kb, EmbeddingCache(enc_id, dim, encode, remember=False))
         if self.featurizer.spec.dim != self.net.dim:
             raise ValueError(f"student {folder} expects {self.net.dim} features, the featurizer makes "
                              f"{self.featurizer.spec.dim} (knowledge-base rules changed? retrain)")

@@ -29,7 +29,6 @@ from armed.knowledge.rules import ceiling, recall, veto
 from armed.text import char_overlap, char_set, jaccard, ngrams, normalise
 
 PairKind = Literal["title", "query"]
-PAIR_KINDS: tuple[PairKind, ...] = ("title", "query")
 
 # Markers that a merchant name (or a title) says the product is NOT the thing (query stuffing: 不含布洛芬).
 NEGATIONS = ("不含", "无", "非", "替代", "代替", "平替", "同款", "不是", "除了")

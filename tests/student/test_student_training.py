@@ -161,3 +161,12 @@ def test_tree_arrays_predict_what_scikit_learn_predicts() -> None:
                                          validation_fraction=0.1, random_state=0).fit(x[:, [0, 1, 3, 5]], bands)
     assert info["iterations"] == ref.n_iter_
     assert np.allclose(T.TreeEnsemble(arrays).probabilities(x), ref.predict_proba(x[:, [0, 1, 3, 5]]), atol=1e-9)
+
+
+def test_serving_cache_keeps_nothing_between_calls() -> None:
+    """A replica sees unbounded distinct texts: its embedder cache must not grow with them."""
+    mid, dim, enc = hash_encoder()
+    serving, training = EmbeddingCache(mid, dim, enc, remember=False), EmbeddingCache(mid, dim, enc)
+    texts = ["布洛芬", "头痛", "布洛芬"]
+    assert np.array_equal(serving.get_many(texts), training.get_many(texts))
+    assert not serving._vectors and len(training._vectors) == 2
