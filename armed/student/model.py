@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from armed.student.data import to_benchmark
+from armed.student.metrics import macro_f1_3, softmax, to_benchmark
 
 ARTEFACT_WEIGHTS = "student.safetensors"
 ARTEFACT_META = "student.json"
@@ -56,26 +56,6 @@ def _net(dim: int, hidden: int, dropout: float) -> Any:
         torch.nn.Dropout(dropout),
         torch.nn.Linear(hidden, 4),
     )
-
-
-def macro_f1_3(probs4: np.ndarray, gold4: np.ndarray) -> float:
-    """Macro-F1 over the three benchmark levels, predicted by `data.decide_level`'s band rule."""
-    pred = to_benchmark(probs4).argmax(axis=1)
-    gold = to_benchmark(gold4).argmax(axis=1)
-    f1s = []
-    for c in range(3):
-        tp = float(np.sum((pred == c) & (gold == c)))
-        fp = float(np.sum((pred == c) & (gold != c)))
-        fn = float(np.sum((pred != c) & (gold == c)))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return float(np.mean(f1s))
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def fit_temperature(logits: np.ndarray, gold4: np.ndarray) -> float:

@@ -58,6 +58,20 @@ async def test_bench_resumes_without_repeating(armed_set: Path, tmp_path: Path, 
     assert len(llm.calls) - calls_before < calls_before  # only the missing rows were judged again
 
 
+async def test_bench_refuses_to_resume_another_judges_rows(armed_set: Path, tmp_path: Path, kb) -> None:
+    """A rerun with another model must not keep the first model's rows (that mixed two students once)."""
+    out = tmp_path / "out"
+    opts = BenchOptions(dataset=f"armed:{armed_set}", out=out, progress=False, limit=6)
+    await run_bench(opts, settings(), factory_for(kb, _clients()))
+    preds = out / "predictions.jsonl"
+    rows = [json.loads(x) for x in preds.read_text().splitlines()]
+    rows[0]["versions"]["models"]["llm"] = "another-model"
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    with pytest.raises(ValueError, match="other versions"):
+        await run_bench(opts, settings(), factory_for(kb, _clients()))
+    assert len(preds.read_text().splitlines()) == 3  # nothing appended
+
+
 async def test_failed_judgments_count_as_loss(armed_set: Path, tmp_path: Path, kb) -> None:
     from armed.engines.scripted import ScriptedChatModel
 
