@@ -41,6 +41,8 @@ student-pack: setup
 # Both dev sets, full, with the embedded default (see benchmarks/eval/COMMANDS.md for what each run writes).
 EVAL ?= ../shared/data/eval
 bench-dev: setup
+	rm -f benchmarks/eval/kuake-qtr/embedded-default-full/predictions.jsonl \
+	  benchmarks/eval/kuake-qqr/embedded-default-full/predictions.jsonl  # a fresh run: bench refuses mixed judges
 	for ds in qtr qqr; do \
 	  $(BIN)/armed bench --dataset kuake-$$ds:$(EVAL)/kuake-$$ds-dev.json --baseline-train kuake-$$ds:$(TRAIN)/kuake-$$ds-train.json \
 	    --out benchmarks/eval/kuake-$$ds/embedded-default-full --quiet || exit 1; \

@@ -35,7 +35,8 @@ class LocalJudge:
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
         # What every judgment will carry as `versions`: a resumed run must not mix in rows of another model.
-        self.versions: dict[str, Any] = pipeline.versions().model_dump(mode="json")
+        versions = getattr(pipeline, "versions", None)
+        self.versions: dict[str, Any] | None = versions().model_dump(mode="json") if callable(versions) else None
 
     async def __call__(self, item: BenchItem) -> dict[str, Any]:
         judgment = await self.pipeline.judge(item.query, item.product)
