@@ -54,3 +54,31 @@ def sanitise_for_prompt(text: str, max_chars: int) -> str:
     t = t.replace("```", "").replace("<<<", "").replace(">>>", "")
     t = re.sub(r"\s+", " ", t).strip()
     return t[:max_chars]
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def invalid_unicode_path(value: object, path: str = "") -> str | None:
+    """The dotted path of the first string in `value` (nested dicts / lists) holding a lone surrogate, else None.
+
+    JSON lets a client send `"\\ud800"`, which Python decodes into a str that no UTF-8 encoder, tokenizer or
+    JSON writer accepts later. armed's policy, the same on HTTP and in the batch CLI: such input is refused at the
+    edge with the field named (a 4xx / an error record), never repaired silently and never passed inward.
+    """
+    if isinstance(value, str):
+        return (path or "input") if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and _SURROGATE.search(k):
+                return sub
+            found = invalid_unicode_path(v, sub)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            found = invalid_unicode_path(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
