@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Ray re-initialises itself from any API call when it is not initialised (`auto_init_hook`). After a test module
+# shuts its Ray down, a Serve handle's router thread still pushes metrics with `ray.wait`; auto-connecting from
+# that thread while the interpreter exits crashed pytest with a segfault after every test had passed (a clean-clone
+# CI run, 2026-11-28). Read once, when ray is first imported: so set before anything imports ray.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
 import pytest
 
 from armed.engines.tiny import TinyCheckpoints
