@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from armed.errors import InputError, JudgmentTimeout
+from armed.images import ImageError, ImageSettings, is_fetchable_uri, read_local_ref
 from armed.log import get_logger
 from armed.settings import ArmedSettings
 
@@ -55,7 +56,8 @@ def done_ids(path: Path) -> set[str]:
     return set(read_rows_by_id(path))
 
 
-def parse_row(raw: bytes, lineno: int, base_dir: Path) -> tuple[str, str, dict[str, Any]]:
+def parse_row(raw: bytes, lineno: int, base_dir: Path,
+              image_settings: ImageSettings | None = None) -> tuple[str, str, dict[str, Any]]:
     """One input line → (id, query, product dict). Raises InputError naming the field."""
     try:
         text = raw.decode("utf-8")
@@ -82,12 +84,18 @@ def parse_row(raw: bytes, lineno: int, base_dir: Path) -> tuple[str, str, dict[s
     resolved = []
     for i, img in enumerate(images):
         if isinstance(img, str):
-            img = {"uri": img}
+            img = {"data": img} if img[:5].lower() == "data:" else {"uri": img}
         if not isinstance(img, dict):
             raise InputError(f"product.images[{i}]", "must be a path or an object with data/uri")
         uri = img.get("uri")
-        if isinstance(uri, str) and not uri.startswith(("http://", "https://")) and not os.path.isabs(uri):
-            img = {**img, "uri": str((base_dir / uri).resolve())}
+        # The batch file is the operator's own: its paths (relative to the file) are read here, into bytes. The
+        # pipeline itself never opens a path; data: URIs and http(s) URLs go on as they are.
+        if isinstance(uri, str) and uri[:5].lower() != "data:" and not is_fetchable_uri(uri):
+            try:
+                data = read_local_ref(uri, base_dir, image_settings)
+            except ImageError as exc:
+                raise InputError(f"product.images[{i}]", f"{uri}: {exc.message}") from None
+            img = {**{k: v for k, v in img.items() if k != "uri"}, "data": data}
         resolved.append(img)
     product["images"] = resolved
     return str(row.get("id", "")) or "", query, product
@@ -142,7 +150,7 @@ async def run_batch(
             async with sem:
                 record: dict[str, Any]
                 try:
-                    _, query, product = parse_row(raw, n, input_path.parent)
+                    _, query, product = parse_row(raw, n, input_path.parent, settings.images)
                     judgment = await pipeline.judge(query, product)
                     record = {"id": row_id, "judgment": judgment.model_dump(mode="json")}
                     counts["judged"] += 1
