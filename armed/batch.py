@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from armed.errors import InputError, JudgmentTimeout
-from armed.images import ImageError, ImageSettings, is_fetchable_uri, read_local_ref
+from armed.images import ImageError, ImageSettings, is_fetchable_uri, read_local_image
 from armed.log import get_logger
 from armed.settings import ArmedSettings
 
@@ -88,13 +88,13 @@ def parse_row(raw: bytes, lineno: int, base_dir: Path,
         if not isinstance(img, dict):
             raise InputError(f"product.images[{i}]", "must be a path or an object with data/uri")
         uri = img.get("uri")
-        # The batch file is the operator's own: its paths (relative to the file) are read here, into bytes. The
-        # pipeline itself never opens a path; data: URIs and http(s) URLs go on as they are.
+        # The batch file is the operator's own: its paths (relative to the file) are read and checked here, into
+        # bytes. The pipeline itself never opens a path; data: URIs and http(s) URLs go on as they are.
         if isinstance(uri, str) and uri[:5].lower() != "data:" and not is_fetchable_uri(uri):
             try:
-                data = read_local_ref(uri, base_dir, image_settings)
+                data = read_local_image(uri, base_dir, image_settings)
             except ImageError as exc:
-                raise InputError(f"product.images[{i}]", f"{uri}: {exc.message}") from None
+                raise InputError(f"product.images[{i}]", exc.message) from None
             img = {**{k: v for k, v in img.items() if k != "uri"}, "data": data}
         resolved.append(img)
     product["images"] = resolved

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from armed.domain import Judgment
 from armed.errors import InputError, JudgmentTimeout, from_validation_error
-from armed.images import ImageError, read_local_ref
+from armed.images import ImageError, read_local_image
 from armed.log import configure_logging
 from armed.settings import ArmedSettings
 
@@ -41,9 +41,9 @@ def _utf8(value: str, flag: str) -> str:
 def _read_image(path: str, settings: ArmedSettings) -> dict[str, bytes]:
     # The command line reads local files (as its user), into bytes: the pipeline itself never opens a path.
     try:
-        return {"data": read_local_ref(path, None, settings.images)}
+        return {"data": read_local_image(path, None, settings.images)}
     except ImageError as exc:
-        raise CliError(f"--image {path}: {exc.message if exc.too_large else 'not a readable image file'}") from None
+        raise CliError(f"--image {path}: {exc.message}") from None
 
 
 def _cpv(items: Sequence[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ into pixels, with one policy (README, "Security"):
   (private, loopback, link-local, reserved, multicast refused) unless `images.allow_private_networks`, the
   connection goes to that vetted address (no second lookup, so DNS rebinding cannot swap it), every redirect is
   checked the same way, and the body is streamed under a byte cap and one deadline.
-- Local files: only the command line reads them (`read_local_file`), as the operator, into bytes. Nothing that
+- Local files: only the command line reads them (`read_local_image`), as the operator, into bytes. Nothing that
   arrives over HTTP names a file: a path, `file:` or any other scheme is refused without touching the disk.
 - Every image that cannot be had or decoded gets the same message, `UNREADABLE`, whatever the reason (missing
   file, secret file, FIFO, dead host, non-image bytes): the text depends on nothing but the request, so it is no
@@ -50,8 +50,8 @@ MAX_PIXELS_CEILING = 178_956_970
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 
 UNREADABLE = (
-    "not a readable image: give PNG, JPEG, WebP, GIF or BMP bytes as base64 or a data: URI "
-    "(or an http(s) URL on the server's image allow-list); local paths are never read from a request"
+    "not a readable image: send PNG, JPEG, WebP, GIF or BMP bytes (base64 or a data: URI) or an http(s) URL from a "
+    "host the server allows; a request never names a local file"
 )
 
 
@@ -197,13 +197,25 @@ def read_local_file(path: str | os.PathLike[str], settings: ImageSettings | None
     return b"".join(chunks)
 
 
-def read_local_ref(ref: str, base_dir: str | os.PathLike[str] | None = None,
-                   settings: ImageSettings | None = None) -> bytes:
-    """The command line's image argument (a path, relative to `base_dir`, or a `file:` URI) → bytes."""
+def local_unreadable(settings: ImageSettings | None = None) -> ImageError:
+    """The command line's one message for an image file it cannot use, whatever the reason."""
+    limit = (settings or ImageSettings()).max_bytes
+    return ImageError(f"not a readable image file (a regular file of at most {limit} bytes: PNG, JPEG, WebP, GIF "
+                      "or BMP)")
+
+
+def read_local_image(ref: str, base_dir: str | os.PathLike[str] | None = None,
+                     settings: ImageSettings | None = None) -> bytes:
+    """The command line's image argument (a path, relative to `base_dir`, or a `file:` URI) → checked bytes.
+
+    Missing, not a regular file, unreadable, too large or not an image: one message (`local_unreadable`)."""
     if ref[:5].lower() == "file:":
         ref = urllib.parse.unquote(urllib.parse.urlsplit(ref).path)
     path = os.path.join(base_dir, ref) if base_dir is not None else ref
-    return read_local_file(path, settings)
+    try:
+        return check(read_local_file(path, settings), settings)
+    except ImageError:
+        raise local_unreadable(settings) from None
 
 
 # --- decoding -----------------------------------------------------------------------------------------------------
