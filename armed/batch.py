@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from armed.errors import InputError, JudgmentTimeout
-from armed.images import ImageError, ImageSettings, is_fetchable_uri, read_local_image
+from armed.images import ImageSettings, local_images_to_data
 from armed.log import get_logger
 from armed.settings import ArmedSettings
 
@@ -78,26 +78,9 @@ def parse_row(raw: bytes, lineno: int, base_dir: Path,
     if not isinstance(product, dict):
         raise InputError("product", "missing: give a name or an object with 'name'")
     product = dict(product)
-    images = product.get("images") or []
-    if not isinstance(images, list):
-        raise InputError("product.images", "must be a list")
-    resolved = []
-    for i, img in enumerate(images):
-        if isinstance(img, str):
-            img = {"data": img} if img[:5].lower() == "data:" else {"uri": img}
-        if not isinstance(img, dict):
-            raise InputError(f"product.images[{i}]", "must be a path or an object with data/uri")
-        uri = img.get("uri")
-        # The batch file is the operator's own: its paths (relative to the file) are read and checked here, into
-        # bytes. The pipeline itself never opens a path; data: URIs and http(s) URLs go on as they are.
-        if isinstance(uri, str) and uri[:5].lower() != "data:" and not is_fetchable_uri(uri):
-            try:
-                data = read_local_image(uri, base_dir, image_settings)
-            except ImageError as exc:
-                raise InputError(f"product.images[{i}]", exc.message) from None
-            img = {**{k: v for k, v in img.items() if k != "uri"}, "data": data}
-        resolved.append(img)
-    product["images"] = resolved
+    # The batch file is the operator's own: its image paths (relative to the file) are read and checked here,
+    # into bytes. The pipeline itself never opens a path.
+    product["images"] = local_images_to_data(product.get("images") or [], base_dir, image_settings)
     return str(row.get("id", "")) or "", query, product
 
 

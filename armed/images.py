@@ -218,6 +218,33 @@ def read_local_image(ref: str, base_dir: str | os.PathLike[str] | None = None,
         raise local_unreadable(settings) from None
 
 
+def local_images_to_data(items: Any, base_dir: str | os.PathLike[str] | None,
+                         settings: ImageSettings | None = None, field: str = "product.images") -> list[Any]:
+    """The `images` list of a command-line input row (a batch or benchmark file, the operator's own): paths and
+    `file:` URIs (relative to `base_dir`) become `{"data": base64}` (JSON-ready: a benchmark may post the product
+    to a remote judge); data: URIs, http(s) URLs and `{"data"}` objects go on as they are, for the pipeline's own
+    checks. Raises InputError naming `field[i]`."""
+    from armed.errors import InputError
+
+    if not isinstance(items, list):
+        raise InputError(field, "must be a list")
+    out = []
+    for i, img in enumerate(items):
+        if isinstance(img, str):
+            img = {"data": img} if img[:5].lower() == "data:" else {"uri": img}
+        if not isinstance(img, dict):
+            raise InputError(f"{field}[{i}]", "must be a path or an object with data/uri")
+        uri = img.get("uri")
+        if isinstance(uri, str) and uri[:5].lower() != "data:" and not is_fetchable_uri(uri):
+            try:
+                data = read_local_image(uri, base_dir, settings)
+            except ImageError as exc:
+                raise InputError(f"{field}[{i}]", exc.message) from None
+            img = {**{k: v for k, v in img.items() if k != "uri"}, "data": base64.b64encode(data).decode("ascii")}
+        out.append(img)
+    return out
+
+
 # --- decoding -----------------------------------------------------------------------------------------------------
 
 

@@ -323,7 +323,18 @@ def test_cli_reads_files_into_bytes_with_one_message(tmp_path, secret_png) -> No
     assert images.read_local_image(f"file://{tmp_path}/ok.png") == secret_png
     _, _, product = parse_row(b'{"query": "q", "product": {"name": "p", "images": ["ok.png", {"uri": "ok.png"}]}}',
                               1, tmp_path)
-    assert [img["data"] for img in product["images"]] == [secret_png, secret_png]
+    assert [base64.b64decode(img["data"]) for img in product["images"]] == [secret_png, secret_png]
+    # a benchmark file's image paths are read the same way, relative to the file
+    from armed.eval.datasets import load_dataset
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text('{"query": "q", "product": {"name": "p", "images": ["ok.png"]}, "label": "irrelevant"}\n'
+                     '{"query": "q", "product": {"name": "p", "images": ["shadow"]}, "label": "irrelevant"}\n')
+    with pytest.raises(InputError) as err:
+        load_dataset(f"armed:{bench}")
+    assert err.value.field == "line 2.product.images[0]"
+    bench.write_text(bench.read_text().splitlines()[0] + "\n")
+    assert base64.b64decode(load_dataset(f"armed:{bench}").items[0].product["images"][0]["data"]) == secret_png
 
 
 # --- fetching from an allow-list -----------------------------------------------------------------------------------
