@@ -152,7 +152,10 @@ def from_data_uri(uri: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
         return from_base64(payload, max_bytes)
     if len(payload) > max_bytes * 3:  # percent-encoding at most triples the length
         raise too_many_bytes(max_bytes)
-    data = urllib.parse.unquote_to_bytes(payload)
+    try:
+        data = urllib.parse.unquote_to_bytes(payload)
+    except UnicodeError:  # a lone surrogate cannot be encoded
+        raise ImageError() from None
     if len(data) > max_bytes:
         raise too_many_bytes(max_bytes)
     return data

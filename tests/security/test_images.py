@@ -186,7 +186,8 @@ def test_model_routes_take_only_inline_images(secret_file, tmp_path, watch) -> N
 
     watch(secret_file)
     for value in (str(secret_file), f"file://{secret_file}", str(tmp_path / "missing.png"), "http://127.0.0.1/x.png",
-                  "data:,", "", "bm90IGFuIGltYWdl", "data:image/png;base64,", "data:image/png;base64,@@@"):
+                  "data:,", "", "bm90IGFuIGltYWdl", "data:image/png;base64,", "data:image/png;base64,@@@",
+                  "data:,\ud800", "\ud800", "data:image/png;base64,\ud800"):
         with pytest.raises(api.ApiError) as err:
             api.decode_image(value, "image")
         assert err.value.status == 400 and err.value.message == f"image: {UNREADABLE}", value
@@ -230,7 +231,7 @@ def test_bombs_oversize_and_non_images_are_clear_errors() -> None:
 async def test_judge_bad_payloads_are_400_not_500(kb) -> None:
     svc = _service(make_pipeline(kb))
     for img in ("data:,", "", "bm90IGFuIGltYWdl", base64.b64encode(_bomb_png()).decode(), {"data": "data:,"},
-                {"uri": "data:image/png;base64,"}):
+                {"uri": "data:image/png;base64,"}, "data:,\ud800", {"uri": "http://\ud800/x"}, 7, None, ["x"]):
         r = await _judge_http(svc, {"name": "布洛芬片", "images": [img]})
         assert r["status"] == 400, (img if len(str(img)) < 40 else "…", r)
         assert r["body"]["error"]["field"].startswith("product.images")
