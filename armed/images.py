@@ -109,16 +109,21 @@ class ImageSettings(BaseModel):
             host, port = _split_entry(entry)
             if not host or (host.startswith("*.") and len(host) < 4) or "*" in host.removeprefix("*."):
                 raise ValueError(f"fetch_hosts entry {entry!r}: expected host, *.domain or host:port")
-            out.append(f"{host}:{port}" if port else host)
+            shown = f"[{host}]" if ":" in host else host
+            out.append(f"{shown}:{port}" if port else host)
         return out
 
 
 def _split_entry(entry: str) -> tuple[str, int | None]:
-    entry = entry.strip().lower().rstrip(".")
+    """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address → (host, port or None)."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else None
     host, sep, port = entry.rpartition(":")
-    if sep and port.isdigit() and "]" not in port:
-        return host.strip("[]").rstrip("."), int(port)
-    return entry.strip("[]"), None
+    if sep and ":" not in host and port.isdigit():
+        return host.rstrip("."), int(port)
+    return entry.rstrip("."), None
 
 
 @functools.cache

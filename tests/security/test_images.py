@@ -536,6 +536,9 @@ def test_address_rule_and_allow_list() -> None:
     assert not images.host_allowed("evilcdn.example.com", 443, "https", s)
     assert images.host_allowed("pics.example.org", 8443, "https", s)
     assert not images.host_allowed("pics.example.org", 443, "https", s)
+    v6 = ImageSettings(fetch_hosts=["::1", "[2001:db8::1]:8443"])
+    assert images.host_allowed("::1", 80, "http", v6) and not images.host_allowed("::1", 1, "http", v6)
+    assert images.host_allowed("2001:db8::1", 8443, "https", v6)
     with pytest.raises(ValueError):
         ImageSettings(fetch_hosts=["*"])
     with pytest.raises(ValueError):
