@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from armed.errors import InputError, JudgmentTimeout
+from armed.images import ImageSettings, local_images_to_data
 from armed.log import get_logger
 from armed.settings import ArmedSettings
 
@@ -55,7 +56,8 @@ def done_ids(path: Path) -> set[str]:
     return set(read_rows_by_id(path))
 
 
-def parse_row(raw: bytes, lineno: int, base_dir: Path) -> tuple[str, str, dict[str, Any]]:
+def parse_row(raw: bytes, lineno: int, base_dir: Path,
+              image_settings: ImageSettings | None = None) -> tuple[str, str, dict[str, Any]]:
     """One input line → (id, query, product dict). Raises InputError naming the field."""
     try:
         text = raw.decode("utf-8")
@@ -76,20 +78,9 @@ def parse_row(raw: bytes, lineno: int, base_dir: Path) -> tuple[str, str, dict[s
     if not isinstance(product, dict):
         raise InputError("product", "missing: give a name or an object with 'name'")
     product = dict(product)
-    images = product.get("images") or []
-    if not isinstance(images, list):
-        raise InputError("product.images", "must be a list")
-    resolved = []
-    for i, img in enumerate(images):
-        if isinstance(img, str):
-            img = {"uri": img}
-        if not isinstance(img, dict):
-            raise InputError(f"product.images[{i}]", "must be a path or an object with data/uri")
-        uri = img.get("uri")
-        if isinstance(uri, str) and not uri.startswith(("http://", "https://")) and not os.path.isabs(uri):
-            img = {**img, "uri": str((base_dir / uri).resolve())}
-        resolved.append(img)
-    product["images"] = resolved
+    # The batch file is the operator's own: its image paths (relative to the file) are read and checked here,
+    # into bytes. The pipeline itself never opens a path.
+    product["images"] = local_images_to_data(product.get("images") or [], base_dir, image_settings)
     return str(row.get("id", "")) or "", query, product
 
 
@@ -142,7 +133,7 @@ async def run_batch(
             async with sem:
                 record: dict[str, Any]
                 try:
-                    _, query, product = parse_row(raw, n, input_path.parent)
+                    _, query, product = parse_row(raw, n, input_path.parent, settings.images)
                     judgment = await pipeline.judge(query, product)
                     record = {"id": row_id, "judgment": judgment.model_dump(mode="json")}
                     counts["judged"] += 1

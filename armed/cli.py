@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from armed.domain import Judgment
 from armed.errors import InputError, JudgmentTimeout, from_validation_error
+from armed.images import ImageError, read_local_image
 from armed.log import configure_logging
 from armed.settings import ArmedSettings
 
@@ -37,11 +38,12 @@ def _utf8(value: str, flag: str) -> str:
     return value
 
 
-def _read_image(path: str) -> dict[str, str]:
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"--image {path}: no such file")
-    return {"uri": str(p.resolve())}
+def _read_image(path: str, settings: ArmedSettings) -> dict[str, bytes]:
+    # The command line reads local files (as its user), into bytes: the pipeline itself never opens a path.
+    try:
+        return {"data": read_local_image(path, None, settings.images)}
+    except ImageError as exc:
+        raise CliError(f"--image {path}: {exc.message}") from None
 
 
 def _cpv(items: Sequence[str]) -> dict[str, str]:
@@ -107,13 +109,13 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
     query = _utf8(args.query, "--query")
     product: dict[str, Any] = {"name": _utf8(args.product, "--product")}
+    settings = load_settings()
     if args.image:
-        product["images"] = [_read_image(p) for p in args.image]
+        product["images"] = [_read_image(p, settings) for p in args.image]
     if args.cpv:
         product["cpv"] = _cpv(args.cpv)
     if args.category:
         product["category"] = _utf8(args.category, "--category")
-    settings = load_settings()
     configure_logging(settings.logging)
     pipeline = Pipeline.from_settings(settings)
     judgment = asyncio.run(pipeline.judge(query, product))

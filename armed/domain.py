@@ -6,12 +6,13 @@ deployments and the evaluation tools all speak the same language.
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from armed import images
 
 # Limits on untrusted input. Merchant text is untrusted: the bounds keep a 10 MB product name from ever
 # reaching a model, and they are part of the public contract (errors name the field and the bound).
@@ -20,7 +21,6 @@ MAX_PRODUCT_NAME_CHARS = 1024
 MAX_CPV_ITEMS = 64
 MAX_CPV_VALUE_CHARS = 512
 MAX_IMAGES = 8
-MAX_IMAGE_BYTES = 8 * 1024 * 1024
 
 
 class _Frozen(BaseModel):
@@ -52,27 +52,49 @@ class Query(_Frozen):
 
 
 class ImageRef(_Frozen):
-    """A product image: inline bytes (base64 over JSON) or a local path / URL the caller resolves."""
+    """A product image: its bytes (raw, base64 or a data: URI), or an http(s) URL the server may fetch.
 
-    data: bytes | None = Field(default=None, description="Encoded image bytes (PNG/JPEG/WebP).")
-    uri: str | None = Field(default=None, description="file path or http(s) URL of the image.")
+    A local path is never an ImageRef: the command line reads files into `data` itself (armed/images.py), so
+    nothing that reaches the pipeline over HTTP can name a file. Any other uri is refused here, with the one
+    message every unreadable image gets, whether or not something exists at that name.
+    """
+
+    data: bytes | None = Field(default=None, description="Encoded image bytes (PNG/JPEG/WebP/GIF/BMP); over JSON "
+                               "base64 or a data: URI.")
+    uri: str | None = Field(default=None, description="An http(s) URL, fetched only from hosts on the server's "
+                            "images.fetch_hosts (none by default); a data: URI is taken as data.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_uri_is_data(cls, v: Any) -> Any:
+        if isinstance(v, dict) and isinstance(v.get("uri"), str) and v["uri"][:5].lower() == "data:":
+            if v.get("data") is not None:
+                raise ValueError("an image needs exactly one of data or uri")
+            v = {**v, "data": images.from_data_uri(v["uri"]), "uri": None}
+        return v
 
     @field_validator("data", mode="before")
     @classmethod
     def _decode(cls, v: Any) -> Any:
         if isinstance(v, str):
-            try:
-                return base64.b64decode(v, validate=True)
-            except ValueError as exc:
-                raise ValueError("image data is not valid base64") from exc
+            if v[:5].lower() == "data:":
+                return images.from_data_uri(v)
+            return images.from_base64(v)
+        return v
+
+    @field_validator("uri")
+    @classmethod
+    def _remote_only(cls, v: str | None) -> str | None:
+        if v is not None and not images.is_fetchable_uri(v):
+            raise images.ImageError()
         return v
 
     @model_validator(mode="after")
     def _one_source(self) -> ImageRef:
         if (self.data is None) == (self.uri is None):
             raise ValueError("an image needs exactly one of data or uri")
-        if self.data is not None and len(self.data) > MAX_IMAGE_BYTES:
-            raise ValueError(f"image is {len(self.data)} bytes; the limit is {MAX_IMAGE_BYTES}")
+        if self.data is not None and len(self.data) > images.MAX_IMAGE_BYTES:
+            raise images.too_many_bytes(images.MAX_IMAGE_BYTES)
         return self
 
     def digest(self) -> str:

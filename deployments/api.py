@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from armed import images
 from armed.engines.base import ChatMessage, ChoiceResult
 from deployments.auth import install_auth
 
@@ -28,7 +29,6 @@ MAX_TEXT_CHARS = 8192
 MAX_MESSAGES = 32
 MAX_CHOICES = 32
 MAX_TOKENS = 2048
-MAX_IMAGE_BYTES = 8 * 1024 * 1024
 ROLE_MODEL_NAME = {"llm": "armed-llm", "vl": "armed-vl", "embedder": "armed-embedder",
                    "consistency": "armed-consistency", "ocr": "armed-ocr", "student": "armed-student"}
 
@@ -227,19 +227,28 @@ class ChatRequest(BaseModel):
 
 
 def decode_image(value: str, field: str) -> bytes:
-    """A base64 string or `data:image/...;base64,` URI → bytes. Remote URLs are refused: replicas fetch nothing."""
-    if value.startswith("data:"):
-        _, sep, value = value.partition(",")
-        if not sep:
-            raise ApiError(400, f"{field}: malformed data URI")
-    elif value.startswith(("http://", "https://", "file:")):
-        raise ApiError(400, f"{field}: only inline images (base64 or data: URI) are accepted")
-    if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise ApiError(413, f"{field}: image is larger than {MAX_IMAGE_BYTES} bytes")
+    """A base64 string or `data:` URI → bytes of an image within the limits (armed/images.py), else a 400 / 413
+    naming the field. Replicas fetch nothing here and read no file: a URL, a path or any other scheme gets the one
+    message every unreadable image gets. The header is checked here (format, pixel count: a decompression bomb
+    stops at the edge); the engine decodes the pixels under the same limits."""
+    s = images.configured()
     try:
-        return base64.b64decode(value, validate=True)
-    except ValueError:
-        raise ApiError(400, f"{field}: not valid base64") from None
+        if not isinstance(value, str):
+            raise images.ImageError()
+        data = images.from_data_uri(value, s.max_bytes) if value[:5].lower() == "data:" else images.from_base64(
+            value, s.max_bytes)
+        images.open_checked(data, s).close()
+    except images.ImageError as exc:
+        raise image_api_error(exc, field) from None
+    return data
+
+
+def image_api_error(exc: BaseException, field: str) -> ApiError:
+    """An ImageError (raised here, by an engine, or by a replica behind a handle: Ray's wrapper is an instance of
+    it whose text is a traceback, so the message is read from the original) → 413 / 400 naming the field."""
+    cause = getattr(exc, "cause", exc)
+    message = getattr(cause, "message", images.UNREADABLE)
+    return ApiError(413 if getattr(cause, "too_large", False) else 400, f"{field}: {message}")
 
 
 def chat_response(model: str, text: str, choice: ChoiceResult | None = None) -> dict:

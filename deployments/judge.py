@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from armed.errors import InputError, JudgmentTimeout
+from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, Profile, load_profile
@@ -152,16 +153,14 @@ class JudgeService:
     async def judge_one(self, query: object, product: object, request_id: str) -> Any:
         """One Judgment; raises InputError, ModelUnavailable (required role down) or JudgmentTimeout."""
         from armed.pipeline.dag import parse_pair
-        from armed.pipeline.product_side import load_image_bytes
+        from armed.pipeline.product_side import resolve_images
         from armed.pipeline.stages import StageRecorder
 
         began = time.perf_counter()
         q_in, p_in = parse_pair(query, product)
-        for i, img in enumerate(p_in.images):
-            try:
-                load_image_bytes(img)
-            except ValueError as exc:
-                raise InputError(f"product.images[{i}]", str(exc)) from None
+        # Once per judgment, before any cache or model: URLs fetched where allowed, every image decoded (a broken
+        # one is a 400 naming it); the keys below then hash the images' bytes.
+        p_in = await resolve_images(p_in, self.pipeline.settings.images)
         for client in self.required:
             await client.ensure_available()
         vkey = self.versions_key()
@@ -315,14 +314,16 @@ api.install_error_handlers(gateway_api)
 
 
 def _images_to_refs(product: dict[str, Any] | str) -> dict[str, Any] | str:
-    """The HTTP contract allows bare strings in `images` (base64, or a uri); the domain wants ImageRef objects."""
+    """The HTTP contract allows bare strings in `images`; the domain wants ImageRef objects. An http(s) URL is a
+    uri (fetched only where images.fetch_hosts allows); anything else is data (base64 or a data: URI), so a path
+    is never a uri here: it fails to decode, with the message every unreadable image gets. (Base64 JPEGs start
+    with '/9j/': a leading '/' cannot tell a path from data.)"""
     if not isinstance(product, dict) or not isinstance(product.get("images"), list):
         return product
     refs = []
     for img in product["images"]:
         if isinstance(img, str):
-            is_uri = img.startswith(("http://", "https://", "file:", "/"))
-            refs.append({"uri": img} if is_uri else {"data": img})
+            refs.append({"uri": img} if is_fetchable_uri(img) else {"data": img})
         else:
             refs.append(img)
     return {**product, "images": refs}
@@ -370,6 +371,8 @@ class Gateway:
         except ModelUnavailable as exc:
             raise api.ApiError(503, str(exc), "service_unavailable",
                                headers={"Retry-After": str(exc.retry_after_s)}) from None
+        except ImageError as exc:  # the model replica's decode refused the image (it arrives wrapped by Ray)
+            raise api.image_api_error(exc, "image") from None
 
     async def _judge(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         try:

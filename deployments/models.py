@@ -23,6 +23,7 @@ from ray import serve
 
 from armed.engines.base import ChatMessage, ChoiceResult
 from armed.engines.batching import DynamicBatcher
+from armed.images import ImageError
 from armed.log import get_logger
 from armed.settings import EngineSpec
 from deployments import api, auth
@@ -199,10 +200,13 @@ async def _chat_http(dep: _ChatBase, body: api.ChatRequest) -> dict:
     messages = body.to_messages()
     if any(m.images for m in messages) and dep.role != "vl":
         raise api.ApiError(400, f"model {dep.names[0]!r} does not read images; use armed-vl")
-    if body.guided_choice:
-        result = await dep.choose(messages, body.guided_choice)
-        return api.chat_response(dep.names[0], result.label, result)
-    return api.chat_response(dep.names[0], await dep.generate(messages, max_tokens=body.token_budget()))
+    try:  # an image that passed the edge's header check but not the engine's decode is still the caller's
+        if body.guided_choice:
+            result = await dep.choose(messages, body.guided_choice)
+            return api.chat_response(dep.names[0], result.label, result)
+        return api.chat_response(dep.names[0], await dep.generate(messages, max_tokens=body.token_budget()))
+    except ImageError as exc:
+        raise api.image_api_error(exc, "messages.image_url") from None
 
 
 class _ChatBase(_ModelBase):
@@ -284,7 +288,11 @@ class OcrDeployment(_ModelBase):
     @ocr_api.post("/v1/ocr")
     async def http_ocr(self, body: api.OcrRequest) -> dict:
         self.check_model(body.model)
-        return {"object": "ocr", "model": self.names[0], "lines": await self.read(body.image_bytes())}
+        try:
+            lines = await self.read(body.image_bytes())
+        except ImageError as exc:  # the engine's full decode failed (truncated data past a sound header)
+            raise api.image_api_error(exc, "image") from None
+        return {"object": "ocr", "model": self.names[0], "lines": lines}
 
 
 DEPLOYMENT_CLASSES = {

@@ -8,7 +8,6 @@ Every blocking call goes through a BlockingWorker so the event loop running the 
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -371,15 +370,14 @@ class TransformersPairClassifier:
 
 
 def decode_image(data: bytes, name: str) -> Any:
-    """Open encoded image bytes as an RGB PIL image, or raise a ValueError that says which image is broken."""
-    from PIL import Image, UnidentifiedImageError
+    """Open encoded image bytes as an RGB PIL image within the image limits (armed/images.py: size checked before
+    decoding, pixel count before decompressing), or raise an ImageError (a ValueError) that says which image."""
+    from armed import images
 
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"{name} is not a readable image ({len(data)} bytes): {exc}") from exc
-    return img.convert("RGB")
+        return images.decode(data, images.configured())
+    except images.ImageError as exc:
+        raise images.ImageError(f"{name}: {exc.message}", exc.too_large) from None
 
 
 class TransformersVisionChatModel:

@@ -24,6 +24,7 @@ from typing import Any
 
 from armed.domain import LEVEL_TO_BENCHMARK, BenchmarkLevel, RelevanceLevel
 from armed.errors import InputError
+from armed.images import local_images_to_data
 
 FORMATS = ("armed", "kuake-qtr", "kuake-qqr")
 
@@ -133,6 +134,9 @@ def _read_armed(path: Path) -> list[BenchItem]:
             product = {"name": product}
         if not isinstance(product, dict) or not isinstance(product.get("name"), str):
             raise InputError(f"{where}.product", "give product: {name, ...} or product_name")
+        if product.get("images"):  # image paths are the dataset's own, relative to it: read here, into bytes
+            product = {**product, "images": local_images_to_data(product["images"], path.parent, None,
+                                                                 f"{where}.product.images")}
         label = row.get("label")
         gold = _map_label("armed", label, where) if label is not None else None
         category = row.get("category") or product.get("category")

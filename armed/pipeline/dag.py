@@ -20,7 +20,7 @@ from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import recall
 from armed.log import bound_request, get_logger, new_request_id
 from armed.pipeline.hierarchy import decide
-from armed.pipeline.product_side import ProductSide, ProductUnderstanding, load_image_bytes
+from armed.pipeline.product_side import ProductSide, ProductUnderstanding, resolve_images
 from armed.pipeline.query_side import QuerySide, QueryUnderstanding
 from armed.pipeline.search import SearchProvider, build_search
 from armed.pipeline.stages import Detailed, StageRecorder
@@ -87,8 +87,9 @@ class Pipeline:
         return await self.query_side.run(query, rec)
 
     async def understand_product(self, product: Product, rec: StageRecorder) -> ProductUnderstanding:
-        images = [load_image_bytes(img) for img in product.images]
-        return await self.product_side.run(product, images, rec)
+        if any(img.data is None for img in product.images):  # callers normally resolved them already
+            product = await resolve_images(product, self.settings.images)
+        return await self.product_side.run(product, [img.data for img in product.images if img.data], rec)
 
     async def conclude(
         self,
@@ -145,12 +146,8 @@ class Pipeline:
         request_id = request_id or new_request_id()
         started = time.perf_counter()
         with bound_request(request_id):
-            # Images are decoded before any model runs: a broken image is the caller's error, not a stage's.
-            for i, img in enumerate(p_in.images):
-                try:
-                    load_image_bytes(img)
-                except ValueError as exc:
-                    raise InputError(f"product.images[{i}]", str(exc)) from None
+            # Images are fetched and decoded once, before any model runs: a broken one is the caller's error.
+            p_in = await resolve_images(p_in, self.settings.images)
             rec = StageRecorder()
 
             async def run() -> Judgment:

@@ -7,14 +7,16 @@ knowledge base — each source is written into the notes.
 
 from __future__ import annotations
 
-import io
+import asyncio
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
+from armed import images
 from armed.domain import Entities, EntityField, ImageRef, Product, SideUnderstanding
 from armed.engines.base import ModelClients
+from armed.errors import InputError
+from armed.images import ImageSettings
 from armed.knowledge.base import KnowledgeBase
 from armed.pipeline import prompts
 from armed.pipeline.stages import Detailed, StageRecorder, ground_in_knowledge
@@ -63,24 +65,22 @@ class _Cheating:
     reason: str | None
 
 
-def load_image_bytes(image: ImageRef) -> bytes:
-    """Resolve an image to bytes and prove it decodes; a broken image is an input error, named."""
-    if image.data is not None:
-        data = image.data
-    elif image.uri and image.uri.startswith(("http://", "https://")):
-        raise ValueError("remote image URLs are fetched by the caller; pass bytes or a local path")
-    else:
+async def resolve_images(product: Product, settings: ImageSettings) -> Product:
+    """The product with every image as checked bytes: URLs fetched (only where images.fetch_hosts allows) and each
+    image decoded once, before any model runs, so a broken image is the caller's error (an InputError naming it),
+    never a stage's. Done once per judgment; the product side then reads `data` only."""
+    if not product.images:
+        return product
+
+    async def one(i: int, img: ImageRef) -> ImageRef:
         try:
-            with open(image.uri or "", "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise ValueError(f"image {image.uri!r} cannot be read: {exc.strerror}") from exc
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"image {image.uri or '(inline)'} is not a readable image") from exc
-    return data
+            data = await images.load_checked(img, settings)
+        except images.ImageError as exc:
+            raise InputError(f"product.images[{i}]", exc.message) from None
+        return img if img.data is not None else ImageRef(data=data)
+
+    refs = await asyncio.gather(*(one(i, img) for i, img in enumerate(product.images)))
+    return product.model_copy(update={"images": tuple(refs)})
 
 
 class ProductSide:

@@ -57,7 +57,7 @@ def test_broken_image_file(no_model_pipeline, tmp_path, capsys):
     bad = tmp_path / "label.png"
     bad.write_bytes(b"\x89PNG broken")
     assert cli.main(["judge", "--query", "布洛芬", "--product", "布洛芬片", "--image", str(bad)]) == 2
-    assert "product.images[0]" in capsys.readouterr().err
+    assert f"--image {bad}: not a readable image file" in capsys.readouterr().err
 
 
 def test_bad_settings_are_named(monkeypatch, capsys):

@@ -55,6 +55,37 @@ def test_judge_answers_and_caches(judge_stack: str) -> None:
     assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [200, 200]
 
 
+def test_http_input_never_reads_a_local_file(judge_stack: str, tmp_path) -> None:
+    """Issue 11, over real HTTP: a path in any form is a 400 with one message, the same for an existing secret file
+    and a missing one; the bytes of the file never reach the OCR (whose zero-work answer names their length)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.effect_noise((128, 128), 64).convert("RGB").save(buf, format="PNG")
+    secret = tmp_path / "shadow.png"
+    secret.write_bytes(buf.getvalue())
+    missing = tmp_path / "missing.png"
+
+    def judge(img: object) -> httpx.Response:
+        body = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "images": [img]}}
+        return httpx.post(judge_stack + "/v1/judge", json=body, timeout=120)
+
+    ok = judge(base64.b64encode(secret.read_bytes()).decode())  # control: as bytes, the OCR reads it
+    assert ok.status_code == 200 and f"{secret.stat().st_size} bytes" in ok.text, ok.text
+    for form in (lambda p: str(p), lambda p: {"uri": str(p)}, lambda p: f"file://{p}", lambda p: {"uri": f"file://{p}"},
+                 lambda p: {"uri": "../" * 12 + str(p).lstrip("/")}):
+        answers = [judge(form(p)) for p in (secret, missing)]
+        assert [a.status_code for a in answers] == [400, 400], answers[0].text
+        assert answers[0].json()["error"] == answers[1].json()["error"]
+        assert "bytes\"" not in answers[0].text and "a request never names a local file" in answers[0].text
+    r = httpx.post(judge_stack + "/v1/judge", json={"query": "布洛芬", "product": {
+        "name": "布洛芬", "images": ["http://127.0.0.1:9/x.png"]}}, timeout=120)  # no allow-list: never fetched
+    assert r.status_code == 400, r.text
+
+
 def _armed_samples(metrics_url: str) -> list:
     from prometheus_client.parser import text_string_to_metric_families
 

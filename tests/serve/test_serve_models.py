@@ -33,6 +33,15 @@ def _png(size: int = 64) -> bytes:
     return buf.getvalue()
 
 
+def _bomb() -> str:
+    """A decompression bomb: 200 million pixels in a few hundred bytes of PNG, as base64."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (20_000, 10_000)).save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 @pytest.fixture(scope="module")
 def stack(serve_port: int, profile_path: str, profile_data: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Model apps for all six roles + the gateway alone (no judge app: the KB is not in this branch)."""
@@ -161,6 +170,16 @@ def test_bad_requests_are_4xx_with_a_reason(stack: dict) -> None:
             ("/v1/chat/completions", {"model": "armed-vl", "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]}, 400),
             ("/v1/classify", {"model": "armed-consistency", "pairs": [["a"]]}, 422),
+            # issue 11: empty, non-image, decompression-bomb and path "images" are 400s at the edge, never 500s
+            ("/v1/ocr", {"model": "armed-ocr", "image": "data:,"}, 400),
+            ("/v1/ocr", {"model": "armed-ocr", "image": ""}, 400),
+            ("/v1/ocr", {"model": "armed-ocr", "image": "bm90IGFuIGltYWdl"}, 400),
+            ("/v1/ocr", {"model": "armed-ocr", "image": _bomb()}, 400),
+            ("/v1/ocr", {"model": "armed-ocr", "image": "/etc/passwd"}, 400),
+            ("/models/ocr/v1/ocr", {"image": "data:image/png;base64,"}, 400),
+            ("/models/ocr/v1/ocr", {"image": _bomb()}, 400),
+            ("/v1/chat/completions", {"model": "armed-vl", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + _bomb()}}]}]}, 400),
             ("/v1/judge", {"query": "x"}, 422),
         ]
         for path, body, status in cases:
