@@ -463,6 +463,9 @@ class EmbeddingRequest(_Request):
                 raise _field_error(where, "is an empty string")
             if len(t) > lim.text_chars:
                 raise _over(where, len(t), lim.text_chars)
+        total = sum(len(t) for t in texts)
+        if total > lim.inputs_total_chars:
+            raise _over("input", total, lim.inputs_total_chars, "characters in all")
         if self.user is not None and len(self.user) > lim.id_chars:
             raise _over("user", len(self.user), lim.id_chars)
         _refuse_unsupported(self.model_extra or {}, EMBEDDING_UNSUPPORTED)
@@ -520,6 +523,9 @@ class ClassifyRequest(BaseModel):
             for j, text in enumerate(pair):
                 if len(text) > lim.text_chars:
                     raise _over(f"pairs[{i}][{j}]", len(text), lim.text_chars)
+        total = sum(len(a) + len(b) for a, b in self.pairs)
+        if total > lim.inputs_total_chars:
+            raise _over("pairs", total, lim.inputs_total_chars, "characters in all")
         return self
 
 

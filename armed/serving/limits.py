@@ -34,6 +34,11 @@ class InputLimits(BaseModel):
     id_chars: int = Field(default=256, ge=1, description="Longest caller-supplied identifier (`user`).")
     inputs: int = Field(default=256, ge=1, description="Most texts in one /v1/embeddings or pairs in one /v1/classify.")
     text_chars: int = Field(default=8192, ge=1, description="Longest embedding input or classified text.")
+    inputs_total_chars: int = Field(
+        default=65536, ge=1,
+        description="All texts of one /v1/embeddings or /v1/classify request together (an embedder's cost grows "
+                    "with every token: 256 inputs of 8192 characters would hold a CPU replica for many minutes).",
+    )
     messages: int = Field(default=32, ge=1, description="Most chat messages in one request.")
     message_parts: int = Field(default=16, ge=1, description="Most content parts in one chat message.")
     message_chars: int = Field(default=32768, ge=1, description="Longest chat message (its text parts together).")
@@ -52,6 +57,8 @@ class InputLimits(BaseModel):
             raise ValueError(f"default_max_tokens {self.default_max_tokens} > max_tokens {self.max_tokens}")
         if self.choice_chars > self.choice_total_chars:
             raise ValueError(f"choice_chars {self.choice_chars} > choice_total_chars {self.choice_total_chars}")
+        if self.text_chars > self.inputs_total_chars:
+            raise ValueError(f"text_chars {self.text_chars} > inputs_total_chars {self.inputs_total_chars}")
         if self.message_chars > self.chat_chars:
             raise ValueError(f"message_chars {self.message_chars} > chat_chars {self.chat_chars}")
         return self

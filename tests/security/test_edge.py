@@ -475,12 +475,29 @@ def test_embedding_parameters(gw: TestClient, model_clients: dict[str, TestClien
             ({"input": []}, 422, "input"),
             ({"input": ["a"] * 257}, 422, "input"),
             ({"input": "a" * 8193}, 422, "input"),
+            ({"input": ["a" * 8192] * 9}, 422, "input"),  # 73,728 characters in all; the limit is 65,536
             ({"input": "a", "encoding_format": "int8"}, 422, "encoding_format"),
             ({"input": "a", "truncate_prompt_tokens": 5}, 400, "truncate_prompt_tokens"),
         ]
         for extra, status, param in cases:
             r = client.post("/v1/embeddings", json={"model": "armed-embedder", **extra})
             assert r.status_code == status and r.json()["error"]["param"] == param, (extra, r.text)
+
+
+def test_classify_bounds(gw: TestClient, model_clients: dict[str, TestClient]) -> None:
+    for client in (gw, model_clients["consistency"]):
+        cases = [
+            ({"pairs": []}, "pairs"),
+            ({"pairs": [["a", "b"]] * 257}, "pairs"),
+            ({"pairs": [["a", "b" * 8193]]}, "pairs[0][1]"),
+            ({"pairs": [["a" * 8000, "b" * 8000]] * 5}, "pairs"),  # 80,000 characters in all
+            ({"pairs": [["a", "b"]], "extra": 1}, "extra"),
+        ]
+        for extra, param in cases:
+            r = client.post("/v1/classify", json={"model": "armed-consistency", **extra})
+            assert r.status_code == 422 and r.json()["error"]["param"] == param, (param, r.text)
+        ok = client.post("/v1/classify", json={"model": "armed-consistency", "pairs": [["a", "b"]]})
+        assert ok.status_code == 200, ok.text
 
 
 # --- the judge routes ---------------------------------------------------------------------------------------------
