@@ -240,9 +240,9 @@ class JudgeService:
                 return error_result(503, str(exc), retry_after=exc.retry_after_s)
             except JudgmentTimeout as exc:
                 return error_result(504, str(exc))
-            except Exception as exc:
-                log.exception("judge_failed")
-                return error_result(500, f"{type(exc).__name__}: {str(exc)[:300]}")
+            except Exception:
+                log.exception("judge_failed")  # the detail stays in the log: a 500 body names no internals
+                return error_result(500, f"internal error while judging (request {request_id}); see the judge's log")
             return {"status": 200, "body": json.loads(judgment.model_dump_json()), "headers": {}}
 
     async def judge_batch(self, payload: dict[str, Any]) -> dict[str, Any]:
