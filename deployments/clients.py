@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from armed.engines.base import ChatMessage, ChoiceResult, ModelClients
+from armed.engines.base import ChatMessage, ChoiceResult, Completion, ModelClients, SamplingOptions
 from armed.log import get_logger
 from armed.student.engine import LABELS as LEVEL_LABELS
 
@@ -190,6 +190,9 @@ class HandleChatModel(HandleClient):
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
         return await self.call("generate", list(messages), max_tokens)
 
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        return await self.call("complete", list(messages), options)
+
 
 class HandleEmbedder(HandleClient):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -220,6 +223,10 @@ class RayLLMChatModel(HandleClient):
     """
 
     async def _chat(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> str:
+        response = await self._chat_response(messages, max_tokens, extra)
+        return response.choices[0].message.content or ""
+
+    async def _chat_response(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> Any:
         from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
         content = []
@@ -227,15 +234,15 @@ class RayLLMChatModel(HandleClient):
             if m.images:
                 raise ValueError("the ray-llm path serves text chat only; the vl role uses armed's deployment")
             content.append({"role": m.role, "content": m.content})
-        request = ChatCompletionRequest(
-            model=self.model_id, messages=content, max_tokens=max_tokens, temperature=0.0, stream=False, **extra
-        )
+        params = {"temperature": 0.0, **extra}  # greedy unless the caller asks otherwise
+        request = ChatCompletionRequest(model=self.model_id, messages=content, max_tokens=max_tokens, stream=False,
+                                        **params)
         await self.ensure_available()
         gen = self.handle().options(stream=True).chat.remote(request)
         async for chunk in gen:
             response = chunk[0] if isinstance(chunk, list) else chunk
             if hasattr(response, "choices"):
-                return response.choices[0].message.content or ""
+                return response
             raise RuntimeError(f"LLMServer error: {str(response)[:300]}")
         raise RuntimeError("LLMServer returned no response")
 
@@ -248,6 +255,23 @@ class RayLLMChatModel(HandleClient):
 
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
         return await asyncio.wait_for(self._chat(messages, max_tokens, {}), self.timeout_s)
+
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        """The OpenAI chat call with the request's sampling; finish reason and usage as vLLM reports them."""
+        extra: dict[str, Any] = {"temperature": options.temperature, "top_p": options.top_p}
+        if options.seed is not None:
+            extra["seed"] = options.seed
+        if options.stop:
+            extra["stop"] = list(options.stop)
+        response = await asyncio.wait_for(self._chat_response(messages, options.max_tokens, extra), self.timeout_s)
+        choice, usage = response.choices[0], response.usage
+        return Completion(
+            text=choice.message.content or "",
+            finish_reason="length" if choice.finish_reason == "length" else "stop",
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            model=self.model_id,
+        )
 
 
 def build_handle_clients(

@@ -33,7 +33,7 @@ from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, Profile, load_profile
-from armed.text import normalise
+from armed.text import invalid_unicode_path, normalise
 from deployments import api, auth
 from deployments.cache import TTLCache
 from deployments.clients import (
@@ -79,9 +79,9 @@ def handle_clients_for(profile: Profile, availability: ReplicaAvailability | Non
 
 
 def error_result(status: int, message: str, field: str | None = None, retry_after: int | None = None) -> dict:
-    body: dict[str, Any] = {"error": {"message": message, "code": status}}
+    body = api.error_body(status, message, param=field)
     if field:
-        body["error"]["field"] = field
+        body["error"]["field"] = body["error"]["param"]  # the judge's own name for it, beside OpenAI's `param`
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     return {"status": status, "body": body, "headers": headers}
 
@@ -226,6 +226,10 @@ class JudgeService:
         """A tagged result for the gateway: {"status", "body", "headers"}; exceptions never cross the handle."""
         request_id = str(payload.get("request_id") or new_request_id())
         with bound_request(request_id):
+            # Handle callers skip the HTTP edge: the same refusal here, before the text reaches a hash or a model.
+            bad = invalid_unicode_path({"query": payload.get("query"), "product": payload.get("product")})
+            if bad is not None:
+                return error_result(400, f"{bad}: contains a lone surrogate (invalid Unicode)", field=bad)
             try:
                 judgment = await self.judge_one(payload.get("query"), payload.get("product"), request_id)
             except InputError as exc:
@@ -235,9 +239,9 @@ class JudgeService:
                 return error_result(503, str(exc), retry_after=exc.retry_after_s)
             except JudgmentTimeout as exc:
                 return error_result(504, str(exc))
-            except Exception as exc:
-                log.exception("judge_failed")
-                return error_result(500, f"{type(exc).__name__}: {str(exc)[:300]}")
+            except Exception:
+                log.exception("judge_failed")  # the detail stays in the log: a 500 body names no internals
+                return error_result(500, f"internal error while judging (request {request_id}); see the judge's log")
             return {"status": 200, "body": json.loads(judgment.model_dump_json()), "headers": {}}
 
     async def judge_batch(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -294,6 +298,9 @@ class JudgeDeployment:
 
 
 class JudgeRequest(BaseModel):
+    """One pair. The fields' own bounds (query and name length, CPV, images) are the domain's (armed/domain.py):
+    the judge checks them and answers 400 naming the field; the body's size, depth and Unicode are checked here."""
+
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(description="The search query.")
@@ -303,7 +310,8 @@ class JudgeRequest(BaseModel):
 class JudgeBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    pairs: list[JudgeRequest] = Field(min_length=1, description="Pairs to judge.")
+    pairs: list[JudgeRequest] = Field(min_length=1, description="Pairs to judge (at most the profile's "
+                                      "judge.max_batch_pairs).")
 
 
 gateway_api = FastAPI(
@@ -343,6 +351,8 @@ class Gateway:
         self.args = JudgeArgs.model_validate(args)
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         profile = load_profile(self.args.profile)
+        api.set_limits(profile.limits)  # before the first request: this replica's routes enforce the profile's
+        self.max_batch_pairs = profile.judge.max_batch_pairs
         self.availability = ReplicaAvailability()
         self.clients = handle_clients_for(profile, self.availability)
         self.judge_client = HandleClient(
@@ -373,6 +383,8 @@ class Gateway:
                                headers={"Retry-After": str(exc.retry_after_s)}) from None
         except ImageError as exc:  # the model replica's decode refused the image (it arrives wrapped by Ray)
             raise api.image_api_error(exc, "image") from None
+        except ValueError as exc:  # the model's verdict on this input, raised in its replica
+            raise api.engine_input_error(exc) from None
 
     async def _judge(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -391,6 +403,9 @@ class Gateway:
         self, body: JudgeBatchRequest, x_request_id: str | None = Header(default=None)
     ) -> Response:
         request_id = (x_request_id or new_request_id())[:64]
+        if len(body.pairs) > self.max_batch_pairs:  # refused here, before the batch crosses to the judge
+            raise api.ApiError(413, f"pairs: {len(body.pairs)} pairs; the limit is {self.max_batch_pairs}",
+                               param="pairs")
         pairs = [{"query": p.query, "product": _images_to_refs(p.product)} for p in body.pairs]
         return _to_response(await self._judge("judge_batch", {"pairs": pairs, "request_id": request_id}), request_id)
 
@@ -399,11 +414,13 @@ class Gateway:
         return api.models_list(self.listed)
 
     @gateway_api.post("/v1/embeddings")
-    async def http_embeddings(self, body: api.EmbeddingRequest) -> dict:
+    async def http_embeddings(self, body: api.EmbeddingRequest) -> Response:
         client = self._client(body.model, ("embedder",))
         texts = body.texts()
         vectors = await self._model_call(client.embed(texts))
-        return api.embedding_response(body.model, vectors, texts, body.encoding_format)
+        body.check_dimensions(vectors)
+        return api.json_response(api.embedding_response(body.model, vectors, texts, body.encoding_format),
+                                 body.ignored())
 
     @gateway_api.post("/v1/classify")
     async def http_classify(self, body: api.ClassifyRequest) -> dict:
@@ -411,18 +428,18 @@ class Gateway:
         return api.classify_response(body.model, await self._model_call(client.classify(body.pairs)))
 
     @gateway_api.post("/v1/chat/completions")
-    async def http_chat(self, body: api.ChatRequest) -> dict:
+    async def http_chat(self, body: api.ChatRequest) -> Response:
         client = self._client(body.model, ("llm", "vl"))
-        if body.stream:
-            raise api.ApiError(400, "stream=true is not supported; armed's answers are short")
         messages = body.to_messages()
         if any(m.images for m in messages) and client.target.role != "vl":
             raise api.ApiError(400, f"model {body.model!r} does not read images; use armed-vl")
+        options = body.sampling()
         if body.guided_choice:
             result = await self._model_call(client.choose(messages, body.guided_choice))
-            return api.chat_response(body.model, result.label, result)
-        text = await self._model_call(client.generate(messages, max_tokens=body.token_budget()))
-        return api.chat_response(body.model, text)
+            completion, probs = api.choice_completion(result, options)
+        else:
+            completion, probs = await self._model_call(client.complete(messages, options)), None
+        return api.json_response(api.chat_response(body.model, completion, probs), body.ignored())
 
     @gateway_api.post("/v1/ocr")
     async def http_ocr(self, body: api.OcrRequest) -> dict:

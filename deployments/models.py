@@ -17,14 +17,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed.engines.base import ChatMessage, ChoiceResult
+from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.engines.batching import DynamicBatcher
 from armed.images import ImageError
 from armed.log import get_logger
+from armed.serving.limits import InputLimits
 from armed.settings import EngineSpec
 from deployments import api, auth
 from deployments.engines import EngineSource, build_role_engine, spec_model_id
@@ -45,6 +46,7 @@ class ModelArgs(BaseModel):
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="Dynamic batching: longest a request waits "
                                         "for others while the engine is idle.")
     health_timeout_s: float = Field(default=30.0, gt=0, description="The health probe's own deadline.")
+    limits: InputLimits = Field(default_factory=InputLimits, description="The profile's HTTP input limits.")
 
 
 class _AnswerClock:
@@ -78,6 +80,7 @@ class _ModelBase:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
+        api.set_limits(self.args.limits)  # before the first request: this replica's routes enforce the profile's
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         started = time.perf_counter()
         self.engine = _AnswerClock(
@@ -146,10 +149,16 @@ class EmbedderDeployment(_ModelBase):
         return api.models_list(self.names[:1])
 
     @embedder_api.post("/v1/embeddings")
-    async def http_embeddings(self, body: api.EmbeddingRequest) -> dict:
+    async def http_embeddings(self, body: api.EmbeddingRequest) -> Response:
         self.check_model(body.model)
         texts = body.texts()
-        return api.embedding_response(self.names[0], await self.embed(texts), texts, body.encoding_format)
+        try:
+            vectors = await self.embed(texts)
+        except ValueError as exc:
+            raise api.engine_input_error(exc) from None
+        body.check_dimensions(vectors)
+        return api.json_response(api.embedding_response(self.names[0], vectors, texts, body.encoding_format),
+                                 body.ignored())
 
 
 classifier_api = FastAPI(title="armed consistency", description="(query, document) pair classification.")
@@ -184,7 +193,11 @@ class ClassifierDeployment(_ModelBase):
     @classifier_api.post("/v1/classify")
     async def http_classify(self, body: api.ClassifyRequest) -> dict:
         self.check_model(body.model)
-        return api.classify_response(self.names[0], await self.classify(body.pairs))
+        try:
+            dists = await self.classify(body.pairs)
+        except ValueError as exc:
+            raise api.engine_input_error(exc) from None
+        return api.classify_response(self.names[0], dists)
 
 
 def _chat_api(role: str) -> FastAPI:
@@ -193,20 +206,22 @@ def _chat_api(role: str) -> FastAPI:
     return app
 
 
-async def _chat_http(dep: _ChatBase, body: api.ChatRequest) -> dict:
+async def _chat_http(dep: _ChatBase, body: api.ChatRequest) -> Response:
     dep.check_model(body.model)
-    if body.stream:
-        raise api.ApiError(400, "stream=true is not supported; armed's answers are short")
     messages = body.to_messages()
     if any(m.images for m in messages) and dep.role != "vl":
         raise api.ApiError(400, f"model {dep.names[0]!r} does not read images; use armed-vl")
-    try:  # an image that passed the edge's header check but not the engine's decode is still the caller's
+    options = body.sampling()
+    try:
         if body.guided_choice:
-            result = await dep.choose(messages, body.guided_choice)
-            return api.chat_response(dep.names[0], result.label, result)
-        return api.chat_response(dep.names[0], await dep.generate(messages, max_tokens=body.token_budget()))
-    except ImageError as exc:
+            completion, probs = api.choice_completion(await dep.choose(messages, body.guided_choice), options)
+        else:
+            completion, probs = await dep.complete(messages, options), None
+    except ImageError as exc:  # an image that passed the edge's header check but not the engine's decode
         raise api.image_api_error(exc, "messages.image_url") from None
+    except ValueError as exc:  # the engine's verdict on this input (a broken image, a prompt past the context)
+        raise api.engine_input_error(exc) from None
+    return api.json_response(api.chat_response(dep.names[0], completion, probs), body.ignored())
 
 
 class _ChatBase(_ModelBase):
@@ -217,6 +232,9 @@ class _ChatBase(_ModelBase):
 
     async def generate(self, messages: Sequence[ChatMessage], max_tokens: int = 128) -> str:
         return await self.engine.generate(list(messages), max_tokens=max_tokens)
+
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        return await self.engine.complete(list(messages), options)
 
     async def _probe(self) -> None:
         res = await self.engine.choose([ChatMessage(role="user", content="health: yes or no?")], ["yes", "no"])
@@ -237,7 +255,7 @@ class LLMDeployment(_ChatBase):
         return api.models_list(self.names[:1])
 
     @llm_api.post("/v1/chat/completions")
-    async def http_chat(self, body: api.ChatRequest) -> dict:
+    async def http_chat(self, body: api.ChatRequest) -> Response:
         return await _chat_http(self, body)
 
 
@@ -254,7 +272,7 @@ class VLDeployment(_ChatBase):
         return api.models_list(self.names[:1])
 
     @vl_api.post("/v1/chat/completions")
-    async def http_chat(self, body: api.ChatRequest) -> dict:
+    async def http_chat(self, body: api.ChatRequest) -> Response:
         return await _chat_http(self, body)
 
 
@@ -288,10 +306,13 @@ class OcrDeployment(_ModelBase):
     @ocr_api.post("/v1/ocr")
     async def http_ocr(self, body: api.OcrRequest) -> dict:
         self.check_model(body.model)
+        image = body.image_bytes()
         try:
-            lines = await self.read(body.image_bytes())
+            lines = await self.read(image)
         except ImageError as exc:  # the engine's full decode failed (truncated data past a sound header)
             raise api.image_api_error(exc, "image") from None
+        except ValueError as exc:  # not an image the engine can read
+            raise api.engine_input_error(exc) from None
         return {"object": "ocr", "model": self.names[0], "lines": lines}
 
 

@@ -16,7 +16,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from armed.engines.base import ChatMessage, ChoiceResult, normalise_vector, softmax
+from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions, normalise_vector, softmax
+from armed.engines.scripted import char_completion
 
 PROBE_TEXT = "health"  # what the model deployments' check_health sends
 
@@ -41,7 +42,7 @@ class _Knobs:
 
 
 class ZeroWorkChat(_Knobs):
-    """ChatModel: `choose` picks by hash of the last message; `generate` echoes a prefix of it."""
+    """ChatModel: `choose` picks by hash of the last message; `generate` / `complete` echo (a prefix of) it."""
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         await self._work(messages[-1].content)
@@ -53,6 +54,11 @@ class ZeroWorkChat(_Knobs):
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
         await self._work(messages[-1].content)
         return messages[-1].content[: max(1, min(max_tokens, 32))]
+
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        """Echoes the last message, one character per token (so `max_tokens` and `stop` act as on a model)."""
+        await self._work(messages[-1].content)
+        return char_completion(messages[-1].content, messages, options, self.model_id)
 
 
 class ZeroWorkEmbedder(_Knobs):

@@ -48,6 +48,7 @@ def build_model_app(args: dict[str, Any]) -> Application:
         "engine_source": a.engine_source,
         "engine_options": a.engine_options,
         "health_timeout_s": rp.health_check_timeout_s,
+        "limits": profile.limits.model_dump(),
         **({"max_batch_size": batching.max_batch_size, "batch_wait_timeout_s": batching.batch_wait_timeout_s}
            if batching else {}),
     }

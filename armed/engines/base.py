@@ -13,7 +13,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 
@@ -38,15 +38,89 @@ class ChoiceResult:
     output_tokens: int = 0
 
 
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How `complete` decodes. Temperature 0 (the default) is greedy; above 0 samples, within the top_p nucleus,
+    reproducibly when `seed` is set. Decoding ends at the end-of-turn token, a `stop` string (left out of the
+    text) or `max_tokens` generated tokens."""
+
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
+        if not 0 <= self.temperature <= 2:
+            raise ValueError(f"temperature must be within [0, 2], not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be within (0, 1], not {self.top_p}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must not be empty")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Free text from a chat model, with why it ended and what it cost in the model's own tokens.
+
+    `finish_reason` is "length" when `max_tokens` ended it (the text is then cut at a token boundary, never inside
+    a UTF-8 character), else "stop" (end of turn or a stop string)."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    model: str = ""
+
+
+class ContextLengthError(ValueError):
+    """The prompt and the completion budget do not fit the model's context: the input's fault, a 400 at the edge."""
+
+    param = "messages"  # what the caller must change (OpenAI names the same field for this error)
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, context: int) -> None:
+        super().__init__(
+            f"the prompt is {prompt_tokens} tokens and max_tokens is {max_tokens}, but the model's context is "
+            f"{context} tokens; shorten the messages or lower max_tokens"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context = context
+
+
+def check_context(prompt_tokens: int, max_tokens: int, context: int | None) -> None:
+    """Refuse a prompt past the model's context before any compute is spent on it (a 15,000-token prompt kept
+    a CPU replica busy for 2.5 minutes)."""
+    if context is not None and prompt_tokens + max_tokens > context:
+        raise ContextLengthError(prompt_tokens, max_tokens, context)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` up to the earliest stop string (which is left out), and whether one was found."""
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    if not hits:
+        return text, False
+    return text[: min(hits)], True
+
+
 @runtime_checkable
 class ChatModel(Protocol):
-    """The LLM and VL roles. `choose` can only return one of `choices` (constrained decoding or scoring)."""
+    """The LLM and VL roles. `choose` can only return one of `choices` (constrained decoding or scoring).
+
+    `complete` is free text with the request's sampling, finish reason and token counts (the OpenAI chat route);
+    `generate` is its greedy text alone, what the pipeline's stages ask for."""
 
     model_id: str
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult: ...
 
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str: ...
+
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion: ...
 
 
 @runtime_checkable

@@ -42,9 +42,11 @@ def _make(role: str, spec: EngineSpec) -> Any:
 
         assert spec.model is not None  # EngineSpec guarantees it for this kind
         if role == "llm":
-            return te.TransformersChatModel(spec.model, device=spec.device, dtype=spec.dtype)
+            return te.TransformersChatModel(spec.model, device=spec.device, dtype=spec.dtype,
+                                           max_model_len=spec.max_model_len)
         if role == "vl":
-            return te.TransformersVisionChatModel(spec.model, device=spec.device, dtype=spec.dtype)
+            return te.TransformersVisionChatModel(spec.model, device=spec.device, dtype=spec.dtype,
+                                                 max_model_len=spec.max_model_len)
         if role == "embedder":
             return te.TransformersEmbedder(spec.model, device=spec.device, dtype=spec.dtype)
         if role == "consistency":
@@ -61,7 +63,7 @@ def _make(role: str, spec: EngineSpec) -> Any:
     elif kind == "smollm2" and role == "llm":
         from armed.engines.shipped import SmolLM2ChatModel
 
-        return SmolLM2ChatModel(device=spec.device)
+        return SmolLM2ChatModel(device=spec.device, max_model_len=spec.max_model_len)
     elif kind == "mlp" and role == "student":
         from armed.student.engine import MLPStudent
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from armed.engines.base import ChatMessage, ChoiceResult, normalise_vector
+from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions, cut_at_stop, normalise_vector
 
 
 class ScriptedModelError(RuntimeError):
@@ -49,6 +49,16 @@ def _match_table(table: Mapping[str, str], text: str) -> str | None:
         if key in text:
             return answer
     return None
+
+
+def char_completion(text: str, prompt: Sequence[ChatMessage], options: SamplingOptions, model_id: str) -> Completion:
+    """A double's completion in which one character is one token: stop strings and `max_tokens` act as they do
+    on a real engine (a cut by the budget is reported as "length"); sampling options change nothing."""
+    text, _ = cut_at_stop(text, options.stop)
+    reason = "length" if len(text) > options.max_tokens else "stop"
+    text = text[: options.max_tokens]
+    return Completion(text=text, finish_reason=reason, prompt_tokens=sum(len(m.content) for m in prompt),
+                      completion_tokens=len(text), model=model_id)
 
 
 ChooseRule = Callable[[Sequence[ChatMessage], Sequence[str]], str | Mapping[str, float]]
@@ -89,7 +99,8 @@ class ScriptedChatModel:
 
     @property
     def calls(self) -> list[tuple[str, Any]]:
-        """("choose", (messages, choices)) and ("generate", (messages, max_tokens)) in call order."""
+        """("choose", (messages, choices)), ("generate", (messages, max_tokens)) and ("complete", (messages,
+        options)) in call order."""
         return self._b.calls
 
     @property
@@ -143,8 +154,16 @@ class ScriptedChatModel:
         prompt_tokens = sum(len(m.content) for m in messages)
         return ChoiceResult(label, probs, self.model_id, prompt_tokens=prompt_tokens, output_tokens=len(label))
 
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        """The scripted text as a completion (see `char_completion`)."""
+        await self._b.enter("complete", (list(messages), options))
+        return char_completion(self._scripted_text(messages), messages, options, self.model_id)
+
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
         await self._b.enter("generate", (list(messages), max_tokens))
+        return self._scripted_text(messages)
+
+    def _scripted_text(self, messages: Sequence[ChatMessage]) -> str:
         text: str | None
         if callable(self._generations):
             text = self._generations(messages)

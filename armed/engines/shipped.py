@@ -115,8 +115,11 @@ def smollm2_checkpoint() -> Path:
 class SmolLM2ChatModel(TransformersChatModel):
     """SmolLM2-135M-Instruct as a ChatModel (label scoring / greedy decoding through transformers)."""
 
-    def __init__(self, device: str = "cpu", model_id: str = "smollm2-135m-instruct") -> None:
-        super().__init__(smollm2_checkpoint(), device=device, dtype="float32", model_id=model_id)
+    def __init__(
+        self, device: str = "cpu", model_id: str = "smollm2-135m-instruct", max_model_len: int | None = None
+    ) -> None:
+        super().__init__(smollm2_checkpoint(), device=device, dtype="float32", model_id=model_id,
+                         max_model_len=max_model_len)
 
 
 class RapidOCRReader:

@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from armed.engines.base import BlockingWorker, ChatMessage, ChoiceResult, softmax
+from armed.engines.base import (
+    BlockingWorker,
+    ChatMessage,
+    ChoiceResult,
+    Completion,
+    SamplingOptions,
+    check_context,
+    cut_at_stop,
+    softmax,
+)
 
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
@@ -140,23 +149,82 @@ def choice_result(
     )
 
 
-def greedy_text(
-    model: Any, tokenizer: Any, prompt: list[int], max_tokens: int, pad_id: int, extra: dict[str, Any] | None = None
-) -> str:
-    """Greedy decoding after `prompt`, decoded without special tokens and thinking blocks."""
+def context_length(model: Any, limit: int | None = None) -> int | None:
+    """Tokens the model attends over (its position table), or `limit` if that is smaller."""
+    config = model.config
+    native = getattr(config, "max_position_embeddings", None)
+    if native is None:
+        native = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+    bounds = [b for b in (native, limit) if b]
+    return min(bounds) if bounds else None
+
+
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Token ids that end a turn for this model's generate()."""
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+def decode_completion(
+    tokenizer: Any, generated: list[int], options: SamplingOptions, ends: set[int], prompt_tokens: int, model_id: str
+) -> Completion:
+    """The generated ids as a Completion: why decoding ended, and text that never ends inside a character.
+
+    A byte-level BPE spells a rare character (most emoji, many CJK ideographs outside the common set) over several
+    tokens; a `max_tokens` budget that runs out between them decodes to U+FFFD. The text then ends on the last
+    token that completes a character (a character is at most 4 bytes, so at most 3 tokens are dropped), as vLLM's
+    detokenizer does; the usage still counts every token generated.
+    """
+    ids = list(generated)
+    ended = bool(ids) and ids[-1] in ends
+    if ended:
+        ids = ids[:-1]
+    text, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), options.stop)
+    reason = "stop"
+    if not ended and not stopped and len(generated) >= options.max_tokens:
+        reason = "length"
+        for keep in range(len(ids), max(len(ids) - 4, 0), -1):
+            candidate = tokenizer.decode(ids[:keep], skip_special_tokens=True)
+            if not candidate.endswith("\ufffd"):
+                text = candidate
+                break
+        else:
+            text = text.rstrip("\ufffd")
+    return Completion(text=strip_think(text), finish_reason=reason, prompt_tokens=prompt_tokens,
+                      completion_tokens=len(generated), model=model_id)
+
+
+def sample_completion(
+    model: Any,
+    tokenizer: Any,
+    prompt: list[int],
+    options: SamplingOptions,
+    pad_id: int,
+    model_id: str,
+    extra: dict[str, Any] | None = None,
+) -> Completion:
+    """Decode after `prompt` as `options` say: greedy at temperature 0, else sampled (top_p, no top-k: OpenAI's
+    semantics, not the checkpoint's generation defaults), in a private RNG stream when seeded."""
     import torch
 
     ids = torch.tensor([prompt], dtype=torch.long, device=model.device)
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=max_tokens,
-            do_sample=False,
-            pad_token_id=pad_id,
-            **(extra or {}),
-        )
-    return strip_think(tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+    kwargs: dict[str, Any] = {"max_new_tokens": options.max_tokens, "pad_token_id": pad_id, **(extra or {})}
+    if options.temperature > 0:
+        kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if options.stop:
+        kwargs.update(stop_strings=list(options.stop), tokenizer=tokenizer)
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    with torch.inference_mode(), torch.random.fork_rng(devices=devices, enabled=options.seed is not None):
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+    generated = out[0, len(prompt) :].tolist()
+    return decode_completion(tokenizer, generated, options, eos_ids(model, tokenizer), len(prompt), model_id)
 
 
 def score_continuations_cached(model: Any, prompt_ids: list[int], continuations: list[list[int]]) -> list[float]:
@@ -195,7 +263,14 @@ def score_continuations_cached(model: Any, prompt_ids: list[int], continuations:
 class TransformersChatModel:
     """A causal LM checkpoint as a ChatModel: label scoring for `choose`, greedy decoding for `generate`."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "auto", model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        dtype: str = "auto",
+        model_id: str | None = None,
+        max_model_len: int | None = None,
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = Path(path)
@@ -203,6 +278,7 @@ class TransformersChatModel:
         self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+        self.context = context_length(self.model, max_model_len)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._worker = BlockingWorker()
 
@@ -220,17 +296,23 @@ class TransformersChatModel:
         unique = _check_choices(choices)
         prompt = self.prompt_ids(messages)
         conts = _continuation_ids(self.tokenizer, unique)
+        check_context(len(prompt), max(len(c) for c in conts), self.context)
         scores = score_continuations_cached(self.model, prompt, conts)
         return choice_result(self.model_id, unique, scores, len(prompt), conts)
 
-    def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
-        return greedy_text(self.model, self.tokenizer, self.prompt_ids(messages), max_tokens, self._pad_id)
+    def _complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        prompt = self.prompt_ids(messages)
+        check_context(len(prompt), options.max_tokens, self.context)
+        return sample_completion(self.model, self.tokenizer, prompt, options, self._pad_id, self.model_id)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         return await self._worker.run(self._choose, messages, choices)
 
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        return await self._worker.run(self._complete, messages, options)
+
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return await self._worker.run(self._generate, messages, max_tokens)
+        return (await self.complete(messages, SamplingOptions(max_tokens=max_tokens))).text
 
 
 class TransformersEmbedder:
@@ -388,7 +470,14 @@ class TransformersVisionChatModel:
     grid_thw.prod() // merge_size² tokens, which is what the model's vision tower produces per image.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "auto", model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        dtype: str = "auto",
+        model_id: str | None = None,
+        max_model_len: int | None = None,
+    ) -> None:
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -399,6 +488,7 @@ class TransformersVisionChatModel:
         self.model = (
             Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
         )
+        self.context = context_length(self.model, max_model_len)
         self._image_pad = "<|image_pad|>"
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._worker = BlockingWorker()
@@ -445,17 +535,22 @@ class TransformersVisionChatModel:
         unique = _check_choices(choices)
         prompt, vision = self.prepare(messages)
         conts = _continuation_ids(self.tokenizer, unique)
+        check_context(len(prompt), max(len(c) for c in conts), self.context)
         extra = self._vision_on_device(vision, repeat=len(conts))
         scores = score_continuations(self.model, prompt, conts, self._pad_id, extra, explicit_positions=not extra)
         return choice_result(self.model_id, unique, scores, len(prompt), conts)
 
-    def _generate(self, messages: Sequence[ChatMessage], max_tokens: int) -> str:
+    def _complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
         prompt, vision = self.prepare(messages)
+        check_context(len(prompt), options.max_tokens, self.context)
         extra = self._vision_on_device(vision, repeat=1)
-        return greedy_text(self.model, self.tokenizer, prompt, max_tokens, self._pad_id, extra)
+        return sample_completion(self.model, self.tokenizer, prompt, options, self._pad_id, self.model_id, extra)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         return await self._worker.run(self._choose, messages, choices)
 
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        return await self._worker.run(self._complete, messages, options)
+
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return await self._worker.run(self._generate, messages, max_tokens)
+        return (await self.complete(messages, SamplingOptions(max_tokens=max_tokens))).text

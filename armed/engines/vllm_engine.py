@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from armed.engines.base import BlockingWorker, ChatMessage, ChoiceResult, normalise_vector, softmax
+from armed.engines.base import (
+    BlockingWorker,
+    ChatMessage,
+    ChoiceResult,
+    Completion,
+    SamplingOptions,
+    check_context,
+    normalise_vector,
+    softmax,
+)
 from armed.engines.batching import DynamicBatcher
 from armed.engines.transformers_engine import short_model_id, strip_think
 from armed.settings import EngineSpec
@@ -88,15 +97,22 @@ def _logsumexp(values: list[float]) -> float:
 
 @dataclass(frozen=True)
 class ChatCall:
-    """One `choose` (choices set, max_tokens unused) or `generate` (choices None) request to a chat engine."""
+    """One `choose` (choices set) or `complete` (choices None, decoded as `options` say) request to a chat engine."""
 
     messages: tuple[ChatMessage, ...]
     choices: tuple[str, ...] | None
-    max_tokens: int
+    options: SamplingOptions | None = None
+
+    def budget(self) -> int:
+        """Most tokens the call may generate: the request's, or room for the longest label's bytes plus EOS (the
+        grammar may spell a label byte by byte)."""
+        if self.choices is not None:
+            return max(len(c.encode("utf-8")) for c in self.choices) + 2
+        return (self.options or SamplingOptions()).max_tokens
 
 
 class VLLMChatModel:
-    """A ChatModel on `vllm.LLM` (runner "generate"): constrained `choose`, greedy `generate`.
+    """A ChatModel on `vllm.LLM` (runner "generate"): constrained `choose`, `complete` with the request's sampling.
 
     Concurrent calls are merged (armed.engines.batching) into one `LLM.generate` with per-prompt sampling
     parameters. A batch returns when its longest sequence ends; per-request streaming completion is what the
@@ -193,17 +209,28 @@ class VLLMChatModel:
             scores[choice] = _logsumexp([entries[t] for t in hits]) if hits else floor
         return softmax(scores)
 
+    def context_length(self) -> int | None:
+        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        return getattr(config, "max_model_len", None)
+
+    def check_prompt(self, prompt: Any, call: ChatCall) -> None:
+        """Refuse a text prompt past the context here, per call: inside `LLM.generate` it would fail the whole
+        batch. (Multimodal prompts are measured by vLLM itself, after its image processing.)"""
+        if isinstance(prompt, str):
+            tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            check_context(tokens, call.budget(), self.context_length())
+
     def _sampling_params(self, call: ChatCall) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         if call.choices is None:
-            return SamplingParams(temperature=0.0, max_tokens=call.max_tokens)
-        # the grammar may spell a label byte by byte: leave room for the longest label's bytes plus EOS
-        max_tokens = max(len(c.encode("utf-8")) for c in call.choices) + 2
+            o = call.options or SamplingOptions()
+            return SamplingParams(temperature=o.temperature, top_p=o.top_p, seed=o.seed, stop=list(o.stop) or None,
+                                  max_tokens=o.max_tokens)
         return SamplingParams(
             temperature=0.0,
-            max_tokens=max_tokens,
+            max_tokens=call.budget(),
             logprobs=self.top_logprobs,
             structured_outputs=StructuredOutputsParams(choice=list(call.choices)),
         )
@@ -225,14 +252,25 @@ class VLLMChatModel:
             output_tokens=len(completion.token_ids),
         )
 
-    def run_batch(self, calls: Sequence[ChatCall]) -> list[ChoiceResult | str | Exception]:
+    def _read_completion(self, out: Any) -> Completion:
+        completion = out.outputs[0]
+        reason = "length" if completion.finish_reason == "length" else "stop"
+        text = completion.text
+        if reason == "length":  # a budget that ran out inside a multi-token character: end on the last whole one
+            text = text.rstrip("\ufffd")
+        return Completion(text=strip_think(text), finish_reason=reason, prompt_tokens=len(out.prompt_token_ids or []),
+                          completion_tokens=len(completion.token_ids), model=self.model_id)
+
+    def run_batch(self, calls: Sequence[ChatCall]) -> list[ChoiceResult | Completion | Exception]:
         """One `LLM.generate` over every call's prompt, each with its own sampling parameters (its own `choice`
         grammar). A call whose prompt cannot be built (a broken image) gets its exception back; the rest run."""
-        results: list[ChoiceResult | str | Exception | None] = [None] * len(calls)
+        results: list[ChoiceResult | Completion | Exception | None] = [None] * len(calls)
         prompts, params, index = [], [], []
         for i, call in enumerate(calls):
             try:
-                prompts.append(self.prompt(call.messages))
+                prompt = self.prompt(call.messages)
+                self.check_prompt(prompt, call)
+                prompts.append(prompt)
                 params.append(self._sampling_params(call))
                 index.append(i)
             except Exception as exc:  # this call's input only; the batch goes on
@@ -242,23 +280,26 @@ class VLLMChatModel:
             for i, out in zip(index, outs, strict=True):
                 call = calls[i]
                 try:
-                    results[i] = (strip_think(out.outputs[0].text) if call.choices is None
+                    results[i] = (self._read_completion(out) if call.choices is None
                                   else self._read_choice(call.choices, out))
                 except Exception as exc:
                     results[i] = exc
         return [r if r is not None else RuntimeError("no result") for r in results]
 
-    async def _run_batch(self, calls: list[ChatCall]) -> list[ChoiceResult | str | Exception]:
+    async def _run_batch(self, calls: list[ChatCall]) -> list[ChoiceResult | Completion | Exception]:
         return await self._worker.run(self.run_batch, calls)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         unique = tuple(dict.fromkeys(choices))
         if not unique or any(not c for c in unique):
             raise ValueError("choose() needs at least one non-empty choice")
-        return await self._batcher.submit(ChatCall(tuple(messages), unique, 0))
+        return await self._batcher.submit(ChatCall(tuple(messages), unique))
+
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        return await self._batcher.submit(ChatCall(tuple(messages), None, options))
 
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return await self._batcher.submit(ChatCall(tuple(messages), None, max_tokens))
+        return (await self.complete(messages, SamplingOptions(max_tokens=max_tokens))).text
 
 
 class VLLMEmbedder:

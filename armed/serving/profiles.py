@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from armed.errors import InputError, from_validation_error
+from armed.serving.limits import InputLimits
 from armed.settings import ArmedSettings, EngineSpec, JudgeSettings, ModelsSettings
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "gpu_profiles"
@@ -191,6 +192,10 @@ class Profile(_Strict):
     judge: JudgeProfile = Field(description="The judge (composition) deployment.")
     models: dict[Role, RoleProfile] = Field(
         description="Every model role; a role whose engine kind is none is not deployed."
+    )
+    limits: InputLimits = Field(
+        default_factory=InputLimits,
+        description="Bounds on every HTTP request (armed.serving.limits); the defaults suit every profile.",
     )
 
     @model_validator(mode="after")

@@ -75,6 +75,16 @@ def test_constrained_choose_only_returns_choices(probe: dict) -> None:
     assert isinstance(probe["generate"], str)
 
 
+def test_complete_reports_why_it_ended_and_what_it_cost(probe: dict) -> None:
+    done = probe["complete"]
+    assert done["finish_reason"] in ("stop", "length") and done["prompt_tokens"] > 5
+    assert 1 <= done["completion_tokens"] <= 5
+    assert done["finish_reason"] == "stop" or done["completion_tokens"] == 5
+    assert not done["text"].endswith("\ufffd")
+    assert probe["complete_seeded_equal"]
+    assert probe["too_long_in_batch"] == ["ContextLengthError", "Completion"]
+
+
 def test_concurrent_calls_are_batched_with_the_same_answers(probe: dict) -> None:
     assert max(probe["choose_concurrent_batches"]) > 1, probe["choose_concurrent_batches"]
     assert sum(probe["choose_concurrent_batches"]) == len(probe["choose_concurrent"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import random
@@ -60,6 +61,18 @@ async def run(args: argparse.Namespace) -> dict:
                                   chat.choose([ChatMessage("user", "感冒")], CHOICES), return_exceptions=True)
     report["broken_image_in_batch"] = [type(r).__name__ if isinstance(r, BaseException) else r.label for r in broken]
     report["generate"] = await chat.generate([ChatMessage("user", "你好")], max_tokens=8)
+    from armed.engines.base import SamplingOptions
+
+    done = await chat.complete([ChatMessage("user", "你好")], SamplingOptions(max_tokens=5))
+    report["complete"] = dataclasses.asdict(done)
+    seeded = [await chat.complete([ChatMessage("user", "你好")], SamplingOptions(max_tokens=6, temperature=1.0,
+                                                                               seed=3)) for _ in range(2)]
+    report["complete_seeded_equal"] = seeded[0] == seeded[1]
+    # a prompt past the context (512 here) fails alone; the call batched with it is answered
+    mixed = await asyncio.gather(chat.complete([ChatMessage("user", "感冒 " * 600)], SamplingOptions(max_tokens=8)),
+                                 chat.complete([ChatMessage("user", "感冒")], SamplingOptions(max_tokens=4)),
+                                 return_exceptions=True)
+    report["too_long_in_batch"] = [type(r).__name__ for r in mixed]
     del chat
     gc.collect()
 

@@ -176,7 +176,7 @@ def test_key_required_when_set(keyed: None) -> None:
     assert client.post("/v1/echo", json={"text": "hi"}, headers=lower).status_code == 200
     # checked before the body: no key and a bad or oversized body is still 401; with the key, 422 / 413 as before
     assert client.post("/v1/echo", json={"nope": 1}).status_code == 401
-    assert client.post("/v1/echo", content=b"x", headers={"content-length": str(api.MAX_BODY_BYTES + 1)}
+    assert client.post("/v1/echo", content=b"x", headers={"content-length": str(api.limits().body_bytes + 1)}
                        ).status_code == 401
     assert client.post("/v1/echo", json={"nope": 1}, headers=ok).status_code == 422
     # FastAPI's own pages and unknown paths are covered too; Serve's /-/ paths are not the app's to refuse

@@ -138,6 +138,12 @@ def test_openai_client_works_unchanged(stack: dict) -> None:
     free = client.chat.completions.create(model="armed-llm", messages=[{"role": "user", "content": "hello"}],
                                           max_tokens=8)
     assert free.choices[0].message.content
+    # through the gateway and the llm's handle: the engine's finish reason and token counts (zero-work: one
+    # character per token)
+    cut = client.chat.completions.create(model="armed-llm", messages=[{"role": "user", "content": "hello"}],
+                                         max_tokens=3, temperature=0.5, seed=1, stop=["x"])
+    assert cut.choices[0].message.content == "hel" and cut.choices[0].finish_reason == "length"
+    assert (cut.usage.prompt_tokens, cut.usage.completion_tokens) == (5, 3)
     url = "data:image/png;base64," + base64.b64encode(_png()).decode()
     vision = client.chat.completions.create(
         model="armed-vl",
@@ -158,7 +164,7 @@ def test_bad_requests_are_4xx_with_a_reason(stack: dict) -> None:
         client.embeddings.create(model="gpt-9", input="x")
     with httpx.Client(base_url=stack["base"], timeout=30) as c:
         cases = [
-            ("/v1/embeddings", b"{not json", 422),
+            ("/v1/embeddings", b"{not json", 400),
             ("/v1/embeddings", {"model": "armed-embedder", "input": ["x"] * 300}, 422),
             ("/v1/embeddings", {"model": "armed-embedder", "input": "x" * 9000}, 422),
             ("/v1/embeddings", {"model": "armed-llm", "input": "x"}, 400),
@@ -183,12 +189,23 @@ def test_bad_requests_are_4xx_with_a_reason(stack: dict) -> None:
             ("/v1/judge", {"query": "x"}, 422),
         ]
         for path, body, status in cases:
-            r = c.post(path, content=body) if isinstance(body, bytes) else c.post(path, json=body)
+            r = (c.post(path, content=body, headers={"content-type": "application/json"}) if isinstance(body, bytes)
+                 else c.post(path, json=body))
             assert r.status_code == status, (path, body if not isinstance(body, dict) else list(body), r.text)
             assert r.json()["error"]["message"], r.text
         big = b'{"model": "armed-embedder", "input": "' + b"x" * (17 * 1024 * 1024) + b'"}'
         r = c.post("/v1/embeddings", content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+
+        def chunked() -> Any:  # no Content-Length: counted as it arrives, through Serve's proxy
+            for _ in range(20):
+                yield b"x" * (1024 * 1024)
+
+        r = c.post("/v1/embeddings", content=chunked(), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error", r.text
+        r = c.post("/v1/embeddings", content=b'{"model": "armed-embedder", "input": "\\ud800"}',
+                   headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["param"] == "input", r.text
 
 
 def test_api_key_is_required_when_set(stack: dict) -> None:
