@@ -6,6 +6,10 @@ hash, and whole judgments by the pair; every key carries the versions (knowledge
 new KB or model never serves an old answer. Degraded results are never cached: a model that was down for a
 second must not pin a worse answer for the TTL.
 
+No stalls: image reads run off the event loop under `timeouts.image_read` (armed.blocking), model calls have
+deadlines (deployments.clients), and `check_health` fails on a stuck blocking call or a probe judgment that does
+not finish in time, so Serve replaces a wedged judge replica (deployments.deadlines).
+
 Nothing contacts a model at start-up: the clients find their handles on first use. While a required role has no
 running replica the answer is 503 with Retry-After (the check is a cached controller read, not a model call);
 an optional role that fails or times out only degrades the judgment (the pipeline's stage recorder).
@@ -43,6 +47,7 @@ from deployments.clients import (
     Target,
     build_handle_clients,
 )
+from deployments.deadlines import PROBE_SHARE, ReplicaWedged, raise_if_wedged
 from deployments.engines import spec_model_id
 from deployments.metrics import MetricsRecorder, NullRecorder, RayMetricsRecorder, record_judgment
 
@@ -85,6 +90,25 @@ def error_result(status: int, message: str, field: str | None = None, retry_afte
     return {"status": status, "body": body, "headers": headers}
 
 
+# The probe judgment's fixed pair: known to the knowledge base, so the probe runs its lookups and rules.
+PROBE_QUERY = "布洛芬"
+PROBE_PRODUCT = {"id": "armed-health-probe", "name": "布洛芬缓释胶囊 0.3g*20粒", "cpv": {"剂型": "胶囊剂"}}
+
+
+def probe_pipeline(pipeline: Any) -> Any:
+    """The judge's pipeline with every model role off and no remote search: what the health check runs.
+
+    It shares the knowledge base and settings, so it exercises this replica's event loop and DAG code, yet it
+    calls no model: a model that is down or slow must not get a healthy judge replaced (the judge answers 503
+    or degrades for it already); a replacement would only drop the judge's caches and its in-flight requests."""
+    from armed.engines.base import ModelClients
+    from armed.pipeline.dag import Pipeline
+    from armed.pipeline.search import NoSearch
+
+    search = NoSearch() if pipeline.settings.search.provider == "http" else pipeline.search
+    return Pipeline(pipeline.settings, pipeline.kb, ModelClients(), search=search)
+
+
 @dataclass
 class _Side:
     value: Any
@@ -104,8 +128,10 @@ class JudgeService:
         retry_after_s: int = 10,
         max_batch_pairs: int = 64,
         metrics: MetricsRecorder | None = None,
+        probe: Any = None,
     ) -> None:
         self.pipeline = pipeline
+        self.probe_pipeline = probe  # what `probe` judges with (probe_pipeline(pipeline) for the real one)
         self.metrics: MetricsRecorder = metrics or NullRecorder()
         self.required = required or []
         self.required_roles = {c.target.role for c in self.required}
@@ -126,14 +152,25 @@ class JudgeService:
         clients = handle_clients_for(profile)
         kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
         required = [getattr(clients, r) for r in profile.judge.required_roles]
+        pipeline = Pipeline(settings, kb, clients)
         return cls(
-            Pipeline(settings, kb, clients),
+            pipeline,
             profile.judge.caches,
             required=required,
             retry_after_s=profile.judge.retry_after_s,
             max_batch_pairs=profile.judge.max_batch_pairs,
             metrics=metrics,
+            probe=probe_pipeline(pipeline),
         )
+
+    async def probe(self) -> None:
+        """A probe judgment of a fixed pair on the probe pipeline (no model, no cache, no metrics); raises
+        ReplicaWedged when it fails or a stage of it fails."""
+        if self.probe_pipeline is None:
+            raise ReplicaWedged("judge: no probe pipeline (JudgeService was built without one)")
+        judgment = await self.probe_pipeline.judge(PROBE_QUERY, PROBE_PRODUCT, request_id="health-probe")
+        if judgment.degraded:
+            raise ReplicaWedged(f"judge: the probe judgment degraded in {judgment.degraded}")
 
     def versions_key(self) -> str:
         """Hash of KB, rules and model ids: part of every cache key. Static for the life of the replica."""
@@ -151,17 +188,13 @@ class JudgeService:
 
     async def judge_one(self, query: object, product: object, request_id: str) -> Any:
         """One Judgment; raises InputError, ModelUnavailable (required role down) or JudgmentTimeout."""
-        from armed.pipeline.dag import parse_pair
-        from armed.pipeline.product_side import load_image_bytes
+        from armed.pipeline.dag import load_images, parse_pair
         from armed.pipeline.stages import StageRecorder
 
         began = time.perf_counter()
         q_in, p_in = parse_pair(query, product)
-        for i, img in enumerate(p_in.images):
-            try:
-                load_image_bytes(img)
-            except ValueError as exc:
-                raise InputError(f"product.images[{i}]", str(exc)) from None
+        # off the event loop, under a deadline: one image that blocks fails its own request, not the replica
+        await load_images(p_in.images, self.pipeline.settings.timeouts.image_read)
         for client in self.required:
             await client.ensure_available()
         vkey = self.versions_key()
@@ -275,8 +308,21 @@ class JudgeDeployment:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = JudgeArgs.model_validate(args)
+        profile = load_profile(self.args.profile)
+        self.health = profile.judge
         # The metric objects are made once here, per replica; every request records through them.
-        self.service = JudgeService.from_profile(load_profile(self.args.profile), metrics=RayMetricsRecorder())
+        self.service = JudgeService.from_profile(profile, metrics=RayMetricsRecorder())
+
+    async def check_health(self) -> None:
+        """Serve calls this every health_check_period_s on the replica's event loop (a blocked loop never answers
+        and fails it by Serve's timeout). Fails on a blocking call (image read, controller read) stuck past
+        judge.wedged_after_s, and on a probe judgment that fails or misses its deadline."""
+        raise_if_wedged("judge", self.health.wedged_after_s)
+        deadline = self.health.health_check_timeout_s * PROBE_SHARE
+        try:
+            await asyncio.wait_for(self.service.probe(), deadline)
+        except TimeoutError:
+            raise ReplicaWedged(f"judge: the probe judgment took longer than {deadline:g}s") from None
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:
         return await self.service.judge(payload)
@@ -363,6 +409,10 @@ class Gateway:
         if role not in allowed:
             raise api.ApiError(400, f"model {model!r} ({role}) does not serve this route")
         return getattr(self.clients, role)
+
+    async def check_health(self) -> None:
+        """Answering at all is the check: it runs on the gateway's event loop, which a blocked loop never runs
+        (Serve's health_check_timeout_s then fails it); the gateway only parses and forwards."""
 
     async def _model_call(self, coro: Any) -> Any:
         try:

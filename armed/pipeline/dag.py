@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
 import armed
-from armed.domain import Evidence, Judgment, Product, Query, Versions
+from armed.blocking import BlockingTimeout, readers, run_with_deadline
+from armed.domain import Evidence, ImageRef, Judgment, Product, Query, Versions
 from armed.engines.base import ModelClients
 from armed.errors import InputError, JudgmentTimeout, from_validation_error
 from armed.knowledge.base import KnowledgeBase
@@ -47,6 +49,22 @@ def parse_pair(query: object, product: object) -> tuple[Query, Product]:
     except ValidationError as exc:
         raise from_validation_error(exc, "product") from None
     return q, p
+
+
+async def load_images(images: Sequence[ImageRef], timeout_s: float) -> list[bytes]:
+    """Every image's bytes, read and decoded off the event loop (armed.blocking.readers), each within `timeout_s`:
+    a read that blocks (a FIFO, a stalled mount) fails its own request, never the loop. Errors name the image."""
+    out = []
+    for i, img in enumerate(images):
+        field = f"product.images[{i}]"
+        try:
+            out.append(await run_with_deadline(readers(), load_image_bytes, img, timeout_s=timeout_s,
+                                               what=f"reading {field}"))
+        except ValueError as exc:
+            raise InputError(field, str(exc)) from None
+        except BlockingTimeout:
+            raise InputError(field, f"the image could not be read within {timeout_s:g}s") from None
+    return out
 
 
 class Pipeline:
@@ -87,7 +105,7 @@ class Pipeline:
         return await self.query_side.run(query, rec)
 
     async def understand_product(self, product: Product, rec: StageRecorder) -> ProductUnderstanding:
-        images = [load_image_bytes(img) for img in product.images]
+        images = await load_images(product.images, self.settings.timeouts.image_read)
         return await self.product_side.run(product, images, rec)
 
     async def conclude(
@@ -146,11 +164,7 @@ class Pipeline:
         started = time.perf_counter()
         with bound_request(request_id):
             # Images are decoded before any model runs: a broken image is the caller's error, not a stage's.
-            for i, img in enumerate(p_in.images):
-                try:
-                    load_image_bytes(img)
-                except ValueError as exc:
-                    raise InputError(f"product.images[{i}]", str(exc)) from None
+            await load_images(p_in.images, self.settings.timeouts.image_read)
             rec = StageRecorder()
 
             async def run() -> Judgment:
