@@ -35,7 +35,7 @@ from ray import serve
 from armed.errors import InputError, JudgmentTimeout
 from armed.log import bound_request, get_logger, new_request_id
 from armed.serving import config as serve_cfg
-from armed.serving.profiles import JudgeCaches, Profile, load_profile
+from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, load_profile
 from armed.text import normalise
 from deployments import api, auth
 from deployments.cache import TTLCache
@@ -293,6 +293,17 @@ class JudgeService:
         return {"status": 200, "body": {"request_id": base, "results": items}, "headers": {}}
 
 
+async def judge_health(service: JudgeService, judge: JudgeProfile) -> None:
+    """The judge's health check: no blocking call (image read, controller read) stuck past judge.wedged_after_s,
+    and a probe judgment that finishes cleanly within PROBE_SHARE of health_check_timeout_s."""
+    raise_if_wedged("judge", judge.wedged_after_s)
+    deadline = judge.health_check_timeout_s * PROBE_SHARE
+    try:
+        await asyncio.wait_for(service.probe(), deadline)
+    except TimeoutError:
+        raise ReplicaWedged(f"judge: the probe judgment took longer than {deadline:g}s") from None
+
+
 class JudgeArgs(BaseModel):
     """Builder / constructor arguments of the judge application."""
 
@@ -315,14 +326,8 @@ class JudgeDeployment:
 
     async def check_health(self) -> None:
         """Serve calls this every health_check_period_s on the replica's event loop (a blocked loop never answers
-        and fails it by Serve's timeout). Fails on a blocking call (image read, controller read) stuck past
-        judge.wedged_after_s, and on a probe judgment that fails or misses its deadline."""
-        raise_if_wedged("judge", self.health.wedged_after_s)
-        deadline = self.health.health_check_timeout_s * PROBE_SHARE
-        try:
-            await asyncio.wait_for(self.service.probe(), deadline)
-        except TimeoutError:
-            raise ReplicaWedged(f"judge: the probe judgment took longer than {deadline:g}s") from None
+        and fails it by Serve's timeout)."""
+        await judge_health(self.service, self.health)
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:
         return await self.service.judge(payload)

@@ -32,7 +32,7 @@ from armed.engines.batching import DynamicBatcher
 from armed.log import get_logger
 from armed.settings import EngineSpec
 from deployments import api, auth
-from deployments.deadlines import engine_health, within_deadline
+from deployments.deadlines import EngineTimeout, engine_health, within_deadline
 from deployments.engines import EngineSource, build_role_engine, spec_model_id
 
 log = get_logger("armed.deployments")
@@ -64,9 +64,17 @@ class _AnswerClock:
     def __init__(self, engine: Any) -> None:
         self._engine = engine
         self._last_answer = float("-inf")
+        self._last_miss = float("-inf")
 
     def seconds_since_answer(self) -> float:
+        """Since the last answer; infinite when a request missed its deadline after it (that answer no longer
+        vouches for the engine, so the health check probes)."""
+        if self._last_miss > self._last_answer:
+            return float("inf")
         return time.monotonic() - self._last_answer
+
+    def missed_deadline(self) -> None:
+        self._last_miss = time.monotonic()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
@@ -114,7 +122,11 @@ class _ModelBase:
 
     async def within_deadline(self, work: Any) -> Any:
         """Await `work` (a coroutine of this replica's engine) under the role's call deadline."""
-        return await within_deadline(work, self.role, self.args.call_timeout_s)
+        try:
+            return await within_deadline(work, self.role, self.args.call_timeout_s)
+        except EngineTimeout:
+            self.engine.missed_deadline()
+            raise
 
     async def engine_stats(self) -> dict[str, Any]:
         """Batch sizes the engine saw, where it records them (zero-work engines), and the batcher's recent ones."""
