@@ -166,6 +166,11 @@ class TimeoutSettings(BaseModel):
     cheating_check: float = Field(default=30.0, gt=0)
     standardise: float = Field(default=20.0, gt=0)
     extend: float = Field(default=30.0, gt=0, description="Includes OCR of every image.")
+    image_read: float = Field(
+        default=10.0, gt=0,
+        description="Reading and decoding one product image, off the event loop (armed.blocking); slower is an "
+        "input error naming the image.",
+    )
     judge: float = Field(default=60.0, gt=0)
     total: float = Field(default=180.0, gt=0, description="The whole judgment.")
 

@@ -13,6 +13,13 @@ A role with no running replica raises `ModelUnavailable` at once instead of queu
 scaled-to-zero or missing deployment; the call also leaves a wake-up request queued, so a scale-to-zero
 deployment sees load and scales up. The judge turns ModelUnavailable of a required role into 503 + Retry-After;
 for an optional role the pipeline stage fails and the judgment is marked degraded.
+
+No call waits forever: a model call has `timeout_s` (the profile's judge.model_timeout_s), the replica's own
+deadline (deployments/deadlines.py) usually answers first with its reason, and either way the caller gets
+`ModelTimeout`, a ModelUnavailable, so a required role that does not answer in time is a 503 with Retry-After
+rather than a silently worse fallback, and the gateway's model routes answer 503 rather than 500. A replica that
+dies mid-call (killed, crashed) counts the same way. The controller read that backs availability runs on its
+own thread with a deadline (armed/blocking.py), never on asyncio's shared default executor.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from armed.blocking import BlockingTimeout, BlockingWorker, run_with_deadline
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, ModelClients, SamplingOptions
 from armed.log import get_logger
 from armed.student.engine import LABELS as LEVEL_LABELS
@@ -45,7 +53,11 @@ class ModelUnavailable(RuntimeError):
         self.retry_after_s = retry_after_s
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep the three fields across processes (Ray pickles exceptions)
-        return (ModelUnavailable, (self.role, self.reason, self.retry_after_s))
+        return (type(self), (self.role, self.reason, self.retry_after_s))
+
+
+class ModelTimeout(ModelUnavailable):
+    """A model role did not answer within its deadline (the replica's, or the caller's own)."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +77,12 @@ class ReplicaAvailability:
     """
 
     ttl_s: float = 1.0
+    timeout_s: float = 5.0  # a controller that does not answer within this is a BlockingTimeout, not a hang
     _checked: float = -1e9
     _running: dict[tuple[str, str], int] = field(default_factory=dict)
     _apps: set[str] = field(default_factory=set)
     _lock: asyncio.Lock | None = None
+    _worker: BlockingWorker = field(default_factory=lambda: BlockingWorker("armed-serve-status"))
 
     async def running(self, target: Target) -> int | None:
         """Running replicas of the target; None when its application is not deployed at all."""
@@ -76,7 +90,8 @@ class ReplicaAvailability:
             self._lock = self._lock or asyncio.Lock()
             async with self._lock:
                 if time.monotonic() - self._checked > self.ttl_s:
-                    await asyncio.to_thread(self._refresh)
+                    await run_with_deadline(self._worker, self._refresh, timeout_s=self.timeout_s,
+                                            what="serve.status() (the Serve controller)")
         if target.app not in self._apps:
             return None
         return self._running.get((target.app, target.deployment), 0)
@@ -141,16 +156,19 @@ class HandleClient:
             self._handle = serve.get_deployment_handle(self.target.deployment, self.target.app)
         return self._handle
 
-    def _unavailable(self, reason: str) -> ModelUnavailable:
+    def _unavailable(self, reason: str, kind: type[ModelUnavailable] = ModelUnavailable) -> ModelUnavailable:
         marks = UNAVAILABLE_ROLES.get()
         if marks is not None:
             marks.add(self.target.role)
-        return ModelUnavailable(self.target.role, reason, self.retry_after_s)
+        return kind(self.target.role, reason, self.retry_after_s)
 
     async def ensure_available(self) -> None:
         if self._handle is not None and (router_running_replicas(self._handle) or 0) > 0:
             return  # the router sees a running replica: no controller round trip on the request path
-        running = await self.availability.running(self.target)
+        try:
+            running = await self.availability.running(self.target)
+        except BlockingTimeout as exc:
+            raise self._unavailable(str(exc), ModelTimeout) from None
         if running is None:
             raise self._unavailable(f"application {self.target.app!r} is not deployed")
         if running == 0:
@@ -171,14 +189,29 @@ class HandleClient:
         self._wake = asyncio.get_running_loop().create_task(wake())
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        await self.ensure_available()
+        return await self.guarded(getattr(self.handle(), method).remote(*args, **kwargs))
+
+    async def guarded(self, work: Any) -> Any:
+        """Await a call to this role under `timeout_s`; every way it can fail to answer becomes ModelUnavailable
+        (ModelTimeout for a deadline), marked for the judgment."""
+        from ray.exceptions import RayActorError
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-        await self.ensure_available()
+        from deployments.deadlines import EngineTimeout
+
         try:
-            return await asyncio.wait_for(getattr(self.handle(), method).remote(*args, **kwargs), self.timeout_s)
+            return await asyncio.wait_for(work, self.timeout_s)
         except (DeploymentUnavailableError, BackPressureError) as exc:
             self.availability.invalidate()
             raise self._unavailable(type(exc).__name__) from None
+        except EngineTimeout as exc:  # the replica's own deadline, with its reason
+            raise self._unavailable(exc.message, ModelTimeout) from None
+        except TimeoutError:
+            raise self._unavailable(f"no answer within {self.timeout_s:g}s (model_timeout_s)", ModelTimeout) from None
+        except RayActorError as exc:  # the replica died or became unreachable mid-call (ActorDiedError, ...)
+            self.availability.invalidate()
+            raise self._unavailable(f"the replica was lost mid-call ({type(exc).__name__})") from None
 
 
 class HandleChatModel(HandleClient):
@@ -249,12 +282,12 @@ class RayLLMChatModel(HandleClient):
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         longest = max(len(c) for c in choices)
         extra = {"structured_outputs": {"choice": list(choices)}}
-        text = (await asyncio.wait_for(self._chat(messages, longest + 8, extra), self.timeout_s)).strip()
+        text = (await self.guarded(self._chat(messages, longest + 8, extra))).strip()
         label = text if text in choices else min(choices, key=lambda c: (c not in text, len(c)))
         return ChoiceResult(label=label, probabilities={c: float(c == label) for c in choices}, model=self.model_id)
 
     async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return await asyncio.wait_for(self._chat(messages, max_tokens, {}), self.timeout_s)
+        return await self.guarded(self._chat(messages, max_tokens, {}))
 
     async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
         """The OpenAI chat call with the request's sampling; finish reason and usage as vLLM reports them."""
@@ -263,7 +296,7 @@ class RayLLMChatModel(HandleClient):
             extra["seed"] = options.seed
         if options.stop:
             extra["stop"] = list(options.stop)
-        response = await asyncio.wait_for(self._chat_response(messages, options.max_tokens, extra), self.timeout_s)
+        response = await self.guarded(self._chat_response(messages, options.max_tokens, extra))
         choice, usage = response.choices[0], response.usage
         return Completion(
             text=choice.message.content or "",

@@ -6,6 +6,10 @@ hash, and whole judgments by the pair; every key carries the versions (knowledge
 new KB or model never serves an old answer. Degraded results are never cached: a model that was down for a
 second must not pin a worse answer for the TTL.
 
+No stalls: image reads run off the event loop under `timeouts.image_read` (armed.blocking), model calls have
+deadlines (deployments.clients), and `check_health` fails on a stuck blocking call or a probe judgment that does
+not finish in time, so Serve replaces a wedged judge replica (deployments.deadlines).
+
 Nothing contacts a model at start-up: the clients find their handles on first use. While a required role has no
 running replica the answer is 503 with Retry-After (the check is a cached controller read, not a model call);
 an optional role that fails or times out only degrades the judgment (the pipeline's stage recorder).
@@ -32,7 +36,7 @@ from armed.errors import InputError, JudgmentTimeout
 from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
 from armed.serving import config as serve_cfg
-from armed.serving.profiles import JudgeCaches, Profile, load_profile
+from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, load_profile
 from armed.text import invalid_unicode_path, normalise
 from deployments import api, auth
 from deployments.cache import TTLCache
@@ -44,6 +48,7 @@ from deployments.clients import (
     Target,
     build_handle_clients,
 )
+from deployments.deadlines import PROBE_SHARE, ReplicaWedged, raise_if_wedged
 from deployments.engines import spec_model_id
 from deployments.metrics import MetricsRecorder, NullRecorder, RayMetricsRecorder, record_judgment
 
@@ -86,6 +91,25 @@ def error_result(status: int, message: str, field: str | None = None, retry_afte
     return {"status": status, "body": body, "headers": headers}
 
 
+# The probe judgment's fixed pair: known to the knowledge base, so the probe runs its lookups and rules.
+PROBE_QUERY = "布洛芬"
+PROBE_PRODUCT = {"id": "armed-health-probe", "name": "布洛芬缓释胶囊 0.3g*20粒", "cpv": {"剂型": "胶囊剂"}}
+
+
+def probe_pipeline(pipeline: Any) -> Any:
+    """The judge's pipeline with every model role off and no remote search: what the health check runs.
+
+    It shares the knowledge base and settings, so it exercises this replica's event loop and DAG code, yet it
+    calls no model: a model that is down or slow must not get a healthy judge replaced (the judge answers 503
+    or degrades for it already); a replacement would only drop the judge's caches and its in-flight requests."""
+    from armed.engines.base import ModelClients
+    from armed.pipeline.dag import Pipeline
+    from armed.pipeline.search import NoSearch
+
+    search = NoSearch() if pipeline.settings.search.provider == "http" else pipeline.search
+    return Pipeline(pipeline.settings, pipeline.kb, ModelClients(), search=search)
+
+
 @dataclass
 class _Side:
     value: Any
@@ -105,8 +129,10 @@ class JudgeService:
         retry_after_s: int = 10,
         max_batch_pairs: int = 64,
         metrics: MetricsRecorder | None = None,
+        probe: Any = None,
     ) -> None:
         self.pipeline = pipeline
+        self.probe_pipeline = probe  # what `probe` judges with (probe_pipeline(pipeline) for the real one)
         self.metrics: MetricsRecorder = metrics or NullRecorder()
         self.required = required or []
         self.required_roles = {c.target.role for c in self.required}
@@ -127,14 +153,25 @@ class JudgeService:
         clients = handle_clients_for(profile)
         kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
         required = [getattr(clients, r) for r in profile.judge.required_roles]
+        pipeline = Pipeline(settings, kb, clients)
         return cls(
-            Pipeline(settings, kb, clients),
+            pipeline,
             profile.judge.caches,
             required=required,
             retry_after_s=profile.judge.retry_after_s,
             max_batch_pairs=profile.judge.max_batch_pairs,
             metrics=metrics,
+            probe=probe_pipeline(pipeline),
         )
+
+    async def probe(self) -> None:
+        """A probe judgment of a fixed pair on the probe pipeline (no model, no cache, no metrics); raises
+        ReplicaWedged when it fails or a stage of it fails."""
+        if self.probe_pipeline is None:
+            raise ReplicaWedged("judge: no probe pipeline (JudgeService was built without one)")
+        judgment = await self.probe_pipeline.judge(PROBE_QUERY, PROBE_PRODUCT, request_id="health-probe")
+        if judgment.degraded:
+            raise ReplicaWedged(f"judge: the probe judgment degraded in {judgment.degraded}")
 
     def versions_key(self) -> str:
         """Hash of KB, rules and model ids: part of every cache key. Static for the life of the replica."""
@@ -263,6 +300,17 @@ class JudgeService:
         return {"status": 200, "body": {"request_id": base, "results": items}, "headers": {}}
 
 
+async def judge_health(service: JudgeService, judge: JudgeProfile) -> None:
+    """The judge's health check: no blocking call (image read, controller read) stuck past judge.wedged_after_s,
+    and a probe judgment that finishes cleanly within PROBE_SHARE of health_check_timeout_s."""
+    raise_if_wedged("judge", judge.wedged_after_s)
+    deadline = judge.health_check_timeout_s * PROBE_SHARE
+    try:
+        await asyncio.wait_for(service.probe(), deadline)
+    except TimeoutError:
+        raise ReplicaWedged(f"judge: the probe judgment took longer than {deadline:g}s") from None
+
+
 class JudgeArgs(BaseModel):
     """Builder / constructor arguments of the judge application."""
 
@@ -278,8 +326,15 @@ class JudgeDeployment:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = JudgeArgs.model_validate(args)
+        profile = load_profile(self.args.profile)
+        self.health = profile.judge
         # The metric objects are made once here, per replica; every request records through them.
-        self.service = JudgeService.from_profile(load_profile(self.args.profile), metrics=RayMetricsRecorder())
+        self.service = JudgeService.from_profile(profile, metrics=RayMetricsRecorder())
+
+    async def check_health(self) -> None:
+        """Serve calls this every health_check_period_s on the replica's event loop (a blocked loop never answers
+        and fails it by Serve's timeout)."""
+        await judge_health(self.service, self.health)
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:
         return await self.service.judge(payload)
@@ -374,6 +429,10 @@ class Gateway:
         if role not in allowed:
             raise api.ApiError(400, f"model {model!r} ({role}) does not serve this route")
         return getattr(self.clients, role)
+
+    async def check_health(self) -> None:
+        """Answering at all is the check: it runs on the gateway's event loop, which a blocked loop never runs
+        (Serve's health_check_timeout_s then fails it); the gateway only parses and forwards."""
 
     async def _model_call(self, coro: Any) -> Any:
         try:

@@ -6,13 +6,19 @@ methods. Engines that take one request at a time behind a lock (embedder, consis
 (armed/engines/batching.py, not `@serve.batch`: see there why): whatever queued while the engine was busy goes
 into its next call, up to the profile's `batching.max_batch_size`.
 
-`check_health` makes a tiny real call to the engine, so a wedged engine (CUDA error, dead thread) marks the
-replica unhealthy and Serve replaces it; process liveness alone would not.
+No stalls (deployments/deadlines.py): every request runs under the role's `call_timeout_s`, its wait for the
+engine included, so a caller gets a timeout error (504 here, 503 or a degraded judgment through the judge)
+instead of a hang; the engine's blocking work runs on its own thread (armed/blocking.py), never on the event
+loop, so other requests and the health check are still answered while one call is stuck. `check_health` fails
+when a blocking engine call has run past `wedged_after_s` (a thread cannot be interrupted: only a new replica
+frees the engine), and otherwise makes a tiny real call to an engine that has not answered lately, so a wedged
+engine (CUDA error, dead thread) gets the replica replaced; process liveness alone would not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +34,7 @@ from armed.log import get_logger
 from armed.serving.limits import InputLimits
 from armed.settings import EngineSpec
 from deployments import api, auth
+from deployments.deadlines import EngineTimeout, engine_health, within_deadline
 from deployments.engines import EngineSource, build_role_engine, spec_model_id
 
 log = get_logger("armed.deployments")
@@ -45,7 +52,12 @@ class ModelArgs(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, description="Dynamic batching: most requests per engine call.")
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="Dynamic batching: longest a request waits "
                                         "for others while the engine is idle.")
-    health_timeout_s: float = Field(default=30.0, gt=0, description="The health probe's own deadline.")
+    call_timeout_s: float = Field(default=30.0, gt=0, description="Deadline of one request in the replica (the "
+                                  "profile's call_timeout_s).")
+    wedged_after_s: float = Field(default=90.0, gt=0, description="A blocking engine call running this long fails "
+                                  "the health check (the profile's wedged_after_s).")
+    health_timeout_s: float = Field(default=30.0, gt=0, description="Serve's health_check_timeout_s; the engine "
+                                    "probe gets a share of it (deployments.deadlines.PROBE_SHARE).")
     limits: InputLimits = Field(default_factory=InputLimits, description="The profile's HTTP input limits.")
 
 
@@ -55,9 +67,17 @@ class _AnswerClock:
     def __init__(self, engine: Any) -> None:
         self._engine = engine
         self._last_answer = float("-inf")
+        self._last_miss = float("-inf")
 
     def seconds_since_answer(self) -> float:
+        """Since the last answer; infinite when a request missed its deadline after it (that answer no longer
+        vouches for the engine, so the health check probes)."""
+        if self._last_miss > self._last_answer:
+            return float("inf")
         return time.monotonic() - self._last_answer
+
+    def missed_deadline(self) -> None:
+        self._last_miss = time.monotonic()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
@@ -100,27 +120,33 @@ class _ModelBase:
         return self.model_id
 
     def new_batcher(self, fn: Any) -> DynamicBatcher:
-        return DynamicBatcher(fn, max_batch_size=self.args.max_batch_size, max_wait_s=self.args.batch_wait_timeout_s)
+        # the engine call of a batch has the request deadline too: a stuck batch must not hold the slot forever
+        return DynamicBatcher(fn, max_batch_size=self.args.max_batch_size, max_wait_s=self.args.batch_wait_timeout_s,
+                              call_timeout_s=self.args.call_timeout_s)
+
+    async def within_deadline(self, work: Any) -> Any:
+        """Await `work` (a coroutine of this replica's engine) under the role's call deadline."""
+        try:
+            return await within_deadline(work, self.role, self.args.call_timeout_s)
+        except EngineTimeout:
+            self.engine.missed_deadline()
+            raise
 
     async def engine_stats(self) -> dict[str, Any]:
         """Batch sizes the engine saw, where it records them (zero-work engines), and the batcher's recent ones."""
         batcher = getattr(self, "batcher", None)
         return {"batch_sizes": list(getattr(self.engine, "batch_sizes", [])), "calls": getattr(self.engine, "calls", 0),
-                "batcher_batch_sizes": list(batcher.batch_sizes) if batcher is not None else []}
+                "batcher_batch_sizes": list(batcher.batch_sizes) if batcher is not None else [],
+                "pid": os.getpid()}  # which replica process answered (a replaced replica has a new one)
 
     async def _probe(self) -> None:
         raise NotImplementedError
 
     async def check_health(self) -> None:
-        # A real answer within the probe's deadline proves the engine works; probing then would only queue a
-        # call behind live traffic (an engine that serves one call at a time), time out under load, and get a
-        # working replica replaced mid-traffic. A wedged engine stops answering, so the probe runs again.
-        if self.engine.seconds_since_answer() < self.args.health_timeout_s:
-            return
-        try:
-            await asyncio.wait_for(self._probe(), self.args.health_timeout_s)
-        except TimeoutError:
-            raise RuntimeError(f"{self.role}: health probe took longer than {self.args.health_timeout_s}s") from None
+        """Serve calls this every health_check_period_s, on the replica's event loop (a blocked loop never
+        answers, which fails the check too); it raises when the engine is wedged (deployments.deadlines)."""
+        await engine_health(self.role, self.engine.seconds_since_answer(), self._probe,
+                            wedged_after_s=self.args.wedged_after_s, health_timeout_s=self.args.health_timeout_s)
 
 
 embedder_api = FastAPI(title="armed embedder", description="OpenAI-compatible embeddings of the embedder role.")
@@ -137,7 +163,7 @@ class EmbedderDeployment(_ModelBase):
         self.batcher: DynamicBatcher[str, list[float]] = self.new_batcher(self.engine.embed)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return list(await asyncio.gather(*(self.batcher.submit(t) for t in texts)))
+        return list(await self.within_deadline(asyncio.gather(*(self.batcher.submit(t) for t in texts))))
 
     async def _probe(self) -> None:
         vec = (await self.engine.embed(["health"]))[0]
@@ -176,7 +202,7 @@ class ClassifierDeployment(_ModelBase):
         self.batcher: DynamicBatcher[tuple[str, str], dict[str, float]] = self.new_batcher(self.engine.classify)
 
     async def classify(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
-        return list(await asyncio.gather(*(self.batcher.submit((a, b)) for a, b in pairs)))
+        return list(await self.within_deadline(asyncio.gather(*(self.batcher.submit((a, b)) for a, b in pairs))))
 
     async def get_labels(self) -> tuple[str, ...]:
         return self.labels
@@ -228,13 +254,13 @@ class _ChatBase(_ModelBase):
     """The LLM and VL roles: constrained choice and free generation (the vLLM engine merges concurrent calls)."""
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        return await self.engine.choose(list(messages), list(choices))
+        return await self.within_deadline(self.engine.choose(list(messages), list(choices)))
 
     async def generate(self, messages: Sequence[ChatMessage], max_tokens: int = 128) -> str:
-        return await self.engine.generate(list(messages), max_tokens=max_tokens)
+        return await self.within_deadline(self.engine.generate(list(messages), max_tokens=max_tokens))
 
     async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
-        return await self.engine.complete(list(messages), options)
+        return await self.within_deadline(self.engine.complete(list(messages), options))
 
     async def _probe(self) -> None:
         res = await self.engine.choose([ChatMessage(role="user", content="health: yes or no?")], ["yes", "no"])
@@ -286,7 +312,7 @@ class OcrDeployment(_ModelBase):
     """OCR (RapidOCR on CPU nodes): one image per call; ONNX runtime uses the replica's cores itself."""
 
     async def read(self, image: bytes) -> list[str]:
-        return await self.engine.read(image)
+        return await self.within_deadline(self.engine.read(image))
 
     async def _probe(self) -> None:
         import io

@@ -3,23 +3,46 @@
 1. Measuring the serving overhead alone (proxy, handles, batching, the DAG's fan-out) with models that cost ~0.
 2. Tests of the Serve layer that must not depend on model weights or on the engine factory.
 
-They are deterministic (vectors and choices derive from a hash of the input) and can be made slow or failing
-(`delay_s`, `fail`) to test timeouts, degradation and autoscaling. A failing engine still answers the health
-probe (inputs equal to PROBE_TEXT): it models a replica that is up but whose answers fail, which is what the
-judge must turn into a degraded judgment; a failing probe would instead keep the replica from starting.
+They are deterministic (vectors and choices derive from a hash of the input) and can be made slow, failing or
+wedged (`delay_s`, `fail`, `wedge_on`) to test timeouts, degradation, autoscaling and replica replacement. A
+failing engine still answers the health probe (inputs equal to PROBE_TEXT): it models a replica that is up but
+whose answers fail, which is what the judge must turn into a degraded judgment; a failing probe would instead
+keep the replica from starting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+from armed.blocking import BlockingWorker
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions, normalise_vector, softmax
 from armed.engines.scripted import char_completion
 
 PROBE_TEXT = "health"  # what the model deployments' check_health sends
+_WEDGES: list[threading.Event] = []  # what wedged calls wait for; nothing sets them in a replica
+
+
+def _wedge() -> None:
+    stuck = threading.Event()
+    _WEDGES.append(stuck)
+    stuck.wait()
+
+
+def _unwedged() -> None:
+    return None
+
+
+def release_wedges() -> int:
+    """Let every wedged call of this process return (tests end with it; a wedged replica is replaced instead)."""
+    for stuck in _WEDGES:
+        stuck.set()
+    n = len(_WEDGES)
+    _WEDGES.clear()
+    return n
 
 
 def _seed(text: str) -> bytes:
@@ -27,14 +50,22 @@ def _seed(text: str) -> bytes:
 
 
 class _Knobs:
-    def __init__(self, *, delay_s: float = 0.0, fail: bool = False, model_id: str = "zero-work") -> None:
+    def __init__(self, *, delay_s: float = 0.0, fail: bool = False, wedge_on: str | None = None,
+                 model_id: str = "zero-work") -> None:
         self.delay_s = delay_s
         self.fail = fail
         self.model_id = model_id
         self.calls = 0
+        self.wedge_on = wedge_on
+        # With wedge_on, calls go through one worker thread like a real engine's: a call whose input contains
+        # wedge_on blocks that thread for good (a hung CUDA kernel, a FIFO read), and later calls queue behind it.
+        self._worker = BlockingWorker(f"{model_id}-engine") if wedge_on else None
 
     async def _work(self, *inputs: str) -> None:
         self.calls += 1
+        if self._worker is not None and self.wedge_on is not None:
+            wedge = any(self.wedge_on in i for i in inputs)
+            await self._worker.run(_wedge if wedge else _unwedged, what="wedged call" if wedge else "call")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail and not all(PROBE_TEXT in i for i in inputs):

@@ -47,6 +47,8 @@ def build_model_app(args: dict[str, Any]) -> Application:
         "engine": rp.engine.model_dump(),
         "engine_source": a.engine_source,
         "engine_options": a.engine_options,
+        "call_timeout_s": rp.call_timeout_s,
+        "wedged_after_s": rp.wedged_after_s,
         "health_timeout_s": rp.health_check_timeout_s,
         "limits": profile.limits.model_dump(),
         **({"max_batch_size": batching.max_batch_size, "batch_wait_timeout_s": batching.batch_wait_timeout_s}

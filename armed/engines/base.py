@@ -2,20 +2,19 @@
 
 A stage never knows which engine answers it: vLLM on a GPU, transformers on a CPU, a model a registry package
 ships, a Ray Serve handle, or a scripted double in a test. Each role is one small protocol with async methods.
-Engines that block (transformers, vllm.LLM) run their work in a worker thread under a lock, so they never
-stall the event loop that runs the DAG.
+Engines that block (transformers, vllm.LLM, ONNX sessions) run their work on their own worker thread
+(armed.blocking.BlockingWorker), so they never stall the event loop that runs the DAG.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-T = TypeVar("T")
+# Engines that block run their calls on a BlockingWorker (armed/blocking.py): one dedicated thread per engine.
+from armed.blocking import BlockingWorker as BlockingWorker
 
 
 @dataclass(frozen=True)
@@ -171,24 +170,6 @@ class ModelClients:
             ids[role] = client.model_id if client is not None else "none"
         ids.update(self.extra_ids)
         return ids
-
-
-class BlockingWorker:
-    """Runs a blocking engine call in a thread, one call at a time per engine.
-
-    Models held by transformers or vllm.LLM are not safe to call from two threads at once; the lock makes the
-    engine a serial resource while the event loop stays free for the rest of the DAG.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        def locked() -> T:
-            with self._lock:
-                return fn(*args)
-
-        return await asyncio.to_thread(locked)
 
 
 def softmax(scores: dict[str, float]) -> dict[str, float]:

@@ -13,6 +13,10 @@ could take all 32 waiting requests per call.
 Here a batch is taken when a slot is free: everything waiting (up to `max_batch_size`) goes at once. A request
 waits for company only while the engine is idle, and at most `max_wait_s` after it arrived, so a backlog is
 dispatched without further delay and a lone request pays at most the wait.
+
+With `call_timeout_s`, one engine call that does not return in time fails its batch (BlockingTimeout) and frees
+its slot, so a stuck call cannot hold every later batch back; the engine call is cancelled, which drops it if it
+was still queued for the engine's thread (armed/blocking.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from armed.blocking import BlockingTimeout
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,10 +48,14 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_size: int = 32,
         max_wait_s: float = 0.005,
         max_concurrent_batches: int = 1,
+        call_timeout_s: float | None = None,
     ) -> None:
         if max_batch_size < 1 or max_concurrent_batches < 1 or max_wait_s < 0:
             raise ValueError("max_batch_size and max_concurrent_batches must be >= 1, max_wait_s >= 0")
+        if call_timeout_s is not None and call_timeout_s <= 0:
+            raise ValueError("call_timeout_s must be > 0")
         self.fn = fn
+        self.call_timeout_s = call_timeout_s
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_concurrent_batches = max_concurrent_batches
@@ -115,6 +125,14 @@ class DynamicBatcher(Generic[T, R]):
         while self._queue and self._queue[0][1].done():
             self._queue.popleft()
 
+    async def _call(self, items: list[T]) -> Sequence[R | BaseException]:
+        if self.call_timeout_s is None:
+            return await self.fn(items)
+        try:
+            return await asyncio.wait_for(self.fn(items), self.call_timeout_s)
+        except TimeoutError:
+            raise BlockingTimeout(f"engine call over a batch of {len(items)}", self.call_timeout_s) from None
+
     async def _run(self, batch: list[tuple[T, asyncio.Future[R], float]]) -> None:
         assert self._slots is not None
         try:
@@ -122,7 +140,7 @@ class DynamicBatcher(Generic[T, R]):
                 return
             self.batch_sizes.append(len(batch))
             try:
-                results = list(await self.fn([item for item, _, _ in batch]))
+                results = list(await self._call([item for item, _, _ in batch]))
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
             except Exception as exc:

@@ -81,6 +81,8 @@ def deployment_options(profile: Profile, role: str) -> dict[str, Any]:
             "max_ongoing_requests": j.max_ongoing_requests * 2,
             "max_queued_requests": j.max_queued_requests,
             "ray_actor_options": {"num_cpus": min(j.resources.num_cpus, 0.5)},
+            "health_check_period_s": j.health_check_period_s,
+            "health_check_timeout_s": j.health_check_timeout_s,
         }
     if role == "judge":
         j = profile.judge
@@ -89,6 +91,8 @@ def deployment_options(profile: Profile, role: str) -> dict[str, Any]:
             "max_ongoing_requests": j.max_ongoing_requests,
             "max_queued_requests": j.max_queued_requests,
             "ray_actor_options": _actor_options(j.resources),
+            "health_check_period_s": j.health_check_period_s,
+            "health_check_timeout_s": j.health_check_timeout_s,
         }
     rp: RoleProfile = profile.models[role]
     return {

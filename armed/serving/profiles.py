@@ -125,8 +125,26 @@ class RoleProfile(_Strict):
     )
     resources: Resources = Field(default_factory=Resources, description="Per-replica reservation.")
     batching: Batching | None = Field(default=None, description="Dynamic batching (embedder, consistency, student).")
-    health_check_period_s: float = Field(default=10.0, gt=0, description="How often check_health probes the engine.")
-    health_check_timeout_s: float = Field(default=30.0, gt=0, description="A probe slower than this fails.")
+    call_timeout_s: float | None = Field(
+        default=None, gt=0,
+        description="Deadline of one request inside the replica (its wait for the engine included): past it the "
+        "caller gets a timeout error (504 on the model's route; the judge degrades or answers 503) instead of "
+        "waiting. At most judge.model_timeout_s; unset: half of it, so the replica's reason arrives first.",
+    )
+    wedged_after_s: float | None = Field(
+        default=None, gt=0,
+        description="A blocking engine call still running this long marks the replica unhealthy, so Serve replaces "
+        "it (a thread cannot be interrupted; only a new replica frees the engine). At least call_timeout_s; "
+        "unset: three times it.",
+    )
+    health_check_period_s: float = Field(
+        default=10.0, gt=0, description="How often Serve calls the replica's check_health (wedge check, probe)."
+    )
+    health_check_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="A health check slower than this fails; Serve replaces a replica after 3 failures in a row. The "
+        "engine probe's own deadline is 80% of it, so the failure carries the replica's reason.",
+    )
 
 
 class CacheBounds(_Strict):
@@ -178,7 +196,23 @@ class JudgeProfile(_Strict):
         default_factory=lambda: ["student"],
         description="Roles without which the judge answers 503 (others only degrade the judgment).",
     )
-    model_timeout_s: float = Field(default=60.0, gt=0, description="A model call slower than this fails.")
+    model_timeout_s: float = Field(
+        default=60.0, gt=0, description="A model call from the judge slower than this fails (the role counts as "
+        "unavailable: a required one answers 503, an optional one degrades the judgment)."
+    )
+    health_check_period_s: float = Field(
+        default=10.0, gt=0, description="How often Serve calls check_health on the judge and gateway replicas."
+    )
+    health_check_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="A judge or gateway health check slower than this fails (a blocked event loop never answers); "
+        "Serve replaces a replica after 3 failures in a row. The judge's probe judgment has 80% of it.",
+    )
+    wedged_after_s: float = Field(
+        default=60.0, gt=0,
+        description="A blocking read in the judge (opening or decoding an image) still running this long marks the "
+        "replica unhealthy: the read's request already failed at its deadline, but its thread stays stuck.",
+    )
     retry_after_s: int = Field(default=10, ge=1, description="Retry-After of a 503 while a required model is down.")
     max_batch_pairs: int = Field(default=64, ge=1, description="Most pairs one /v1/judge/batch request may carry.")
 
@@ -242,6 +276,17 @@ class Profile(_Strict):
                 raise ValueError(f"{where}.serving ray-llm needs engine.kind vllm (got {eng.kind!r})")
             if rp.batching is not None and role not in BATCHED_ROLES:
                 raise ValueError(f"{where}.batching: only {sorted(BATCHED_ROLES)} are batched by the deployment")
+        for role, rp in self.models.items():  # the deadlines inside model replicas, filled in from the judge's
+            if rp.call_timeout_s is None:
+                rp.call_timeout_s = self.judge.model_timeout_s / 2
+            elif rp.call_timeout_s > self.judge.model_timeout_s:
+                raise ValueError(f"models.{role}.call_timeout_s {rp.call_timeout_s} > judge.model_timeout_s "
+                                 f"{self.judge.model_timeout_s}: the judge would give up before the replica says why")
+            if rp.wedged_after_s is None:
+                rp.wedged_after_s = 3 * rp.call_timeout_s
+            elif rp.wedged_after_s < rp.call_timeout_s:
+                raise ValueError(f"models.{role}.wedged_after_s {rp.wedged_after_s} < call_timeout_s "
+                                 f"{rp.call_timeout_s}: a call within its deadline is not wedged")
         for role in self.judge.required_roles:
             if self.models[role].engine.kind in IN_PROCESS_KINDS:
                 raise ValueError(
