@@ -168,8 +168,8 @@ class TimeoutSettings(BaseModel):
     extend: float = Field(default=30.0, gt=0, description="Includes OCR of every image.")
     image_read: float = Field(
         default=10.0, gt=0,
-        description="Reading and decoding one product image, off the event loop (armed.blocking); slower is an "
-        "input error naming the image.",
+        description="Fetching (allow-listed URLs only) and decoding a product's images, off the event loop; slower "
+        "is an input error naming the images.",
     )
     judge: float = Field(default=60.0, gt=0)
     total: float = Field(default=180.0, gt=0, description="The whole judgment.")

@@ -6,7 +6,7 @@ hash, and whole judgments by the pair; every key carries the versions (knowledge
 new KB or model never serves an old answer. Degraded results are never cached: a model that was down for a
 second must not pin a worse answer for the TTL.
 
-No stalls: image reads run off the event loop under `timeouts.image_read` (armed.blocking), model calls have
+No stalls: images are fetched and decoded off the event loop under `timeouts.image_read`, model calls have
 deadlines (deployments.clients), and `check_health` fails on a stuck blocking call or a probe judgment that does
 not finish in time, so Serve replaces a wedged judge replica (deployments.deadlines).
 
@@ -197,7 +197,7 @@ class JudgeService:
         q_in, p_in = parse_pair(query, product)
         # Once per judgment, before any cache or model: URLs fetched where allowed, every image decoded (a broken
         # one is a 400 naming it); the keys below then hash the images' bytes.
-        p_in = await resolve_images(p_in, self.pipeline.settings.images)
+        p_in = await resolve_images(p_in, self.pipeline.settings.images, self.pipeline.settings.timeouts.image_read)
         for client in self.required:
             await client.ensure_available()
         vkey = self.versions_key()

@@ -88,7 +88,7 @@ class Pipeline:
 
     async def understand_product(self, product: Product, rec: StageRecorder) -> ProductUnderstanding:
         if any(img.data is None for img in product.images):  # callers normally resolved them already
-            product = await resolve_images(product, self.settings.images)
+            product = await resolve_images(product, self.settings.images, self.settings.timeouts.image_read)
         return await self.product_side.run(product, [img.data for img in product.images if img.data], rec)
 
     async def conclude(
@@ -147,7 +147,7 @@ class Pipeline:
         started = time.perf_counter()
         with bound_request(request_id):
             # Images are fetched and decoded once, before any model runs: a broken one is the caller's error.
-            p_in = await resolve_images(p_in, self.settings.images)
+            p_in = await resolve_images(p_in, self.settings.images, self.settings.timeouts.image_read)
             rec = StageRecorder()
 
             async def run() -> Judgment:

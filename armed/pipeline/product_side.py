@@ -65,7 +65,7 @@ class _Cheating:
     reason: str | None
 
 
-async def resolve_images(product: Product, settings: ImageSettings) -> Product:
+async def resolve_images(product: Product, settings: ImageSettings, timeout_s: float | None = None) -> Product:
     """The product with every image as checked bytes: URLs fetched (only where images.fetch_hosts allows) and each
     image decoded once, before any model runs, so a broken image is the caller's error (an InputError naming it),
     never a stage's. Done once per judgment; the product side then reads `data` only."""
@@ -79,7 +79,11 @@ async def resolve_images(product: Product, settings: ImageSettings) -> Product:
             raise InputError(f"product.images[{i}]", exc.message) from None
         return img if img.data is not None else ImageRef(data=data)
 
-    refs = await asyncio.gather(*(one(i, img) for i, img in enumerate(product.images)))
+    try:  # `timeouts.image_read`: fetching and decoding every image, together; slower is the caller's problem
+        refs = await asyncio.wait_for(asyncio.gather(*(one(i, img) for i, img in enumerate(product.images))),
+                                      timeout_s)
+    except TimeoutError:
+        raise InputError("product.images", f"the images could not be read within {timeout_s:g}s") from None
     return product.model_copy(update={"images": tuple(refs)})
 
 

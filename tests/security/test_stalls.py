@@ -199,7 +199,12 @@ def fifo(tmp_path: Path) -> Iterator[str]:
     let_readers_through()
 
 
-async def test_an_image_read_that_blocks_fails_its_request_and_the_judge_health(pipeline: Any, fifo: str) -> None:
+async def test_a_fifo_named_as_an_image_is_refused_unopened_and_the_judge_stays_healthy(
+    pipeline: Any, fifo: str
+) -> None:
+    """The FIFO that once hung a replica: the pipeline never opens a path (armed.images), so the judgment is
+    refused at once with the one unreadable-image message, a concurrent judgment is served, the loop never lags,
+    and the judge's health probe still passes."""
     from armed.errors import InputError
     from armed.serving.profiles import JudgeCaches, JudgeProfile
     from deployments.judge import JudgeService, judge_health, probe_pipeline
@@ -211,16 +216,15 @@ async def test_an_image_read_that_blocks_fails_its_request_and_the_judge_health(
         stuck_s, err = await stuck
     print(f"\nFIFO image: {type(err).__name__} after {stuck_s:.2f}s; a concurrent judgment took {other_s:.2f}s; "
           f"worst loop lag {lag.worst * 1000:.1f} ms")
-    assert isinstance(err, InputError) and err.field == "product.images[0]", err
-    assert "could not be read within 0.5s" in err.message and stuck_s < 1.5
+    assert isinstance(err, InputError) and err.field.startswith("product.images"), err
+    assert "never names a local file" in err.message and stuck_s < 0.5
     assert other.level is not None and other_s < 1.5, "a judgment without the image must be served meanwhile"
     assert lag.worst < 0.3
 
     service = JudgeService(pipeline, JudgeCaches(), probe=probe_pipeline(pipeline))
     health = JudgeProfile(pool="cpu", replicas={"min": 1, "max": 1}, llm_weight=0.35, wedged_after_s=0.2,
                           health_check_timeout_s=5)
-    with pytest.raises(ReplicaWedged, match=r"judge: wedged: armed-read: reading product.images\[0\] has run for"):
-        await judge_health(service, health)
+    assert await judge_health(service, health) is None
 
 
 async def test_judge_probe_passes_when_healthy_and_fails_past_its_deadline(pipeline: Any) -> None:
