@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -106,22 +107,25 @@ def deps(profile: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def model_clients(deps: dict[str, Any]) -> dict[str, TestClient]:
+def model_clients(deps: dict[str, Any]) -> Iterator[dict[str, TestClient]]:
     apps = {"llm": models.llm_api, "vl": models.vl_api, "embedder": models.embedder_api,
             "consistency": models.classifier_api, "ocr": models.ocr_api}
     for role, app in apps.items():
         _bind(app, deps[role])
-    return {role: TestClient(app) for role, app in apps.items()}
+    yield {role: TestClient(app) for role, app in apps.items()}
+    for app in apps.values():
+        app.dependency_overrides.clear()
 
 
 @pytest.fixture(scope="module")
-def gateway(profile: str, deps: dict[str, Any]) -> Any:
+def gateway(profile: str, deps: dict[str, Any]) -> Iterator[Any]:
     gw = _deployment(judge.Gateway, {"profile": profile})
     for role, dep in deps.items():
         setattr(gw.clients, role, Direct(dep, role))
     gw.judge_client = RecordingJudge()
     _bind(judge.gateway_api, gw)
-    return gw
+    yield gw
+    judge.gateway_api.dependency_overrides.clear()
 
 
 @pytest.fixture(scope="module")
