@@ -80,17 +80,29 @@ def _replica_pid(role: str, timeout_s: float = 5) -> int | None:
         return None
 
 
+def _replicas(app: str, deployment: str) -> list[str]:
+    """Names of the deployment's replica actors (a replaced replica gets a new name)."""
+    import ray
+
+    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix))
+
+
 def _kill_replica(app: str) -> str:
     import ray
 
-    prefix = f"SERVE_REPLICA::{app}#{app}#"
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
+    names = _replicas(app, app)
     assert len(names) == 1, names
     ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
     return names[0]
 
 
-def test_a_wedged_replica_times_out_its_requests_and_serve_replaces_it(stack: str) -> None:
+@pytest.fixture(scope="module")
+def judge_replicas(stack: str) -> list[str]:
+    return _replicas("judge", "Judge") + _replicas("judge", "Gateway")
+
+
+def test_a_wedged_replica_times_out_its_requests_and_serve_replaces_it(stack: str, judge_replicas: list[str]) -> None:
     before = _replica_pid("consistency")
     assert before is not None
     body = {"model": "armed-consistency", "pairs": [[WEDGE, "doc"]]}
@@ -191,3 +203,10 @@ def test_killing_the_required_replica_is_503_with_retry_after_never_500(stack: s
     assert counts["503 + Retry-After"] > 0, "without the required model the judge must say 503, not guess"
     assert counts["200 degraded"] == 0, "a required model's absence is a 503, never a silently worse answer"
     assert counts["200 ok"] >= 8 and max(lat) < 30
+
+
+def test_the_judge_passed_its_own_health_checks_throughout(stack: str, judge_replicas: list[str]) -> None:
+    """Its check_health (a probe judgment every 2 s) kept the judge and gateway replicas through the wedge and both
+    kills: a model that is down or wedged must not get the judge replaced."""
+    assert len(judge_replicas) == 2
+    assert _replicas("judge", "Judge") + _replicas("judge", "Gateway") == judge_replicas
