@@ -2,7 +2,7 @@
 
 Each class answers two ways that share one request path: handle methods (`embed`, `classify`, `choose`,
 `generate`, `read`) that the judge's handle clients call, and HTTP routes (FastAPI ingress) that call those same
-methods. Engines that take one request at a time behind a lock (embedder, consistency) get dynamic batching
+methods. Engines that take one request at a time on their worker thread (embedder, consistency) get dynamic batching
 (armed/engines/batching.py, not `@serve.batch`: see there why): whatever queued while the engine was busy goes
 into its next call, up to the profile's `batching.max_batch_size`.
 

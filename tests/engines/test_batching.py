@@ -162,3 +162,23 @@ def test_bad_settings_are_rejected() -> None:
         DynamicBatcher(SlowEngine(), max_batch_size=0)
     with pytest.raises(ValueError):
         DynamicBatcher(SlowEngine(), max_wait_s=-1)
+
+
+def test_a_stuck_engine_call_fails_its_batch_at_the_deadline_and_frees_the_slot() -> None:
+    from armed.blocking import BlockingTimeout
+
+    stuck = asyncio.Event()
+
+    async def engine(items: list[str]) -> list[str]:
+        if "stuck" in items:
+            await stuck.wait()  # never set: an engine call that does not come back
+        return [i.upper() for i in items]
+
+    batcher = DynamicBatcher(engine, max_batch_size=1, max_wait_s=0.0, call_timeout_s=0.2)
+
+    async def run() -> tuple[BaseException | str, ...]:
+        return tuple(await asyncio.gather(batcher.submit("stuck"), batcher.submit("next"), return_exceptions=True))
+
+    first, second = asyncio.run(asyncio.wait_for(run(), 5))
+    assert isinstance(first, BlockingTimeout) and "within 0.2s" in str(first)
+    assert second == "NEXT", "the batch after a stuck one must get the engine"

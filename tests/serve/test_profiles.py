@@ -121,3 +121,20 @@ def test_every_field_is_described() -> None:
                 mod.CacheBounds, mod.JudgeCaches, mod.JudgeProfile, mod.Profile):
         undocumented = [n for n, f in cls.model_fields.items() if not f.description]
         assert not undocumented, f"{cls.__name__}: {undocumented}"
+
+
+def test_replica_deadlines_default_from_the_judge_and_conflicts_are_rejected() -> None:
+    from armed.serving.config import deployment_options
+
+    p = load_profile("cpu")
+    student = p.models["student"]
+    assert student.call_timeout_s == p.judge.model_timeout_s / 2
+    assert student.wedged_after_s == 3 * student.call_timeout_s
+    assert deployment_options(p, "judge")["health_check_timeout_s"] == p.judge.health_check_timeout_s
+    assert deployment_options(p, "gateway")["health_check_period_s"] == p.judge.health_check_period_s
+    d = copy.deepcopy(_raw("cpu"))
+    d["models"]["student"]["call_timeout_s"] = d["judge"]["model_timeout_s"] + 1
+    _reject(d, "the judge would give up before the replica says why")
+    d = copy.deepcopy(_raw("cpu"))
+    d["models"]["student"].update({"call_timeout_s": 10, "wedged_after_s": 5})
+    _reject(d, "a call within its deadline is not wedged")
