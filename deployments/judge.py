@@ -156,7 +156,7 @@ class JudgeService:
         from armed.pipeline.stages import StageRecorder
 
         began = time.perf_counter()
-        q_in, p_in = parse_pair(query, product)
+        q_in, p_in = parse_pair(query, product, getattr(self.pipeline, "kb", None))
         for i, img in enumerate(p_in.images):
             try:
                 load_image_bytes(img)
