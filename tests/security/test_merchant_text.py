@@ -110,6 +110,20 @@ def test_query_stuffing_is_removed(kb, name, kind):
     assert kind in out.removed
 
 
+@pytest.mark.parametrize("name", [
+    "榴莲千层蛋糕 6寸 比布洛芬更好", "榴莲千层蛋糕 6寸 堪比布洛芬", "榴莲千层蛋糕 6寸 布洛芬升级版",
+    "榴莲千层蛋糕 6寸 与布洛芬同效",
+])
+def test_comparison_claims_are_removed(kb, name):
+    out = clean_merchant_text(name, query="布洛芬", kb=kb)
+    assert out.text == "榴莲千层蛋糕 6寸" and out.removed == ("compared_query",), out
+    english = clean_merchant_text("Durian cake 6 inch better than ibuprofen", query="ibuprofen")
+    assert english.text == "Durian cake 6 inch"
+    # Comparison is also how questions are asked: 比较 / 一样 / 比X好吗 without a comparative stay.
+    for title, query in (("皮炎和皮癣一样吗", "皮炎和皮癣的区别"), ("布洛芬比对乙酰氨基酚好吗", "对乙酰氨基酚")):
+        assert clean_merchant_text(title, query=query, kb=kb).text == title
+
+
 def test_a_drug_name_of_a_longer_query_counts_as_its_mention(kb):
     # 布洛芬 is under half of 布洛芬缓释胶囊, but it is the query's common name (knowledge base).
     out = clean_merchant_text("榴莲千层蛋糕 6寸 不含布洛芬", query="布洛芬缓释胶囊", kb=kb)
