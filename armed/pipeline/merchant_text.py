@@ -23,12 +23,16 @@ Rules, in order (each names the kind it reports):
   you are now …, note to the AI …) to the end of their sentence;
 - judgment_words: the relevance vocabulary itself (highly relevant, 高度相关 …): a product name never needs it;
 - hashtag: #keywords;
-- padding / repetition / length: a filler run (8+ spaces or punctuation) and everything after it, a phrase repeated
-  three or more times (and, after the start, the rest), then the cap MAX_JUDGED_NAME_CHARS;
-- with the query (names only): negated_query (不含X, 无X, 非X, 不是X, 替代X, X平替, without X …: the product says it is
-  not X, so X is dropped with its marker); stuffed_query (X after a marketing word: 热搜X, X同款, 关键词：X, 适用于X …;
-  X alone, or with sales filler, in brackets; X at the head of a keyword list; X three or more times), unless the
-  knowledge base finds the rest of the name to be about X too (布洛芬缓释胶囊（芬必得）: 芬必得 is 布洛芬).
+- padding / repetition / length: a filler run (_FILLER_RUN spaces or punctuation marks) and, after the head of the
+  name, everything behind it; a phrase repeated _REPEATS times (and, after the head, the rest); then the cap
+  MAX_JUDGED_NAME_CHARS (names only);
+- with the query (names only; a mention is a piece of the query holding at least half of it, or one of its drug or
+  brand names): negated_query (不含X, 无X, 非X, 不是X, 替代X, X平替, without X …: the product says it is not X, so X
+  goes with its marker); compared_query (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X); stuffed_query (X
+  after an SEO word: 热搜X, X同款, 关键词：X, 适用于X …; the whole query alone or with sales filler in brackets; X
+  heading a keyword list; the whole query _QUERY_REPEATS times). A bracketed or listed X stays when the knowledge base
+  finds the rest of the name to name the same product (布洛芬缓释胶囊（芬必得）: 芬必得 is 布洛芬), and a phrase the
+  knowledge base calls traffic hijacking (X同款, X平替, 替代X) stays for the cheating check to judge.
 """
 
 from __future__ import annotations
@@ -158,7 +162,8 @@ _JSON_OBJECT = re.compile(r"\{[^{}]{0,200}?[\"'][\w ]{1,30}[\"']\s*:[^{}]{0,200}
 _FENCED = re.compile(r"`{2,}.*?`{2,}", re.S)
 _DELIMITER = re.compile(r"`{2,}|<{2,}|>{2,}|(?:^|(?<=\n))\s*(?:-{3,}|={3,}|\*{3,})\s*(?=\n|$)|#{2,}|-{3,}")
 
-_ROLES = r"system|user|assistant|human|ai|bot|model|gpt|response|instruction|input|用户|助手|系统|客服|机器人|人类"
+# (Not "model" or "input": "Model: HEM-7121", "Input: 220V" are how devices are listed.)
+_ROLES = r"system|user|assistant|human|ai|chatgpt|response|instruction|用户|助手|系统|客服|机器人|人类"
 _ROLE_TURN = re.compile(rf"(?:^|(?<=[\s>\]}}）】]))(?:{_ROLES})\s*[:：]")
 
 # The relevance vocabulary (English and Chinese). Stems, so relevance / relevancy / 相关性 go too.
@@ -189,14 +194,13 @@ _EN_INSTRUCTION = re.compile(
 _ZH_INSTRUCTION = re.compile(
     r"(?:忽略|无视|忽视|不要理会|别管|跳过|不用管)[^。！？\n]{0,6}?(?:以上|之前|上面|前面|先前|上述|所有|全部|规则|指令|指示|要求|提示|约束)"
     r"|系统提示|系统指令|新指令|新的指令|新任务|以下为指令|你现在|你的任务|作为(?:评估|评审|审核|助手|ai)|评估员|评审员|审核员|打分员"
-    r"|(?:请|必须|务必|一律|直接)(?:将|把)?[^。！？\n]{0,8}?(?:输出|判定|判为|评为|标记为|打分)"
 )
+# An imperative counts only in a sentence that names a level ("USB直接输出 2A" is a charger, not an instruction).
+_ZH_IMPERATIVE = re.compile(r"(?:请|必须|务必|一律|直接)(?:将|把)?[^。！？\n]{0,8}?(?:输出|判定|判为|评为|标记为|打分)")
 # Words that introduce an injected sentence and go with it.
 _LEAD_IN = re.compile(
     r"(?:注意|提示|重要|请|以下为|以下是|下面是|important|note|attention|p\.?s\.?|nb)\s*[:：!！]?\s*$"
 )
-
-_EN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
 def _latin_run_end(s: str, i: int) -> int:
@@ -232,11 +236,12 @@ def _sentence_end(s: str, i: int) -> int:
 
 
 def _clause_end(s: str, i: int) -> int:
-    """An English injection runs to the end of its Latin run; a Chinese one to the end of its sentence."""
-    if _CJK.match(s[i : i + 1] or " "):
-        return _sentence_end(s, i)
-    end = _latin_run_end(s, i)
-    return end
+    """An English injection runs to the end of its Latin run; a Chinese one to the end of its sentence (judged by its
+    first character after any spaces)."""
+    k = i
+    while k < len(s) and s[k] in " \t":
+        k += 1
+    return _sentence_end(s, i) if _CJK.match(s[k : k + 1] or " ") else _latin_run_end(s, i)
 
 
 def _lead_in_start(s: str, a: int) -> int:
@@ -313,7 +318,6 @@ _FILLER = {
     "正品", "包邮", "特价", "旗舰店", "官方", "官方旗舰", "热门", "推荐", "新款", "现货", "秒杀", "促销", "优惠",
     "热卖", "爆款", "同款", "直营", "自营", "药店", "大药房", "medicine", "pharmacy", "drug", "hot", "sale",
 }
-_SEP = " \t,，、/|;；#:："
 _SEP_RE = re.compile(r"[ \t,，、/|;；#:：]+")
 _SUFFIXES = ("片", "胶囊", "颗粒", "药", "液", "膏", "丸", "散", "贴")
 # How product-type keywords end (感冒药, 钙片, 维生素, 保健品, 口罩 ...).
@@ -469,11 +473,12 @@ def _role_turns(sh: _Shadow) -> None:
 def _instructions(sh: _Shadow) -> None:
     s = sh.text
     spans = []
-    for pat in (_EN_INSTRUCTION, _ZH_INSTRUCTION):
+    for pat in (_EN_INSTRUCTION, _ZH_INSTRUCTION, _ZH_IMPERATIVE):
         for m in pat.finditer(s):
             a = _lead_in_start(s, m.start())
             b = _latin_run_end(s, m.start()) if pat is _EN_INSTRUCTION else _sentence_end(s, m.start())
-            spans.append((a, b))
+            if pat is not _ZH_IMPERATIVE or _LEVEL_RE.search(s[m.start() : b]):
+                spans.append((a, b))
     sh.cut(spans, "instruction")
 
 

@@ -41,6 +41,8 @@ UNTOUCHED = [
     ("阿莫西林", "阿莫西林胶囊 0.25g*24粒/盒 (OTC) 正品"),
     ("宝宝湿疹", "宝宝湿疹可以用马上好抑菌乳膏吗"),
     ("腿疼", "腿疼的原因有哪些呢？？？？？？？？？？？"),  # a filler run that ends the text hides nothing
+    ("血压计", "欧姆龙电子血压计 Model: HEM-7121 家用"),  # a device's model number is not a dialogue turn
+    ("车载充电器", "车载充电器 USB直接输出 2A"),  # an imperative-looking phrase without a level in it
 ]
 
 
