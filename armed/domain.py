@@ -10,7 +10,7 @@ import enum
 import hashlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from armed import images
 
@@ -118,6 +118,13 @@ class Product(_Frozen):
         description="What the name is: a product title (always, for products), or another search query "
         "(query-query relevance such as the KUAKE-QQR benchmark), whose levels the student reads differently.",
     )
+    # What armed's merchant-text sanitiser removed before judging (kinds, never the text); armed.pipeline.merchant_text
+    # sets it where the pair enters the pipeline. Private: no client can claim or clear it.
+    _sanitised: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def sanitised(self) -> tuple[str, ...]:
+        return self._sanitised
 
     @field_validator("name")
     @classmethod
@@ -148,7 +155,7 @@ class Product(_Frozen):
         h.update(self.name.encode())
         for k in sorted(self.cpv):
             h.update(f"\x1f{k}\x1e{self.cpv[k]}".encode())
-        h.update(f"\x1d{self.category or ''}\x1d{self.kind}".encode())
+        h.update(f"\x1d{self.category or ''}\x1d{self.kind}\x1c{','.join(self._sanitised)}".encode())
         for img in self.images:
             h.update(img.digest().encode())
         return h.hexdigest()[:24]
@@ -314,6 +321,11 @@ class Evidence(BaseModel):
     knowledge: list[WebDoc] = Field(default_factory=list, description="Knowledge-base records retrieved.")
     documents: list[DocDecision] = Field(default_factory=list, description="Search results kept / dropped.")
     image_text: list[str] = Field(default_factory=list, description="Text read from the product images.")
+    sanitised: list[str] = Field(
+        default_factory=list,
+        description="What armed removed from the merchant's text before judging it, as kinds (instruction, "
+        "template_token, negated_query, stuffed_query, ...; armed.pipeline.merchant_text.KINDS), never the text.",
+    )
 
 
 class StudentOpinion(_Frozen):

@@ -11,6 +11,9 @@ _PUNCT = re.compile(
 )
 # Chat-template control tokens must never reach a prompt from merchant text.
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{0,40}\|>|</?think>")
+# Quoted data may not hold the characters prompts delimit with: angle brackets (<<< >>> fences, tags, <|tokens|>) are
+# shown as single guillemets, backticks (markdown fences) as primes.
+_DATA_ESCAPES = str.maketrans({"<": "‹", ">": "›", "`": "ʹ"})
 
 
 def normalise(text: str) -> str:
@@ -43,16 +46,29 @@ def char_overlap(query: str, target: str) -> float:
     return len(q & char_set(target)) / len(q)
 
 
-def sanitise_for_prompt(text: str, max_chars: int) -> str:
-    """Make untrusted merchant text safe to quote inside a prompt.
+def escape_markup(text: str) -> str:
+    """Text that cannot close or open a tag of a template it is placed in (the student's <query>…</query><product>…
+    </product>) nor carry a chat-template token; nothing else changes (no normalisation: the student reads the text as
+    written, as it was trained)."""
+    return _SPECIAL_TOKEN.sub("", text).translate(_DATA_ESCAPES)
 
-    Removes chat-template control tokens and fences, collapses whitespace and bounds the length. The judge's
-    answer is constrained to a fixed label set, so even text that survives this cannot change the output format;
-    this only keeps it from impersonating the system or another turn.
-    """
+
+def escape_data(text: str) -> str:
+    """Text that cannot open, close or fake a delimiter or a chat turn: NFKC (full-width ＜｜ become < | first),
+    chat-template tokens removed, invisible format characters dropped, angle brackets and backticks escaped."""
     t = _SPECIAL_TOKEN.sub("", unicodedata.normalize("NFKC", text))
-    t = t.replace("```", "").replace("<<<", "").replace(">>>", "")
-    t = re.sub(r"\s+", " ", t).strip()
+    t = "".join(ch for ch in t if unicodedata.category(ch) not in ("Cf", "Cc") or ch in "\t\n")
+    return t.translate(_DATA_ESCAPES)
+
+
+def sanitise_for_prompt(text: str, max_chars: int) -> str:
+    """Make untrusted text (a product name, an attribute, OCR text, a web page, a query) safe to quote in a prompt.
+
+    `escape_data`, then every run of whitespace (newlines too) becomes one space, so quoted data can never start a
+    line of its own to pose as a heading or a dialogue turn, and the length is bounded. Prompts quote the result
+    between <<< and >>> and say that it is data; the judge's answer is also constrained to a fixed label set.
+    """
+    t = re.sub(r"\s+", " ", escape_data(text)).strip()
     return t[:max_chars]
 
 

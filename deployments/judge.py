@@ -194,7 +194,7 @@ class JudgeService:
         from armed.pipeline.stages import StageRecorder
 
         began = time.perf_counter()
-        q_in, p_in = parse_pair(query, product)
+        q_in, p_in = parse_pair(query, product, getattr(self.pipeline, "kb", None))
         # Once per judgment, before any cache or model: URLs fetched where allowed, every image decoded (a broken
         # one is a 400 naming it); the keys below then hash the images' bytes.
         p_in = await resolve_images(p_in, self.pipeline.settings.images, self.pipeline.settings.timeouts.image_read)

@@ -145,7 +145,7 @@ async def trace_pair(pipeline: Any, tracer: Tracer, query: str, product: Any) ->
     from armed.pipeline.dag import parse_pair
     from armed.pipeline.stages import StageRecorder
 
-    q_in, p_in = parse_pair(query, product)
+    q_in, p_in = parse_pair(query, product, getattr(pipeline, "kb", None))
     first = len(tracer.calls)
     rec = StageRecorder()
 

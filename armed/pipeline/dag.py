@@ -20,6 +20,7 @@ from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import recall
 from armed.log import bound_request, get_logger, new_request_id
 from armed.pipeline.hierarchy import decide
+from armed.pipeline.merchant_text import clean_product
 from armed.pipeline.product_side import ProductSide, ProductUnderstanding, resolve_images
 from armed.pipeline.query_side import QuerySide, QueryUnderstanding
 from armed.pipeline.search import SearchProvider, build_search
@@ -29,8 +30,13 @@ from armed.settings import ArmedSettings
 log = get_logger("armed.pipeline")
 
 
-def parse_pair(query: object, product: object) -> tuple[Query, Product]:
-    """Validate raw input (a str / dict) into domain objects; errors name the field."""
+def parse_pair(query: object, product: object, kb: KnowledgeBase | None = None, *,
+               keep_hijack: bool = True) -> tuple[Query, Product]:
+    """Validate raw input (a str / dict) into domain objects; errors name the field. This is where merchant text enters
+    armed: the product comes back sanitised against the query (armed.pipeline.merchant_text), so the branches, the
+    rules, the student and every prompt read only the sanitised text. `kb` lets the stuffing rules keep a term the
+    rest of the name is about too; the pipeline always passes its own. `keep_hijack`: leave traffic-hijacking phrases
+    (X同款, 替代X) for the cheating check to judge (False when that check is switched off)."""
     try:
         q = query if isinstance(query, Query) else Query(text=query)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -46,7 +52,7 @@ def parse_pair(query: object, product: object) -> tuple[Query, Product]:
             raise InputError("product", "must be a name or an object with at least 'name'")
     except ValidationError as exc:
         raise from_validation_error(exc, "product") from None
-    return q, p
+    return q, clean_product(p, q.text, kb, keep_hijack=keep_hijack)
 
 
 class Pipeline:
@@ -134,6 +140,7 @@ class Pipeline:
                 knowledge=q.knowledge,
                 documents=q.documents,
                 image_text=p.image_text,
+                sanitised=list(product.sanitised),
             ),
             stages=rec.reports,
             versions=self.versions(),
@@ -142,7 +149,7 @@ class Pipeline:
 
     async def judge(self, query: object, product: object, request_id: str | None = None) -> Judgment:
         """One judgment. Raises InputError for bad input and JudgmentTimeout past `timeouts.total`."""
-        q_in, p_in = parse_pair(query, product)
+        q_in, p_in = parse_pair(query, product, self.kb, keep_hijack=self.settings.stages.cheating_check)
         request_id = request_id or new_request_id()
         started = time.perf_counter()
         with bound_request(request_id):

@@ -33,7 +33,7 @@ from armed.pipeline.query_side import QueryUnderstanding
 from armed.pipeline.stages import Detailed, StageRecorder
 from armed.settings import ArmedSettings
 from armed.student.engine import classify_one
-from armed.text import char_overlap, char_set, normalise
+from armed.text import char_overlap, char_set, escape_markup, normalise
 
 LEVELS = list(RelevanceLevel)
 
@@ -217,7 +217,9 @@ async def decide(
         text = product_text if product_text is not None else p.side.original
 
         async def run_student() -> Detailed[dict[RelevanceLevel, float]]:
-            probs = await classify_one(student, q.side.original, text)
+            # The pair may be rendered into a template (the Qwen student's <query>…</query><product>…</product>):
+            # neither side can close or open its tags (the product is sanitised already; the query is escaped too).
+            probs = await classify_one(student, escape_markup(q.side.original), escape_markup(text))
             return Detailed(probs, f"{student.model_id}: " + ", ".join(f"{k.name} {v:.2f}" for k, v in probs.items()))
 
         student_probs = await rec.run(

@@ -25,10 +25,13 @@ from armed.errors import InputError
 from armed.student import data as D
 from armed.student import model as M
 from armed.student.engine import LABELS, STUDENT_TEMPLATE
+from armed.text import escape_markup
 
 
 def render(pair: D.StudentPair) -> str:
-    return STUDENT_TEMPLATE.format(query=pair.query[:256], document=pair.product[:512])
+    """The pair as the template reads it, escaped the way serving escapes it (armed.pipeline.hierarchy): a text
+    cannot close <query> or <product> nor carry a chat-template token."""
+    return STUDENT_TEMPLATE.format(query=escape_markup(pair.query[:256]), document=escape_markup(pair.product[:512]))
 
 
 def _load_base(base: str | Path, device: str) -> tuple[Any, Any]:

@@ -1,0 +1,788 @@
+"""Merchant text is data: the one sanitiser a product's name, attributes and category pass where they enter armed.
+
+Everything downstream (the deterministic branches, the expert rules, the student, every prompt) reads the sanitised
+text, so an instruction or a stuffed search term removed here reaches none of them. What was removed is reported as
+kinds (`Cleaned.removed`), never as the removed text, so the evidence can say it without repeating the injection.
+
+How it works: detection runs on a shadow of the text (each character NFKC-normalised, lower-cased, look-alike
+Cyrillic/Greek letters read as Latin, invisible characters gone) that remembers where each of its characters came
+from; what a rule matches there is cut from the merchant's own characters. A name in which no rule fires comes back
+unchanged (apart from invisible format characters, which never carry meaning in a name), so ordinary names are judged
+exactly as the student was trained to see them.
+
+Rules, in order (each names the kind it reports):
+- invisible: zero-width, bidi, soft-hyphen and other format characters;
+- template_token: chat-template and role tokens (<|im_start|>, [INST], <|eot_id|>, <think> ...) and the turn they
+  open (up to the token that closes it);
+- markup: tags (a name never holds markup) with the content of non-formatting elements (<result>…</result>), and
+  JSON-style "label": "…" pairs;
+- delimiter: fences and delimiter runs (```, <<<, >>>, ---, ###);
+- role_turn: plain-text dialogue turns (System:, Assistant:, 用户：, 助手： …) to the end of their line;
+- answer_label: "Answer: …", "判定结果：…" and the like when they state a relevance level;
+- instruction: imperative injections in English or Chinese (ignore the instructions above, 忽略以上指令, 系统提示,
+  you are now …, note to the AI …) to the end of their sentence;
+- judgment_words: the relevance vocabulary itself (highly relevant, 高度相关 …): a product name never needs it;
+- hashtag: #keywords;
+- padding / repetition / length: a filler run (_FILLER_RUN spaces or punctuation marks) and, after the head of the
+  name, everything behind it; a phrase repeated _REPEATS times (and, after the head, the rest); then the cap
+  MAX_JUDGED_NAME_CHARS (names only);
+- with the query (names only; a mention is a piece of the query holding at least half of it, or one of its drug or
+  brand names): negated_query (不含X, 无X, 非X, 不是X, 替代X, X平替, without X …: the product says it is not X, so X
+  goes with its marker); compared_query (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X); stuffed_query (X
+  after an SEO word: 热搜X, X同款, 关键词：X, 适用于X …; the whole query alone or with sales filler in brackets; X
+  heading a keyword list; the whole query _QUERY_REPEATS times). A bracketed or listed X stays when the knowledge base
+  finds the rest of the name to name the same product (布洛芬缓释胶囊（芬必得）: 芬必得 is 布洛芬), and a phrase the
+  knowledge base calls traffic hijacking (X同款, X平替, 替代X) stays for the cheating check to judge.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from armed.domain import Product
+
+if TYPE_CHECKING:
+    from armed.knowledge.base import KnowledgeBase
+
+# Longest product name armed judges. Marketplace titles are capped near 60 characters (Taobao / Tmall: 60, JD: 50-60
+# in practice) and the longest KUAKE-QTR title in train/ is 50; anything past 80 is padding, not the product.
+MAX_JUDGED_NAME_CHARS = 80
+# Padding: a run of this many spaces / punctuation marks, or a phrase repeated this many times (questions on train/
+# end in up to 12 question marks and repeat a plea five times; attacks pad with hundreds).
+_FILLER_RUN = 16
+_REPEATS = 6
+# The whole query this many times in one name is stuffing (titles on train/ say it up to three or four times).
+_QUERY_REPEATS = 5
+# What the name becomes when nothing but injected text was in it.
+EMPTY_NAME = "未命名商品"
+
+KINDS = (
+    "invisible", "template_token", "markup", "delimiter", "role_turn", "answer_label", "instruction",
+    "judgment_words", "hashtag", "padding", "repetition", "length", "negated_query", "compared_query",
+    "stuffed_query",
+)
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    text: str
+    removed: tuple[str, ...] = ()  # kinds (see KINDS), in the order the rules fired; never the removed text
+
+
+# ----------------------------------------------------------------------------------------------- the shadow text
+
+# Cyrillic / Greek letters that look Latin: detection reads them as the Latin letter they imitate.
+_HOMOGLYPHS = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "һ": "h",
+    "ԁ": "d", "ɡ": "g", "ӏ": "l", "ԛ": "q", "ԝ": "w", "α": "a", "ο": "o", "ν": "v", "ι": "i", "κ": "k", "τ": "t",
+    "ρ": "p", "ε": "e", "υ": "u",
+})
+
+
+def _invisible(ch: str) -> bool:
+    # Format characters (zero-width, bidi controls, soft hyphen, word joiner, BOM) and controls other than the
+    # whitespace the domain keeps; U+3164 / U+115F / U+1160 are Hangul fillers that render as nothing.
+    cat = unicodedata.category(ch)
+    return cat == "Cf" or (cat == "Cc" and ch not in "\t\n") or ch in "\u3164\u115f\u1160\uffa0"
+
+
+class _Shadow:
+    """The detection view of a text, with the index of the original character behind each of its characters."""
+
+    def __init__(self, original: str) -> None:
+        self.original = original
+        chars: list[str] = []
+        origin: list[int] = []
+        for i, ch in enumerate(original):
+            if _invisible(ch):
+                continue
+            for c in unicodedata.normalize("NFKC", ch).lower().translate(_HOMOGLYPHS):
+                chars.append(c)
+                origin.append(i)
+        self.text = "".join(chars)
+        self.origin = origin
+        self.removed: list[str] = []
+        self.invisible = any(_invisible(ch) for ch in original)
+
+    def cut(self, spans: Iterable[tuple[int, int]], kind: str | None) -> bool:
+        """Remove shadow spans [a, b); report `kind` once if anything went (None: tidying, not reported)."""
+        drop = [False] * len(self.text)
+        hit = False
+        for a, b in spans:
+            for k in range(max(a, 0), min(b, len(self.text))):
+                drop[k] = True
+                hit = True
+        if not hit:
+            return False
+        self.text = "".join(c for c, d in zip(self.text, drop, strict=True) if not d)
+        self.origin = [o for o, d in zip(self.origin, drop, strict=True) if not d]
+        if kind and kind not in self.removed:
+            self.removed.append(kind)
+        return True
+
+    def sub(self, pattern: re.Pattern[str], kind: str | None, span: Callable[[re.Match[str]], tuple[int, int]]
+            | None = None) -> bool:
+        return self.cut([span(m) if span else m.span() for m in pattern.finditer(self.text)], kind)
+
+    def result(self) -> str:
+        kept = sorted(set(self.origin))
+        return "".join(self.original[i] for i in kept)
+
+
+# --------------------------------------------------------------------------------------------- the rules' words
+
+_TERMINATORS = ".!?。！？\n"
+_OPEN = "([{（【「『〔《〈"
+_CLOSE = ")]}）】」』〕》〉"
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# Glue a removed span takes with it on its left: spaces and the ASCII punctuation that only joins an injection on.
+_LEFT_GLUE = " \t\n\"'<>{}:;,|=`#*~-–—"
+
+# Chat-template / role tokens. Openers start a turn the merchant wrote for the model; closers end it.
+_TOKEN = re.compile(
+    r"<\|[^|<>\n]{1,40}\|>|\[/?inst\]|<</?sys>>|</?s>|</?think>|<start_of_turn>|<end_of_turn>"
+)
+# Tokens that close a turn; every other token opens one (a header, a role, an answer, a think block).
+_TOKEN_CLOSERS = ("im_end", "eot", "eos", "endoftext", "end_of_turn", "</s>", "</think>", "<</sys>>")
+
+# Formatting tags whose content is ordinary text; the content of any other element is dropped with it.
+_FORMATTING = {"b", "i", "u", "em", "strong", "span", "font", "small", "big", "sup", "sub", "p", "br", "div"}
+_TAG = re.compile(r"</?([a-z][a-z0-9_:\-]{0,30})(?:\s[^<>\n]{0,80})?/?>")
+_JSON_LABEL = re.compile(
+    r"[\"'](?:label|level|result|answer|relevance|verdict|rating|score|judg(?:e)?ment)[\"']\s*[:=]\s*"
+    r"(?:\"[^\"\n]{0,60}\"|'[^'\n]{0,60}'|[\w.]+)"
+)
+# A JSON object (a name never holds one): braces around a quoted key and a colon.
+_JSON_OBJECT = re.compile(r"\{[^{}]{0,200}?[\"'][\w ]{1,30}[\"']\s*:[^{}]{0,200}\}")
+# A fenced block (```…```): a name never holds one, so the fences go with what they hold. Three backticks, as
+# markdown fences them: a doubled one is a typo in a question on train/ (一``熬夜就腰痛).
+_FENCED = re.compile(r"`{3,}.*?`{3,}", re.S)
+_DELIMITER = re.compile(r"`{3,}|<{2,}|>{2,}|(?:^|(?<=\n))\s*(?:-{3,}|={3,}|\*{3,})\s*(?=\n|$)|#{2,}|-{3,}")
+
+# (Not "model" or "input": "Model: HEM-7121", "Input: 220V" are how devices are listed.)
+_ROLES = r"system|user|assistant|human|ai|chatgpt|response|instruction|用户|助手|系统|客服|机器人|人类"
+_ROLE_TURN = re.compile(rf"(?:^|(?<=[\s>\]}}）】]))(?:{_ROLES})\s*[:：]")
+
+# The relevance vocabulary (English and Chinese). Stems, so relevance / relevancy / 相关性 go too.
+# Chinese: the level phrases only (a bare 相关 is ordinary medical language: 甲状腺相关眼病).
+_LEVEL = (r"(?:(?:highly|moderately|weakly|less|somewhat|very|fully|not|non|partially|totally)[\s_\-]*)?"
+          r"(?:ir)?relevan(?:t|ce|cy)\b|(?:高度|中度|低度|非常|完全|比较|有点|部分|极其|极|强|弱|高|不)相关")
+_LEVEL_RE = re.compile(_LEVEL)
+_ANSWER_LABEL = re.compile(
+    r"(?:final\s+answer|answer|output|result|label|level|levels|verdict|rating|classification|judg(?:e)?ment|"
+    r"判定结果|判定|判断结果|结果|答案|回答|评级|评分|结论|相关性)\s*[\"']?\s*[:：=]"
+)
+
+# English triggers; word edges are lookarounds on letters, so a trigger joined straight to Chinese text still matches.
+_EN_INSTRUCTION = re.compile(
+    r"(?<![a-z])(?:ignore|disregard|forget|override|bypass|skip)(?![a-z])[^.!?\n]{0,40}?(?<![a-z])(?:instructions?|"
+    r"rules?|prompts?|above|previous|prior|earlier|everything|context|query|guidelines?|system)(?![a-z])"
+    r"|(?<![a-z])new\s+(?:instructions?|task|rules?|system\s+prompt)(?![a-z])"
+    r"|(?<![a-z])you\s+(?:are|must|should|will)\s+(?:now|an?|always|rate|answer|output|say|classify|judge|label)(?![a-z])"
+    r"|(?<![a-z])note\s+to\s+(?:the\s+)?(?:ai|model|assistant|judge|reviewer|llm|grader|rater|annotator|evaluator|bot)"
+    r"(?![a-z])"
+    r"|(?<![a-z])(?:answer|reply|respond|output|say|rate|label|classify|judge|mark)\s+(?:with|as|this|it|exactly|only)"
+    r"(?![a-z])"
+    r"|(?<![a-z])(?:always|must)\s+(?:rate|answer|say|output|label|classify|judge|mark)"
+    r"|(?<![a-z])the\s+correct\s+(?:label|answer|level|rating)(?![a-z])"
+    r"|(?<![a-z])end\s+of\s+(?:the\s+)?(?:data|input|text|context|product|document|prompt)(?![a-z])"
+    r"|(?<![a-z])system\s+prompt(?![a-z])"
+)
+_ZH_INSTRUCTION = re.compile(
+    r"(?:忽略|无视|忽视|不要理会|别管|跳过|不用管)[^。！？\n]{0,6}?(?:以上|之前|上面|前面|先前|上述|所有|全部|规则|指令|指示|要求|提示|约束)"
+    r"|系统提示|系统指令|新指令|新的指令|新任务|以下为指令|你现在|你的任务|作为(?:评估|评审|审核|助手|ai)|评估员|评审员|审核员|打分员"
+)
+# An imperative counts only in a sentence that names a level ("USB直接输出 2A" is a charger, not an instruction).
+_ZH_IMPERATIVE = re.compile(r"(?:请|必须|务必|一律|直接)(?:将|把)?[^。！？\n]{0,8}?(?:输出|判定|判为|评为|标记为|打分)")
+# Words that introduce an injected sentence and go with it.
+_LEAD_IN = re.compile(
+    r"(?:注意|提示|重要|请|以下为|以下是|下面是|important|note|attention|p\.?s\.?|nb)\s*[:：!！]?\s*$"
+)
+
+
+def _latin_run_end(s: str, i: int) -> int:
+    """End of the Latin run starting at i: the first CJK character, newline or unopened closing bracket."""
+    depth = 0
+    for k in range(i, len(s)):
+        ch = s[k]
+        if _CJK.match(ch) or ch == "\n":
+            return k
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            if depth == 0:
+                return k
+            depth -= 1
+    return len(s)
+
+
+def _sentence_end(s: str, i: int) -> int:
+    """End of the sentence starting at i (its terminator included), stopping before an unopened closing bracket."""
+    depth = 0
+    for k in range(i, len(s)):
+        ch = s[k]
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            if depth == 0:
+                return k
+            depth -= 1
+        elif ch in _TERMINATORS and (ch not in ".!?" or k + 1 == len(s) or not s[k + 1].isalnum()):
+            return k + 1
+    return len(s)
+
+
+def _clause_end(s: str, i: int) -> int:
+    """An English injection runs to the end of its Latin run; a Chinese one to the end of its sentence (judged by its
+    first character after any spaces)."""
+    k = i
+    while k < len(s) and s[k] in " \t":
+        k += 1
+    return _sentence_end(s, i) if _CJK.match(s[k : k + 1] or " ") else _latin_run_end(s, i)
+
+
+def _lead_in_start(s: str, a: int) -> int:
+    """Extend a span left over a lead-in (注意：, IMPORTANT:, Note:) and the glue before it."""
+    m = _LEAD_IN.search(s[max(0, a - 16) : a])
+    if m:
+        a = max(0, a - 16) + m.start()
+    return _glue_left(s, a)
+
+
+def _glue_left(s: str, a: int) -> int:
+    while a > 0 and s[a - 1] in _LEFT_GLUE:
+        a -= 1
+    # One full stop that ended the merchant's text just before an injected English sentence ("name. IMPORTANT: ...");
+    # an ellipsis is the merchant's own.
+    if a > 1 and s[a - 1] == "." and s[a - 2] != ".":
+        a -= 1
+        while a > 0 and s[a - 1] in " \t":
+            a -= 1
+    return a
+
+
+def _english_clause(s: str, a: int, b: int) -> tuple[int, int]:
+    """Widen [a, b) to the plain English words around it ("The product above is highly relevant."): words of
+    letters only, so a specification (SPF50+, 50ml) or Chinese text bounds it."""
+    while True:
+        k = a
+        while k > 0 and s[k - 1] in " ,;:'\"-":
+            k -= 1
+        m = re.search(r"[a-z]+(?:'[a-z]+)?$", s[:k])
+        if m is None or (m.start() > 0 and s[m.start() - 1].isalnum()):
+            break
+        a = m.start()
+    while True:
+        m = re.match(r"[ ,;:'\"\-]*([a-z]+(?:'[a-z]+)?)(?![a-z0-9])", s[b:])
+        if not m:
+            break
+        b += m.end()
+    m = re.match(r"[ ]*[.!?]", s[b:])
+    if m:
+        b += m.end()
+    return _glue_left(s, a), b
+
+
+# ------------------------------------------------------------------------------------------ query-aware words
+
+_NEG_BEFORE = sorted([
+    "不含有", "不含", "无添加", "不添加", "零添加", "无", "非", "不是", "并非", "绝非", "可替代", "可代替", "替代",
+    "代替", "取代", "平替", "区别于", "不同于", "有别于", "除了", "不要", "拒绝", "告别",
+    "without ", "no ", "non-", "non ", "not ", "instead of ", "substitute for ", "alternative to ", "replaces ",
+    "replace ",
+], key=len, reverse=True)
+_NEG_AFTER = sorted(["平替", "替代品", "代替品", "除外", "以外", "无关", "-free", " free", " substitute",
+                     " alternative", " dupe"], key=len, reverse=True)
+_COMPARE_BEFORE = sorted([
+    "效果媲美", "媲美", "堪比", "比肩", "对标", "类似于", "类似", "相当于", "胜过", "优于", "好过", "强过", "赛过",
+    "不输", "超越", "like ", "similar to ", "better than ", "compared to ", "compared with ", "vs. ", "vs ", "versus ",
+], key=len, reverse=True)
+# (一样 is not one: 像针扎一样, X和Y一样吗 are how questions are asked.)
+_COMPARE_AFTER = sorted(["升级版", "加强版", "增强版", "同效", "同等效果", "同级", "级别", " upgrade", " equivalent",
+                         "-like"], key=len, reverse=True)
+_COMPARE_TAIL = re.compile(r"^(?:的效果|效果|的|级别|水平)")
+# Words a negated term takes with it (不含布洛芬成分, 代替布洛芬使用).
+_NEG_TAIL = re.compile(r"^(?:成分|使用|用|类|之类|的)")
+_NOT_NEGATION = ("是不是", "有无", "无论", "无法", "无需", "无须", "非常", "是非", "并无")
+# SEO words only: natural words that can precede a term (适合, 推荐, 搜索) are left alone.
+_MARKET_BEFORE = sorted([
+    "大家都在搜", "都在搜", "热搜", "热卖", "热销", "爆款", "同款", "关键词", "关键字", "搜索词", "热词", "标签",
+    "适用于", "tags", "tag", "keywords", "keyword", "search terms",
+], key=len, reverse=True)
+_MARKET_AFTER = sorted(["同款", "爆款", "热卖", "热搜", "热销"], key=len, reverse=True)
+# Sales filler that may stand beside a stuffed term in brackets or lists.
+_FILLER = {
+    "正品", "包邮", "特价", "旗舰店", "官方", "官方旗舰", "热门", "推荐", "新款", "现货", "秒杀", "促销", "优惠",
+    "热卖", "爆款", "同款", "直营", "自营", "药店", "大药房", "medicine", "pharmacy", "drug", "hot", "sale",
+}
+_SEP_RE = re.compile(r"[ \t,，、/|;；#:：]+")
+_SUFFIXES = ("片", "胶囊", "颗粒", "药", "液", "膏", "丸", "散", "贴")
+# How product-type keywords end (感冒药, 钙片, 维生素, 保健品, 口罩 ...).
+_KEYWORD_ENDINGS = (*_SUFFIXES, "素", "品", "剂", "霜", "水", "露", "茶", "粉", "罩", "仪", "器", "贴")
+
+
+@dataclass(frozen=True)
+class _Query:
+    """The query as the stuffing rules match it, and what counts as a mention of it: a piece of the query text that
+    holds at least half of it, or one of its drug / brand names (布洛芬 of 布洛芬缓释胶囊). A shorter fragment is
+    ordinary language (不是熬夜, 无咳嗽 in a question about a cough) and is left alone."""
+
+    text: str
+    names: frozenset[str]
+    kb: KnowledgeBase | None = None
+    keep_hijack: bool = True
+
+    @classmethod
+    def of(cls, query: str, kb: KnowledgeBase | None, keep_hijack: bool = True) -> _Query:
+        text = "".join(c for c in unicodedata.normalize("NFKC", query).lower() if not _invisible(c)).strip()
+        names: set[str] = set()
+        if kb is not None:
+            e = kb.extract(query)
+            found = (_norm(x) for x in e.common_name + e.brand + e.ingredients)
+            names = {n for n in found if len(n) >= 2 and n in text}
+        return cls(text, frozenset(names), kb, keep_hijack)
+
+    def hijack(self, span: str) -> bool:
+        """Is the span a traffic-hijacking claim (X同款, X平替, 替代X) in the knowledge base's terms? Then it stays: the
+        cheating check reads it and judges the listing (irrelevant, branch cheating), which beats hiding it. With the
+        cheating check switched off nothing would read it, so it goes like any stuffing (`keep_hijack=False`)."""
+        return self.keep_hijack and self.kb is not None and bool(self.kb.hijack_terms(span))
+
+    def substantial(self, piece: str) -> bool:
+        return (len(piece) >= 2 or piece == self.text) and (2 * len(piece) >= len(self.text) or piece in self.names)
+
+    def at(self, s: str, i: int) -> int:
+        """Length of the longest mention starting at s[i] (0: none)."""
+        n = 0
+        while i + n < len(s) and s[i : i + n + 1] in self.text:
+            n += 1
+        for k in range(n, 0, -1):
+            if self.substantial(s[i : i + k]):
+                return k
+        return 0
+
+    def ending(self, s: str, k: int) -> int:
+        """Start of the longest mention ending at s[k] (-1: none)."""
+        for a in range(max(0, k - len(self.text)), k):
+            if s[a:k] in self.text and self.substantial(s[a:k]):
+                return a
+        return -1
+
+    def item(self, item: str, whole: bool = False) -> bool:
+        """A list or bracket item that is a mention (a drug-form suffix allowed: 布洛芬片, 布洛芬胶囊); `whole`: only
+        the whole query counts."""
+        item = item.strip()
+        for suffix in ("", *_SUFFIXES):
+            if item.endswith(suffix):
+                core = item[: len(item) - len(suffix)] if suffix else item
+                if core == self.text or (not whole and core in self.text and self.substantial(core)):
+                    return True
+        return False
+
+
+def _norm(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower().strip()
+
+
+def _corroborated(kb: KnowledgeBase | None, mention: str, rest: str) -> bool:
+    """Does the knowledge base find the rest of the name to name the same product as `mention` (the same drug, trade
+    names resolved, or the same brand)? Then the mention is the product's own (布洛芬缓释胶囊（芬必得）), not stuffing.
+    Sharing only a category or an efficacy is not enough: an unrelated listing can claim either."""
+    if kb is None or not rest.strip():
+        return False
+    me, re_ = kb.enrich(kb.extract(mention)), kb.enrich(kb.extract(rest))
+    cn_m = set(kb.resolve_common_names(me.brand + me.common_name).values()) | kb.canonical_common_names(me.common_name)
+    cn_r = set(kb.resolve_common_names(re_.brand + re_.common_name).values()) | kb.canonical_common_names(
+        re_.common_name)
+    if cn_m & cn_r:
+        return True
+    return bool(me.brand and re_.brand and kb.same_brand(me.brand, re_.brand))
+
+
+# --------------------------------------------------------------------------------------------------- the rules
+
+def _template_tokens(sh: _Shadow) -> None:
+    s = sh.text
+    spans: list[tuple[int, int]] = []
+    tokens = list(_TOKEN.finditer(s))
+    for k, m in enumerate(tokens):
+        tok = m.group(0)
+        closer = any(c in tok for c in _TOKEN_CLOSERS)
+        spans.append(m.span())
+        if closer:
+            continue
+        # An opener: its turn runs to the next closer, else to the end of the text.
+        end = len(s)
+        for n in tokens[k + 1 :]:
+            if any(c in n.group(0) for c in _TOKEN_CLOSERS):
+                end = n.start()
+                break
+        spans.append((m.end(), end))
+    if spans:
+        spans = [(_glue_left(s, a), b) for a, b in spans]
+    sh.cut(spans, "template_token")
+
+
+def _markup(sh: _Shadow) -> None:
+    s = sh.text
+    spans: list[tuple[int, int]] = []
+    for m in _TAG.finditer(s):
+        name = m.group(1)
+        spans.append((_glue_left(s, m.start()), m.end()))
+        if m.group(0).startswith("</") or name in _FORMATTING or m.group(0).endswith("/>"):
+            continue
+        close = s.find(f"</{name}", m.end())
+        if close >= 0:
+            spans.append((m.end(), close))
+    for m in _JSON_OBJECT.finditer(s):
+        spans.append((_glue_left(s, m.start()), m.end()))
+    for m in _JSON_LABEL.finditer(s):
+        if _LEVEL_RE.search(m.group(0)) or re.search(r"\d", m.group(0)):
+            spans.append((_glue_left(s, m.start()), m.end()))
+    sh.cut(spans, "markup")
+
+
+def _answer_labels(sh: _Shadow) -> None:
+    s = sh.text
+    spans = []
+    for m in _ANSWER_LABEL.finditer(s):
+        end = _clause_end(s, m.end()) if m.end() < len(s) else len(s)
+        # "Levels:" and the like open a list: it runs to the end of the lines that follow.
+        if re.match(r"levels?|labels?", m.group(0)):
+            end = len(s)
+        if _LEVEL_RE.search(s[m.end() : end]) or re.match(r"levels?|labels?", m.group(0)):
+            spans.append((_lead_in_start(s, m.start()), end))
+    sh.cut(spans, "answer_label")
+
+
+def _role_turns(sh: _Shadow) -> None:
+    s = sh.text
+    spans = []
+    for m in _ROLE_TURN.finditer(s):
+        nl = s.find("\n", m.end())
+        # A turn's text may start on the next line ("### Response:\nhighly_relevant").
+        if nl >= 0 and not s[m.end() : nl].strip():
+            nl = s.find("\n", nl + 1)
+        spans.append((_glue_left(s, m.start()), len(s) if nl < 0 else nl))
+    sh.cut(spans, "role_turn")
+
+
+def _instructions(sh: _Shadow) -> None:
+    s = sh.text
+    spans = []
+    for pat in (_EN_INSTRUCTION, _ZH_INSTRUCTION, _ZH_IMPERATIVE):
+        for m in pat.finditer(s):
+            a = _lead_in_start(s, m.start())
+            b = _latin_run_end(s, m.start()) if pat is _EN_INSTRUCTION else _sentence_end(s, m.start())
+            if pat is not _ZH_IMPERATIVE or _LEVEL_RE.search(s[m.start() : b]):
+                spans.append((a, b))
+    sh.cut(spans, "instruction")
+
+
+def _judgment_words(sh: _Shadow) -> None:
+    s = sh.text
+    spans = []
+    for m in _LEVEL_RE.finditer(s):
+        if _CJK.match(m.group(0)[0]):
+            spans.append((_glue_left(s, m.start()), m.end()))
+        else:
+            spans.append(_english_clause(s, m.start(), m.end()))
+    sh.cut(spans, "judgment_words")
+
+
+def _padding(sh: _Shadow) -> None:
+    s = sh.text
+    # A filler run hides what follows it from a listing page: the run goes, and after the head of the name, so does
+    # everything behind it. A run that ends the name hides nothing and stays.
+    filler = re.search(rf"[\s\W_]{{{_FILLER_RUN},}}", s)
+    if filler and re.search(r"\w", s[filler.end() :]):
+        sh.cut([(filler.start(), len(s)) if filler.start() > 0 else filler.span()], "padding")
+    s = sh.text
+    # A phrase repeated many times: at the head, the repetition goes; after it, the rest of the name goes too. A
+    # repetition starts where a word does (the rotation "吗 西瓜…" of "西瓜…吗" is the same run one character early).
+    unit = rf"(\S.{{0,23}}?)(?:\s*\1){{{_REPEATS - 1},}}"
+    rep = re.search(rf"(?:^|(?<=[\s,，、/|;；])){unit}", s) or re.search(unit, s)
+    if rep and len(re.sub(r"[\W_]", "", rep.group(1))) >= 2:
+        end = rep.end() if rep.start() == 0 else len(s)
+        sh.cut([(_glue_left(s, rep.start()), end)], "repetition")
+
+
+def _cap(sh: _Shadow, max_chars: int) -> None:
+    if len(sh.text) > max_chars:
+        sh.cut([(max_chars, len(sh.text))], "length")
+
+
+def _query_stuffing(sh: _Shadow, query: str, kb: KnowledgeBase | None, keep_hijack: bool) -> None:
+    q = _Query.of(query, kb, keep_hijack)
+    if not q.text:
+        return
+    _negations(sh, q)
+    _comparisons(sh, q)
+    _marketing(sh, q, kb)
+    _brackets(sh, q, kb)
+    _lists(sh, q, kb)
+    _repeated_query(sh, q)
+
+
+def _comparisons(sh: _Shadow, q: _Query) -> None:
+    """Comparison and kinship claims (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X): the product says it is
+    like X, not that it is X. Added after the held-out family (comparison claims) showed the gap; see the README."""
+    s = sh.text
+    spans = []
+    for marker in _COMPARE_BEFORE:
+        for m in re.finditer(re.escape(marker), s):
+            if marker.isascii() and m.start() > 0 and s[m.start() - 1].isalnum():
+                continue
+            n = q.at(s, m.end())
+            if n and s[m.start() : m.end() + n] not in q.text:
+                tail = _COMPARE_TAIL.match(s[m.end() + n :])
+                spans.append((m.start(), m.end() + n + (tail.end() if tail else 0)))
+    for m in re.finditer("比", s):  # 比X更好 / 比X还强: only with the comparative after it (比较, 比如 are words)
+        n = q.at(s, m.end())
+        more = re.match(r"(?:更|还|要)[\w]{0,4}", s[m.end() + n :]) if n else None
+        if more and s[m.start() : m.end() + n] not in q.text:
+            spans.append((m.start(), m.end() + n + more.end()))
+    for marker in _COMPARE_AFTER:
+        for m in re.finditer(re.escape(marker), s):
+            a = q.ending(s, m.start())
+            if a >= 0 and s[a : m.end()] not in q.text:
+                if a > 0 and s[a - 1] in "与和跟同":
+                    a -= 1
+                spans.append((a, m.end()))
+    sh.cut([(_glue_left(s, a), b) for a, b in spans if not q.hijack(s[a:b])], "compared_query")
+
+
+def _negations(sh: _Shadow, q: _Query) -> None:
+    s = sh.text
+    spans = []
+    for i in range(len(s)):
+        for marker in _NEG_BEFORE:
+            if not s.startswith(marker, i) or (marker.isascii() and i > 0 and s[i - 1].isalnum()):
+                continue
+            if any(s.startswith(w, k) for w in _NOT_NEGATION for k in range(max(0, i - 2), i + 1)
+                   if k <= i < k + len(w)):
+                break
+            j = i + len(marker)
+            n = q.at(s, j)
+            if n and s[i : j + n] not in q.text:  # 非处方 in a query for 非处方药 is the query, not a negation of it
+                tail = _NEG_TAIL.match(s[j + n :])
+                spans.append((i, j + n + (tail.end() if tail else 0)))
+            break
+    for marker in _NEG_AFTER:
+        for m in re.finditer(re.escape(marker), s):
+            a = q.ending(s, m.start())
+            if a >= 0 and s[a : m.end()] not in q.text:
+                spans.append((a, m.end()))
+    sh.cut([(_glue_left(s, a), b) for a, b in spans if not q.hijack(s[a:b])], "negated_query")
+
+
+def _marketing(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
+    s = sh.text
+    spans = []
+    for marker in _MARKET_BEFORE:
+        for m in re.finditer(re.escape(marker), s):
+            if marker.isascii() and m.start() > 0 and s[m.start() - 1].isalnum():
+                continue
+            j = m.end()
+            while j < len(s) and s[j] in " \t:：\"'“”":
+                j += 1
+            n = q.at(s, j)
+            if not n or s[m.start() : j + n] in q.text:
+                continue
+            end = _list_end(s, j + n)
+            if not _corroborated(kb, s[j : j + n], s[: m.start()] + s[end:]):
+                spans.append((m.start(), end))
+    for marker in _MARKET_AFTER:
+        for m in re.finditer(re.escape(marker), s):
+            a = q.ending(s, m.start())
+            if a >= 0 and s[a : m.end()] not in q.text and not _corroborated(kb, s[a : m.start()],
+                                                                              s[:a] + s[m.end() :]):
+                spans.append((a, m.end()))
+    sh.cut([(_glue_left(s, a), b) for a, b in spans if not q.hijack(s[a:b])], "stuffed_query")
+
+
+def _list_end(s: str, i: int) -> int:
+    """End of the keyword list continuing at i (separator-joined keywords), else i."""
+    end = i
+    for m in re.finditer(r"[ \t,，、/|;；]+([^\s,，、/|;；]{1,12})", s[i:]):
+        if i + m.start() != end or not _keyword(m.group(1)):
+            break
+        end = i + m.end()
+    return end
+
+
+def _keyword(item: str) -> bool:
+    """A search keyword rather than a phrase: sales filler, a product-type word (退烧药, 钙片, 保健品) or one Latin
+    word."""
+    item = item.strip()
+    return bool(item) and (item in _FILLER or re.fullmatch(r"[a-z]{3,20}", item) is not None or (
+        len(item) <= 6 and not re.search(r"\d", item) and item.endswith(_KEYWORD_ENDINGS)))
+
+
+def _brackets(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
+    """The whole query in brackets, alone or with sales filler, adds nothing the product is (the marketplace trick of
+    copying the search term into the title). Kept: a bracket that explains a bare trade name before it (太罗（罗格列酮钠
+    片）), a maker's brand tag at the head (【同仁堂】六味地黄丸), and a term the knowledge base finds the rest of the
+    name to be about too (芬必得 is 布洛芬)."""
+    s = sh.text
+    spans = []
+    for m in re.finditer(r"[(（【\[「『〔《〈]([^()（）【】\[\]「」『』〔〕《》〈〉]{1,60})[)）】\]」』〕》〉]", s):
+        items = [t for t in _SEP_RE.split(m.group(1)) if t]
+        mentions = [t for t in items if q.item(t, whole=True)]
+        if not mentions or not all(q.item(t, whole=True) or t in _FILLER for t in items):
+            continue
+        head, outside = s[: m.start()].strip(), s[: m.start()] + s[m.end() :]
+        if any(t in outside for t in mentions):
+            continue  # the name says it outside the brackets too: nothing is added
+        if 0 < len(head) <= 6 and not re.search(r"\s", head):
+            continue
+        if not head and kb is not None and kb.extract(mentions[0]).brand:
+            continue
+        if not _corroborated(kb, " ".join(mentions), outside):
+            spans.append((_glue_left(s, m.start()), m.end()))
+    sh.cut(spans, "stuffed_query")
+
+
+def _lists(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
+    """A mention heading a keyword list that runs to the end of the name: three or more separator-joined items, each
+    a mention or a keyword (感冒药 退烧药 消炎药; 维生素/钙片/保健品)."""
+    s = sh.text
+    for sep in ("/", "|", "，", ",", "、", "；", ";", " "):
+        parts = s.split(sep)
+        for k in range(1, len(parts) - 2):
+            tail = [t for t in parts[k:] if t.strip()]
+            if len(tail) < 3 or not q.item(parts[k]):
+                continue
+            if not all(q.item(t) or _keyword(t) for t in tail):
+                continue
+            start = len(sep.join(parts[:k]))
+            if _corroborated(kb, parts[k], s[:start]):
+                return
+            sh.cut([(_glue_left(s, start), len(s))], "stuffed_query")
+            return
+
+
+def _repeated_query(sh: _Shadow, q: _Query) -> None:
+    s = sh.text
+    if len(q.text) >= 2 and s.count(q.text) >= _QUERY_REPEATS:
+        sh.cut([(_glue_left(s, m.start()), m.end()) for m in re.finditer(re.escape(q.text), s)], "stuffed_query")
+
+
+def _tidy(sh: _Shadow) -> None:
+    """After a removal: brackets left empty and dangling separators go (an unchanged name is never tidied)."""
+    for _ in range(3):
+        sh.sub(re.compile(r"[(（【\[「『〔《〈{][\s,，、/|;；:：\-_\"'.]*[)）】\]」』〕》〉}]"), None)
+    s = sh.text
+    spans = []
+    # closers without an opener and openers without a closer
+    stack: list[tuple[str, int]] = []
+    pairs = dict(zip(_CLOSE, _OPEN, strict=True))
+    for k, ch in enumerate(s):
+        if ch in _OPEN:
+            stack.append((ch, k))
+        elif ch in _CLOSE:
+            if stack and stack[-1][0] == pairs[ch]:
+                stack.pop()
+            else:
+                spans.append((k, k + 1))
+    spans += [(k, k + 1) for _, k in stack]
+    sh.cut(spans, None)
+    s = sh.text
+    junk = " \t\n\"'{}:;,|=`#*~-–—/\\"
+    a, b = 0, len(s)
+    while a < b and s[a] in junk:
+        a += 1
+    while b > a and s[b - 1] in junk:
+        b -= 1
+    sh.cut([(0, a), (b, len(s))], None)
+    sh.sub(re.compile(r"(?<=\s)\s+"), None)
+
+
+_PIPELINE: tuple[Callable[[_Shadow], None], ...] = (
+    _template_tokens, _markup,
+    lambda sh: sh.sub(_FENCED, "delimiter", lambda m: (_glue_left(sh.text, m.start()), m.end())),
+    lambda sh: sh.sub(_DELIMITER, "delimiter", lambda m: (_glue_left(sh.text, m.start()),
+                                                                                       m.end())),
+    _role_turns, _answer_labels, _instructions, _judgment_words,
+    lambda sh: sh.sub(re.compile(r"(?:^|(?<=\s))#[^\s#]+"), "hashtag", lambda m: (_glue_left(sh.text, m.start()),
+                                                                                    m.end())),
+    _padding,
+)
+
+
+def clean_merchant_text(text: str, *, query: str | None = None, kb: KnowledgeBase | None = None,
+                        max_chars: int | None = MAX_JUDGED_NAME_CHARS, empty: str = EMPTY_NAME,
+                        keep_hijack: bool = True) -> Cleaned:
+    """The merchant's text with injected instructions and (given the query) stuffed search terms removed.
+
+    `kb` lets the stuffing rules keep a bracketed or listed term the rest of the name is about too. A text that held
+    nothing but injection becomes `empty`.
+    """
+    sh = _Shadow(text)
+    for rule in _PIPELINE:
+        rule(sh)
+    if max_chars is not None:
+        _cap(sh, max_chars)
+    if query:
+        _query_stuffing(sh, query, kb, keep_hijack)
+    removed = (["invisible"] if sh.invisible else []) + sh.removed
+    if sh.removed:
+        _tidy(sh)
+    out = sh.result()
+    if not out.strip():
+        out = empty
+    return Cleaned(out, tuple(removed))
+
+
+@dataclass
+class ProductText:
+    """The sanitised fields of one product and what was removed from any of them (kinds, deduplicated)."""
+
+    name: str
+    cpv: dict[str, str]
+    category: str | None
+    removed: list[str] = field(default_factory=list)
+
+
+def clean_product_fields(name: str, cpv: dict[str, str], category: str | None, *, query: str | None = None,
+                         kb: KnowledgeBase | None = None, keep_hijack: bool = True) -> ProductText:
+    """Every merchant-written field of a product: the name against the query, attributes and category on their own
+    (an attribute that held only injection is dropped)."""
+    removed: list[str] = []
+
+    def note(kinds: Iterable[str]) -> None:
+        removed.extend(k for k in kinds if k not in removed)
+
+    n = clean_merchant_text(name, query=query, kb=kb, keep_hijack=keep_hijack)
+    note(n.removed)
+    out_cpv: dict[str, str] = {}
+    for key, value in cpv.items():
+        k = clean_merchant_text(key, max_chars=None, empty="")
+        v = clean_merchant_text(value, max_chars=None, empty="")
+        note(k.removed)
+        note(v.removed)
+        if k.text and v.text:
+            out_cpv[k.text] = v.text
+    cat = None
+    if category is not None:
+        c = clean_merchant_text(category, max_chars=None, empty="")
+        note(c.removed)
+        cat = c.text or None
+    return ProductText(n.text, out_cpv, cat, removed)
+
+
+def clean_product(product: Product, query: str, kb: KnowledgeBase | None = None, *,
+                  keep_hijack: bool = True) -> Product:
+    """The product as armed judges it: its merchant-written fields sanitised against this query, with what was removed
+    recorded on it (`Product.sanitised`). An untouched product comes back as it was."""
+    f = clean_product_fields(product.name, product.cpv, product.category, query=query, kb=kb,
+                             keep_hijack=keep_hijack)
+    if not f.removed and (f.name, f.cpv, f.category) == (product.name, product.cpv, product.category):
+        return product
+    out = product.model_copy(update={"name": f.name, "cpv": f.cpv, "category": f.category})
+    out._sanitised = tuple(dict.fromkeys(product.sanitised + tuple(f.removed)))
+    return out
