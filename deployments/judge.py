@@ -33,7 +33,7 @@ from armed.log import bound_request, get_logger, new_request_id
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, Profile, load_profile
 from armed.text import normalise
-from deployments import api, auth
+from deployments import api, auth, loopback
 from deployments.cache import TTLCache
 from deployments.clients import (
     UNAVAILABLE_ROLES,
@@ -275,6 +275,7 @@ class JudgeDeployment:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = JudgeArgs.model_validate(args)
+        loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         # The metric objects are made once here, per replica; every request records through them.
         self.service = JudgeService.from_profile(load_profile(self.args.profile), metrics=RayMetricsRecorder())
 
@@ -340,6 +341,7 @@ class Gateway:
 
     def __init__(self, args: dict[str, Any], judge: Any = None) -> None:
         self.args = JudgeArgs.model_validate(args)
+        loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         profile = load_profile(self.args.profile)
         self.availability = ReplicaAvailability()

@@ -25,7 +25,7 @@ from armed.engines.base import ChatMessage, ChoiceResult
 from armed.engines.batching import DynamicBatcher
 from armed.log import get_logger
 from armed.settings import EngineSpec
-from deployments import api, auth
+from deployments import api, auth, loopback
 from deployments.engines import EngineSource, build_role_engine, spec_model_id
 
 log = get_logger("armed.deployments")
@@ -77,6 +77,7 @@ class _ModelBase:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
+        loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         started = time.perf_counter()
         self.engine = _AnswerClock(
