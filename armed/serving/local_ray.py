@@ -308,7 +308,7 @@ def is_running(record: RayRecord) -> bool:
     return bool(session_processes(record.temp_dir)) and port_open(host, int(port))
 
 
-def stop(home_: RayHome, grace_s: float = 15.0) -> int:
+def stop(home_: RayHome, grace_s: float = 5.0) -> int:
     """End this Ray's processes only (SIGTERM, then SIGKILL after `grace_s`); forget its record and token."""
     import psutil
 

@@ -180,6 +180,23 @@ def test_ray_llm_ingress_requires_the_key(monkeypatch: pytest.MonkeyPatch) -> No
         auth.reset()
 
 
+def test_up_refuses_a_port_already_in_use_before_starting_anything() -> None:
+    """An older Serve (or anything) on the port: exit 2, and no Ray was started for nothing."""
+    import socket
+
+    ray_dir = Path(tempfile.mkdtemp(prefix="arx-", dir="/tmp"))
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            r = _armed(["up", "--port", str(busy.getsockname()[1])], ray_dir, None, timeout=120)
+        assert r.returncode == 2 and "already in use" in r.stderr, r.stderr[-500:]
+        assert not local_ray.session_processes(str(local_ray.RayHome(ray_dir).temp_dir))
+        assert not (ray_dir / "cluster.json").exists()
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
 # --- the real `armed up` ----------------------------------------------------------------------------------------
 
 
