@@ -85,6 +85,18 @@ def _running(home: local_ray.RayHome) -> local_ray.RayRecord | None:
     return record if record is not None and local_ray.is_running(record) else None
 
 
+def _serve_running() -> bool:
+    """Serve's controller is alive on the Ray this process is connected to."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
 def _build(import_path: str, args: dict[str, Any]) -> Any:
     module, _, attr = import_path.partition(":")
     return getattr(importlib.import_module(module), attr)(args)
@@ -158,6 +170,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     from ray import serve
     from ray.serve.context import _get_global_client
 
+    if not _serve_running() and local_ray.port_open(local_ray.LOOPBACK, args.port):
+        # A reused Ray without Serve (`down --keep-ray`): the port is someone else's, and the checks below would
+        # be talking to them.
+        print(f"error: port {args.port} is already in use by something that is not armed's Serve; stop it, or "
+              "pass --port", file=sys.stderr)
+        return 2
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     serve_port = _get_global_client().get_serve_details().get("http_options", {}).get("port", args.port)
     if serve_port != args.port:
