@@ -151,9 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--json", action="store_true", help="print the Judgment as JSON")
     j.set_defaults(func=cmd_judge)
 
-    b = sub.add_parser("judge-batch", help="judge every row of a JSONL file; resumable")
+    from armed.batch import MAX_ID_CHARS
+
+    b = sub.add_parser(
+        "judge-batch", help="judge every row of a JSONL file; resumable",
+        description="Every non-blank input line, however broken, gets exactly one output line {id, line, judgment "
+        "| error}. Ids are compared as text and written back with their JSON type (7 stays a number). Rows "
+        f"without a usable id (none, null, \"\", not a string or integer, invalid Unicode, over {MAX_ID_CHARS} "
+        "characters, "
+        "the reserved form line:N) are keyed line:N. Duplicates: the first row with an id keeps it; a later row "
+        "whose id has the same text (7 after \"7\") is not judged and gets an error record under line:N naming "
+        "the first line. A rerun skips keys already in the output, so a killed batch resumes where it stopped.",
+    )
     b.add_argument("input", help="JSONL: {id?, query, product: {name, images?, cpv?, category?}} per line")
-    b.add_argument("output", help="JSONL of judgments (or error records); rows already there are skipped")
+    b.add_argument("output", help="JSONL of judgments (or error records); keys already there are skipped")
     b.add_argument("--concurrency", type=int, default=4, help="judgments in flight at once")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_judge_batch)

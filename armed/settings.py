@@ -322,15 +322,28 @@ class ArmedSettings(BaseSettings):
         return self
 
 
+def _default_ray_dir() -> Path:
+    return Path.home() / ".local" / "state" / "armed" / "ray"
+
+
 class ServingSettings(BaseSettings):
-    """Settings of the HTTP surface (the Serve gateway and model routes), apart from ArmedSettings so that the
-    key is never part of a settings dump, a versions hash or a log line. Environment: ARMED_API_KEY."""
+    """Settings of the HTTP surface (the Serve gateway and model routes) and of the local Ray `armed up` runs,
+    apart from ArmedSettings so that the key is never part of a settings dump, a versions hash or a log line.
+    Environment: ARMED_API_KEY, ARMED_RAY_DIR."""
 
     model_config = SettingsConfigDict(env_prefix="ARMED_", extra="ignore")
 
     api_key: SecretStr | None = Field(
         default=None,
         description="Bearer key every HTTP route requires (the chart passes it from a Secret); unset: open.",
+    )
+    ray_dir: Path = Field(
+        default_factory=_default_ray_dir,
+        description=(
+            "Where `armed up` keeps its own local Ray: the Ray token (0600), the record of how that Ray was "
+            "started (address, token auth, a salted hash of ARMED_API_KEY) and Ray's session files. Keep the "
+            "path short: Ray puts unix sockets under it (about 50 characters at most)."
+        ),
     )
 
     @field_validator("api_key")

@@ -38,7 +38,7 @@ from armed.log import bound_request, get_logger, new_request_id
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, load_profile
 from armed.text import invalid_unicode_path, normalise
-from deployments import api, auth
+from deployments import api, auth, loopback
 from deployments.cache import TTLCache
 from deployments.clients import (
     UNAVAILABLE_ROLES,
@@ -326,6 +326,7 @@ class JudgeDeployment:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = JudgeArgs.model_validate(args)
+        loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         profile = load_profile(self.args.profile)
         self.health = profile.judge
         # The metric objects are made once here, per replica; every request records through them.
@@ -404,6 +405,7 @@ class Gateway:
 
     def __init__(self, args: dict[str, Any], judge: Any = None) -> None:
         self.args = JudgeArgs.model_validate(args)
+        loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         profile = load_profile(self.args.profile)
         api.set_limits(profile.limits)  # before the first request: this replica's routes enforce the profile's

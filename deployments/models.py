@@ -33,7 +33,7 @@ from armed.images import ImageError
 from armed.log import get_logger
 from armed.serving.limits import InputLimits
 from armed.settings import EngineSpec
-from deployments import api, auth
+from deployments import api, auth, loopback
 from deployments.deadlines import EngineTimeout, engine_health, within_deadline
 from deployments.engines import EngineSource, build_role_engine, spec_model_id
 
@@ -100,6 +100,7 @@ class _ModelBase:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
+        loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         api.set_limits(self.args.limits)  # before the first request: this replica's routes enforce the profile's
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         started = time.perf_counter()

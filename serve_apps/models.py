@@ -76,12 +76,11 @@ build_student_app = _for("student")
 
 
 def build_ray_llm_app(args: dict[str, Any]) -> Application:
-    """The LLM role through ray.serve.llm (LLMServer + OpenAI ingress) for profiles with `serving: ray-llm`."""
-    from ray.serve.llm import build_openai_app
+    """The LLM role through ray.serve.llm (LLMServer + OpenAI ingress) for profiles with `serving: ray-llm`.
 
-    from armed.serving.config import ray_llm_config
+    `args` is what `ray.serve.llm.build_openai_app` takes (`{"llm_configs": [...]}`, the Serve config's args of
+    that app); the ingress requires ARMED_API_KEY like every armed route (deployments/llm_ingress.py).
+    """
+    from deployments.llm_ingress import build_authed_openai_app
 
-    a = ModelAppArgs.model_validate(args)
-    profile = load_profile(a.profile)
-    role = a.role or "llm"
-    return build_openai_app({"llm_configs": [ray_llm_config(profile, role)]})
+    return build_authed_openai_app(args)

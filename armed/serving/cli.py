@@ -1,8 +1,10 @@
 """`armed up / down / status / serve-config`: the serving commands, for the main `armed` CLI to register.
 
 `add_serving_commands(subparsers)` adds the four subcommands; each sets `func(args) -> int` (exit code).
-`up` starts (or joins) a local Ray, deploys exactly the applications `serve-config` writes, and waits until
-they are healthy; ray is imported only inside the handlers, so `serve-config` runs without starting anything.
+`up` starts (or joins) armed's own local Ray (armed/serving/local_ray.py: loopback, Ray token auth, a record of
+the ARMED_API_KEY it was started with), deploys exactly the applications `serve-config` writes, waits until they
+are healthy and, with a key set, checks that every application refuses a request without it; ray is imported
+only inside the handlers (after the driver's environment is set), so `serve-config` runs without starting anything.
 """
 
 from __future__ import annotations
@@ -10,30 +12,41 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr, ValidationError
 
-from armed.errors import InputError
+from armed.errors import InputError, from_validation_error
+from armed.serving import local_ray
 from armed.serving.config import HTTP_PORT, serve_config
 from armed.serving.profiles import load_profile
+from armed.settings import ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
-    up = subparsers.add_parser("up", help="start local Ray and deploy the serving stack from a profile")
+    up = subparsers.add_parser(
+        "up", help="start armed's local Ray (loopback, Ray token auth) and deploy the serving stack from a profile",
+        description="Starts armed's own Ray (ARMED_RAY_DIR; 127.0.0.1 only, Ray token auth) or reuses it when it "
+        "was started with the same ARMED_API_KEY; refuses (exit 2) when the running one has another key or none. "
+        "With ARMED_API_KEY set, every data route is checked to refuse a request without it before this returns.",
+    )
     up.add_argument("--profile", default="cpu", help="profile name (gpu_profiles/) or YAML path [cpu]")
-    up.add_argument("--port", type=int, default=HTTP_PORT, help="HTTP port of Serve's proxy [8000]")
+    up.add_argument("--port", type=int, default=HTTP_PORT, help="HTTP port of Serve's proxy, on 127.0.0.1 [8000]")
     up.add_argument("--engine-source", choices=["factory", "zero-work"], default="factory",
                     help="zero-work: no-op engines, to measure serving overhead without models")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every app to be healthy")
+    up.add_argument("--ray-node-ip", default=local_ray.LOOPBACK,
+                    help="node IP of a newly started Ray [127.0.0.1]. Any other address makes Ray listen on all "
+                    "interfaces (GCS, raylet, agents: token auth still applies) and exposes its Prometheus "
+                    "metrics, which Ray serves without auth; Ray 2.60 cannot expose the metrics alone.")
     up.set_defaults(func=cmd_up)
-    down = subparsers.add_parser("down", help="delete the Serve applications and stop the local Ray")
+    down = subparsers.add_parser("down", help="delete the Serve applications and stop armed's local Ray")
     down.add_argument("--keep-ray", action="store_true", help="shut Serve down but leave Ray running")
     down.set_defaults(func=cmd_down)
     status = subparsers.add_parser("status", help="apps, deployments, replicas and autoscaling bounds")
@@ -46,30 +59,42 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     sc.set_defaults(func=cmd_serve_config)
 
 
-def _env() -> None:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+def _serving(keep_key: bool = True) -> ServingSettings:
+    """ARMED_API_KEY / ARMED_RAY_DIR; `down` and `status` ignore the key (a blank one must not block them)."""
+    try:
+        return ServingSettings() if keep_key else ServingSettings(api_key=None)
+    except ValidationError as exc:
+        err = from_validation_error(exc)
+        raise ValueError(f"setting ARMED_{err.field.upper()}: {err.message}") from None
 
 
-def _connect(start: bool) -> Any:
+def _connect(home: local_ray.RayHome, record: local_ray.RayRecord) -> Any:
+    """Join armed's Ray as a driver, with its token; workers import this checkout's packages."""
+    local_ray.prepare_driver(home, record.node_ip)
     import ray
 
-    _env()
     if ray.is_initialized():
         return ray
-    env = {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"], "RAY_USAGE_STATS_ENABLED": "0"}
-    try:
-        ray.init(address="auto", runtime_env={"env_vars": env}, log_to_driver=False)
-    except ConnectionError:
-        if not start:
-            raise
-        # A detached local head that outlives this command (so `armed down` / `status` can reach it later).
-        import subprocess
-
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--include-dashboard=false",
-                        "--disable-usage-stats"], check=True, env={**os.environ}, capture_output=True)
-        ray.init(address="auto", runtime_env={"env_vars": env}, log_to_driver=False)
+    env = {"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    ray.init(address=record.address, runtime_env={"env_vars": env}, log_to_driver=False)
     return ray
+
+
+def _running(home: local_ray.RayHome) -> local_ray.RayRecord | None:
+    record = home.read_record()
+    return record if record is not None and local_ray.is_running(record) else None
+
+
+def _serve_running() -> bool:
+    """Serve's controller is alive on the Ray this process is connected to."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return False
+    return True
 
 
 def _build(import_path: str, args: dict[str, Any]) -> Any:
@@ -77,17 +102,86 @@ def _build(import_path: str, args: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), attr)(args)
 
 
+def data_routes(cfg: dict[str, Any]) -> list[str]:
+    """One data route per deployed application (its OpenAI `GET .../v1/models`), for the key check of `up`."""
+    return [f"{app['route_prefix'].rstrip('/')}/v1/models" for app in cfg["applications"]]
+
+
+def unguarded_routes(base: str, routes: list[str], key: SecretStr) -> list[str]:
+    """Routes that do not answer 401 without the key, or do not answer with it: each is a side door or broken."""
+    import urllib.error
+    import urllib.request
+
+    def status(url: str, headers: dict[str, str]) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return -1  # no answer at all
+
+    bad = []
+    for route in routes:
+        without = status(base + route, {})
+        with_key = status(base + route, {"Authorization": f"Bearer {key.get_secret_value()}"})
+        if without != 401 or with_key == 401:
+            bad.append(f"{route} (without the key: {without}, with it: {with_key})")
+    return bad
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.profile)
-    except InputError as exc:
+        serving = _serving()
+        home = local_ray.home(serving.ray_dir)
+    except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    key = serving.api_key
     cfg = serve_config(profile, profile_ref=args.profile, engine_source=args.engine_source, port=args.port)
-    _connect(start=True)
+    record = _running(home)
+    if record is not None:
+        refusal = local_ray.reuse_refusal(record, key)
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+    else:
+        if local_ray.session_processes(str(home.temp_dir)):
+            # Ray processes of our session dir but no usable record: how they were started (key) is unknown.
+            print(f"error: a Ray is running under {home.temp_dir} with no record of how it was started; "
+                  "run `armed down` first", file=sys.stderr)
+            return 2
+        if local_ray.port_open(local_ray.LOOPBACK, args.port):
+            print(f"error: port {args.port} is already in use (another Serve or an older armed? stop it, or "
+                  "pass --port)", file=sys.stderr)
+            return 2
+        try:
+            record = local_ray.start(home, key, node_ip=args.ray_node_ip)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    try:
+        _connect(home, record)
+    except ConnectionError as exc:
+        print(f"error: cannot join armed's Ray at {record.address} with the token in {home.token_path}: {exc}; "
+              "run `armed down` first", file=sys.stderr)
+        return 1
     from ray import serve
+    from ray.serve.context import _get_global_client
 
+    if not _serve_running() and local_ray.port_open(local_ray.LOOPBACK, args.port):
+        # A reused Ray without Serve (`down --keep-ray`): the port is someone else's, and the checks below would
+        # be talking to them.
+        print(f"error: port {args.port} is already in use by something that is not armed's Serve; stop it, or "
+              "pass --port", file=sys.stderr)
+        return 2
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve_port = _get_global_client().get_serve_details().get("http_options", {}).get("port", args.port)
+    if serve_port != args.port:
+        print(f"error: Serve on armed's Ray listens on port {serve_port}, not {args.port}: pass --port {serve_port}"
+              " or run `armed down` first", file=sys.stderr)
+        return 2
     for app in cfg["applications"]:
         serve.run(_build(app["import_path"], app["args"]), name=app["name"], route_prefix=app["route_prefix"],
                   blocking=False)
@@ -104,30 +198,48 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 1
         time.sleep(1)
     base = f"http://127.0.0.1:{args.port}"
+    if key is not None:
+        # Verify, do not assume: a replica that did not get the key would serve everyone. Nothing stays up open.
+        bad = unguarded_routes(base, data_routes(cfg), key)
+        if bad:
+            serve.shutdown()
+            print("error: ARMED_API_KEY is set but these routes do not require it; Serve was shut down: "
+                  + "; ".join(bad), file=sys.stderr)
+            return 1
     print(f"armed is up (profile {profile.name}):")
     print(f"  judge:   POST {base}/v1/judge, {base}/v1/judge/batch   (OpenAPI: {base}/docs)")
     print(f"  OpenAI:  {base}/v1  (models, embeddings, chat/completions, classify)")
     for app in cfg["applications"]:
         if app["name"] != "judge":
             print(f"  {app['name']:<12} {base}{app['route_prefix']}")
+    auth = ("Authorization: Bearer $ARMED_API_KEY on every route but /-/healthz and /-/routes" if key
+            else "none: ARMED_API_KEY is not set, every local caller is served")
+    print(f"  auth:    {auth}")
+    print(f"  ray:     {local_ray.describe(record)}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     try:
-        ray = _connect(start=False)
-    except ConnectionError:
-        print("no local Ray running")
+        home = local_ray.home(_serving(keep_key=False).ray_dir)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    record = _running(home)
+    if args.keep_ray:
+        if record is None:
+            print("no armed Ray running")
+            return 0
+        ray = _connect(home, record)
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+        print("Serve is down; armed's Ray keeps running")
         return 0
-    from ray import serve
-
-    serve.shutdown()
-    ray.shutdown()
-    if not args.keep_ray:
-        import subprocess
-
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop"], check=False, capture_output=True)
-    print("armed is down")
+    # Only this Ray's processes (`ray stop` would end every Ray of this user on the machine).
+    stopped = local_ray.stop(home)
+    print("armed is down" if stopped else "no armed Ray running")
     return 0
 
 
@@ -161,14 +273,24 @@ def status_rows() -> list[dict[str, Any]]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     try:
-        _connect(start=False)
-    except ConnectionError:
-        print("armed is down (no local Ray)")
+        home = local_ray.home(_serving(keep_key=False).ray_dir)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    record = _running(home)
+    if record is None:
+        print("armed is down (no armed Ray running)")
+        return 1
+    try:
+        _connect(home, record)
+    except ConnectionError as exc:
+        print(f"error: cannot join armed's Ray at {record.address}: {exc}", file=sys.stderr)
         return 1
     rows = status_rows()
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
+    print(local_ray.describe(record))
     print(f"{'app':<12} {'deployment':<24} {'status':<12} {'replicas':>8} {'min':>4} {'max':>4} {'target':>7}")
     for r in rows:
         print(f"{r['app']:<12} {r['deployment']:<24} {r['status']:<12} {r['replicas']:>8} {r['min']!s:>4} "

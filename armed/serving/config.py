@@ -138,7 +138,8 @@ def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dic
         return {
             "name": app_name(role),
             "route_prefix": route_prefix(role),
-            "import_path": "ray.serve.llm:build_openai_app",
+            # ray.serve.llm's builder, with armed's API-key check on the ingress (deployments/llm_ingress.py).
+            "import_path": "serve_apps.models:build_ray_llm_app",
             "args": {"llm_configs": [ray_llm_config(profile, role)]},
         }
     return {

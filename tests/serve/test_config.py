@@ -24,7 +24,7 @@ def test_serve_config_is_a_valid_serve_deploy_document(name: str) -> None:
         assert app["route_prefix"] == f"/models/{role}"
         rp = profile.models[role]
         if rp.serving == "ray-llm":
-            assert app["import_path"] == "ray.serve.llm:build_openai_app"
+            assert app["import_path"] == "serve_apps.models:build_ray_llm_app"  # build_openai_app + armed's key
             llm = app["args"]["llm_configs"][0]
             assert llm["engine_kwargs"]["tensor_parallel_size"] == rp.engine.tensor_parallel_size
             assert llm["deployment_config"]["autoscaling_config"]["max_replicas"] == rp.replicas.max
