@@ -33,9 +33,10 @@ from ops.fuzz import values as V
 
 @dataclass
 class FuzzCase:
-    """One request. `expect` is a contract beyond "no 5xx": "refused" (must be 4xx) or "refused_or_n" (4xx, or
-    200 with exactly `n` choices). `isolate` marks requests that can stall a replica: they are sent one at a time
-    after the rest, each with a probe judgment alongside to measure the damage to other callers."""
+    """One request. `expect` is a contract beyond "no 5xx": "refused" (must be 4xx), "too_large" (must be 413) or
+    "refused_or_n" (4xx, or 200 with exactly `n` choices). `isolate` marks requests that can stall a replica:
+    they are sent one at a time after the rest, each with a probe judgment alongside to measure the damage to
+    other callers."""
 
     id: str
     route: str  # the operation it targets, "POST /v1/judge"; "* <prefix>" for unknown paths of an app
@@ -348,12 +349,21 @@ def _body_families(op: Operation, tpl: Any, ctx: SeedContext) -> Iterator[FuzzCa
         yield _replace(base, id=f"{op.label}|content_type|header|{ct or 'none'}", family="content_type",
                        body=body, content_type=ct or None)
     if ctx.big_bodies:
-        big = V.oversize_json()
-        yield _replace(base, id=f"{op.label}|oversize|body|20MB_chunked", family="oversize", body=big, chunked=True,
-                       expect="refused", isolate=True, recipe="ops.fuzz.values.oversize_json() sent chunked")
-        yield _replace(base, id=f"{op.label}|oversize|body|17MB_content_length", family="oversize",
-                       body=V.oversize_json(17 * 1024 * 1024), expect="refused", isolate=True,
-                       recipe="ops.fuzz.values.oversize_json(17 * 1024 * 1024)")
+        for name, size, chunked in (("20MB_chunked", V.OVERSIZE_BYTES, True),
+                                    ("17MB_content_length", 17 * 1024 * 1024, False)):
+            body, recipe = _padded(tpl, size)
+            yield _replace(base, id=f"{op.label}|oversize|body|{name}", family="oversize", body=body,
+                           chunked=chunked, expect="too_large", isolate=True, recipe=recipe)
+
+
+def _padded(tpl: Any, size: int) -> tuple[bytes, str]:
+    """The route's own valid body with its first text field padded so the whole is `size` bytes: only the size
+    is wrong, so anything but a 413 means the body was read and parsed."""
+    path = next((p for p, v in nodes(tpl) if isinstance(v, str)), None)
+    if path is None:
+        return V.oversize_json(size), f"ops.fuzz.values.oversize_json({size})"
+    n = size - len(dump(set_at(tpl, path, "")))
+    return dump(set_at(tpl, path, "a" * n)), f"the route's template with {show(path)} = 'a' * {n}"
 
 
 def _header_families(op: Operation, tpl: Any) -> Iterator[FuzzCase]:

@@ -142,6 +142,8 @@ def _batch_items(resp: httpx.Response) -> list[dict[str, Any]]:
 def _check_expect(case: FuzzCase, status: int | None, resp: httpx.Response | None) -> str:
     if case.expect is None or status is None or status >= 500:
         return ""
+    if case.expect == "too_large":
+        return "" if status == 413 else f"answered {status}; a body over the size limit must be refused with 413"
     if 400 <= status < 500:
         return ""
     if status == 200 and resp is not None and any(400 <= int(i.get("status", 0)) < 500 for i in _batch_items(resp)):

@@ -15,6 +15,7 @@ The long run against a live stack, with the report, is `python -m ops.fuzz` (ben
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from ops.fuzz import cases as C
 from ops.fuzz import runner as R
@@ -31,7 +35,10 @@ from tests.serve.conftest import serve_test_profile, write_profile
 
 pytest.importorskip("schemathesis")
 
-PROFILE_DIR = Path(tempfile.mkdtemp(prefix="armed-fuzz-test-"))
+# Cases are built when tests are collected, so the profile and the canary's path exist before any fixture: one
+# fixed directory per user, rewritten by each run.
+PROFILE_DIR = Path(tempfile.gettempdir()) / f"armed-fuzz-test-{os.getuid()}"
+PROFILE_DIR.mkdir(exist_ok=True)
 PROFILE = write_profile(PROFILE_DIR, serve_test_profile("fuzz-inprocess"))
 CANARY = PROFILE_DIR / "canary.png"  # a readable PNG on the server's host: HTTP input must never get it read
 OPTS = R.Options(concurrency=1, timeout_s=20, slow_s=10, shrink_budget=0, seed=0)
@@ -66,6 +73,7 @@ LOCAL_FILES = "judge-reads-local-files: an image given as a path in HTTP input i
 BOMB = "bomb-png-500: DecompressionBombError escapes load_image_bytes"
 UNDECODED = "images-not-decoded: OCR and chat image parts take empty, data:, non-image and bomb payloads to the engine"
 CHAT_PARAMS = "chat-params-ignored: n, temperature, top_p accepted and ignored; image_url without url accepted"
+CHUNKED = "chunked-body-limit: the 16 MB body limit checks only Content-Length; a 20 MB chunked body is parsed"
 NULL_URL = "image-url-null-500: image_url.url = null raises AttributeError in decode_image"
 _CHAT = ("POST /v1/chat/completions", "POST /models/llm/v1/chat/completions", "POST /models/vl/v1/chat/completions")
 KNOWN: dict[tuple[str, str], str] = {
@@ -81,6 +89,8 @@ KNOWN: dict[tuple[str, str], str] = {
     **{(r, "image"): UNDECODED for r in ("POST /v1/ocr", "POST /models/ocr/v1/ocr", "POST /v1/chat/completions",
                                          "POST /models/vl/v1/chat/completions")},
     **{(r, "chat_params"): CHAT_PARAMS for r in _CHAT},
+    **{(r, "oversize"): CHUNKED for r in ("POST /v1/judge", "POST /v1/judge/batch", "POST /v1/embeddings",
+                                          "POST /v1/classify", "POST /v1/ocr", "POST /v1/chat/completions")},
     ("POST /v1/chat/completions", "wrong_type"): NULL_URL,
     ("POST /models/vl/v1/chat/completions", "wrong_type"): NULL_URL,
 }
@@ -174,3 +184,87 @@ async def test_a_role_down_is_503_not_500(client: httpx.AsyncClient, stack: InPr
 async def test_still_judging_afterwards(client: httpx.AsyncClient) -> None:
     live = await R.liveness(client, OPTS, attempts=1, pause_s=0)
     assert live["ok"], live
+
+
+# --- the instrument itself: it must find what is planted ---------------------------------------------------------
+
+
+class Pair(BaseModel):
+    query: str
+    product: dict[str, Any] | str
+
+
+class Batch(BaseModel):
+    pairs: list[Pair]
+
+
+def _planted_app() -> FastAPI:
+    """A small judge-shaped app with planted bugs: a 500 for long queries, a slow answer for an empty one, a 500
+    inside a 200 batch, and a file-existence oracle on image paths."""
+    app = FastAPI()
+
+    def judge(p: Pair) -> tuple[int, dict[str, Any]]:
+        if len(p.query) > 1000:
+            raise ValueError("planted: query too long for the planted judge")
+        images = p.product.get("images", []) if isinstance(p.product, dict) else []
+        for img in images:
+            if isinstance(img, str) and img.startswith("/"):
+                reason = "not an image" if os.path.exists(img) else "cannot be read: no such file"
+                return 400, {"error": {"message": f"image {img}: {reason}"}}
+        if "\x00" in p.query:
+            return 500, {"error": {"message": "KeyError: planted in a pair"}}
+        return 200, {"level": "highly_relevant"}
+
+    @app.post("/v1/judge")
+    async def one(p: Pair) -> JSONResponse:
+        if p.query == "":
+            await asyncio.sleep(0.3)
+        status, body = judge(p)
+        return JSONResponse(body, status_code=status)
+
+    @app.post("/v1/judge/batch")
+    async def batch(b: Batch) -> dict[str, Any]:
+        results = []
+        for i, p in enumerate(b.pairs):
+            status, body = judge(p) if len(p.query) <= 1000 else (400, {"error": {"message": "too long"}})
+            results.append({"index": i, "status": status, **body})
+        return {"results": results}
+
+    return app
+
+
+async def test_the_fuzzer_finds_shrinks_and_reports_planted_bugs(tmp_path: Path) -> None:
+    from ops.fuzz.report import ReportWriter
+
+    app = _planted_app()
+    apis = [C.Api("", app.openapi())]
+    cases = C.plan(apis, C.SeedContext(served_roles=set(), big_bodies=False), max_requests=600, seed=1,
+                   min_generated_per_op=3)
+    opts = R.Options(concurrency=2, timeout_s=5, slow_s=0.2, shrink_budget=40, seed=1, api_key="sekret-key-123")
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://planted.test") as c:
+        result = await R.run(c, cases, opts)
+    report = ReportWriter(tmp_path, "http://planted.test", opts, {}).write(result)
+
+    assert report["gate"]["pass"] is False and report["liveness"]["after"]["ok"]
+    by_status = {(f["route"], f["status"]): f for f in report["failures"]}
+    long_query = next(f for f in report["failures"] if f["route"] == "POST /v1/judge" and f["status"] == "500"
+                      and "huge_text" in f["families"])
+    shrunk = result.minimal[" | ".join(("POST /v1/judge", "500", long_query["hint"]))]
+    assert shrunk.id.endswith("|shrunk") and 1000 < len(shrunk.json_body["query"]) < 2100
+    assert ("POST /v1/judge/batch", "200 with a pair 500") in by_status  # a failed pair inside a 200
+    assert any(s["case"].endswith("|empty_text|query|0") for s in report["slow"])
+    assert any(o["field"].startswith("POST /v1/judge|pair|image|product.images[0]")
+               for o in report["file_existence_oracles"])
+    assert (tmp_path / "report.md").read_text().startswith("# Fuzz run") and "**Gate: FAIL**" in (
+        tmp_path / "report.md").read_text()
+    assert (tmp_path / long_query["reproducer"]["file"]).is_file()
+    for f in tmp_path.rglob("*"):  # the key is sent, never written
+        assert not f.is_file() or b"sekret-key-123" not in f.read_bytes(), f
+
+
+def test_generation_is_deterministic() -> None:
+    apis = documents(PROFILE)[:1]
+    a = [(c.id, c.body) for c in C.generated_cases(apis, 3, 7, set(load_roles()))]
+    b = [(c.id, c.body) for c in C.generated_cases(apis, 3, 7, set(load_roles()))]
+    assert a == b and len(a) >= 3 * len(apis[0].operations())
