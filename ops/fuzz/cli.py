@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -120,7 +121,9 @@ def _git_commit() -> str | None:
         return None
 
 
-async def fuzz(url: str, args: argparse.Namespace, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+async def fuzz(url: str, args: argparse.Namespace, extra_meta: dict[str, Any] | None = None,
+               annotate: Callable[[R.RunResult], None] | None = None) -> dict[str, Any]:
+    """Discover, plan, run, report. `annotate` may add server-side detail to the records before the report."""
     api_key = os.environ.get(args.api_key_env) or None
     local = (args.local_files or _is_loopback(url)) and not args.no_local_files
     local_paths: dict[str, str] = {}
@@ -146,6 +149,8 @@ async def fuzz(url: str, args: argparse.Namespace, extra_meta: dict[str, Any] | 
               f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
         result = await R.run(client, planned, opts, progress=lambda s: print(s, file=sys.stderr))
     listener.stop()
+    if annotate is not None:
+        annotate(result)
     meta = {"commit": _git_commit(), "documents": {a.prefix or "/": [o.label for o in a.operations()] for a in apis},
             "served_roles": sorted(served), "cases_planned": len(planned), "local_files": sorted(local_paths),
             "listener": listener_url, "listener_hits": listener.hits, **(extra_meta or {})}
@@ -159,7 +164,7 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
     from armed.perf.stack import LocalStack, write_profile, zero_work_profile
     from armed.serving.cli import cmd_up
     from armed.serving.profiles import load_profile
-    from ops.fuzz.raylogs import tracebacks
+    from ops.fuzz.raylogs import short, tracebacks
 
     profile_ref = args.local_stack
     if args.all_roles:
@@ -174,19 +179,17 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
         up = argparse.Namespace(profile=profile_ref, port=stack.port, engine_source=args.engine_source, timeout=900)
         if cmd_up(up) != 0:
             raise SystemExit("error: the local stack did not come up")
-        report = asyncio.run(fuzz(stack.url, args, {"local_stack": {"profile": args.local_stack,
-                                                                     "all_roles": args.all_roles,
-                                                                     "engine_source": args.engine_source}}))
-        found = tracebacks(logs, [rid for f in report["failures"] for rid in f["request_ids"]])
-        if found:
-            from ops.fuzz.report import markdown
 
-            for f in report["failures"]:
-                f["server_traceback"] = next((found[r] for r in f["request_ids"] if r in found), None)
-            import json
+        def annotate(result: R.RunResult) -> None:
+            # The replicas' logs name the exception and where it was raised: group the failures by that.
+            found = tracebacks(logs, [r.request_id for r in result.records if r.is_error()])
+            for r in result.records:
+                if r.request_id in found:
+                    r.server, r.hint = found[r.request_id], short(found[r.request_id])
 
-            (args.out / "report.json").write_text(json.dumps(report, ensure_ascii=True, indent=2) + "\n")
-            (args.out / "report.md").write_text(markdown(report))
+        meta = {"local_stack": {"profile": args.local_stack, "all_roles": args.all_roles,
+                                "engine_source": args.engine_source}}
+        report = asyncio.run(fuzz(stack.url, args, meta, annotate))
         return report
     finally:
         stack.stop()

@@ -1,8 +1,9 @@
 """Find the server-side traceback of a failed request in a local Ray session's logs, by its X-Request-Id.
 
-Serve uses the X-Request-Id header as the request's id and writes it on every log line of the request; a
-replica's failure is logged with its traceback right after. Best effort: the first exception line after the
-request's first mention, within a few lines.
+Serve takes the X-Request-Id header as the request's id and writes it on every log line of the request; a replica
+that fails a request logs "Request failed." with the traceback under it. A request that failed in a model replica
+fails again in the judge and the gateway, so the earliest failure is the cause: that one is reported, as
+"<deployment>: <exception line> (<innermost frame outside site-packages>)".
 """
 
 from __future__ import annotations
@@ -10,34 +11,57 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_EXC_LINE = re.compile(r"^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception))(?::|$)")
+_RECORD = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d ")
+_EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit)(?:\([\w.]+\))?(?::|$)")
+_FRAME = re.compile(r'^File "([^"]+)", line (\d+), in (\S+)')
 
 
-def tracebacks(logs_dir: Path, request_ids: list[str], window: int = 80) -> dict[str, str]:
-    """request id -> "file: ExceptionLine (innermost repo frame)" for the ids found."""
+def _frame(line: str) -> str:
+    m = _FRAME.match(line)
+    if not m:
+        return ""
+    path = m.group(1)
+    for marker in ("/armed/", "/deployments/", "/serve_apps/", "/ops/"):
+        if marker in path:
+            path = marker.strip("/") + "/" + path.split(marker, 1)[1]
+            break
+    return f"{path}:{m.group(2)} in {m.group(3)}"
+
+
+def tracebacks(logs_dir: Path, request_ids: list[str], max_lines: int = 600) -> dict[str, str]:
+    """request id -> the earliest server-side failure found for it."""
     wanted = set(request_ids)
-    found: dict[str, str] = {}
-    if not wanted or not logs_dir.is_dir():
-        return found
-    for path in sorted(logs_dir.rglob("*.log")) + sorted(logs_dir.rglob("*.err")):
+    best: dict[str, tuple[str, str]] = {}
+    for path in sorted(logs_dir.glob("serve/replica_*.log")):
+        deployment = "_".join(path.stem.split("_")[1:-1])
         try:
             lines = path.read_text(errors="replace").splitlines()
         except OSError:
             continue
         for i, line in enumerate(lines):
-            ids = [r for r in wanted - set(found) if r in line]
-            if not ids:
+            if "Request failed" not in line:
                 continue
-            frame, exc = "", ""
-            for follow in lines[i : i + window]:
-                s = follow.strip()
-                if s.startswith('File "') and ("/deployments/" in s or "/armed/" in s or "/serve_apps/" in s):
-                    frame = s
-                m = _EXC_LINE.match(s)
-                if m and "Traceback" not in s:
-                    exc = s[:300]
+            rid = next((r for r in wanted if f" {r} " in line), None)
+            if rid is None:
+                continue
+            when = " ".join(line.split()[1:3])
+            exc, frame = "", ""
+            for follow in lines[i + 1 : i + max_lines]:
+                if _RECORD.match(follow):
                     break
-            if exc:
-                for r in ids:
-                    found[r] = f"{path.name}: {exc}" + (f" ({frame[:200]})" if frame else "")
-    return found
+                s = follow.strip()
+                if s.startswith('File "') and "site-packages" not in s and "<frozen" not in s:
+                    frame = _frame(s) or frame
+                elif _EXC_LINE.match(s):
+                    exc = s
+            if exc and (rid not in best or when < best[rid][0]):
+                best[rid] = (when, f"{deployment}: {exc[:240]}" + (f" ({frame})" if frame else ""))
+    return {rid: text for rid, (_, text) in best.items()}
+
+
+def short(found: str) -> str:
+    """"dep: ExcType: message (frame)" -> "dep: ExcType (frame)": what identifies the bug, without the data."""
+    dep, _, rest = found.partition(": ")
+    exc = re.split(r"[:(]", rest, maxsplit=1)[0].strip()
+    frame = found.rsplit(" (", 1)[1].rstrip(")") if found.endswith(")") and " (" in found else ""
+    return f"{dep}: {exc}" + (f" at {frame}" if frame else "")

@@ -100,6 +100,7 @@ class ReportWriter:
                 "families": dict(Counter(r.family for r in rs)),
                 "cases": [r.case_id for r in rs[:25]], "request_ids": [r.request_id for r in rs[:5]],
                 "error": rs[0].error, "snippet": rs[0].snippet,
+                **({"server": rs[0].server} if rs[0].server else {}),
                 "minimal_case": minimal.id,
                 "reproducer": self.save_case(minimal, f"{sig[1]} on {sig[0]}: {sig[2]}"),
             })

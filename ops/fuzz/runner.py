@@ -62,6 +62,7 @@ class Record:
     violation: str = ""  # how the response broke the case's `expect`
     probe: dict[str, Any] | None = None  # isolated cases: the probe judgment sent alongside
     item_status: int | None = None  # /v1/judge/batch: the worst per-pair status inside a 200
+    server: str = ""  # the server-side failure, where its logs are at hand (ops.fuzz.raylogs)
 
     def is_error(self) -> bool:
         return (self.outcome in ("transport_error", "exception") or (self.status or 0) >= 500
