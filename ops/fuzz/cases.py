@@ -362,8 +362,10 @@ def _padded(tpl: Any, size: int) -> tuple[bytes, str]:
     path = next((p for p, v in nodes(tpl) if isinstance(v, str)), None)
     if path is None:
         return V.oversize_json(size), f"ops.fuzz.values.oversize_json({size})"
-    n = size - len(dump(set_at(tpl, path, "")))
-    return dump(set_at(tpl, path, "a" * n)), f"the route's template with {show(path)} = 'a' * {n}"
+    mark = "@@armed-fuzz-padding@@"
+    shell = dump(set_at(tpl, path, mark))
+    n = size - (len(shell) - len(mark))
+    return shell.replace(mark.encode(), b"a" * n, 1), f"the route's template with {show(path)} = 'a' * {n}"
 
 
 def _header_families(op: Operation, tpl: Any) -> Iterator[FuzzCase]:
@@ -550,12 +552,13 @@ def interleave(cases: list[FuzzCase]) -> list[FuzzCase]:
     return out
 
 
-def plan(apis: list[Api], ctx: SeedContext, max_requests: int, seed: int, min_generated_per_op: int = 5
-         ) -> list[FuzzCase]:
-    """Seeds first (interleaved by route), then generated cases, cut to `max_requests`."""
+def plan(apis: list[Api], ctx: SeedContext, max_requests: int, seed: int, min_generated_per_op: int = 5,
+         generated_per_op: int | None = None) -> list[FuzzCase]:
+    """Seeds first (interleaved by route), then generated cases (enough to fill `max_requests`, at least
+    `min_generated_per_op` per operation and mode, or exactly `generated_per_op`), cut to `max_requests`."""
     seeds = interleave(seed_cases(apis, ctx))
     n_ops = sum(len(a.operations()) for a in apis)
     room = max(0, max_requests - len(seeds))
-    per_op = max(min_generated_per_op, math.ceil(room / max(1, 2 * n_ops)))
+    per_op = generated_per_op or max(min_generated_per_op, math.ceil(room / max(1, 2 * n_ops)))
     gen = interleave(generated_cases(apis, per_op, seed, ctx.served_roles))
     return (seeds + gen)[:max_requests]

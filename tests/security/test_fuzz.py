@@ -238,8 +238,9 @@ async def test_the_fuzzer_finds_shrinks_and_reports_planted_bugs(tmp_path: Path)
 
     app = _planted_app()
     apis = [C.Api("", app.openapi())]
-    cases = C.plan(apis, C.SeedContext(served_roles=set(), big_bodies=False), max_requests=600, seed=1,
-                   min_generated_per_op=3)
+    cases = C.plan(apis, C.SeedContext(served_roles=set(), big_bodies=False), max_requests=2000, seed=1,
+                   generated_per_op=3)
+    assert any(c.family == "generated+" for c in cases) and any(c.family == "generated-" for c in cases)
     opts = R.Options(concurrency=2, timeout_s=5, slow_s=0.2, shrink_budget=40, seed=1, api_key="sekret-key-123")
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://planted.test") as c:
@@ -268,3 +269,30 @@ def test_generation_is_deterministic() -> None:
     a = [(c.id, c.body) for c in C.generated_cases(apis, 3, 7, set(load_roles()))]
     b = [(c.id, c.body) for c in C.generated_cases(apis, 3, 7, set(load_roles()))]
     assert a == b and len(a) >= 3 * len(apis[0].operations())
+
+
+def test_server_tracebacks_are_found_by_request_id(tmp_path: Path) -> None:
+    """The local-stack mode names each failure's cause from the replicas' logs: the earliest failure wins."""
+    from ops.fuzz.raylogs import short, tracebacks
+
+    serve_dir = tmp_path / "serve"
+    serve_dir.mkdir()
+    (serve_dir / "replica_judge_Gateway_abc.log").write_text(
+        "ERROR 2026-11-28 10:40:51,369 judge_Gateway abc fuzz-0-00088 -- Request failed.\n"
+        "Traceback (most recent call last):\n"
+        '  File "/x/site-packages/ray/serve/replica.py", line 1, in f\n'
+        "ray.exceptions.RayTaskError(UnicodeEncodeError): ray::student.handle_request()\n"
+        "INFO 2026-11-28 10:40:51,396 judge_Gateway abc fuzz-0-00088 -- POST /v1/judge 500 882.9ms\n")
+    (serve_dir / "replica_student_student_xyz.log").write_text(
+        "INFO 2026-11-28 10:40:51,000 student_student xyz fuzz-0-00087 -- CALL ok\n"
+        "ERROR 2026-11-28 10:40:51,064 student_student xyz fuzz-0-00088 -- Request failed.\n"
+        "Traceback (most recent call last):\n"
+        '  File "/work/wt/armed/engines/shipped.py", line 50, in encode_sync\n'
+        "    ids = tok.encode(text)\n"
+        "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0\n"
+        "INFO 2026-11-28 10:40:51,076 student_student xyz fuzz-0-00088 -- CALL ERROR 41.5ms\n")
+    found = tracebacks(tmp_path, ["fuzz-0-00088", "fuzz-0-00087"])
+    assert list(found) == ["fuzz-0-00088"]
+    assert found["fuzz-0-00088"].startswith("student_student: UnicodeEncodeError: 'utf-8'")
+    assert short(found["fuzz-0-00088"]) == ("student_student: UnicodeEncodeError at "
+                                           "armed/engines/shipped.py:50 in encode_sync")
