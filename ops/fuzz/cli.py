@@ -122,8 +122,8 @@ def _git_commit() -> str | None:
 
 
 async def fuzz(url: str, args: argparse.Namespace, extra_meta: dict[str, Any] | None = None,
-               annotate: Callable[[R.RunResult], None] | None = None) -> dict[str, Any]:
-    """Discover, plan, run, report. `annotate` may add server-side detail to the records before the report."""
+               annotate: Callable[[list[R.Record]], None] | None = None) -> dict[str, Any]:
+    """Discover, plan, run, report. `annotate` may add server-side detail to the records (see runner.run)."""
     api_key = os.environ.get(args.api_key_env) or None
     local = (args.local_files or _is_loopback(url)) and not args.no_local_files
     local_paths: dict[str, str] = {}
@@ -147,10 +147,8 @@ async def fuzz(url: str, args: argparse.Namespace, extra_meta: dict[str, Any] | 
         print(f"{len(planned)} cases over {sum(len(a.operations()) for a in apis)} operations of {len(apis)} "
               f"documents ({', '.join(a.prefix or '/' for a in apis)}), planned in "
               f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
-        result = await R.run(client, planned, opts, progress=lambda s: print(s, file=sys.stderr))
+        result = await R.run(client, planned, opts, progress=lambda s: print(s, file=sys.stderr), annotate=annotate)
     listener.stop()
-    if annotate is not None:
-        annotate(result)
     meta = {"commit": _git_commit(), "documents": {a.prefix or "/": [o.label for o in a.operations()] for a in apis},
             "served_roles": sorted(served), "cases_planned": len(planned), "local_files": sorted(local_paths),
             "listener": listener_url, "listener_hits": listener.hits, **(extra_meta or {})}
@@ -164,7 +162,7 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
     from armed.perf.stack import LocalStack, write_profile, zero_work_profile
     from armed.serving.cli import cmd_up
     from armed.serving.profiles import load_profile
-    from ops.fuzz.raylogs import short, tracebacks
+    from ops.fuzz.raylogs import tracebacks
 
     profile_ref = args.local_stack
     if args.all_roles:
@@ -180,12 +178,11 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
         if cmd_up(up) != 0:
             raise SystemExit("error: the local stack did not come up")
 
-        def annotate(result: R.RunResult) -> None:
-            # The replicas' logs name the exception and where it was raised: group the failures by that.
-            found = tracebacks(logs, [r.request_id for r in result.records if r.is_error()])
-            for r in result.records:
-                if r.request_id in found:
-                    r.server, r.hint = found[r.request_id], short(found[r.request_id])
+        def annotate(records: list[R.Record]) -> None:
+            # The replicas' logs name the exception and where it was raised: failures are grouped by that.
+            found = tracebacks(logs, [r.request_id for r in records if r.is_error()])
+            for r in records:
+                r.server = found.get(r.request_id, "")
 
         meta = {"local_stack": {"profile": args.local_stack, "all_roles": args.all_roles,
                                 "engine_source": args.engine_source}}

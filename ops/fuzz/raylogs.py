@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_RECORD = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d ")
+_RECORD = re.compile(r"^((DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d |\d{4}-\d\d-\d\dT\d\d:)")
+# armed's own structlog lines (worker-*.err): `2026-11-28T11:00:36.796572Z [error    ] judge_failed   request_id=...`
+_STRUCTLOG_ERROR = re.compile(r"^(\S+Z) \[error\s*\] (\w+)\s+.*request_id=(\S+)")
 _EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit)(?:\([\w.]+\))?(?::|$)")
 _FRAME = re.compile(r'^File "([^"]+)", line (\d+), in (\S+)')
 
@@ -28,23 +30,38 @@ def _frame(line: str) -> str:
     return f"{path}:{m.group(2)} in {m.group(3)}"
 
 
+def _failures(path: Path, lines: list[str], wanted: set[str]) -> list[tuple[int, str, str, str]]:
+    """(line index, request id, when, where) of each failure logged for a wanted request in one file."""
+    out = []
+    for i, line in enumerate(lines):
+        if "Request failed" in line:  # Serve's replica log
+            rid = next((r for r in wanted if f" {r} " in line), None)
+            if rid is not None:
+                out.append((i, rid, " ".join(line.split()[1:3]).replace(",", "."),
+                            "_".join(path.stem.split("_")[1:-1])))
+        elif "[error" in line and "request_id=" in line:  # armed's structlog, e.g. judge_failed
+            m = _STRUCTLOG_ERROR.match(line)
+            if m:
+                rid = next((r for r in wanted if m.group(3) == r or m.group(3).startswith(r + "-")), None)
+                if rid is not None:
+                    out.append((i, rid, m.group(1).replace("T", " ").rstrip("Z"), m.group(2)))
+    return out
+
+
 def tracebacks(logs_dir: Path, request_ids: list[str], max_lines: int = 600) -> dict[str, str]:
     """request id -> the earliest server-side failure found for it."""
     wanted = set(request_ids)
     best: dict[str, tuple[str, str]] = {}
-    for path in sorted(logs_dir.glob("serve/replica_*.log")):
-        deployment = "_".join(path.stem.split("_")[1:-1])
+    paths = sorted(logs_dir.glob("serve/replica_*.log")) + sorted(logs_dir.glob("worker-*.err"))
+    for path in paths:
         try:
-            lines = path.read_text(errors="replace").splitlines()
+            text = path.read_text(errors="replace")
         except OSError:
             continue
-        for i, line in enumerate(lines):
-            if "Request failed" not in line:
-                continue
-            rid = next((r for r in wanted if f" {r} " in line), None)
-            if rid is None:
-                continue
-            when = " ".join(line.split()[1:3])
+        if "Request failed" not in text and "request_id=" not in text:
+            continue
+        lines = text.splitlines()
+        for i, rid, when, deployment in _failures(path, lines, wanted):
             exc, frame = "", ""
             for follow in lines[i + 1 : i + max_lines]:
                 if _RECORD.match(follow):

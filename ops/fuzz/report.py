@@ -94,7 +94,8 @@ class ReportWriter:
         for r in errors:
             groups[signature(r)].append(r)
         for sig, rs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            minimal = result.minimal.get(" | ".join(sig)) or result.cases[rs[0].case_id]
+            minimal = next((result.minimal[r.case_id] for r in rs if r.case_id in result.minimal),
+                           result.cases[rs[0].case_id])
             failures.append({
                 "route": sig[0], "status": sig[1], "hint": sig[2], "count": len(rs),
                 "families": dict(Counter(r.family for r in rs)),

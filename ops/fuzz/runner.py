@@ -229,12 +229,20 @@ async def liveness(client: httpx.AsyncClient, opts: Options, attempts: int = 3, 
 # --- shrinking -------------------------------------------------------------------------------------------------------
 
 
-def signature(rec: Record) -> tuple[str, str, str]:
-    """What makes two failures the same bug, as far as the outside can tell."""
+def client_signature(rec: Record) -> tuple[str, str, str]:
+    """What makes two failures the same bug, as far as the client can tell."""
     status = str(rec.status) if rec.status is not None else rec.outcome
     if (rec.item_status or 0) >= 500:
         status = f"200 with a pair {rec.item_status}"
     return rec.route, status, rec.hint or rec.error[:80]
+
+
+def signature(rec: Record) -> tuple[str, str, str]:
+    """The same, refined by the server-side exception and frame where the server's logs gave them."""
+    from ops.fuzz.raylogs import short
+
+    route, status, hint = client_signature(rec)
+    return route, status, short(rec.server) if rec.server else hint
 
 
 def simplifications(obj: Any) -> list[Any]:
@@ -294,7 +302,7 @@ class RunResult:
     isolated: list[Record]
     liveness_before: dict[str, Any]
     liveness_after: dict[str, Any]
-    minimal: dict[str, FuzzCase]  # failure signature (joined) -> smallest failing case
+    minimal: dict[str, FuzzCase]  # case id of the first failure of each distinct cause -> smallest failing case
     cases: dict[str, FuzzCase]  # case id -> case, for the report's reproducers
     shrink_requests: int
     seconds: float
@@ -309,7 +317,10 @@ def release_fifos(paths: tuple[str, ...]) -> None:
 
 
 async def run(client: httpx.AsyncClient, cases: list[FuzzCase], opts: Options,
-              progress: Callable[[str], None] | None = None) -> RunResult:
+              progress: Callable[[str], None] | None = None,
+              annotate: Callable[[list[Record]], None] | None = None) -> RunResult:
+    """Send every case (isolated ones last), then shrink the first failure of each distinct cause; `annotate` may
+    add server-side detail (Record.server) to the records before failures are grouped."""
     started = time.perf_counter()
     deadline = started + opts.max_seconds
     say = progress or (lambda _: None)
@@ -352,6 +363,8 @@ async def run(client: httpx.AsyncClient, cases: list[FuzzCase], opts: Options,
     release_fifos(opts.fifos)
     records.extend(isolated)
     records.sort(key=lambda r: r.index)
+    if annotate is not None:
+        annotate(records)
 
     by_id = {c.id: c for c in cases}
     minimal: dict[str, FuzzCase] = {}
@@ -366,13 +379,13 @@ async def run(client: httpx.AsyncClient, cases: list[FuzzCase], opts: Options,
         seen.add(sig)
         case = by_id[rec.case_id]
 
-        async def fails(trial: FuzzCase, sig: tuple[str, str, str] = sig) -> bool:
+        async def fails(trial: FuzzCase, want: tuple[str, str, str] = client_signature(rec)) -> bool:
             r = await send(client, trial, 70_000, opts)
-            return r.is_error() and signature(r) == sig
+            return r.is_error() and client_signature(r) == want
 
         small, spent = await shrink(case, fails, opts.shrink_budget) if not case.isolate else (case, 0)
         spent_total += spent
-        minimal[" | ".join(sig)] = small
+        minimal[rec.case_id] = small
     after = await liveness(client, opts)
     return RunResult(records=records, isolated=isolated, liveness_before=before, liveness_after=after,
                      minimal=minimal, cases=by_id, shrink_requests=spent_total,

@@ -251,7 +251,7 @@ async def test_the_fuzzer_finds_shrinks_and_reports_planted_bugs(tmp_path: Path)
     by_status = {(f["route"], f["status"]): f for f in report["failures"]}
     long_query = next(f for f in report["failures"] if f["route"] == "POST /v1/judge" and f["status"] == "500"
                       and "huge_text" in f["families"])
-    shrunk = result.minimal[" | ".join(("POST /v1/judge", "500", long_query["hint"]))]
+    shrunk = next(c for c in result.minimal.values() if c.id == long_query["minimal_case"])
     assert shrunk.id.endswith("|shrunk") and 1000 < len(shrunk.json_body["query"]) < 2100
     assert ("POST /v1/judge/batch", "200 with a pair 500") in by_status  # a failed pair inside a 200
     assert any(s["case"].endswith("|empty_text|query|0") for s in report["slow"])
@@ -291,8 +291,15 @@ def test_server_tracebacks_are_found_by_request_id(tmp_path: Path) -> None:
         "    ids = tok.encode(text)\n"
         "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0\n"
         "INFO 2026-11-28 10:40:51,076 student_student xyz fuzz-0-00088 -- CALL ERROR 41.5ms\n")
-    found = tracebacks(tmp_path, ["fuzz-0-00088", "fuzz-0-00087"])
-    assert list(found) == ["fuzz-0-00088"]
+    (tmp_path / "worker-1.err").write_text(  # a failure the judge catches itself and logs through structlog
+        "2026-11-28T10:40:52.000001Z [error    ] judge_failed                   request_id=fuzz-0-00090-1\n"
+        "Traceback (most recent call last):\n"
+        '  File "/work/wt/armed/domain.py", line 126, in content_hash\n'
+        "UnicodeEncodeError: 'utf-8' codec can't encode character '\\udc00' in position 1\n"
+        "INFO 2026-11-28 10:40:52,100 judge_Judge u fuzz-0-00090 -- CALL judge_batch OK 15.3ms\n")
+    found = tracebacks(tmp_path, ["fuzz-0-00088", "fuzz-0-00087", "fuzz-0-00090"])
+    assert sorted(found) == ["fuzz-0-00088", "fuzz-0-00090"]
+    assert short(found["fuzz-0-00090"]) == "judge_failed: UnicodeEncodeError at armed/domain.py:126 in content_hash"
     assert found["fuzz-0-00088"].startswith("student_student: UnicodeEncodeError: 'utf-8'")
     assert short(found["fuzz-0-00088"]) == ("student_student: UnicodeEncodeError at "
                                            "armed/engines/shipped.py:50 in encode_sync")
