@@ -129,7 +129,7 @@ def problems(records: list[R.Record], allow_503: bool = False) -> list[str]:
     out = []
     for r in records:
         if r.is_error() and not (allow_503 and r.status == 503):
-            out.append(f"{r.case_id}: {r.status or r.outcome} {r.hint or r.error[:120]}")
+            out.append(f"{r.case_id}: {r.status or r.outcome} {r.hint} {r.error[:200]}")
         elif r.is_slow(OPTS.slow_s):
             out.append(f"{r.case_id}: slow, {r.seconds:.1f}s")
         elif r.violation:
