@@ -5,6 +5,7 @@
   tune           autoscaling recommendations from Prometheus; --apply patches serveConfigV2 in place
   render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
   chart-readme   regenerate helm/armed/README.md and files/dashboard.json
+  fuzz           fuzz every HTTP route from its OpenAPI document; report in --out (ops/fuzz)
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
                    help="regenerate helm/armed/files/profiles/*.yaml for every shipped profile")
 
     sub.add_parser("chart-readme", help="regenerate helm/armed/README.md and files/dashboard.json")
+
+    from ops.fuzz.cli import add_arguments as fuzz_arguments
+
+    fuzz_arguments(sub.add_parser("fuzz", help="fuzz every HTTP route of a running armed (or a private local stack)"))
     return ap
 
 
@@ -122,6 +127,12 @@ def _chart_readme(_: argparse.Namespace) -> int:
     return 0
 
 
+def _fuzz(a: argparse.Namespace) -> int:
+    from ops.fuzz.cli import run_args
+
+    return run_args(a)
+
+
 def main(argv: list[str] | None = None) -> int:
     from kubernetes.client.exceptions import ApiException
 
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     a = parser().parse_args(argv)
     handler = {"status": _status, "capacity": _capacity, "tune": _tune, "render-values": _render_values,
-               "chart-readme": _chart_readme}[a.cmd]
+               "chart-readme": _chart_readme, "fuzz": _fuzz}[a.cmd]
     try:
         return handler(a)
     except (InputError, BenchmarkError) as exc:

@@ -1,0 +1,5 @@
+import sys
+
+from ops.fuzz.cli import main
+
+sys.exit(main())
