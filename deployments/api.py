@@ -309,7 +309,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def json_response(body: dict[str, Any], ignored: list[str] | None = None) -> JSONResponse:
     """A 200 JSON answer; unknown request parameters that were ignored are named in a header."""
-    headers = {IGNORED_HEADER: ", ".join(ignored)} if ignored else {}
+    # Header values are latin-1 on the wire and end at a newline: names in any script, or with control characters,
+    # are sent escaped (\uXXXX, \n).
+    names = ", ".join(n.encode("unicode_escape").decode("ascii") for n in ignored or [])[:1024]
+    headers = {IGNORED_HEADER: names} if ignored else {}
     return JSONResponse(body, headers=headers)
 
 

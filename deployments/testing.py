@@ -72,10 +72,20 @@ class _Knobs:
             raise RuntimeError(f"{self.model_id}: configured to fail")
 
 
+def _decodes(*images: bytes) -> None:
+    """Zero-work engines skip the model, not the input contract: an image a real engine could not decode is refused
+    the same way (armed.images.ImageError, a 400), so fuzzing a zero-work stack sees what a real one answers."""
+    from armed.images import check
+
+    for image in images:
+        check(image)
+
+
 class ZeroWorkChat(_Knobs):
     """ChatModel: `choose` picks by hash of the last message; `generate` / `complete` echo (a prefix of) it."""
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        _decodes(*(img for m in messages for img in m.images))
         await self._work(messages[-1].content)
         digest = _seed(messages[-1].content + "|" + str(len(messages[-1].images)))
         scores = {c: digest[i % len(digest)] / 64.0 for i, c in enumerate(choices)}
@@ -88,6 +98,7 @@ class ZeroWorkChat(_Knobs):
 
     async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
         """Echoes the last message, one character per token (so `max_tokens` and `stop` act as on a model)."""
+        _decodes(*(img for m in messages for img in m.images))
         await self._work(messages[-1].content)
         return char_completion(messages[-1].content, messages, options, self.model_id)
 
@@ -129,6 +140,7 @@ class ZeroWorkOcr(_Knobs):
     """ImageReader: one line naming the image's size."""
 
     async def read(self, image: bytes) -> list[str]:
+        _decodes(image)
         # The health probe sends a tiny blank PNG; real product images are larger than 1 KiB.
         await self._work(PROBE_TEXT if len(image) < 1024 else "")
         return [f"{len(image)} bytes"]
