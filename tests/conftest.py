@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import os
-
 # Ray re-initialises itself from any API call when it is not initialised (`auto_init_hook`). After a test module
 # shuts its Ray down, a Serve handle's router thread still pushes metrics with `ray.wait`; auto-connecting from
 # that thread while the interpreter exits crashed pytest with a segfault after every test had passed (a clean-clone
-# CI run, 2026-11-28). Read once, when ray is first imported: so set before anything imports ray.
-os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+# CI run, 2026-11-28). Switched off in this process only: not through RAY_ENABLE_AUTO_CONNECT, which the test
+# clusters' workers would inherit (Serve replicas behave differently without it).
+import ray._private.auto_init_hook as _ray_auto_init
 
-import pytest
+_ray_auto_init.enable_auto_connect = False
 
-from armed.engines.tiny import TinyCheckpoints
-from tests import tiny_models
-from tests.cluster_fixtures import crds, helm  # noqa: F401  (fixtures for tests/k8s and tests/ops)
+import pytest  # noqa: E402  (after the Ray switch above)
+
+from armed.engines.tiny import TinyCheckpoints  # noqa: E402
+from tests import tiny_models  # noqa: E402
+from tests.cluster_fixtures import crds, helm  # noqa: F401,E402  (fixtures for tests/k8s and tests/ops)
 
 
 @pytest.fixture(scope="session")

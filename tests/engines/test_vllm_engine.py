@@ -93,7 +93,7 @@ def test_concurrent_calls_are_batched_with_the_same_answers(probe: dict) -> None
             assert batched["probabilities"][label] == pytest.approx(alone["probabilities"][label], abs=2e-3)
     # a broken image fails its own call only; the call batched with it is answered
     bad, good = probe["broken_image_in_batch"]
-    assert bad == "ValueError" and good in vllm_probe.CHOICES
+    assert bad == "ImageError" and good in vllm_probe.CHOICES  # armed.images.ImageError, a ValueError: a 400
 
 
 async def test_embed_matches_transformers_last_token(probe: dict, tiny_checkpoints: TinyCheckpoints) -> None:

@@ -163,7 +163,18 @@ def test_ray_llm_ingress_requires_the_key(monkeypatch: pytest.MonkeyPatch) -> No
     cfg = serve_config(load_profile("l4"))
     llm = next(a for a in cfg["applications"] if a["name"] == "llm")
     assert llm["import_path"] == "serve_apps.models:build_ray_llm_app"
-    app = build_ray_llm_app(llm["args"])
+    import ray
+
+    # ray.serve.llm's builder reads the driver's runtime context; the tests run with auto-connect off
+    # (tests/conftest.py), so it gets a Ray of its own, stopped right after the build.
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        app = build_ray_llm_app(llm["args"])
+    finally:
+        if started:
+            ray.shutdown()
     ingress = app._bound_deployment.func_or_class
     # Serve freezes the app into the ingress wrapper's constructor (ray/serve/api.py `ingress`): find it there.
     cells = [c.cell_contents for c in ingress.__init__.__closure__ or ()]

@@ -182,15 +182,19 @@ def _errors(counts: Counter) -> int:
 
 
 def test_killing_an_optional_replica_degrades_judgments_and_never_errors(stack: str) -> None:
-    # recovered: a clean judgment after at least one degraded one
-    counts, lat, took = _kill_while_judging(
-        stack, "embedder", "opt", lambda c: c["200 degraded"] > 0 and c["200 ok"] >= 8 and _status("embedder") ==
-        "RUNNING")
+    # Recovered: Serve runs a new embedder replica and judgments are clean again. Whether any judgment in between
+    # comes back degraded depends on timing: on an idle machine Serve's router holds the calls until the new
+    # replica is up (no degradation at all); under load some reach the dead one and are answered degraded.
+    killed = _replicas("embedder", "embedder")
+
+    def recovered(c: Counter) -> bool:
+        return c["200 ok"] >= 8 and _status("embedder") == "RUNNING" and _replicas("embedder", "embedder") != killed
+
+    counts, lat, took = _kill_while_judging(stack, "embedder", "opt", recovered)
     print(f"\nembedder (optional) killed while judging: {dict(counts)} over {took:.1f}s; errors {_errors(counts)}; "
           f"slowest judgment {max(lat):.2f}s")
     assert _errors(counts) == 0 and counts["503 + Retry-After"] == 0, counts
-    assert counts["200 degraded"] > 0, "judgments without the embedder must say they are degraded"
-    assert counts["200 ok"] >= 8, "judgments must recover once Serve restarts the replica"
+    assert recovered(counts), "judgments must recover on a new replica once Serve restarts it"
     assert max(lat) < 30
 
 
