@@ -130,6 +130,27 @@ def unguarded_routes(base: str, routes: list[str], key: SecretStr) -> list[str]:
     return bad
 
 
+def deploy_and_wait(cfg: dict[str, Any], timeout_s: float) -> str | None:
+    """Deploy a Serve config's applications on the Ray and Serve this process is connected to, and wait until all
+    run. None when healthy, else what is wrong (`armed up`, and `armed-ops fuzz --local-stack`, use it)."""
+    from ray import serve
+
+    for app in cfg["applications"]:
+        serve.run(_build(app["import_path"], app["args"]), name=app["name"], route_prefix=app["route_prefix"],
+                  blocking=False)
+    names = [a["name"] for a in cfg["applications"]]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = serve.status().applications
+        states = {n: str(getattr(apps[n].status, "value", apps[n].status)) if n in apps else "MISSING" for n in names}
+        if all(s == "RUNNING" for s in states.values()):
+            return None
+        failed = {n: s for n, s in states.items() if s == "DEPLOY_FAILED"}
+        if failed or time.monotonic() > deadline:
+            return f"not healthy: {states}"
+        time.sleep(1)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.profile)
@@ -182,21 +203,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"error: Serve on armed's Ray listens on port {serve_port}, not {args.port}: pass --port {serve_port}"
               " or run `armed down` first", file=sys.stderr)
         return 2
-    for app in cfg["applications"]:
-        serve.run(_build(app["import_path"], app["args"]), name=app["name"], route_prefix=app["route_prefix"],
-                  blocking=False)
-    names = [a["name"] for a in cfg["applications"]]
-    deadline = time.monotonic() + args.timeout
-    while True:
-        apps = serve.status().applications
-        states = {n: str(getattr(apps[n].status, "value", apps[n].status)) if n in apps else "MISSING" for n in names}
-        if all(s == "RUNNING" for s in states.values()):
-            break
-        failed = {n: s for n, s in states.items() if s == "DEPLOY_FAILED"}
-        if failed or time.monotonic() > deadline:
-            print(f"error: not healthy: {states}", file=sys.stderr)
-            return 1
-        time.sleep(1)
+    problem = deploy_and_wait(cfg, args.timeout)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     base = f"http://127.0.0.1:{args.port}"
     if key is not None:
         # Verify, do not assume: a replica that did not get the key would serve everyone. Nothing stays up open.

@@ -160,7 +160,8 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
     """A fresh private Ray (never a cluster someone else started), the profile deployed as `armed up` deploys it,
     the fuzz run, the replicas' logs searched for the failures' tracebacks, then Serve and that Ray stopped."""
     from armed.perf.stack import LocalStack, write_profile, zero_work_profile
-    from armed.serving.cli import cmd_up
+    from armed.serving.cli import deploy_and_wait
+    from armed.serving.config import serve_config
     from armed.serving.profiles import load_profile
     from ops.fuzz.raylogs import tracebacks
 
@@ -174,9 +175,12 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
         import ray
 
         logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
-        up = argparse.Namespace(profile=profile_ref, port=stack.port, engine_source=args.engine_source, timeout=900)
-        if cmd_up(up) != 0:
-            raise SystemExit("error: the local stack did not come up")
+        # The stack's own Ray and Serve are already up (LocalStack): deploy what `armed up` deploys onto them.
+        cfg = serve_config(load_profile(profile_ref), profile_ref=str(profile_ref), engine_source=args.engine_source,
+                           port=stack.port)
+        problem = deploy_and_wait(cfg, 900)
+        if problem:
+            raise SystemExit(f"error: the local stack did not come up: {problem}")
 
         def annotate(records: list[R.Record]) -> None:
             # The replicas' logs name the exception and where it was raised: failures are grouped by that.
