@@ -93,12 +93,16 @@ def _run_one(state: _State, future: concurrent.futures.Future, fn: Callable[...,
     try:
         result = fn(*args)
     except BaseException as exc:  # handed to the awaiting caller, whatever it is
+        _done(state, ident)
         future.set_exception(exc)
     else:
+        _done(state, ident)  # before the caller can see the result: a finished call is never reported stuck
         future.set_result(result)
-    finally:
-        with state.lock:
-            state.running.pop(ident, None)
+
+
+def _done(state: _State, ident: int) -> None:
+    with state.lock:
+        state.running.pop(ident, None)
 
 
 class BlockingWorker:
