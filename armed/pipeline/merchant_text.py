@@ -204,36 +204,40 @@ _LEAD_IN = re.compile(
 )
 
 
-def _latin_run_end(s: str, i: int) -> int:
-    """End of the Latin run starting at i: the first CJK character, newline or unopened closing bracket."""
+def _bracket_aware_end(s: str, i: int, stop: Callable[[int], int | None]) -> int:
+    """Scan from i for the first k where `stop(k)` gives an end, skipping bracketed spans; an unopened closing
+    bracket always ends the scan (the span being cut never takes its enclosing bracket with it)."""
     depth = 0
     for k in range(i, len(s)):
         ch = s[k]
-        if _CJK.match(ch) or ch == "\n":
-            return k
         if ch in _OPEN:
             depth += 1
         elif ch in _CLOSE:
             if depth == 0:
                 return k
             depth -= 1
+        else:
+            end = stop(k)
+            if end is not None:
+                return end
     return len(s)
+
+
+def _latin_run_end(s: str, i: int) -> int:
+    """End of the Latin run starting at i: the first CJK character, newline or unopened closing bracket."""
+    return _bracket_aware_end(s, i, lambda k: k if _CJK.match(s[k]) or s[k] == "\n" else None)
 
 
 def _sentence_end(s: str, i: int) -> int:
     """End of the sentence starting at i (its terminator included), stopping before an unopened closing bracket."""
-    depth = 0
-    for k in range(i, len(s)):
+
+    def terminator(k: int) -> int | None:
         ch = s[k]
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            if depth == 0:
-                return k
-            depth -= 1
-        elif ch in _TERMINATORS and (ch not in ".!?" or k + 1 == len(s) or not s[k + 1].isalnum()):
+        if ch in _TERMINATORS and (ch not in ".!?" or k + 1 == len(s) or not s[k + 1].isalnum()):
             return k + 1
-    return len(s)
+        return None
+
+    return _bracket_aware_end(s, i, terminator)
 
 
 def _clause_end(s: str, i: int) -> int:
