@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from armed import images
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.log import get_logger
+from armed.serving.errors import error_body, error_type, printable
 from armed.serving.limits import InputLimits
 from armed.text import invalid_unicode_path
 from deployments.auth import install_auth
@@ -74,25 +75,6 @@ def set_limits(value: InputLimits) -> None:
 
 
 # --- errors -------------------------------------------------------------------------------------------------------
-
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-                408: "timeout_error", 429: "rate_limit_error", 503: "service_unavailable", 504: "timeout_error"}
-
-
-def error_type(status: int) -> str:
-    """The OpenAI `type` of an error status (what clients switch on)."""
-    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-
-
-def printable(text: str) -> str:
-    """`text` safe to write as UTF-8: a lone surrogate (which a refused field name may hold) as its escape."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def error_body(status: int, message: str, kind: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": printable(message), "type": kind or error_type(status),
-                      "param": printable(param) if param is not None else None, "code": status}}
-
 
 class ApiError(Exception):
     """An error with an HTTP status and an OpenAI-style body (`{"error": {"message", "type", "param", "code"}}`)."""

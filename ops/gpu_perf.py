@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         from armed.engines.tiny import make_tiny_qwen3
 
         model = make_tiny_qwen3(Path(work) / "tiny-qwen3")
+        from armed.serving.proxy_guard import PROXY_ENV
+
+        os.environ.update(PROXY_ENV)
         ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
         from armed.perf.stack import free_port
 

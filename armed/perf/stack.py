@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from armed.serving.profiles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLES, Profile, load_profile
+from armed.serving.proxy_guard import PROXY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_AUTOSCALING = {"target_ongoing_requests": 2, "upscale_delay_s": 1, "downscale_delay_s": 5,
@@ -83,6 +84,8 @@ class LocalStack:
     def start(self) -> LocalStack:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # The node (and so Serve's proxy) inherits this process's environment: the proxy guard as in `armed up`.
+        os.environ.update(PROXY_ENV)
         import ray
         from ray import serve
 

@@ -35,6 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from armed.serving.proxy_guard import PROXY_ENV
+
 LOOPBACK = "127.0.0.1"
 # Ray puts unix sockets at <temp dir>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store; Linux allows 107
 # bytes for a socket path, and the session part is about 60.
@@ -180,6 +182,7 @@ def ray_env(home_: RayHome, node_ip: str, base: dict[str, str] | None = None) ->
     env["RAY_AUTH_MODE"] = "token"
     env["RAY_AUTH_TOKEN_PATH"] = str(home_.token_path)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env.update(PROXY_ENV)  # Serve's proxy refuses non-UTF-8 headers with a 400, not a 500 (proxy_guard)
     if is_loopback(node_ip):
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     else:

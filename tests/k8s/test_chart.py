@@ -12,6 +12,7 @@ import yaml
 
 from armed.serving.config import serve_config
 from armed.serving.profiles import load_profile, profile_names
+from armed.serving.proxy_guard import PROXY_ENV
 from ops import chart as ch
 from ops.chart_readme import readme, value_docs
 from ops.dashboard import DASHBOARD_FILE, dashboard_json
@@ -208,6 +209,9 @@ def test_requests_limits_security_and_probes_everywhere(helm, name):
             assert "preStop" in c["lifecycle"]
             assert {"name": "ARMED_API_KEY", "valueFrom": {"secretKeyRef": {"name": "armed-api-key",
                                                                              "key": "api-key"}}} in c["env"]
+            # Every Ray container's Serve proxy carries the header guard (the one list is proxy_guard.PROXY_ENV).
+            for var, value in PROXY_ENV.items():
+                assert {"name": var, "value": value} in c["env"], (c["name"], var)
 
 
 @pytest.mark.parametrize("name", PROFILES)

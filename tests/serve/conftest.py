@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from armed.serving.proxy_guard import PROXY_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -102,6 +104,7 @@ def serve_port() -> Iterator[int]:
     RAY_PORTS["metrics"] = free_port()
     # Workers import this worktree's packages (the venv's editable install points at another checkout).
     env = {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    os.environ.update(PROXY_ENV)  # the node, and so Serve's proxy, inherits the driver's environment
     ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env},
              log_to_driver=False, _metrics_export_port=RAY_PORTS["metrics"],
              _system_config={"metrics_report_interval_ms": 1000})

@@ -55,6 +55,18 @@ def test_judge_answers_and_caches(judge_stack: str) -> None:
     assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [200, 200]
 
 
+@pytest.mark.parametrize("header", [b"X-Request-Id", b"serve_multiplexed_model_id", b"X-Anything"])
+def test_a_non_utf8_header_is_400_from_serves_own_proxy(judge_stack: str, header: bytes) -> None:
+    """The fuzz's last 500: Serve's proxy decodes these headers as UTF-8 before any app runs. The proxy guard
+    (armed/serving/proxy_guard.py, installed through the node's environment) answers 400 instead, OpenAI-shaped."""
+    body = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊 0.3g*20粒"}}
+    r = httpx.post(judge_stack + "/v1/judge", json=body, headers={header: b"\xff\xfe-\xc3"}, timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error" and "not valid UTF-8" in r.json()["error"]["message"]
+    r = httpx.post(judge_stack + "/v1/judge", json=body, headers={"X-Request-Id": "caf\u00e9-ok"}, timeout=60)
+    assert r.status_code == 200, r.text
+
+
 def test_http_input_never_reads_a_local_file(judge_stack: str, tmp_path) -> None:
     """Issue 11, over real HTTP: a path in any form is a 400 with one message, the same for an existing secret file
     and a missing one; the bytes of the file never reach the OCR (whose zero-work answer names their length)."""

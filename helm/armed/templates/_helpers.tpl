@@ -79,6 +79,9 @@ capabilities:
   value: /home/ray/.cache/triton
 - name: ARMED_CACHE_DIR
   value: /home/ray/.cache/armed
+# Serve's HTTP proxy answers a non-UTF-8 header with 400, not a 500 (armed/serving/proxy_guard.py, PROXY_ENV).
+- name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
+  value: armed.serving.proxy_guard.proxy_middlewares
 {{- if .Values.apiKey.enabled }}
 - name: ARMED_API_KEY
   valueFrom:

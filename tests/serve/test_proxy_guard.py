@@ -1,0 +1,47 @@
+"""The proxy guard on its own (pure ASGI); tests/serve/test_judge_app.py checks it inside a real Serve proxy."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from armed.serving.proxy_guard import CALLBACK, PROXY_ENV, HeaderEncodingGuard, proxy_middlewares, undecodable_header
+
+
+def _app() -> HeaderEncodingGuard:
+    async def echo(request):  # noqa: ANN001, ANN202
+        return PlainTextResponse(request.headers.get("x-request-id", "-"))
+
+    return HeaderEncodingGuard(Starlette(routes=[Route("/", echo, methods=["GET", "POST"])]))
+
+
+@pytest.mark.parametrize("headers, bad", [
+    ([(b"x-request-id", b"abc")], None),
+    ([(b"x-request-id", "café".encode())], None),
+    ([(b"user-agent", b"ok"), (b"x-request-id", b"\xff")], "x-request-id"),
+    ([(b"x-\xe9", b"ok")], "x-é"),
+])
+def test_undecodable_header(headers, bad) -> None:
+    assert undecodable_header(headers) == bad
+
+
+async def test_guard_refuses_with_openai_shaped_400_and_passes_the_rest() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://t") as client:
+        r = await client.post("/", headers={"X-Request-Id": b"\xc3\x28"}, content=b"{}")
+        assert r.status_code == 400
+        assert r.json() == {"error": {"message": "header 'x-request-id' is not valid UTF-8",
+                                      "type": "invalid_request_error", "param": "x-request-id", "code": 400}}
+        r = await client.get("/", headers={"X-Request-Id": "caf\u00e9".encode()})
+        assert r.status_code == 200 and r.text == "café".encode().decode("latin-1")  # Starlette reads latin-1
+
+
+def test_the_env_names_the_callback_serve_calls() -> None:
+    from ray.serve._private.http_util import validate_http_proxy_callback_return
+    from ray.serve._private.utils import call_function_from_import_path
+
+    assert PROXY_ENV == {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": CALLBACK}
+    middlewares = validate_http_proxy_callback_return(call_function_from_import_path(CALLBACK))
+    assert [m.cls for m in middlewares] == [HeaderEncodingGuard] == [m.cls for m in proxy_middlewares()]
