@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from armed import images
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.log import get_logger
-from armed.serving.errors import error_body, error_type, printable
+from armed.serving.errors import error_body, error_type
 from armed.serving.limits import InputLimits
 from armed.text import invalid_unicode_path
 from deployments.auth import install_auth

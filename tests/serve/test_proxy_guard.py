@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
@@ -12,7 +13,7 @@ from armed.serving.proxy_guard import CALLBACK, PROXY_ENV, HeaderEncodingGuard, 
 
 
 def _app() -> HeaderEncodingGuard:
-    async def echo(request):  # noqa: ANN001, ANN202
+    async def echo(request: Request) -> PlainTextResponse:
         return PlainTextResponse(request.headers.get("x-request-id", "-"))
 
     return HeaderEncodingGuard(Starlette(routes=[Route("/", echo, methods=["GET", "POST"])]))
