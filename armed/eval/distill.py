@@ -49,7 +49,9 @@ def task_label(task: str, level: str | None) -> str | None:
         return None
     if task == "relevance":
         return level
-    return "consistent" if level == "highly_relevant" else "inconsistent"
+    from armed.student.consistency import consistency_of_level
+
+    return consistency_of_level(level)
 
 
 def student_messages(task: str, query: str, product_name: str) -> list[ChatMessage]:

@@ -185,7 +185,7 @@ def train_pair_classifier(
         opt.step()
         losses.append(float(loss.detach()))
         if log and (step % 50 == 0 or step == steps - 1):
-            log(f"step {step}: loss {float(loss):.4f}")
+            log(f"step {step}: loss {losses[-1]:.4f}")
     tune_y = D.targets([pairs[i] for i in tune_idx])
     tune_logits = _logits(model, tokenizer, [texts[i] for i in tune_idx], device, max_length=max_length)
     uncalibrated = _metrics(task, M.softmax(tune_logits), tune_y)
