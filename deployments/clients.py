@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from armed.blocking import BlockingTimeout, BlockingWorker, run_with_deadline
-from armed.engines.base import ChatMessage, ChoiceResult, Completion, ModelClients, SamplingOptions
+from armed.engines.base import (
+    CONSISTENCY_LABELS,
+    ChatMessage,
+    ChoiceResult,
+    Completion,
+    ModelClients,
+    SamplingOptions,
+)
 from armed.log import get_logger
 from armed.student.engine import LABELS as LEVEL_LABELS
 
@@ -311,7 +318,7 @@ def build_handle_clients(
     targets: dict[str, Target],
     model_ids: dict[str, str],
     *,
-    labels: Sequence[str] = ("consistent", "inconsistent"),
+    labels: Sequence[str] = CONSISTENCY_LABELS,
     student_labels: Sequence[str] = LEVEL_LABELS,
     ray_llm_roles: Sequence[str] = (),
     timeout_s: float = 60.0,

@@ -19,7 +19,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from armed.blocking import BlockingWorker
-from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions, normalise_vector, softmax
+from armed.engines.base import (
+    CONSISTENCY_LABELS,
+    ChatMessage,
+    ChoiceResult,
+    Completion,
+    SamplingOptions,
+    normalise_vector,
+    softmax,
+)
 from armed.engines.scripted import char_completion
 
 PROBE_TEXT = "health"  # what the model deployments' check_health sends
@@ -120,7 +128,7 @@ class ZeroWorkEmbedder(_Knobs):
 class ZeroWorkClassifier(_Knobs):
     """PairClassifier: P(first label) from a hash of the pair."""
 
-    def __init__(self, *, labels: Sequence[str] = ("consistent", "inconsistent"), **kw: Any) -> None:
+    def __init__(self, *, labels: Sequence[str] = CONSISTENCY_LABELS, **kw: Any) -> None:
         super().__init__(**kw)
         self.labels = tuple(labels)
         self.batch_sizes: list[int] = []

@@ -131,6 +131,21 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
+# The consistency role's contract, shared by serving (armed/pipeline/query_side.py, both pair-classifier engines, the
+# profiles' `models.consistency.engine.labels`) and training (`armed distill --task consistency --student
+# classifier:`, armed/student/consistency.py). The pipeline reads P(labels[0]) as "this document is about what the
+# user meant", so "consistent" comes first.
+CONSISTENCY_LABELS: tuple[str, ...] = ("consistent", "inconsistent")
+# How a consistency classifier reads a pair (no markup to escape: the pipeline sends the texts as they are).
+CONSISTENCY_TEMPLATE = "Query: {query}\nDocument: {document}"
+
+
+def consistency_pair(query: str, title: str, text: str) -> tuple[str, str]:
+    """The (query, document) pair the two-stage filter asks the consistency role about: the query the side searched
+    with, and the retrieved document as its title, one space, its text."""
+    return query, title + " " + text
+
+
 @runtime_checkable
 class PairClassifier(Protocol):
     """The consistency role: for (query, document) pairs, a distribution over `labels`."""

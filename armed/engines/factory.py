@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from armed.engines.base import ChatModel, Embedder, ImageReader, ModelClients, PairClassifier
+from armed.engines.base import CONSISTENCY_TEMPLATE, ChatModel, Embedder, ImageReader, ModelClients, PairClassifier
 from armed.settings import EngineSpec, ModelsSettings
 
 _NO_ENGINE = frozenset({"kb", "ocr-kb", "none"})
@@ -32,7 +32,7 @@ def _make(role: str, spec: EngineSpec) -> Any:
         if role == "embedder":
             return vllm_engine.VLLMEmbedder(spec)
         if role == "consistency":
-            return vllm_engine.VLLMPairClassifier(spec, labels=spec.labels)
+            return vllm_engine.VLLMPairClassifier(spec, labels=spec.labels, template=CONSISTENCY_TEMPLATE)
         if role == "student":
             from armed.student.engine import STUDENT_TEMPLATE
 
@@ -50,7 +50,8 @@ def _make(role: str, spec: EngineSpec) -> Any:
         if role == "embedder":
             return te.TransformersEmbedder(spec.model, device=spec.device, dtype=spec.dtype)
         if role == "consistency":
-            return te.TransformersPairClassifier(spec.model, labels=spec.labels, device=spec.device, dtype=spec.dtype)
+            return te.TransformersPairClassifier(spec.model, labels=spec.labels, device=spec.device, dtype=spec.dtype,
+                                                 template=CONSISTENCY_TEMPLATE)
         if role == "student":
             from armed.student.engine import STUDENT_TEMPLATE
 

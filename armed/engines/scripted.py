@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions, cut_at_stop, normalise_vector
+from armed.engines.base import (
+    CONSISTENCY_LABELS,
+    ChatMessage,
+    ChoiceResult,
+    Completion,
+    SamplingOptions,
+    cut_at_stop,
+    normalise_vector,
+)
 
 
 class ScriptedModelError(RuntimeError):
@@ -234,7 +242,7 @@ class ScriptedPairClassifier:
         rule: PairRule | None = None,
         *,
         table: Mapping[tuple[str, str], str] | None = None,
-        labels: Sequence[str] = ("consistent", "inconsistent"),
+        labels: Sequence[str] = CONSISTENCY_LABELS,
         default: str | None = None,
         confidence: float = 0.9,
         model_id: str = "scripted-consistency",

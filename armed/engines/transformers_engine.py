@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from armed.engines.base import (
+    CONSISTENCY_TEMPLATE,
     BlockingWorker,
     ChatMessage,
     ChoiceResult,
@@ -404,7 +405,7 @@ class TransformersPairClassifier:
         device: str = "cpu",
         dtype: str = "auto",
         model_id: str | None = None,
-        template: str = "Query: {query}\nDocument: {document}",
+        template: str = CONSISTENCY_TEMPLATE,
         max_length: int = 512,
         batch_size: int = 16,
     ) -> None:

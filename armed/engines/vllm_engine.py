@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from armed.engines.base import (
+    CONSISTENCY_LABELS,
+    CONSISTENCY_TEMPLATE,
     BlockingWorker,
     ChatMessage,
     ChoiceResult,
@@ -329,11 +331,11 @@ class VLLMPairClassifier:
         *,
         labels: Sequence[str] | None = None,
         model_id: str | None = None,
-        template: str = "Query: {query}\nDocument: {document}",
+        template: str = CONSISTENCY_TEMPLATE,
         **overrides: Any,
     ) -> None:
         if labels is None:
-            labels = spec.labels if isinstance(spec, EngineSpec) else ("consistent", "inconsistent")
+            labels = spec.labels if isinstance(spec, EngineSpec) else CONSISTENCY_LABELS
         self.labels: tuple[str, ...] = tuple(labels)
         self.template = template
         self.llm, model = build_llm(spec, "pooling", overrides=overrides)

@@ -70,6 +70,10 @@ def cmd_vote(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    if args.task == "consistency" and args.student in ("mlp", "cross-encoder-pack"):
+        print(f"armed distill: --student {args.student} trains the relevance student; the consistency classifier is "
+              "--student classifier:BASE", file=sys.stderr)
+        return 2
     if args.student == "mlp":
         return _distill_mlp(args)
     if args.student == "cross-encoder-pack":
@@ -129,11 +133,14 @@ def _distill_pack(args: argparse.Namespace) -> int:
 
 def _distill_classifier(args: argparse.Namespace) -> int:
     from armed.errors import InputError
-    from armed.student.classifier import train_classifier_student
 
+    if args.task == "consistency":  # the profiles' models.consistency (armed/student/consistency.py)
+        from armed.student.consistency import train_consistency_classifier as train
+    else:  # the profiles' models.student
+        from armed.student.classifier import train_classifier_student as train
     base = args.student.split(":", 1)[1]
     try:
-        summary = train_classifier_student(
+        summary = train(
             base, args.train or [], Path(args.out), teacher_files=[Path(f) for f in args.teacher_predictions or []],
             teacher_weight=args.teacher_weight, tune_fraction=args.tune_fraction, seed=args.seed, limit=args.limit,
             steps=args.steps, lr=args.lr, batch_size=args.batch_size, device=args.device, command=_command(),
@@ -181,19 +188,26 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=cmd_vote)
 
     d = sub.add_parser("distill", help="train the student judge: mlp (embedded default), classifier:BASE (Qwen3 "
-                       "sequence classifier, GPU profiles) or a chat checkpoint (votes → SFT → Table 8)")
+                       "sequence classifier, GPU profiles; with --task consistency the profiles' consistency "
+                       "classifier) or a chat checkpoint (votes → SFT → Table 8)")
     _common(d, dataset_required=False)
     d.add_argument("--student", required=True,
                    help="mlp: the embedded default's student; cross-encoder-pack: the inputs of "
                         "ops/train_cross_encoder_gpu.py (--out is the pack folder); classifier:PATH: a Qwen3 "
                         "sequence classifier "
-                        "fine-tuned from the checkpoint at PATH ('classifier:tiny' for a tiny random Qwen3); "
+                        "fine-tuned from the checkpoint at PATH ('classifier:tiny' for a tiny random Qwen3): the "
+                        "profiles' models.student, or models.consistency with --task consistency; "
                         "otherwise a chat checkpoint folder (or 'tiny') trained on `armed vote` labels")
     d.add_argument("--train", action="append", metavar="FORMAT:PATH",
-                   help="mlp / classifier: human-labelled training set, kuake-qtr:FILE or kuake-qqr:FILE (repeat)")
+                   help="mlp / classifier: human-labelled training set, kuake-qtr:FILE or kuake-qqr:FILE (repeat); "
+                        "classifier with --task consistency also consistency:FILE.jsonl, one "
+                        '{"query": ..., "text": ..., "label": "consistent"|"inconsistent"} a line, text = the '
+                        "retrieved document as the filter sends it (title, a space, text); KUAKE rows count as "
+                        "consistent exactly when highly relevant")
     d.add_argument("--teacher-predictions", action="append", metavar="FILE",
                    help="mlp / classifier: teacher judgments with probabilities as soft labels (armed judge-batch "
-                        "output, armed bench predictions.jsonl or armed vote votes.jsonl; repeat)")
+                        "output, armed bench predictions.jsonl or armed vote votes.jsonl; repeat); with --task "
+                        "consistency, P(consistent) = the share of votes (or the probability) for highly_relevant")
     d.add_argument("--teacher-weight", type=float, default=0.5,
                    help="share of the training loss on teacher pairs when both kinds are given (0..1)")
     d.add_argument("--tune-fraction", type=float, default=0.1,
@@ -205,7 +219,9 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                    help="mlp: blend in the cross-encoder that ops/train_cross_encoder_gpu.py wrote to RUN_DIR (its "
                         "pack from `--student cross-encoder-pack` with the same --train, --seed, --tune-fraction), "
                         "or the cross-encoders of a student artefact; repeat to average several")
-    d.add_argument("--task", choices=("relevance", "consistency"), default="relevance")
+    d.add_argument("--task", choices=("relevance", "consistency"), default="relevance",
+                   help="classifier: relevance trains the student, consistency the filter's consistency check "
+                        "(labels consistent, inconsistent); chat checkpoint: the SFT task")
     d.add_argument("--teacher", action="append", metavar="SPEC", help="a teacher voter spec (repeatable)")
     d.add_argument("--include-split", action="store_true", help="train on majority labels of split votes too")
     d.add_argument("--eval-fraction", type=float, default=0.3, help="share of items held out for evaluation")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from armed.domain import DocDecision, Entities, EntityField, SideUnderstanding, WebDoc
-from armed.engines.base import ModelClients, cosine
+from armed.engines.base import ModelClients, consistency_pair, cosine
 from armed.knowledge.base import KnowledgeBase
 from armed.pipeline import prompts
 from armed.pipeline.search import SearchProvider
@@ -228,7 +228,7 @@ class QuerySide:
         cons: dict[str, float] = {}
         if stage1:
             if self.clients.consistency is not None:
-                pairs = [(query, d.doc.title + " " + d.doc.text) for d in stage1]
+                pairs = [consistency_pair(query, d.doc.title, d.doc.text) for d in stage1]
                 dists = await self.clients.consistency.classify(pairs)
                 label = self.clients.consistency.labels[0]
                 cons = {d.doc.id: dist.get(label, 0.0) for d, dist in zip(stage1, dists, strict=True)}

@@ -1,13 +1,16 @@
-"""`armed distill --student classifier:BASE`: the GPU profiles' student, a Qwen3 sequence classifier.
+"""`armed distill --student classifier:BASE`: the GPU profiles' Qwen3 sequence classifiers.
 
-Fine-tunes `Qwen3ForSequenceClassification` (four outputs, `id2label` = Algorithm 1's levels) from a causal or
-classification checkpoint on human labels and teacher soft labels, reading each pair as `STUDENT_TEMPLATE`
-renders it — the same text `TransformersPairClassifier` and `VLLMPairClassifier` send at serving time.
+`train_pair_classifier` fine-tunes `Qwen3ForSequenceClassification` from a causal or classification checkpoint
+for one `ClassifierTask` — the labels of its head (`id2label`), how it reads a pair (the same text
+`TransformersPairClassifier` and `VLLMPairClassifier` send at serving time) and how its tuning split is scored —
+on human labels and teacher soft labels. Two tasks use it:
+- the student (`STUDENT`, here): four outputs = Algorithm 1's levels, pairs read as `STUDENT_TEMPLATE`;
+- the consistency check (`--task consistency`, armed/student/consistency.py): consistent / inconsistent.
 The temperature fitted on the tuning split is folded into the score head (logits/T = (W/T)·h: the head has no
 bias), so vLLM's pooling runner, which applies a plain softmax, serves calibrated probabilities too.
 
-The output folder is exactly what a profile's `models.student` loads (kind vllm or transformers): config,
-weights, tokenizer, plus `student.json` and `MODEL_CARD.md`. On a GPU: `ops/train_student_gpu.sh`.
+The output folder is exactly what a profile's `models.<role>` loads (kind vllm or transformers): config,
+weights, tokenizer, plus `<role>.json` and `MODEL_CARD.md`. On a GPU: `ops/train_student_gpu.sh`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +32,43 @@ from armed.student.engine import LABELS, STUDENT_TEMPLATE
 from armed.text import escape_markup
 
 
+@dataclass(frozen=True)
+class ClassifierTask:
+    """What makes one pair classifier differ from another; the training loop is the same for all of them."""
+
+    role: str  # the profile role that loads the output folder (models.<role>); also names <role>.json
+    title: str  # the model card's heading
+    labels: tuple[str, ...]  # the head's outputs, in order (config id2label)
+    template: str  # how the serving engines read a pair (recorded in the summary)
+    render: Callable[[D.StudentPair], str]  # a training pair as the serving engine's template renders it
+    evaluate: Callable[[np.ndarray, np.ndarray], dict[str, Any]]  # (probabilities, targets) of the tuning split
+    max_length: int  # tokens per pair in training
+
+
 def render(pair: D.StudentPair) -> str:
     """The pair as the template reads it, escaped the way serving escapes it (armed.pipeline.hierarchy): a text
     cannot close <query> or <product> nor carry a chat-template token."""
     return STUDENT_TEMPLATE.format(query=escape_markup(pair.query[:256]), document=escape_markup(pair.product[:512]))
 
 
-def _load_base(base: str | Path, device: str) -> tuple[Any, Any]:
+def _evaluate_student(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    from armed.student.distill import evaluate
+
+    return evaluate(probs, y)
+
+
+STUDENT = ClassifierTask(role="student", title="armed student (Qwen3 sequence classifier)", labels=LABELS,
+                         template=STUDENT_TEMPLATE, render=render, evaluate=_evaluate_student, max_length=256)
+
+
+def _load_base(base: str | Path, labels: Sequence[str], device: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(base), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-        label2id={lab: i for i, lab in enumerate(LABELS)}, ignore_mismatched_sizes=True, dtype=torch.float32,
+        str(base), num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={lab: i for i, lab in enumerate(labels)}, ignore_mismatched_sizes=True, dtype=torch.float32,
     )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -61,7 +88,7 @@ def _logits(model: Any, tokenizer: Any, texts: Sequence[str], device: str, batch
             enc = tokenizer(list(texts[i : i + batch]), return_tensors="pt", padding=True, truncation=True,
                             max_length=max_length).to(device)
             out.append(model(**enc).logits.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, int(model.config.num_labels)), dtype=np.float32)
 
 
 def train_classifier_student(
@@ -78,29 +105,63 @@ def train_classifier_student(
     lr: float = 2e-5,
     batch_size: int = 16,
     device: str = "cpu",
-    max_length: int = 256,
+    max_length: int | None = None,
     command: str = "",
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    import torch
-
+    """The student: KUAKE human labels (FORMAT:PATH) and teacher judgments as four-level soft labels."""
     if not train_specs and not teacher_files:
         raise InputError("--train", "give at least one training set (FORMAT:PATH) or --teacher-predictions file")
+    human = [p for spec in train_specs for p in D.load_human(spec, limit, seed)]
+    teacher = [p for f in teacher_files for p in D.load_teacher(Path(f))]
+    files = {s: D.parse_spec(s)[1] for s in train_specs} | {str(f): Path(f) for f in teacher_files}
+    return train_pair_classifier(
+        STUDENT, base, human, teacher, out, files=files, teacher_weight=teacher_weight, tune_fraction=tune_fraction,
+        seed=seed, limit=limit, steps=steps, lr=lr, batch_size=batch_size, device=device, max_length=max_length,
+        command=command, log=log)
+
+
+def train_pair_classifier(
+    task: ClassifierTask,
+    base: str,
+    human: Sequence[D.StudentPair],
+    teacher: Sequence[D.StudentPair],
+    out: Path,
+    *,
+    files: dict[str, Path],
+    teacher_weight: float = 0.5,
+    tune_fraction: float = 0.1,
+    seed: int = 0,
+    limit: int | None = None,
+    steps: int = 200,
+    lr: float = 2e-5,
+    batch_size: int = 16,
+    device: str = "cpu",
+    max_length: int | None = None,
+    command: str = "",
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Fine-tune `base` ("tiny": a tiny random Qwen3) into `task`'s classifier on the pairs (targets: distributions
+    over task.labels), fold the tuning split's temperature into the head, save to `out`; return the summary.
+    `files` (what the pairs were read from, by the name the command gave) go into the summary with their sha256."""
+    import torch
+
     started = time.perf_counter()
+    max_length = max_length or task.max_length
     if base == "tiny":
         from armed.engines.tiny import make_tiny_qwen3
 
         base = str(make_tiny_qwen3(out.parent / f".{out.name}-tiny-base"))
-    human = [p for spec in train_specs for p in D.load_human(spec, limit, seed)]
-    teacher = [p for f in teacher_files for p in D.load_teacher(Path(f))]
     pairs, weights = D.mix(human, teacher, teacher_weight)
     if not pairs:
         raise InputError("--train", "no training pairs")
+    if any(p.target is None or len(p.target) != len(task.labels) for p in pairs):
+        raise ValueError(f"every target must be a distribution over {list(task.labels)}")
     train_idx, tune_idx = D.group_split(pairs, tune_fraction, seed)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    tokenizer, model = _load_base(base, device)
-    texts = [render(p) for p in pairs]
+    tokenizer, model = _load_base(base, task.labels, device)
+    texts = [task.render(p) for p in pairs]
     y = torch.from_numpy(D.targets(pairs))
     w = torch.from_numpy(weights)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -124,57 +185,57 @@ def train_classifier_student(
         opt.step()
         losses.append(float(loss.detach()))
         if log and (step % 50 == 0 or step == steps - 1):
-            log(f"step {step}: loss {float(loss):.4f}")
+            log(f"step {step}: loss {losses[-1]:.4f}")
     tune_y = D.targets([pairs[i] for i in tune_idx])
     tune_logits = _logits(model, tokenizer, [texts[i] for i in tune_idx], device, max_length=max_length)
-    uncalibrated = _metrics(M.softmax(tune_logits), tune_y)
+    uncalibrated = _metrics(task, M.softmax(tune_logits), tune_y)
     temperature = M.fit_temperature(tune_logits, tune_y) if len(tune_idx) else 1.0
     with torch.no_grad():  # fold 1/T into the bias-free score head
         model.score.weight.mul_(1.0 / temperature)
-    calibrated = _metrics(M.softmax(tune_logits, temperature), tune_y)
+    calibrated = _metrics(task, M.softmax(tune_logits, temperature), tune_y)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     summary = {
         "kind": "qwen3-sequence-classifier",
-        "labels": list(LABELS),
-        "template": STUDENT_TEMPLATE,
+        "role": task.role,
+        "labels": list(task.labels),
+        "template": task.template,
         "temperature_folded_into_head": temperature,
         "base": str(base),
         "training": {"pairs": D.describe(pairs), "teacher_weight": teacher_weight if teacher else 0.0,
-                     "files_sha256": {s: D.file_sha256(D.parse_spec(s)[1]) for s in train_specs},
-                     "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "limit": limit,
-                     "losses_first_last": [losses[0], losses[-1]] if losses else None,
+                     "files_sha256": {name: D.file_sha256(path) for name, path in files.items()},
+                     "steps": steps, "lr": lr, "batch_size": batch_size, "max_length": max_length, "seed": seed,
+                     "limit": limit, "losses_first_last": [losses[0], losses[-1]] if losses else None,
                      "seconds": time.perf_counter() - started, "device": device, "command": command},
         "tuning_split": {"uncalibrated": uncalibrated, "calibrated": calibrated},
     }
-    (out / "student.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "MODEL_CARD.md").write_text(_card(summary), encoding="utf-8")
+    (out / f"{task.role}.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
+                                           encoding="utf-8")
+    (out / "MODEL_CARD.md").write_text(_card(task, summary), encoding="utf-8")
     return summary
 
 
-def _metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    from armed.student.distill import evaluate
-
-    return evaluate(probs, y) if len(y) else {"n": 0}
+def _metrics(task: ClassifierTask, probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    return task.evaluate(probs, y) if len(y) else {"n": 0}
 
 
-def _card(s: dict[str, Any]) -> str:
+def _card(task: ClassifierTask, s: dict[str, Any]) -> str:
     t = s["training"]
     c = s["tuning_split"]["calibrated"]
     return "\n".join([
-        "# armed student (Qwen3 sequence classifier) — model card",
+        f"# {task.title} — model card",
         "",
         f"- base: `{s['base']}`; labels {s['labels']}; input template `{s['template']!r}`",
         f"- command: `{t['command']}`" if t.get("command") else "- command: (library call)",
         f"- data: {json.dumps(t['pairs']['by_source'], ensure_ascii=False)}; teacher weight {t['teacher_weight']}",
         f"- files (sha256): {json.dumps(t['files_sha256'])}",
-        f"- {t['steps']} steps, lr {t['lr']}, batch {t['batch_size']}, seed {t['seed']}, device {t['device']}, "
-        f"{t['seconds']:.0f} s",
+        f"- {t['steps']} steps, lr {t['lr']}, batch {t['batch_size']}, {t['max_length']} tokens, seed {t['seed']}, "
+        f"device {t['device']}, {t['seconds']:.0f} s",
         f"- temperature {s['temperature_folded_into_head']:.3f}, folded into the score head",
         f"- tuning split: {json.dumps(c)}",
         "",
-        "Serve it with `models.student: {kind: vllm, model: <this folder>}` (or kind transformers).",
+        f"Serve it with `models.{task.role}: {{kind: vllm, model: <this folder>}}` (or kind transformers).",
         "",
     ])

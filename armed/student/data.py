@@ -35,13 +35,15 @@ PAIR_KIND_OF_FORMAT: dict[str, PairKind] = {"kuake-qtr": "title", "kuake-qqr": "
 
 @dataclass(frozen=True)
 class StudentPair:
-    """One training (or evaluation) pair: `target` is a 4-level distribution (one-hot for human labels)."""
+    """One training (or evaluation) pair: `target` is a distribution over the task's labels (one-hot for human
+    labels): the four levels for the student, consistent / inconsistent for the consistency check, whose `product`
+    is the retrieved document's text."""
 
     id: str
     query: str
     product: str
     kind: PairKind
-    target: tuple[float, float, float, float] | None
+    target: tuple[float, ...] | None
     source: str  # "human:<set>" or "teacher:<file>"
 
     @property

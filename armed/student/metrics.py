@@ -13,13 +13,17 @@ def to_benchmark(probs: np.ndarray) -> np.ndarray:
 
 def macro_f1_3(probs4: np.ndarray, gold4: np.ndarray) -> float:
     """Macro-F1 over the three benchmark levels, predicted by `data.decide_level`'s band rule."""
-    pred = to_benchmark(probs4).argmax(axis=1)
-    gold = to_benchmark(gold4).argmax(axis=1)
+    return macro_f1(to_benchmark(probs4), to_benchmark(gold4))
+
+
+def macro_f1(probs: np.ndarray, gold: np.ndarray) -> float:
+    """Macro-F1 of the argmax over the classes (probs and gold (n, k); gold one-hot or soft)."""
+    pred, gold_idx = probs.argmax(axis=1), gold.argmax(axis=1)
     f1s = []
-    for c in range(3):
-        tp = float(np.sum((pred == c) & (gold == c)))
-        fp = float(np.sum((pred == c) & (gold != c)))
-        fn = float(np.sum((pred != c) & (gold == c)))
+    for c in range(probs.shape[1]):
+        tp = float(np.sum((pred == c) & (gold_idx == c)))
+        fp = float(np.sum((pred == c) & (gold_idx != c)))
+        fn = float(np.sum((pred != c) & (gold_idx == c)))
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return float(np.mean(f1s))
 

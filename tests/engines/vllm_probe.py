@@ -2,7 +2,8 @@
 
 vLLM owns process-wide state (platform detection, compiled grammars, a NUMA-bound allocator) and leaks native
 objects on shutdown; a subprocess keeps all of that out of the pytest process. Usage:
-    python -m tests.engines.vllm_probe --causal DIR --classifier DIR --labels a,b,c [--student DIR] --out FILE
+    python -m tests.engines.vllm_probe --causal DIR --classifier DIR --labels a,b,c [--student DIR]
+        [--consistency DIR [--consistency-profile NAME]] --out FILE
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from armed.engines.base import ChatMessage
 CHOICES = ["相关", "不相关", "部分相关"]
 EMBED_TEXTS = ["感冒发烧", "布洛芬缓释胶囊 0.3g*20粒", "眼药水"]
 PAIRS = [["感冒发烧", "布洛芬"], ["眼睛干涩", "玻璃酸钠滴眼液"], ["a", "b"]]
+# (query, retrieved document as the two-stage filter sends it: title, a space, text)
+CONSISTENCY_PAIRS = [*PAIRS, ["布洛芬", "布洛芬缓释胶囊 用于缓解轻至中度疼痛，如头痛、关节痛。"],
+                     ["布洛芬", "阿莫西林胶囊 主治细菌感染"]]
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -97,6 +101,21 @@ async def run(args: argparse.Namespace) -> dict:
         student = VLLMPairClassifier(args.student, labels=LABELS, template=STUDENT_TEMPLATE, max_model_len=512,
                                      dtype="float32")
         report["student"] = await student.classify([tuple(p) for p in PAIRS])
+    if args.consistency:
+        # The distilled consistency classifier exactly as a GPU profile's models.consistency loads it: the profile's
+        # engine spec (labels) through the factory (template), pointed at the folder, sized for this CPU.
+        gc.collect()
+        from armed.engines.factory import build_engine
+        from armed.serving.profiles import load_profile
+
+        spec = load_profile(args.consistency_profile).models["consistency"].engine.model_copy(
+            update={"model": args.consistency, "dtype": "float32", "max_model_len": 512, "max_num_seqs": 4})
+        t = time.perf_counter()
+        consistency = build_engine("consistency", spec)
+        report["consistency_labels"] = list(consistency.labels)
+        report["consistency_template"] = consistency.template
+        report["consistency"] = await consistency.classify([tuple(p) for p in CONSISTENCY_PAIRS])
+        report["consistency_s"] = time.perf_counter() - t
     return report
 
 
@@ -106,6 +125,9 @@ def main() -> None:
     parser.add_argument("--classifier", required=True)
     parser.add_argument("--labels", required=True)
     parser.add_argument("--student", help="a distilled student classifier folder (armed distill --student classifier:)")
+    parser.add_argument("--consistency", help="a distilled consistency classifier folder (armed distill --task "
+                        "consistency --student classifier:)")
+    parser.add_argument("--consistency-profile", default="l4", help="the GPU profile whose models.consistency loads it")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     report = asyncio.run(run(args))

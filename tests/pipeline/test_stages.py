@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from armed.domain import Branch, RelevanceLevel
-from armed.engines.base import ModelClients
+from armed.engines.base import ModelClients, consistency_pair
 from armed.engines.scripted import ScriptedChatModel, ScriptedEmbedder, ScriptedImageReader, ScriptedPairClassifier
 from armed.errors import InputError, JudgmentTimeout
 from armed.pipeline import prompts
@@ -119,6 +119,12 @@ async def test_two_stage_filter_records_why_each_document_went(kb):
         if d.kept:
             assert d.consistency is not None and d.consistency >= 0.5
     assert consistency.calls
+    # What the role is asked is what `armed distill --task consistency` trains on: (the query searched with, each
+    # scored document as consistency_pair renders it).
+    sent = [pair for method, pairs in consistency.calls if method == "classify" for pair in pairs]
+    scored = {consistency_pair(j.evidence.query.rewritten or j.evidence.query.original, d.doc.title, d.doc.text)
+              for d in docs if d.consistency is not None}
+    assert scored and set(sent) == scored
 
 
 async def test_similarity_threshold_drops_documents(kb):
