@@ -78,6 +78,9 @@ def format_judgment(j: Judgment) -> str:
         lines.append(f"student:  {s.model} confidence {s.confidence:.2f} (escalate below {s.threshold:.2f}: "
                      f"{'escalated to the LLM' if s.escalated else 'answered'}) — "
                      + ", ".join(f"{k.value}={v:.2f}" for k, v in s.probabilities.items()))
+    if j.llm is not None:
+        lines.append(f"llm:      {j.llm.model} said {j.llm.label.value} — "
+                     + ", ".join(f"{k.value}={v:.2f}" for k, v in j.llm.probabilities.items()))
     if j.cheating:
         lines.append(f"cheating: {j.cheating_reason}")
     for r in j.rules_fired:

@@ -339,6 +339,15 @@ class StudentOpinion(_Frozen):
     escalated: bool = Field(description="True when the pair went to the LLM judge.")
 
 
+class LLMOpinion(_Frozen):
+    """What the LLM judge said of the pair, where it ran: its constrained answer and its own label distribution
+    (before the judge blends it with the student's or the knowledge prior's)."""
+
+    model: str
+    label: RelevanceLevel = Field(description="The constrained decode's answer (always one of the levels).")
+    probabilities: dict[RelevanceLevel, float] = Field(description="The engine's distribution over the levels.")
+
+
 class Versions(_Frozen):
     knowledge_base: str = Field(description="Content hash of the knowledge base (seed + loaded sources).")
     rules: str = Field(description="Content hash of the expert rule set.")
@@ -361,6 +370,7 @@ class Judgment(BaseModel):
     reason: str = Field(description="One sentence saying why, built from the evidence.")
     rules_fired: list[RuleHit] = Field(default_factory=list)
     student: StudentOpinion | None = Field(default=None, description="The student's answer, where it ran.")
+    llm: LLMOpinion | None = Field(default=None, description="The LLM judge's answer, where it ran.")
     cheating: bool = False
     cheating_reason: str | None = None
     degraded: list[str] = Field(default_factory=list, description="Stages that failed or timed out.")

@@ -253,67 +253,6 @@ class HandleImageReader(HandleClient):
         return await self.call("read", image)
 
 
-class RayLLMChatModel(HandleClient):
-    """ChatModel over ray.serve.llm's LLMServer (the profile's `serving: ray-llm`), through its handle.
-
-    Constrained choice uses vLLM structured outputs (a `choice` list) and reads the chosen label; the
-    probabilities are one-hot because the OpenAI response carries no distribution over the choices.
-    NOTE: written against ray 2.60's LLMServer.chat(ChatCompletionRequest) and vLLM's request type; it needs
-    vLLM installed in the judge's image and has not been run on a GPU here.
-    """
-
-    async def _chat(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> str:
-        response = await self._chat_response(messages, max_tokens, extra)
-        return response.choices[0].message.content or ""
-
-    async def _chat_response(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> Any:
-        from ray.serve.llm.openai_api_models import ChatCompletionRequest
-
-        content = []
-        for m in messages:
-            if m.images:
-                raise ValueError("the ray-llm path serves text chat only; the vl role uses armed's deployment")
-            content.append({"role": m.role, "content": m.content})
-        params = {"temperature": 0.0, **extra}  # greedy unless the caller asks otherwise
-        request = ChatCompletionRequest(model=self.model_id, messages=content, max_tokens=max_tokens, stream=False,
-                                        **params)
-        await self.ensure_available()
-        gen = self.handle().options(stream=True).chat.remote(request)
-        async for chunk in gen:
-            response = chunk[0] if isinstance(chunk, list) else chunk
-            if hasattr(response, "choices"):
-                return response
-            raise RuntimeError(f"LLMServer error: {str(response)[:300]}")
-        raise RuntimeError("LLMServer returned no response")
-
-    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        longest = max(len(c) for c in choices)
-        extra = {"structured_outputs": {"choice": list(choices)}}
-        text = (await self.guarded(self._chat(messages, longest + 8, extra))).strip()
-        label = text if text in choices else min(choices, key=lambda c: (c not in text, len(c)))
-        return ChoiceResult(label=label, probabilities={c: float(c == label) for c in choices}, model=self.model_id)
-
-    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return await self.guarded(self._chat(messages, max_tokens, {}))
-
-    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
-        """The OpenAI chat call with the request's sampling; finish reason and usage as vLLM reports them."""
-        extra: dict[str, Any] = {"temperature": options.temperature, "top_p": options.top_p}
-        if options.seed is not None:
-            extra["seed"] = options.seed
-        if options.stop:
-            extra["stop"] = list(options.stop)
-        response = await self.guarded(self._chat_response(messages, options.max_tokens, extra))
-        choice, usage = response.choices[0], response.usage
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason="length" if choice.finish_reason == "length" else "stop",
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            model=self.model_id,
-        )
-
-
 def build_handle_clients(
     targets: dict[str, Target],
     model_ids: dict[str, str],
@@ -326,6 +265,8 @@ def build_handle_clients(
     availability: ReplicaAvailability | None = None,
 ) -> ModelClients:
     """ModelClients for the deployed roles; a role without a target stays None (the pipeline's fallbacks)."""
+    from deployments.ray_llm_client import RayLLMChatModel  # it builds on HandleClient, defined here
+
     availability = availability or ReplicaAvailability()
     kw = {"timeout_s": timeout_s, "retry_after_s": retry_after_s}
     clients = ModelClients()

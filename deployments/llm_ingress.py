@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from armed.serving.config import ray_llm_deployment_name
 from deployments import auth, loopback
 
 
@@ -53,7 +54,9 @@ def build_authed_openai_app(builder_config: dict[str, Any]) -> Any:
     )
     lora_paths = {c.model_id: c.lora_config.dynamic_lora_loading_path for c in configs if c.lora_config is not None}
     return serve.deployment(ingress_cls, **options).bind(
-        llm_deployments={c.model_id: build_llm_deployment(c) for c in configs},
+        # Named after the model id (armed.serving.config.ray_llm_deployment_name), not Ray's "LLMServer:<id>".
+        llm_deployments={c.model_id: build_llm_deployment(
+            c, override_serve_options={"name": ray_llm_deployment_name(c.model_id)}) for c in configs},
         model_cards={c.model_id: to_model_metadata(c.model_id, c) for c in configs},
         lora_paths=lora_paths,
         **args.ingress_cls_config.ingress_extra_kwargs,

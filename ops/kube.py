@@ -7,6 +7,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
+from armed.serving.config import ray_llm_deployment_name
+
 RAY_GROUP, RAY_VERSION, RAYSERVICES = "ray.io", "v1", "rayservices"
 
 
@@ -59,7 +61,7 @@ def deployment_bounds(serve_cfg: dict[str, Any]) -> dict[tuple[str, str], dict[s
         for llm in (app.get("args") or {}).get("llm_configs") or []:
             dc = llm.get("deployment_config") or {}
             model_id = (llm.get("model_loading_config") or {}).get("model_id", app["name"])
-            dep = "LLMServer:" + model_id.replace("/", "--").replace(".", "_")
+            dep = ray_llm_deployment_name(model_id)
             out[(app["name"], dep)] = dc.get("autoscaling_config") or {}
     return out
 
@@ -74,6 +76,6 @@ def autoscaling_ref(serve_cfg: dict[str, Any], app: str, deployment: str) -> dic
                 return dep.setdefault("autoscaling_config", {})
         for llm in (a.get("args") or {}).get("llm_configs") or []:
             model_id = (llm.get("model_loading_config") or {}).get("model_id", a["name"])
-            if deployment == "LLMServer:" + model_id.replace("/", "--").replace(".", "_"):
+            if deployment == ray_llm_deployment_name(model_id):
                 return llm.setdefault("deployment_config", {}).setdefault("autoscaling_config", {})
     return None

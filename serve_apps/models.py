@@ -81,6 +81,14 @@ def build_ray_llm_app(args: dict[str, Any]) -> Application:
     `args` is what `ray.serve.llm.build_openai_app` takes (`{"llm_configs": [...]}`, the Serve config's args of
     that app); the ingress requires ARMED_API_KEY like every armed route (deployments/llm_ingress.py).
     """
+    from armed.engines.shipped import resolve_model_source
     from deployments.llm_ingress import build_authed_openai_app
 
-    return build_authed_openai_app(args)
+    configs = []
+    for cfg in args.get("llm_configs") or []:
+        # A `shipped:` model (the CPU profile's SmolLM2) becomes its local folder here, where the app is built.
+        loading = dict(cfg.get("model_loading_config") or {})
+        if isinstance(loading.get("model_source"), str):
+            loading["model_source"] = resolve_model_source(loading["model_source"])
+        configs.append({**cfg, "model_loading_config": loading})
+    return build_authed_openai_app({**args, "llm_configs": configs})

@@ -187,6 +187,39 @@ class ModelClients:
         return ids
 
 
+def check_choices(choices: Sequence[str]) -> list[str]:
+    """The distinct choices in order; at least one, none empty (every engine's `choose` starts here)."""
+    unique = list(dict.fromkeys(choices))
+    if not unique:
+        raise ValueError("choose() needs at least one choice")
+    if any(not c for c in unique):
+        raise ValueError("choices must be non-empty strings")
+    return unique
+
+
+def choice_token_budget(choices: Sequence[str]) -> int:
+    """Tokens a constrained decode needs for the longest choice: its UTF-8 bytes bound its tokens, plus the end."""
+    return max(len(c.encode("utf-8")) for c in choices) + 2
+
+
+class ChoiceOutsideLabels(ValueError):
+    """A constrained decode answered something that is not one of the choices (truncated, empty, another label).
+
+    Never mapped to the nearest label: the caller's stage fails, and the judge degrades and says why.
+    """
+
+    def __init__(self, model: str, answer: str, choices: Sequence[str], finish_reason: str | None = None) -> None:
+        why = f" (finish_reason {finish_reason})" if finish_reason else ""
+        super().__init__(f"{model} answered {answer[:80]!r}{why}, which is not one of {list(choices)}")
+        self.model = model
+        self.answer = answer
+        self.choices = tuple(choices)
+        self.finish_reason = finish_reason
+
+    def __reduce__(self) -> tuple:  # Ray pickles exceptions across processes: keep the fields
+        return (type(self), (self.model, self.answer, self.choices, self.finish_reason))
+
+
 def softmax(scores: dict[str, float]) -> dict[str, float]:
     """Normalise log-scores into probabilities (stable for very negative values)."""
     if not scores:

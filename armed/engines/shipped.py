@@ -149,3 +149,19 @@ class RapidOCRReader:
 
     async def read(self, image: bytes) -> list[str]:
         return await self._worker.run(self._read, image)
+
+
+# Checkpoints a profile may name instead of a path, for engines that load an HF folder (vLLM, ray.serve.llm): the
+# folder is built once from what a registry package ships, on the machine that loads it.
+SHIPPED_PREFIX = "shipped:"
+SHIPPED_CHECKPOINTS = {"shipped:smollm2-135m-instruct": smollm2_checkpoint}
+
+
+def resolve_model_source(model: str) -> str:
+    """`model` as a local folder: a `shipped:` name built into the cache, anything else unchanged."""
+    if not model.startswith(SHIPPED_PREFIX):
+        return model
+    build = SHIPPED_CHECKPOINTS.get(model)
+    if build is None:
+        raise ValueError(f"unknown shipped model {model!r}; one of {sorted(SHIPPED_CHECKPOINTS)}")
+    return str(build())

@@ -20,6 +20,7 @@ from armed.engines.base import (
     ChoiceResult,
     Completion,
     SamplingOptions,
+    check_choices,
     check_context,
     cut_at_stop,
     softmax,
@@ -68,15 +69,6 @@ def _messages_as_dicts(messages: Sequence[ChatMessage], with_images: bool) -> li
             content = m.content
         out.append({"role": m.role, "content": content})
     return out
-
-
-def _check_choices(choices: Sequence[str]) -> list[str]:
-    unique = list(dict.fromkeys(choices))
-    if not unique:
-        raise ValueError("choose() needs at least one choice")
-    if any(not c for c in unique):
-        raise ValueError("choices must be non-empty strings")
-    return unique
 
 
 def _continuation_ids(tokenizer: Any, choices: Sequence[str]) -> list[list[int]]:
@@ -294,7 +286,7 @@ class TransformersChatModel:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        unique = _check_choices(choices)
+        unique = check_choices(choices)
         prompt = self.prompt_ids(messages)
         conts = _continuation_ids(self.tokenizer, unique)
         check_context(len(prompt), max(len(c) for c in conts), self.context)
@@ -533,7 +525,7 @@ class TransformersVisionChatModel:
         }
 
     def _choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        unique = _check_choices(choices)
+        unique = check_choices(choices)
         prompt, vision = self.prepare(messages)
         conts = _continuation_ids(self.tokenizer, unique)
         check_context(len(prompt), max(len(c) for c in conts), self.context)

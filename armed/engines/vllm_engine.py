@@ -20,10 +20,13 @@ from armed.engines.base import (
     CONSISTENCY_TEMPLATE,
     BlockingWorker,
     ChatMessage,
+    ChoiceOutsideLabels,
     ChoiceResult,
     Completion,
     SamplingOptions,
+    check_choices,
     check_context,
+    choice_token_budget,
     normalise_vector,
     softmax,
 )
@@ -109,7 +112,7 @@ class ChatCall:
         """Most tokens the call may generate: the request's, or room for the longest label's bytes plus EOS (the
         grammar may spell a label byte by byte)."""
         if self.choices is not None:
-            return max(len(c.encode("utf-8")) for c in self.choices) + 2
+            return choice_token_budget(self.choices)
         return (self.options or SamplingOptions()).max_tokens
 
 
@@ -242,10 +245,10 @@ class VLLMChatModel:
         text = completion.text.strip()
         first = completion.logprobs[0] if completion.logprobs else {}
         sampled = completion.token_ids[0] if completion.token_ids else None
-        label = text if text in choices else None
+        if text not in choices:  # a truncated decode, a broken grammar: an error, never the nearest label
+            raise ChoiceOutsideLabels(self.model_id, completion.text, choices, completion.finish_reason)
+        label = text
         probs = self.choice_probabilities(choices, first, sampled, label)
-        if label is None:  # only a truncated decode could get here; never answer outside the choices
-            label = max(choices, key=lambda c: probs[c])
         return ChoiceResult(
             label=label,
             probabilities=probs,
@@ -292,9 +295,7 @@ class VLLMChatModel:
         return await self._worker.run(self.run_batch, calls)
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        unique = tuple(dict.fromkeys(choices))
-        if not unique or any(not c for c in unique):
-            raise ValueError("choose() needs at least one non-empty choice")
+        unique = tuple(check_choices(choices))
         return await self._batcher.submit(ChatCall(tuple(messages), unique))
 
     async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:

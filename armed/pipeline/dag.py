@@ -131,6 +131,7 @@ class Pipeline:
             reason=decision.reason,
             rules_fired=hits,
             student=decision.student,
+            llm=decision.llm,
             cheating=p.cheating,
             cheating_reason=p.cheating_reason,
             degraded=list(dict.fromkeys(rec.degraded)),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from armed.domain import Branch, Entities, RelevanceLevel, RuleHit, StudentOpinion
+from armed.domain import Branch, Entities, LLMOpinion, RelevanceLevel, RuleHit, StudentOpinion
 from armed.engines.base import ChoiceResult, ModelClients
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, veto
@@ -45,6 +45,7 @@ class Decision:
     branch: Branch
     reason: str
     student: StudentOpinion | None = None
+    llm: LLMOpinion | None = None
 
 
 def one_hot(level: RelevanceLevel) -> dict[RelevanceLevel, float]:
@@ -260,6 +261,7 @@ async def decide(
         )
         if result is not None:
             llm_probs = {RelevanceLevel(k): v for k, v in result.probabilities.items()}
+            said = LLMOpinion(model=result.model, label=RelevanceLevel(result.label), probabilities=llm_probs)
             # Escalated from the student: the LLM refines the student's distribution; otherwise the KB prior's.
             base, base_name = (student_probs, "student") if student_probs is not None else (prior, "knowledge prior")
             probs = fold_above(blend(llm_probs, base, settings.judge.llm_weight), cap)
@@ -268,7 +270,7 @@ async def decide(
                    f"{base_name})")
             if opinion is not None:
                 why = f"escalated (student confidence {opinion.confidence:.2f} < {opinion.threshold:.2f}); " + why
-            return Decision(level, probs, Branch.llm_judge, why + cap_note, opinion)
+            return Decision(level, probs, Branch.llm_judge, why + cap_note, opinion, said)
         if student_probs is not None:  # the LLM failed: the student's answer stands, and the judgment says degraded
             probs = fold_above(student_probs, cap)
             return Decision(band_argmax(probs), probs, Branch.student,

