@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from armed.engines.shipped import SHIPPED_CHECKPOINTS, SHIPPED_PREFIX
+
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "### Where each GPU profile's model path comes from"
 
@@ -34,9 +36,17 @@ def _profile_paths() -> dict[str, set[str]]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for role in doc.get("models", {}).values():
             model = (role.get("engine") or {}).get("model")
-            if model:
+            if model and not model.startswith(SHIPPED_PREFIX):  # built by armed itself (test below)
                 out.setdefault(model, set()).add(path.stem)
     return out
+
+
+def test_shipped_model_names_are_ones_armed_builds() -> None:
+    for path in sorted((ROOT / "gpu_profiles").glob("*.yaml")):
+        for role in yaml.safe_load(path.read_text(encoding="utf-8")).get("models", {}).values():
+            model = (role.get("engine") or {}).get("model") or ""
+            if model.startswith(SHIPPED_PREFIX):
+                assert model in SHIPPED_CHECKPOINTS, (path.name, model)
 
 
 def test_every_profile_model_path_has_a_documented_producer() -> None:
