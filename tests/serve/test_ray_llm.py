@@ -112,3 +112,44 @@ def test_chat_completions_through_the_gateway_reach_the_same_engine(stack: str) 
     assert out["model"] == "armed-llm" and out["choices"][0]["message"]["content"]
     assert out["usage"]["prompt_tokens"] > 0 and 0 < out["usage"]["completion_tokens"] <= 8
     assert out["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_text_stages_run_through_the_production_client_and_keep_their_grounding(stack: str) -> None:
+    """Rewrite, standardise and LLM NER on the real (tiny) model through RayLLMChatModel, not a scripted double:
+    each stage runs, and whatever the model writes passes the stage's grounding check or is rejected by it."""
+    from armed.engines.base import ModelClients
+    from armed.knowledge.base import KnowledgeBase
+    from armed.pipeline.dag import Pipeline
+    from armed.settings import ArmedSettings
+    from armed.text import normalise
+
+    query, name = "晚上咳嗽睡不着吃什么", "【买2送1】川贝枇杷膏 150ml 润肺止咳 老少皆宜"
+    pipeline = Pipeline(ArmedSettings(stages={"llm_text": True}), KnowledgeBase.load(), ModelClients(llm=_client()))
+    j = asyncio.run(pipeline.judge(query, name))
+    stages = {s.name: s for s in j.stages}
+    for stage in ("query_rewrite", "standardise", "ner_llm"):
+        assert stages[stage].status == "ok", (stage, stages[stage])
+    assert "LLM" in stages["query_rewrite"].detail or "kb expansion" in stages["query_rewrite"].detail
+    assert stages["standardise"].detail.startswith(("LLM standard name", "noise removal; LLM name rejected"))
+    assert stages["ner_llm"].detail.endswith("grounded entities")
+    # Whatever was kept is grounded: a standard name uses only the listing's characters (the NER stage's own check
+    # drops values not in the query; its detail counts what survived).
+    standard = j.evidence.product.rewritten or ""
+    assert set(normalise(standard)) <= set(normalise(name)) | {" "}, standard
+    assert j.llm is not None and j.llm.model == "armed-llm" and not j.degraded
+
+
+def test_guided_choice_on_the_real_llm_path(stack: str) -> None:
+    """Issue 11's stall cases, now on a real LLM: a 100,000-character or empty choice is refused at the edge (4xx,
+    at once), and a normal guided_choice answers with the engine's distribution over the offered choices."""
+    url, msgs = stack + "/v1/chat/completions", [{"role": "user", "content": "布洛芬是什么药？"}]
+    for bad in (["x" * 100_000, "相关"], ["", "相关"]):
+        r = httpx.post(url, json={"model": "armed-llm", "messages": msgs, "guided_choice": bad}, timeout=30)
+        assert 400 <= r.status_code < 500 and r.elapsed.total_seconds() < 5, (r.status_code, r.text[:300])
+    r = httpx.post(url, json={"model": "armed-llm", "messages": msgs, "guided_choice": ["解热镇痛药", "抗生素"]},
+                   timeout=300)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["choices"][0]["message"]["content"] in ("解热镇痛药", "抗生素")
+    probs = out["choice_probabilities"]
+    assert set(probs) == {"解热镇痛药", "抗生素"} and abs(sum(probs.values()) - 1) < 1e-6 and 0 < min(probs.values())
