@@ -63,7 +63,7 @@ def test_a_non_utf8_header_is_400_from_serves_own_proxy(judge_stack: str, header
     r = httpx.post(judge_stack + "/v1/judge", json=body, headers={header: b"\xff\xfe-\xc3"}, timeout=60)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["type"] == "invalid_request_error" and "not valid UTF-8" in r.json()["error"]["message"]
-    r = httpx.post(judge_stack + "/v1/judge", json=body, headers={"X-Request-Id": "caf\u00e9-ok"}, timeout=60)
+    r = httpx.post(judge_stack + "/v1/judge", json=body, headers={"X-Request-Id": "café-ok".encode()}, timeout=60)
     assert r.status_code == 200, r.text
 
 
