@@ -17,6 +17,7 @@ JUDGE_APP = "judge"
 JUDGE_DEPLOYMENT = "Judge"
 GATEWAY_DEPLOYMENT = "Gateway"
 RAY_LLM_MODEL_ID = "armed-llm"
+RAY_LLM_INGRESS_CPUS = 0.1
 MODEL_BUILDERS = {
     "llm": "serve_apps.models:build_llm_app",
     "vl": "serve_apps.models:build_vl_app",
@@ -153,7 +154,10 @@ def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dic
             "route_prefix": route_prefix(role),
             # ray.serve.llm's builder, with armed's API-key check on the ingress (deployments/llm_ingress.py).
             "import_path": "serve_apps.models:build_ray_llm_app",
-            "args": {"llm_configs": [ray_llm_config(profile, role)]},
+            "args": {"llm_configs": [ray_llm_config(profile, role)],
+                     # Ray's OpenAI ingress only parses and forwards, like armed's gateway: a sliver of a CPU
+                     # (Serve's default of one whole CPU per replica starves a laptop's other roles).
+                     "ingress_deployment_config": {"ray_actor_options": {"num_cpus": RAY_LLM_INGRESS_CPUS}}},
         }
     return {
         "name": app_name(role),
