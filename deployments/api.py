@@ -474,10 +474,8 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
-def embedding_response(
-    model: str, vectors: list[list[float]], texts: list[str], encoding: str = "float"
-) -> dict:
-    tokens = sum(len(t) for t in texts)  # characters: the engines do not report tokens through the protocol
+def embedding_response(model: str, vectors: list[list[float]], tokens: int, encoding: str = "float") -> dict:
+    """`tokens`: what the engine's tokenizer counts for the inputs (Embedder.count_tokens)."""
     return {
         "object": "list",
         "model": model,

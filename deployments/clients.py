@@ -238,6 +238,9 @@ class HandleEmbedder(HandleClient):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return await self.call("embed", list(texts))
 
+    async def embed_with_usage(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        return await self.call("embed_with_usage", list(texts))
+
 
 class HandlePairClassifier(HandleClient):
     def __init__(self, *args: Any, labels: Sequence[str], **kwargs: Any) -> None:

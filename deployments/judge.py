@@ -478,9 +478,9 @@ class Gateway:
     async def http_embeddings(self, body: api.EmbeddingRequest) -> Response:
         client = self._client(body.model, ("embedder",))
         texts = body.texts()
-        vectors = await self._model_call(client.embed(texts))
+        vectors, tokens = await self._model_call(client.embed_with_usage(texts))
         body.check_dimensions(vectors)
-        return api.json_response(api.embedding_response(body.model, vectors, texts, body.encoding_format),
+        return api.json_response(api.embedding_response(body.model, vectors, tokens, body.encoding_format),
                                  body.ignored())
 
     @gateway_api.post("/v1/classify")

@@ -166,6 +166,10 @@ class EmbedderDeployment(_ModelBase):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return list(await self.within_deadline(asyncio.gather(*(self.batcher.submit(t) for t in texts))))
 
+    async def embed_with_usage(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """Vectors and the tokens the model read for them (the embeddings response's usage), in one call."""
+        return await self.embed(texts), self.engine.count_tokens(texts)
+
     async def _probe(self) -> None:
         vec = (await self.engine.embed(["health"]))[0]
         if not vec:
@@ -180,11 +184,11 @@ class EmbedderDeployment(_ModelBase):
         self.check_model(body.model)
         texts = body.texts()
         try:
-            vectors = await self.embed(texts)
+            vectors, tokens = await self.embed_with_usage(texts)
         except ValueError as exc:
             raise api.engine_input_error(exc) from None
         body.check_dimensions(vectors)
-        return api.json_response(api.embedding_response(self.names[0], vectors, texts, body.encoding_format),
+        return api.json_response(api.embedding_response(self.names[0], vectors, tokens, body.encoding_format),
                                  body.ignored())
 
 

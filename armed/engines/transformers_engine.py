@@ -345,6 +345,16 @@ class TransformersEmbedder:
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._worker = BlockingWorker()
 
+    def _ids(self, text: str) -> list[int]:
+        """The token ids the model reads for `text`: cut to max_length, the pooling token appended."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        limit = self.max_length - (1 if self._append_id is not None else 0)
+        ids = ids[:limit] + ([self._append_id] if self._append_id is not None else [])
+        return ids or [self._pad_id]
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(self._ids(t)) for t in texts)
+
     def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         import torch
 
@@ -352,12 +362,7 @@ class TransformersEmbedder:
         device = next(self.model.parameters()).device
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start : start + self.batch_size])
-            rows = []
-            for t in batch:
-                ids = self.tokenizer(t, add_special_tokens=False)["input_ids"]
-                limit = self.max_length - (1 if self._append_id is not None else 0)
-                ids = ids[:limit] + ([self._append_id] if self._append_id is not None else [])
-                rows.append(ids or [self._pad_id])
+            rows = [self._ids(t) for t in batch]
             length = max(len(r) for r in rows)
             ids_t = torch.full((len(rows), length), self._pad_id, dtype=torch.long)
             mask = torch.zeros((len(rows), length), dtype=torch.long)

@@ -313,6 +313,12 @@ class VLLMEmbedder:
         self.model_id = short_model_id(model, model_id)
         self._worker = BlockingWorker()
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """As vLLM's pooling runner tokenizes a text prompt (special tokens added), cut to the model's length."""
+        tokenizer = self.llm.get_tokenizer()
+        limit = self.llm.llm_engine.model_config.max_model_len
+        return sum(min(len(tokenizer(t)["input_ids"]), limit) for t in texts)
+
     def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         outs = self.llm.embed(list(texts), use_tqdm=False)
         return [normalise_vector(o.outputs.embedding) for o in outs]

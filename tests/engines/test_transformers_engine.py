@@ -111,6 +111,11 @@ async def test_embedder_unit_vectors(tiny_checkpoints: TinyCheckpoints, pooling:
     assert alone[0] == pytest.approx(vecs[1], abs=1e-4)
     assert vecs[0] != pytest.approx(vecs[2], abs=1e-3)
     assert await emb.embed([]) == []
+    # usage: the real tokenizer's count of what the model reads (Qwen BPE: "a" is one token), pooling token included
+    extra = 1 if pooling == "last" else 0
+    assert emb.count_tokens(["a"]) == 1 + extra
+    assert emb.count_tokens(texts) == sum(len(emb.tokenizer(t, add_special_tokens=False)["input_ids"]) + extra
+                                          for t in texts)
 
 
 async def test_pair_classifier_distributions(tiny_checkpoints: TinyCheckpoints) -> None:

@@ -75,6 +75,8 @@ def test_each_model_answers_on_its_own_prefix(stack: dict) -> None:
         assert r.status_code == 200, r.text
         vecs = [d["embedding"] for d in r.json()["data"]]
         assert len(vecs) == 2 and all(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-6 for v in vecs)
+        # usage is the engine's own count (the zero-work engine: one token per character), not the route's guess
+        assert r.json()["usage"] == {"prompt_tokens": 10, "total_tokens": 10}
         r = c.post("/models/consistency/v1/classify", json={"model": "armed-consistency", "pairs": [["a", "b"]]})
         assert r.status_code == 200, r.text
         assert set(r.json()["data"][0]["probabilities"]) == {"consistent", "inconsistent"}
@@ -131,6 +133,7 @@ def test_openai_client_works_unchanged(stack: dict) -> None:
                                                               "armed-student", "armed-vl"]
     emb = client.embeddings.create(model="armed-embedder", input=["维生素C", "vitamin c"])
     assert len(emb.data) == 2 and len(emb.data[1].embedding) == 8
+    assert emb.usage.prompt_tokens == emb.usage.total_tokens == 13  # through the gateway: the engine's count too
     chat = client.chat.completions.create(
         model="armed-llm", messages=[{"role": "user", "content": "Is 布洛芬 relevant to 头痛?"}],
         extra_body={"guided_choice": ["relevant", "irrelevant"]})
