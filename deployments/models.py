@@ -27,6 +27,7 @@ from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from armed import images
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.engines.batching import DynamicBatcher
 from armed.images import ImageError
@@ -103,6 +104,7 @@ class _ModelBase:
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         api.set_limits(self.args.limits)  # before the first request: this replica's routes enforce the profile's
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
+        images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         started = time.perf_counter()
         self.engine = _AnswerClock(
             build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
