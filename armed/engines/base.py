@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, Protocol, runtime_checkable
 
 # Engines that block run their calls on a BlockingWorker (armed/blocking.py): one dedicated thread per engine.
@@ -171,7 +171,8 @@ class ImageReader(Protocol):
 
 @dataclass
 class ModelClients:
-    """The engines one pipeline run may use; a role left as None is simply not available."""
+    """The engines one pipeline run may use, one field per model role (armed/roles.py); a role left as None is
+    simply not available."""
 
     llm: ChatModel | None = None
     vl: ChatModel | None = None
@@ -184,9 +185,11 @@ class ModelClients:
 
     def model_ids(self) -> dict[str, str]:
         ids = {}
-        for role in ("llm", "vl", "embedder", "consistency", "ocr", "student"):
-            client = getattr(self, role)
-            ids[role] = client.model_id if client is not None else "none"
+        for f in fields(self):  # one field per role (armed/roles.py; tests/test_roles.py holds them together)
+            if f.name == "extra_ids":
+                continue
+            client = getattr(self, f.name)
+            ids[f.name] = client.model_id if client is not None else "none"
         ids.update(self.extra_ids)
         return ids
 

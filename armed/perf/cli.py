@@ -101,7 +101,8 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
     from armed.perf import scenarios as sc
     from armed.perf.stack import LocalStack, variant, write_profile, zero_work_profile
     from armed.perf.trace import qwen_token_counter
-    from armed.serving.profiles import ROLES, load_profile
+    from armed.roles import ROLES
+    from armed.serving.profiles import load_profile
 
     profile = load_profile(args.profile)
     S = result["scenarios"]

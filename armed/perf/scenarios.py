@@ -398,7 +398,9 @@ async def engine_throughput(ctx: Ctx, profile: Any, judge_prompts: list[Any]) ->
     """Each deployed role of the profile, alone, through its handle at the concurrency it admits per replica."""
     from ray import serve
 
+    from armed.engines.base import ChatMessage, ChatModel, Embedder, PairClassifier
     from armed.pipeline import prompts
+    from armed.roles import ROLES
 
     label = workload.label_png(["布洛芬缓释胶囊", "0.3g*20粒"])
     texts = [p.product["name"] for p in workload.all_pairs()]
@@ -407,31 +409,32 @@ async def engine_throughput(ctx: Ctx, profile: Any, judge_prompts: list[Any]) ->
         h = serve.get_deployment_handle(role, role)
         rp = profile.models[role]
         tokens: dict[str, int] = {"prompt": 0, "output": 0}
-        if role in ("llm", "vl"):
+        entry = ROLES[role]
+        if entry.protocol is ChatModel:
             conc, n = min(rp.max_ongoing_requests, 8), ctx.n(12, 3)
 
-            async def call(i: int, h: Any = h, role: str = role, tokens: dict = tokens) -> Any:
+            async def call(i: int, h: Any = h, role: str = role, tokens: dict = tokens,
+                           images: tuple = (label,) if entry.reads_images else ()) -> Any:
                 if role == "llm" and judge_prompts:
                     res = await h.choose.remote(judge_prompts[i % len(judge_prompts)], list(prompts.JUDGE_CHOICES))
                 else:
-                    from armed.engines.base import ChatMessage
-                    msgs = [ChatMessage("user", "名称与图片一致吗？", images=(label,) if role == "vl" else ())]
+                    msgs = [ChatMessage("user", "名称与图片一致吗？", images=images)]
                     res = await h.choose.remote(msgs, list(prompts.CHEATING_CHOICES))
                 tokens["prompt"] += res.prompt_tokens
                 tokens["output"] += res.output_tokens
                 return res
-        elif role == "embedder":
+        elif entry.protocol is Embedder:
             conc, n = 32, ctx.n(256, 64)
 
             async def call(i: int, h: Any = h) -> Any:
                 return await h.embed.remote([texts[i % len(texts)]])
-        elif role in ("consistency", "student"):  # both are pair classifiers
+        elif entry.protocol is PairClassifier:
             conc, n = 32, ctx.n(256, 64)
 
             async def call(i: int, h: Any = h) -> Any:
                 t = texts[i % len(texts)]
                 return await h.classify.remote([(t[:4], t)])
-        else:
+        else:  # an ImageReader
             conc, n = min(rp.max_ongoing_requests, 4), ctx.n(8, 2)
 
             async def call(i: int, h: Any = h) -> Any:

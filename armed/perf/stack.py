@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from armed.serving.profiles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLES, Profile, load_profile
+from armed.roles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLES
+from armed.serving.profiles import Profile, load_profile
 from armed.serving.proxy_guard import PROXY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +45,9 @@ def zero_work_profile(base: Profile, *, name: str = "perf-zero-work", caches: bo
     for role in ROLES:
         rp = d["models"][role]
         eng = rp["engine"]
-        if eng["kind"] in IN_PROCESS_KINDS or eng["kind"] == "none":
-            eng.update(kind="rapidocr" if role == "ocr" else "vllm", model=None if role == "ocr" else f"/zw/{role}")
+        if eng["kind"] in IN_PROCESS_KINDS:  # a model kind of the role instead (vllm where it can, or its only one)
+            kind = "vllm" if "vllm" in ROLES[role].engines else next(iter(ROLES[role].engines))
+            eng.update(kind=kind, model=f"/zw/{role}" if kind == "vllm" else None)
         eng["tensor_parallel_size"] = 1
         rp.update(serving="armed", pool="cpu", replicas={"min": 1, "max": 1, "initial": 1},
                   autoscaling=dict(FAST_AUTOSCALING), resources={"num_cpus": 0.1}, max_ongoing_requests=256,

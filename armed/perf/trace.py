@@ -124,6 +124,7 @@ def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = Non
     from armed.engines.base import ModelClients
     from armed.knowledge.base import KnowledgeBase
     from armed.pipeline.dag import Pipeline
+    from armed.roles import ROLES
     from deployments.testing import zero_work_engine
 
     settings = profile.to_settings()
@@ -133,7 +134,7 @@ def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = Non
         settings = type(settings).model_validate(data)
     clients = ModelClients()
     for role in profile.deployed_roles():
-        eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if role == "consistency"
+        eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if ROLES[role].labels
                                         else {}))
         setattr(clients, role, TracedEngine(eng, role, tracer))
     kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)

@@ -10,22 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from armed.roles import ROLES
 from armed.serving.profiles import Autoscaling, Profile, ReplicaBounds, Resources, RoleProfile
 
 HTTP_PORT = 8000
 JUDGE_APP = "judge"
 JUDGE_DEPLOYMENT = "Judge"
 GATEWAY_DEPLOYMENT = "Gateway"
-RAY_LLM_MODEL_ID = "armed-llm"
 RAY_LLM_INGRESS_CPUS = 0.1
-MODEL_BUILDERS = {
-    "llm": "serve_apps.models:build_llm_app",
-    "vl": "serve_apps.models:build_vl_app",
-    "embedder": "serve_apps.models:build_embedder_app",
-    "consistency": "serve_apps.models:build_consistency_app",
-    "ocr": "serve_apps.models:build_ocr_app",
-    "student": "serve_apps.models:build_student_app",
-}
 
 
 def app_name(role: str) -> str:
@@ -44,7 +36,8 @@ def deployment_name(profile: Profile, role: str) -> str:
 
 
 def model_id_for_ray_llm(role: str) -> str:
-    return RAY_LLM_MODEL_ID if role == "llm" else f"armed-{role}"
+    """ray.serve.llm's model id of a role: its public model name (`armed-llm`)."""
+    return ROLES[role].model_name
 
 
 def ray_llm_deployment_name(model_id: str) -> str:
@@ -162,7 +155,7 @@ def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dic
     return {
         "name": app_name(role),
         "route_prefix": route_prefix(role),
-        "import_path": MODEL_BUILDERS[role],
+        "import_path": ROLES[role].builder,
         "args": {**builder_args, "role": role},
         "deployments": [{"name": deployment_name(profile, role), **deployment_options(profile, role)}],
     }

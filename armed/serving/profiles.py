@@ -12,23 +12,16 @@ caught once, here, before anything is deployed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from armed.errors import InputError, from_validation_error
+from armed.roles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLE_NAMES, ROLES, RoleName, Serving
 from armed.serving.limits import InputLimits
 from armed.settings import ArmedSettings, EngineSpec, JudgeSettings, ModelsSettings
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "gpu_profiles"
-ROLES: tuple[str, ...] = ("llm", "embedder", "consistency", "vl", "ocr", "student")
-Role = Literal["llm", "embedder", "consistency", "vl", "ocr", "student"]
-# Engine kinds that are not a model: the judge runs them in-process (knowledge-base heuristics) or not at all,
-# so the role gets no deployment and the pipeline's fallbacks answer for it.
-IN_PROCESS_KINDS: frozenset[str] = frozenset({"none", "kb", "ocr-kb"})
-# Roles whose engines take one item per call: the deployment merges concurrent requests (armed/engines/batching.py).
-BATCHED_ROLES: frozenset[str] = frozenset({"embedder", "consistency", "student"})
 
 
 class _Strict(BaseModel):
@@ -109,11 +102,12 @@ class RoleProfile(_Strict):
     """How one model role is served: engine, placement, replicas, autoscaling, admission limits."""
 
     engine: EngineSpec = Field(description="Engine and engine arguments (armed.settings.EngineSpec).")
-    serving: Literal["armed", "ray-llm"] = Field(
+    serving: Serving = Field(
         default="armed",
         description=(
             "armed: armed's own deployment class for the role (any engine kind); ray-llm: Ray's own vLLM "
-            "deployment (ray.serve.llm LLMServer + OpenAI ingress), engine kind vllm only."
+            "deployment (ray.serve.llm LLMServer + OpenAI ingress), engine kind vllm only, for the roles whose "
+            "entry in armed/roles.py allows it (the llm)."
         ),
     )
     pool: str = Field(description="Name of the pool (in `pools`) the role's replicas run on.")
@@ -124,7 +118,9 @@ class RoleProfile(_Strict):
         default=256, ge=-1, description="Requests a caller's handle queues before rejecting (-1: unbounded)."
     )
     resources: Resources = Field(default_factory=Resources, description="Per-replica reservation.")
-    batching: Batching | None = Field(default=None, description="Dynamic batching (embedder, consistency, student).")
+    batching: Batching | None = Field(
+        default=None, description="Dynamic batching, for the roles armed/roles.py marks batched."
+    )
     call_timeout_s: float | None = Field(
         default=None, gt=0,
         description="Deadline of one request inside the replica (its wait for the engine included): past it the "
@@ -192,7 +188,7 @@ class JudgeProfile(_Strict):
         description="armed.settings.JudgeSettings.escalate_below: the cascade threshold (student confidence below "
         "which a pair goes to the LLM). 0 where there is no LLM; pick it from `armed bench`'s cascade curve.",
     )
-    required_roles: list[Role] = Field(
+    required_roles: list[RoleName] = Field(
         default_factory=lambda: ["student"],
         description="Roles without which the judge answers 503 (others only degrade the judgment).",
     )
@@ -224,7 +220,7 @@ class Profile(_Strict):
     description: str = Field(description="What hardware this is for and why it is sized this way.")
     pools: list[GpuPool] = Field(min_length=1, description="Node pools (Helm worker groups).")
     judge: JudgeProfile = Field(description="The judge (composition) deployment.")
-    models: dict[Role, RoleProfile] = Field(
+    models: dict[RoleName, RoleProfile] = Field(
         description="Every model role; a role whose engine kind is none is not deployed."
     )
     limits: InputLimits = Field(
@@ -237,14 +233,14 @@ class Profile(_Strict):
         pools = {p.name: p for p in self.pools}
         if len(pools) != len(self.pools):
             raise ValueError("pool names must be unique")
-        missing = [r for r in ROLES if r not in self.models]
+        missing = [r for r in ROLE_NAMES if r not in self.models]
         if missing:
             raise ValueError(f"models is missing roles {missing}; set engine.kind: none to turn a role off")
         try:  # the library's own role/kind rules (e.g. ocr is rapidocr or none)
-            checked = ModelsSettings(**{r: self.models[r].engine for r in ROLES})
+            checked = ModelsSettings(**{r: self.models[r].engine for r in ROLE_NAMES})
         except ValidationError as exc:
             raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
-        for r in ROLES:  # what the library fills in (the student's level labels) is what the profile carries
+        for r in ROLE_NAMES:  # what the library fills in (the student's level labels) is what the profile carries
             self.models[r].engine = getattr(checked, r)
         if self.judge.pool not in pools:
             raise ValueError(f"judge.pool {self.judge.pool!r} is not one of the pools {sorted(pools)}")
@@ -274,6 +270,9 @@ class Profile(_Strict):
                 )
             if rp.serving == "ray-llm" and eng.kind != "vllm":
                 raise ValueError(f"{where}.serving ray-llm needs engine.kind vllm (got {eng.kind!r})")
+            if rp.serving not in ROLES[role].serving:
+                raise ValueError(f"{where}.serving {rp.serving}: the {role} role is served by "
+                                 f"{' or '.join(ROLES[role].serving)} (armed/roles.py says why)")
             if rp.batching is not None and role not in BATCHED_ROLES:
                 raise ValueError(f"{where}.batching: only {sorted(BATCHED_ROLES)} are batched by the deployment")
         for role, rp in self.models.items():  # the deadlines inside model replicas, filled in from the judge's
@@ -297,7 +296,7 @@ class Profile(_Strict):
 
     def deployed_roles(self) -> list[str]:
         """Roles served by a model: each gets its own Serve application (kb / ocr-kb / none run in the judge)."""
-        return [r for r in ROLES if self.models[r].engine.kind not in IN_PROCESS_KINDS]
+        return [r for r in ROLE_NAMES if self.models[r].engine.kind not in IN_PROCESS_KINDS]
 
     def pool(self, name: str) -> GpuPool:
         return next(p for p in self.pools if p.name == name)
@@ -307,7 +306,7 @@ class Profile(_Strict):
         default)."""
         base = base or ArmedSettings()
         data = base.model_dump()
-        data["models"] = ModelsSettings(**{r: self.models[r].engine for r in ROLES}).model_dump()
+        data["models"] = ModelsSettings(**{r: self.models[r].engine for r in ROLE_NAMES}).model_dump()
         data["judge"] = JudgeSettings(**{**data["judge"], "llm_weight": self.judge.llm_weight,
                                          "escalate_below": self.judge.escalate_below}).model_dump()
         data["stages"] = {**data["stages"], "llm_text": self.judge.llm_text}
