@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from armed import images
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.log import get_logger
+from armed.roles import ROLES
 from armed.serving.errors import error_body, error_type
 from armed.serving.limits import InputLimits
 from armed.text import invalid_unicode_path
@@ -45,13 +46,12 @@ from deployments.auth import install_auth
 
 log = get_logger("armed.api")
 IGNORED_HEADER = "X-Armed-Ignored-Params"
-ROLE_MODEL_NAME = {"llm": "armed-llm", "vl": "armed-vl", "embedder": "armed-embedder",
-                   "consistency": "armed-consistency", "ocr": "armed-ocr", "student": "armed-student"}
 
 
 def model_names(role: str, model_path: str | None) -> list[str]:
-    """Names a role answers to: `armed-<role>` first (what /v1/models lists), the role, the checkpoint path."""
-    names = [ROLE_MODEL_NAME[role], role]
+    """Names a role answers to: its model name `armed-<role>` first (armed/roles.py; what /v1/models lists), the
+    role, the checkpoint path."""
+    names = [ROLES[role].model_name, role]
     if model_path:
         names.append(model_path)
     return names

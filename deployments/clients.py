@@ -27,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from armed.blocking import BlockingTimeout, BlockingWorker, run_with_deadline
 from armed.engines.base import (
-    CONSISTENCY_LABELS,
     ChatMessage,
     ChoiceResult,
     Completion,
@@ -41,7 +40,7 @@ from armed.engines.base import (
     SamplingOptions,
 )
 from armed.log import get_logger
-from armed.student.engine import LABELS as LEVEL_LABELS
+from armed.roles import get_role
 
 log = get_logger("armed.clients")
 
@@ -222,7 +221,7 @@ class HandleClient:
 
 
 class HandleChatModel(HandleClient):
-    """ChatModel (llm / vl roles) over an armed LLMDeployment / VLDeployment handle."""
+    """ChatModel over an armed chat deployment's handle (LLMDeployment, VLDeployment)."""
 
     async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
         return await self.call("choose", list(messages), list(choices))
@@ -260,32 +259,22 @@ def build_handle_clients(
     targets: dict[str, Target],
     model_ids: dict[str, str],
     *,
-    labels: Sequence[str] = CONSISTENCY_LABELS,
-    student_labels: Sequence[str] = LEVEL_LABELS,
+    labels: Mapping[str, Sequence[str]] | None = None,
     ray_llm_roles: Sequence[str] = (),
     timeout_s: float = 60.0,
     retry_after_s: int = 10,
     availability: ReplicaAvailability | None = None,
 ) -> ModelClients:
-    """ModelClients for the deployed roles; a role without a target stays None (the pipeline's fallbacks)."""
-    from deployments.ray_llm_client import RayLLMChatModel  # it builds on HandleClient, defined here
+    """ModelClients for the deployed roles; a role without a target stays None (the pipeline's fallbacks).
 
+    Each role's client class is its entry's in armed/roles.py (`handle_client`, or `ray_llm_client` for the roles in
+    `ray_llm_roles`); a pair classifier knows its labels from `labels` (the profile's), else from the table."""
     availability = availability or ReplicaAvailability()
     kw = {"timeout_s": timeout_s, "retry_after_s": retry_after_s}
     clients = ModelClients()
     for role, target in targets.items():
-        mid = model_ids[role]
-        if role in ("llm", "vl"):
-            cls = RayLLMChatModel if role in ray_llm_roles else HandleChatModel
-            setattr(clients, role, cls(target, mid, availability, **kw))
-        elif role == "embedder":
-            clients.embedder = HandleEmbedder(target, mid, availability, **kw)
-        elif role == "consistency":
-            clients.consistency = HandlePairClassifier(target, mid, availability, labels=labels, **kw)
-        elif role == "student":
-            clients.student = HandlePairClassifier(target, mid, availability, labels=student_labels, **kw)
-        elif role == "ocr":
-            clients.ocr = HandleImageReader(target, mid, availability, **kw)
-        else:
-            raise ValueError(f"unknown role {role!r}")
+        entry = get_role(role)
+        cls = entry.client_class("ray-llm" if role in ray_llm_roles else "armed")
+        extra = {"labels": tuple((labels or {}).get(role, entry.labels))} if entry.labels else {}
+        setattr(clients, role, cls(target, model_ids[role], availability, **extra, **kw))
     return clients

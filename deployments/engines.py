@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from armed.roles import ROLE_NAMES, get_role
 from armed.settings import EngineSpec, ModelsSettings
 
-ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 EngineSource = Literal["factory", "zero-work"]
 
 
@@ -20,15 +20,14 @@ def build_role_engine(
     role: str, spec: EngineSpec, source: EngineSource = "factory", options: dict[str, Any] | None = None
 ) -> Any:
     """The engine serving `role`: from the engine factory, or a zero-work engine (overhead measurement, tests)."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}")
+    get_role(role)  # ValueError for a name the role table (armed/roles.py) does not have
     if source == "zero-work":
         from deployments.testing import zero_work_engine
 
         return zero_work_engine(role, **(options or {}))
     from armed.engines.factory import build_clients  # lazy: the engines are heavy and optional
 
-    models = ModelsSettings(**{r: (spec if r == role else EngineSpec(kind="none")) for r in ROLES})
+    models = ModelsSettings(**{r: (spec if r == role else EngineSpec(kind="none")) for r in ROLE_NAMES})
     engine = getattr(build_clients(models), role)
     if engine is None:
         raise RuntimeError(f"engine kind {spec.kind!r} built no model for role {role!r}")

@@ -32,10 +32,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed import images
+from armed import images, roles
 from armed.errors import InputError, JudgmentTimeout
 from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
+from armed.roles import ROLES
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, load_profile
 from armed.text import invalid_unicode_path, normalise
@@ -75,8 +76,7 @@ def handle_clients_for(profile: Profile, availability: ReplicaAvailability | Non
     return build_handle_clients(
         targets,
         model_ids,
-        labels=profile.models["consistency"].engine.labels,
-        student_labels=profile.models["student"].engine.labels,
+        labels={r: profile.models[r].engine.labels for r in targets},
         ray_llm_roles=ray_llm,
         timeout_s=profile.judge.model_timeout_s,
         retry_after_s=profile.judge.retry_after_s,
@@ -424,13 +424,14 @@ class Gateway:
         for role in profile.deployed_roles():
             for name in api.model_names(role, profile.models[role].engine.model):
                 self.by_name.setdefault(name, role)
-        self.listed = [api.ROLE_MODEL_NAME[r] for r in profile.deployed_roles() if r != "ocr"]
+        self.listed = [ROLES[r].model_name for r in profile.deployed_roles() if ROLES[r].listed]
 
-    def _client(self, model: str, allowed: tuple[str, ...]) -> Any:
+    def _client(self, model: str, route: str) -> Any:
+        """The client of the role `model` names, which must answer `route` (its entry in armed/roles.py)."""
         role = self.by_name.get(model)
         if role is None:
             raise api.ApiError(404, f"unknown model {model!r}; known: {', '.join(self.listed)}", "not_found_error")
-        if role not in allowed:
+        if route not in ROLES[role].routes:
             raise api.ApiError(400, f"model {model!r} ({role}) does not serve this route")
         return getattr(self.clients, role)
 
@@ -476,25 +477,25 @@ class Gateway:
     async def http_models(self) -> dict:
         return api.models_list(self.listed)
 
-    @gateway_api.post("/v1/embeddings")
+    @gateway_api.post(roles.EMBEDDINGS)
     async def http_embeddings(self, body: api.EmbeddingRequest) -> Response:
-        client = self._client(body.model, ("embedder",))
+        client = self._client(body.model, roles.EMBEDDINGS)
         texts = body.texts()
         vectors, tokens = await self._model_call(client.embed_with_usage(texts))
         body.check_dimensions(vectors)
         return api.json_response(api.embedding_response(body.model, vectors, tokens, body.encoding_format),
                                  body.ignored())
 
-    @gateway_api.post("/v1/classify")
+    @gateway_api.post(roles.CLASSIFY)
     async def http_classify(self, body: api.ClassifyRequest) -> dict:
-        client = self._client(body.model, ("consistency", "student"))
+        client = self._client(body.model, roles.CLASSIFY)
         return api.classify_response(body.model, await self._model_call(client.classify(body.pairs)))
 
-    @gateway_api.post("/v1/chat/completions")
+    @gateway_api.post(roles.CHAT)
     async def http_chat(self, body: api.ChatRequest) -> Response:
-        client = self._client(body.model, ("llm", "vl"))
+        client = self._client(body.model, roles.CHAT)
         messages = body.to_messages()
-        if any(m.images for m in messages) and client.target.role != "vl":
+        if any(m.images for m in messages) and not ROLES[client.target.role].reads_images:
             raise api.ApiError(400, f"model {body.model!r} does not read images; use armed-vl")
         options = body.sampling()
         if body.guided_choice:
@@ -504,7 +505,7 @@ class Gateway:
             completion, probs = await self._model_call(client.complete(messages, options)), None
         return api.json_response(api.chat_response(body.model, completion, probs), body.ignored())
 
-    @gateway_api.post("/v1/ocr")
+    @gateway_api.post(roles.OCR)
     async def http_ocr(self, body: api.OcrRequest) -> dict:
-        client = self._client(body.model, ("ocr",))
+        client = self._client(body.model, roles.OCR)
         return {"object": "ocr", "model": body.model, "lines": await self._model_call(client.read(body.image_bytes()))}

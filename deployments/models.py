@@ -27,7 +27,7 @@ from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed import images
+from armed import images, roles
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.engines.batching import DynamicBatcher
 from armed.images import ImageError
@@ -181,7 +181,7 @@ class EmbedderDeployment(_ModelBase):
     async def http_models(self) -> dict:
         return api.models_list(self.names[:1])
 
-    @embedder_api.post("/v1/embeddings")
+    @embedder_api.post(roles.EMBEDDINGS)
     async def http_embeddings(self, body: api.EmbeddingRequest) -> Response:
         self.check_model(body.model)
         texts = body.texts()
@@ -223,7 +223,7 @@ class ClassifierDeployment(_ModelBase):
     async def http_models(self) -> dict:
         return api.models_list(self.names[:1])
 
-    @classifier_api.post("/v1/classify")
+    @classifier_api.post(roles.CLASSIFY)
     async def http_classify(self, body: api.ClassifyRequest) -> dict:
         self.check_model(body.model)
         try:
@@ -242,7 +242,7 @@ def _chat_api(role: str) -> FastAPI:
 async def _chat_http(dep: _ChatBase, body: api.ChatRequest) -> Response:
     dep.check_model(body.model)
     messages = body.to_messages()
-    if any(m.images for m in messages) and dep.role != "vl":
+    if any(m.images for m in messages) and not roles.get_role(dep.role).reads_images:
         raise api.ApiError(400, f"model {dep.names[0]!r} does not read images; use armed-vl")
     options = body.sampling()
     try:
@@ -287,7 +287,7 @@ class LLMDeployment(_ChatBase):
     async def http_models(self) -> dict:
         return api.models_list(self.names[:1])
 
-    @llm_api.post("/v1/chat/completions")
+    @llm_api.post(roles.CHAT)
     async def http_chat(self, body: api.ChatRequest) -> Response:
         return await _chat_http(self, body)
 
@@ -304,7 +304,7 @@ class VLDeployment(_ChatBase):
     async def http_models(self) -> dict:
         return api.models_list(self.names[:1])
 
-    @vl_api.post("/v1/chat/completions")
+    @vl_api.post(roles.CHAT)
     async def http_chat(self, body: api.ChatRequest) -> Response:
         return await _chat_http(self, body)
 
@@ -336,7 +336,7 @@ class OcrDeployment(_ModelBase):
     async def http_models(self) -> dict:
         return api.models_list(self.names[:1])
 
-    @ocr_api.post("/v1/ocr")
+    @ocr_api.post(roles.OCR)
     async def http_ocr(self, body: api.OcrRequest) -> dict:
         self.check_model(body.model)
         image = body.image_bytes()
@@ -348,14 +348,3 @@ class OcrDeployment(_ModelBase):
             raise api.engine_input_error(exc) from None
         return {"object": "ocr", "model": self.names[0], "lines": lines}
 
-
-DEPLOYMENT_CLASSES = {
-    "llm": LLMDeployment,
-    "vl": VLDeployment,
-    "embedder": EmbedderDeployment,
-    "consistency": ClassifierDeployment,
-    # The student is a pair classifier over the four levels: same request path, its own deployment and autoscaling
-    # (the builder names it "student").
-    "student": ClassifierDeployment,
-    "ocr": OcrDeployment,
-}

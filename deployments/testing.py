@@ -22,13 +22,18 @@ from armed.blocking import BlockingWorker
 from armed.engines.base import (
     CONSISTENCY_LABELS,
     ChatMessage,
+    ChatModel,
     ChoiceResult,
     Completion,
+    Embedder,
+    ImageReader,
+    PairClassifier,
     SamplingOptions,
     normalise_vector,
     softmax,
 )
 from armed.engines.scripted import char_completion
+from armed.roles import get_role
 
 PROBE_TEXT = "health"  # what the model deployments' check_health sends
 _WEDGES: list[threading.Event] = []  # what wedged calls wait for; nothing sets them in a replica
@@ -157,20 +162,15 @@ class ZeroWorkOcr(_Knobs):
         return [f"{len(image)} bytes"]
 
 
-def zero_work_engine(role: str, **options: Any) -> Any:
-    """The zero-work engine for a role (llm/vl: chat, embedder, consistency: classifier, ocr)."""
-    options.setdefault("model_id", f"zero-work-{role}")
-    if role in ("llm", "vl"):
-        return ZeroWorkChat(**options)
-    if role == "embedder":
-        return ZeroWorkEmbedder(**options)
-    if role == "consistency":
-        return ZeroWorkClassifier(**options)
-    if role == "student":
-        from armed.student.engine import LABELS
+# The zero-work engine of each engine protocol (armed/roles.py says which protocol a role implements).
+_BY_PROTOCOL: dict[type, type] = {ChatModel: ZeroWorkChat, Embedder: ZeroWorkEmbedder,
+                                  PairClassifier: ZeroWorkClassifier, ImageReader: ZeroWorkOcr}
 
-        options.setdefault("labels", LABELS)
-        return ZeroWorkClassifier(**options)
-    if role == "ocr":
-        return ZeroWorkOcr(**options)
-    raise ValueError(f"unknown role {role!r}")
+
+def zero_work_engine(role: str, **options: Any) -> Any:
+    """The zero-work engine for a role: the one of its protocol; a pair classifier gets the role's labels."""
+    entry = get_role(role)
+    options.setdefault("model_id", f"zero-work-{role}")
+    if entry.labels:
+        options.setdefault("labels", entry.labels)
+    return _BY_PROTOCOL[entry.protocol](**options)

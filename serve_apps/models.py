@@ -1,8 +1,9 @@
 """Application builders for the model roles: the `import_path` targets of the Serve config's model apps.
 
 Each builder validates its args (pydantic), reads the role's section of the profile and binds the role's
-deployment class with the profile's deployment options. `serve.run(build_embedder_app({...}))` locally and a
-`serve deploy` of `armed serve-config` on a cluster therefore deploy the same thing.
+deployment class (its entry in armed/roles.py) with the profile's deployment options.
+`serve.run(build_embedder_app({...}))` locally and a `serve deploy` of `armed serve-config` on a cluster therefore
+deploy the same thing.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
+from armed.roles import IN_PROCESS_KINDS, ROLES
 from armed.serving.config import deployment_name, deployment_options
-from armed.serving.profiles import IN_PROCESS_KINDS, load_profile
+from armed.serving.profiles import load_profile
 from deployments.engines import EngineSource
-from deployments.models import DEPLOYMENT_CLASSES
 
 
 class ModelAppArgs(BaseModel):
@@ -33,8 +34,8 @@ class ModelAppArgs(BaseModel):
 
 def build_model_app(args: dict[str, Any]) -> Application:
     a = ModelAppArgs.model_validate(args)
-    if a.role not in DEPLOYMENT_CLASSES:
-        raise ValueError(f"role must be one of {sorted(DEPLOYMENT_CLASSES)}, got {a.role!r}")
+    if a.role not in ROLES:
+        raise ValueError(f"role must be one of {sorted(ROLES)}, got {a.role!r}")
     profile = load_profile(a.profile)
     rp = profile.models[a.role]
     if rp.engine.kind in IN_PROCESS_KINDS:
@@ -54,25 +55,24 @@ def build_model_app(args: dict[str, Any]) -> Application:
         **({"max_batch_size": batching.max_batch_size, "batch_wait_timeout_s": batching.batch_wait_timeout_s}
            if batching else {}),
     }
-    cls = DEPLOYMENT_CLASSES[a.role]
+    cls = ROLES[a.role].deployment_class()
     return cls.options(name=deployment_name(profile, a.role), **deployment_options(profile, a.role)).bind(init_args)
 
 
-def _for(role: str) -> Any:
+def _for(role: str, name: str) -> Any:
     def build(args: dict[str, Any]) -> Application:
         return build_model_app({**args, "role": role})
 
-    build.__name__ = f"build_{role}_app"
-    build.__doc__ = f"Builder of the {role} application (import_path serve_apps.models:build_{role}_app)."
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"Builder of the {role} application (import_path {__name__}:{name})."
     return build
 
 
-build_llm_app = _for("llm")
-build_vl_app = _for("vl")
-build_embedder_app = _for("embedder")
-build_consistency_app = _for("consistency")
-build_ocr_app = _for("ocr")
-build_student_app = _for("student")
+# One builder per role, under the name its entry in armed/roles.py gives (`builder`): build_llm_app, ...
+for _role in ROLES.values():
+    _module, _, _name = _role.builder.partition(":")
+    if _module == __name__:
+        globals()[_name] = _for(_role.name, _name)
 
 
 def build_ray_llm_app(args: dict[str, Any]) -> Application:

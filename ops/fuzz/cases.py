@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from armed.roles import ROLES, roles_for_route
 from ops.fuzz import values as V
 
 # --- the case ---------------------------------------------------------------------------------------------------
@@ -107,24 +108,14 @@ class Api:
         return ops
 
 
-# Models each route serves, by role (the gateway routes by the `model` field).
-ROUTE_ROLES: dict[str, tuple[str, ...]] = {
-    "/v1/embeddings": ("embedder",),
-    "/v1/classify": ("consistency", "student"),
-    "/v1/chat/completions": ("llm", "vl"),
-    "/v1/ocr": ("ocr",),
-}
-
-
 def model_name(role: str) -> str:
-    from deployments.api import ROLE_MODEL_NAME
-
-    return ROLE_MODEL_NAME.get(role, f"armed-{role}")
+    return ROLES[role].model_name if role in ROLES else f"armed-{role}"
 
 
 def route_models(op: Operation, served_roles: set[str]) -> list[str]:
-    """Model names that this operation should accept (empty when its body names none)."""
-    roles = ROUTE_ROLES.get(op.path, ())
+    """Model names that this operation should accept (empty when its body names none): the roles answering its
+    route (armed/roles.py; the gateway routes by the `model` field)."""
+    roles = roles_for_route(op.path)
     if op.role is not None:
         return [model_name(op.role)] if op.role in roles else []
     return [model_name(r) for r in roles if r in served_roles] or [model_name(r) for r in roles[:1]]

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from armed.roles import ROLE_NAMES
 from ops.fuzz.cases import FuzzCase, dump, nodes
 
 LIVENESS_BODY = {"query": "布洛芬", "product": {"id": "fuzz-liveness", "name": "布洛芬缓释胶囊 0.3g*20粒"}}
@@ -402,7 +403,7 @@ def record_dict(rec: Record) -> dict[str, Any]:
 
 
 async def discover(client: httpx.AsyncClient, api_key: str | None = None,
-                   roles: tuple[str, ...] = ("llm", "vl", "embedder", "consistency", "ocr", "student"),
+                   roles: tuple[str, ...] = ROLE_NAMES,
                    ) -> tuple[list[Any], set[str]]:
     """The OpenAPI documents served (the gateway's and each model app's) and the model roles deployed.
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+from armed.roles import ROLES
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import load_profile
 
@@ -71,7 +72,7 @@ class InProcessStack:
 
     def __init__(self, profile_ref: str, engine_options: dict[str, dict[str, Any]] | None = None) -> None:
         from deployments.judge import Gateway, JudgeDeployment, gateway_api
-        from deployments.models import DEPLOYMENT_CLASSES, _chat_api  # noqa: F401
+        from deployments.models import _chat_api  # noqa: F401
         from serve_apps.models import ModelAppArgs  # noqa: F401
 
         self.profile = load_profile(profile_ref)
@@ -87,10 +88,10 @@ class InProcessStack:
                 args |= {"max_batch_size": rp.batching.max_batch_size,
                          "batch_wait_timeout_s": rp.batching.batch_wait_timeout_s}
             with self.patched():
-                replica = instantiate(DEPLOYMENT_CLASSES[role], args)
+                replica = instantiate(ROLES[role].deployment_class(), args)
             key = (serve_cfg.deployment_name(self.profile, role), serve_cfg.app_name(role))
             self.handles[key] = LocalHandle(replica)
-            self.apps[serve_cfg.route_prefix(role)] = (_ingress_app(DEPLOYMENT_CLASSES[role]), replica)
+            self.apps[serve_cfg.route_prefix(role)] = (_ingress_app(ROLES[role].deployment_class()), replica)
         judge_args = {"profile": profile_ref}
         with self.patched():
             judge = instantiate(JudgeDeployment, judge_args)
@@ -175,11 +176,10 @@ def documents(profile_ref: str) -> list[Any]:
     """The OpenAPI documents the stack serves (gateway at "", each deployed role at /models/<role>), without
     building replicas: what the fuzzer would discover, available when tests are collected."""
     from deployments.judge import gateway_api
-    from deployments.models import DEPLOYMENT_CLASSES
     from ops.fuzz.cases import Api
 
     profile = load_profile(profile_ref)
     apis = [Api("", gateway_api.openapi())]
     for role in profile.deployed_roles():
-        apis.append(Api(serve_cfg.route_prefix(role), _ingress_app(DEPLOYMENT_CLASSES[role]).openapi()))
+        apis.append(Api(serve_cfg.route_prefix(role), _ingress_app(ROLES[role].deployment_class()).openapi()))
     return apis
