@@ -6,8 +6,9 @@ Every field says what it does; conflicts between fields are caught here, at star
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -315,6 +316,24 @@ class ArmedSettings(BaseSettings):
         if s.cheating_check and self.models.vl.kind == "ocr-kb" and self.models.ocr.kind == "none":
             raise ValueError("models.vl=ocr-kb reads images with OCR: models.ocr cannot be none")
         return self
+
+
+def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def overlay(base: ArmedSettings, changes: Mapping[str, Any]) -> ArmedSettings:
+    """`base` with `changes` laid over it, validated by ArmedSettings itself (every field's bounds and the
+    conflicts above). `changes` is a partial settings document, nested like the model: {"judge": {"llm_weight":
+    1.0}, "models": {"llm": {...}}}; what it leaves out keeps base's value. A GPU profile is such an overlay
+    (armed.serving.profiles.Profile.settings_overlay)."""
+    return ArmedSettings.model_validate(_merge(base.model_dump(), changes))
 
 
 def _default_ray_dir() -> Path:

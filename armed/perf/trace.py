@@ -125,13 +125,12 @@ def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = Non
     from armed.knowledge.base import KnowledgeBase
     from armed.pipeline.dag import Pipeline
     from armed.roles import ROLES
+    from armed.settings import overlay
     from deployments.testing import zero_work_engine
 
     settings = profile.to_settings()
     if llm_text is not None:
-        data = settings.model_dump()
-        data["stages"]["llm_text"] = llm_text
-        settings = type(settings).model_validate(data)
+        settings = overlay(settings, {"stages": {"llm_text": llm_text}})
     clients = ModelClients()
     for role in profile.deployed_roles():
         eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if ROLES[role].labels

@@ -11,15 +11,18 @@ caught once, here, before anything is deployed.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from armed.errors import InputError, from_validation_error
 from armed.roles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLE_NAMES, ROLES, RoleName, Serving
 from armed.serving.limits import InputLimits
-from armed.settings import ArmedSettings, EngineSpec, JudgeSettings, ModelsSettings
+from armed.settings import ArmedSettings, EngineSpec, ModelsSettings, overlay
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "gpu_profiles"
 
@@ -165,8 +168,32 @@ class JudgeCaches(_Strict):
     )
 
 
-class JudgeProfile(_Strict):
-    """The composition deployment: runs the DAG with handle-backed model clients."""
+# The library settings a profile sets, under its judge section: profile key → (ArmedSettings section, field). The
+# profile re-declares none of them: each field below is the library's own (type, bounds, default, description), and
+# `Profile.to_settings` lays them over the environment's settings through armed.settings.overlay, so they are
+# checked by ArmedSettings itself. To let profiles set another library setting, add it here.
+LIBRARY_SETTINGS: dict[str, tuple[str, str]] = {
+    "llm_weight": ("judge", "llm_weight"),
+    "llm_text": ("stages", "llm_text"),
+    "escalate_below": ("judge", "escalate_below"),
+}
+
+
+def _library_field(section: str, name: str) -> tuple[Any, FieldInfo]:
+    info = ArmedSettings.model_fields[section].annotation.model_fields[name]  # e.g. JudgeSettings.llm_weight
+    return info.annotation, copy.deepcopy(info)
+
+
+_LibrarySettings = create_model(
+    "_LibrarySettings", __base__=_Strict, __doc__="The library settings a profile sets (LIBRARY_SETTINGS).",
+    **{key: _library_field(*where) for key, where in LIBRARY_SETTINGS.items()},
+)
+
+
+class JudgeProfile(_LibrarySettings):
+    """The composition deployment: runs the DAG with handle-backed model clients. Besides its Serve sizing, it
+    carries the library settings of LIBRARY_SETTINGS (llm_weight, llm_text, escalate_below), as the library
+    defines them."""
 
     replicas: ReplicaBounds = Field(description="Replica bounds of the judge deployment.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling targets.")
@@ -175,19 +202,6 @@ class JudgeProfile(_Strict):
     resources: Resources = Field(default_factory=lambda: Resources(num_cpus=1.0), description="Per replica.")
     pool: str = Field(description="Pool the judge runs on (usually the CPU pool).")
     caches: JudgeCaches = Field(default_factory=JudgeCaches, description="Cache sizes and TTLs.")
-    llm_weight: float = Field(
-        ge=0, le=1, description="armed.settings.JudgeSettings.llm_weight: 1.0 on GPU profiles, low on the CPU."
-    )
-    llm_text: bool = Field(
-        default=False,
-        description="armed.settings.StageSwitches.llm_text: let the LLM write rewrites, standard names and NER "
-        "(on with Qwen3-32B; off on the CPU, where the 135M model's text is always rejected)."
-    )
-    escalate_below: float = Field(
-        default=0.0, ge=0, le=1,
-        description="armed.settings.JudgeSettings.escalate_below: the cascade threshold (student confidence below "
-        "which a pair goes to the LLM). 0 where there is no LLM; pick it from `armed bench`'s cascade curve.",
-    )
     required_roles: list[RoleName] = Field(
         default_factory=lambda: ["student"],
         description="Roles without which the judge answers 503 (others only degrade the judgment).",
@@ -301,16 +315,18 @@ class Profile(_Strict):
     def pool(self, name: str) -> GpuPool:
         return next(p for p in self.pools if p.name == name)
 
+    def settings_overlay(self) -> dict[str, Any]:
+        """The library settings this profile sets, as a partial ArmedSettings document: every role's engine and
+        the judge section's LIBRARY_SETTINGS."""
+        changes: dict[str, Any] = {"models": {r: self.models[r].engine.model_dump() for r in ROLE_NAMES}}
+        for key, (section, name) in LIBRARY_SETTINGS.items():
+            changes.setdefault(section, {})[name] = getattr(self.judge, key)
+        return changes
+
     def to_settings(self, base: ArmedSettings | None = None) -> ArmedSettings:
-        """The library settings this profile implies: its engines, llm_weight and llm_text over `base` (env by
-        default)."""
-        base = base or ArmedSettings()
-        data = base.model_dump()
-        data["models"] = ModelsSettings(**{r: self.models[r].engine for r in ROLE_NAMES}).model_dump()
-        data["judge"] = JudgeSettings(**{**data["judge"], "llm_weight": self.judge.llm_weight,
-                                         "escalate_below": self.judge.escalate_below}).model_dump()
-        data["stages"] = {**data["stages"], "llm_text": self.judge.llm_text}
-        return ArmedSettings.model_validate(data)
+        """The library settings this profile implies: its overlay over `base` (the environment's by default),
+        validated by ArmedSettings."""
+        return overlay(base or ArmedSettings(), self.settings_overlay())
 
 
 def profile_names(directory: Path = PROFILE_DIR) -> list[str]:

@@ -138,3 +138,26 @@ def test_replica_deadlines_default_from_the_judge_and_conflicts_are_rejected() -
     d = copy.deepcopy(_raw("cpu"))
     d["models"]["student"].update({"call_timeout_s": 10, "wedged_after_s": 5})
     _reject(d, "a call within its deadline is not wedged")
+
+
+def test_the_profile_is_an_overlay_of_the_library_settings() -> None:
+    """The judge section's library settings are the library's own fields (nothing copied by hand), and
+    to_settings lays the profile over the environment's settings, checked by ArmedSettings itself."""
+    from armed.serving.profiles import LIBRARY_SETTINGS, JudgeProfile
+    from armed.settings import ArmedSettings
+
+    for key, (section, name) in LIBRARY_SETTINGS.items():
+        lib = ArmedSettings.model_fields[section].annotation.model_fields[name]
+        mine = JudgeProfile.model_fields[key]
+        assert (mine.annotation, mine.description, mine.default, mine.metadata) == (
+            lib.annotation, lib.description, lib.default, lib.metadata)
+    p = load_profile("a100-80g")
+    base = ArmedSettings.model_validate({"judge": {"llm_weight": 0.2, "min_query_chars": 3},
+                                         "stages": {"search": False}, "search": {"provider": "none"}})
+    s = p.to_settings(base)
+    assert (s.judge.llm_weight, s.judge.escalate_below, s.stages.llm_text) == (1.0, 0.8, True)  # the profile's
+    assert (s.judge.min_query_chars, s.stages.search) == (3, False)  # what it leaves out stays the base's
+    assert s.models.vl == p.models["vl"].engine
+    d = copy.deepcopy(_raw("cpu"))
+    d["judge"]["llm_weight"] = 1.5
+    _reject(d, "less than or equal to 1")  # the library's bound
