@@ -240,6 +240,9 @@ class HandleEmbedder(HandleClient):
     async def embed_with_usage(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         return await self.call("embed_with_usage", list(texts))
 
+    async def count_tokens(self, texts: Sequence[str]) -> int:
+        return await self.call("count_tokens", list(texts))
+
 
 class HandlePairClassifier(HandleClient):
     def __init__(self, *args: Any, labels: Sequence[str], **kwargs: Any) -> None:

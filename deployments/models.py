@@ -170,7 +170,10 @@ class EmbedderDeployment(_ModelBase):
 
     async def embed_with_usage(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         """Vectors and the tokens the model read for them (the embeddings response's usage), in one call."""
-        return await self.embed(texts), self.engine.count_tokens(texts)
+        return await self.embed(texts), await self.count_tokens(texts)
+
+    async def count_tokens(self, texts: Sequence[str]) -> int:
+        return await self.engine.count_tokens(texts)
 
     async def _probe(self) -> None:
         vec = (await self.engine.embed(["health"]))[0]

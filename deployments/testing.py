@@ -124,7 +124,7 @@ class ZeroWorkEmbedder(_Knobs):
         self.dim = dim
         self.batch_sizes: list[int] = []
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
+    async def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(t) for t in texts)  # no tokenizer: one token per character
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

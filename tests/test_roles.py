@@ -32,9 +32,8 @@ TABLE = REPO / "armed" / "roles.py"
 
 
 def _protocol_methods(protocol: type, *, remote_only: bool = False) -> list[str]:
-    """The protocol's methods; `remote_only`: its async ones, the calls that cross a deployment handle (a sync
-    helper such as Embedder.count_tokens runs where the engine is, and the handle API carries its answer instead:
-    EmbedderDeployment.embed_with_usage)."""
+    """The protocol's methods; `remote_only`: its async ones, the calls that cross a deployment handle (every
+    method of a role protocol is async, so the deployment and its handle client implement all of it)."""
     return [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")
             and (not remote_only or inspect.iscoroutinefunction(v))]
 
@@ -101,6 +100,7 @@ def test_every_import_path_resolves_and_implements_the_protocol(name: str) -> No
     role = ROLES[name]
     remote = _protocol_methods(role.protocol, remote_only=True)
     assert remote, f"{role.protocol.__name__} has no async methods?"
+    assert remote == _protocol_methods(role.protocol), "a sync protocol method cannot cross a deployment handle"
     for kind in role.engines:
         assert callable(role.engine_builder(kind)), (name, kind)
     # the deployment and the judge's clients over it answer every call that crosses the handle

@@ -130,7 +130,7 @@ class Embedder(Protocol):
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
+    async def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model reads for `texts`, as `embed` feeds them (the `usage` of an embeddings response)."""
         ...
 

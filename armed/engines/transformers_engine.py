@@ -352,8 +352,8 @@ class TransformersEmbedder:
         ids = ids[:limit] + ([self._append_id] if self._append_id is not None else [])
         return ids or [self._pad_id]
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return sum(len(self._ids(t)) for t in texts)
+    async def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(self._ids(t)) for t in texts)  # a tokenizer call: cheap, no worker needed
 
     def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         import torch

@@ -313,7 +313,7 @@ class VLLMEmbedder:
         self.model_id = short_model_id(model, model_id)
         self._worker = BlockingWorker()
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
+    async def count_tokens(self, texts: Sequence[str]) -> int:
         """As vLLM's pooling runner tokenizes a text prompt (special tokens added), cut to the model's length."""
         tokenizer = self.llm.get_tokenizer()
         limit = self.llm.llm_engine.model_config.max_model_len

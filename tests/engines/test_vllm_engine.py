@@ -127,7 +127,7 @@ async def test_embed_matches_transformers_last_token(probe: dict, tiny_checkpoin
         assert got == pytest.approx(want, abs=2e-3)
     # usage: the same tokens the transformers engine feeds for the same texts (Qwen3 adds no specials here)
     same = TransformersEmbedder(tiny_checkpoints.embedder, pooling="last", append_token=None)
-    assert probe["embed_tokens"] == same.count_tokens(vllm_probe.EMBED_TEXTS) > 0
+    assert probe["embed_tokens"] == await same.count_tokens(vllm_probe.EMBED_TEXTS) > 0
 
 
 async def test_classify_matches_transformers(probe: dict, tiny_checkpoints: TinyCheckpoints) -> None:

@@ -83,7 +83,7 @@ async def run(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     emb = VLLMEmbedder(args.causal, max_model_len=512, dtype="float32")
     report["embed"] = await emb.embed(EMBED_TEXTS)
-    report["embed_tokens"] = emb.count_tokens(EMBED_TEXTS)
+    report["embed_tokens"] = await emb.count_tokens(EMBED_TEXTS)
     report["embed_s"] = time.perf_counter() - t
     del emb
     gc.collect()
