@@ -68,11 +68,13 @@ def _for(role: str, name: str) -> Any:
     return build
 
 
-# One builder per role, under the name its entry in armed/roles.py gives (`builder`): build_llm_app, ...
-for _role in ROLES.values():
-    _module, _, _name = _role.builder.partition(":")
-    if _module == __name__:
-        globals()[_name] = _for(_role.name, _name)
+# One builder per role, named as its entry in armed/roles.py says (`builder`; tests/test_roles.py resolves each).
+build_llm_app = _for("llm", "build_llm_app")
+build_vl_app = _for("vl", "build_vl_app")
+build_embedder_app = _for("embedder", "build_embedder_app")
+build_consistency_app = _for("consistency", "build_consistency_app")
+build_ocr_app = _for("ocr", "build_ocr_app")
+build_student_app = _for("student", "build_student_app")
 
 
 def build_ray_llm_app(args: dict[str, Any]) -> Application:

