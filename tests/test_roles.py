@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from armed.engines.base import ModelClients
+from armed.engines.base import ChatModel, ModelClients
 from armed.roles import (
     BATCHED_ROLES,
     IN_PROCESS_KINDS,
@@ -147,7 +147,11 @@ def test_table_facts() -> None:
     assert ROLES["student"].labels == ("highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant")
     assert IN_PROCESS_KINDS == {"none", "kb", "ocr-kb"}
     assert BATCHED_ROLES == {r.name for r in ROLES.values() if r.batched}
-    assert [r for r in ROLE_NAMES if "ray-llm" in ROLES[r].serving] == ["llm"]
+    assert [r for r in ROLE_NAMES if "ray-llm" in ROLES[r].serving] == ["llm", "embedder"]
+    # vLLM's runner follows the protocol: chat generates, embedders and classifiers pool
+    for role in ROLES.values():
+        if role.vllm_runner:
+            assert role.vllm_runner == ("generate" if role.protocol is ChatModel else "pooling"), role.name
     with pytest.raises(ValueError, match="unknown role 'tts'"):
         get_role("tts")
     with pytest.raises(ValueError, match="not an import path"):

@@ -113,6 +113,7 @@ def ray_llm_config(profile: Profile, role: str) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "model_loading_config": {"model_id": model_id_for_ray_llm(role), "model_source": eng.model},
         "engine_kwargs": {
+            "runner": ROLES[role].vllm_runner,  # pooling: LLMServer answers embeddings (vLLM's embed task)
             "tensor_parallel_size": eng.tensor_parallel_size,
             "gpu_memory_utilization": eng.gpu_memory_utilization,
             "max_model_len": eng.max_model_len,

