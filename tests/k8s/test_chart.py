@@ -155,8 +155,10 @@ def test_one_worker_group_per_pool_with_gpus_where_the_profile_says(helm, name):
     for pool in profile.pools:
         g = groups[pool.name]
         assert (g["minReplicas"], g["maxReplicas"]) == (pool.min_nodes, pool.max_nodes)
-        assert g["rayStartParams"]["num-gpus"] == str(pool.gpus_per_node)
-        assert g["rayStartParams"]["num-cpus"] == str(pool.cpus_per_node)
+        # Ray resources live in the group's `resources` field only (KubeRay rejects them in both places).
+        assert not {"num-cpus", "num-gpus", "memory", "resources"} & set(g["rayStartParams"])
+        assert g["resources"]["CPU"] == str(pool.cpus_per_node)
+        assert g["resources"]["GPU"] == str(pool.gpus_per_node)
         spec = g["template"]["spec"]
         (c,) = spec["containers"]
         res = c["resources"]
@@ -165,18 +167,19 @@ def test_one_worker_group_per_pool_with_gpus_where_the_profile_says(helm, name):
         if pool.gpus_per_node:
             assert res["limits"]["nvidia.com/gpu"] == str(pool.gpus_per_node)
             assert res["requests"]["nvidia.com/gpu"] == str(pool.gpus_per_node)
-            assert g["resources"] == {f"accelerator_type:{pool.gpu_type}": "1"}
+            assert g["resources"][f"accelerator_type:{pool.gpu_type}"] == "1"
             assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
             assert c["image"].endswith("-gpu")
             assert spec["priorityClassName"] == "armed-serving-gpu"
         else:
             assert "nvidia.com/gpu" not in res["limits"] and "nvidia.com/gpu" not in res["requests"]
+            assert not any(k.startswith("accelerator_type:") for k in g["resources"])
             assert not c["image"].endswith("-gpu")
     # every replica that asks for GPUs lands on a pool that has them
     for role in profile.deployed_roles():
         rp = profile.models[role]
         if rp.resources.num_gpus:
-            assert groups[rp.pool]["rayStartParams"]["num-gpus"] != "0"
+            assert groups[rp.pool]["resources"]["GPU"] != "0"
 
 
 @pytest.mark.parametrize("name", PROFILES)

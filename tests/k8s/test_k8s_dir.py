@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import subprocess
@@ -84,7 +85,10 @@ def test_rayjob_runs_the_batch_cli_that_exists():
     settings = ArmedSettings(**_nested(env))
     assert settings.models.llm.kind == "vllm" and settings.models.llm.tensor_parallel_size == 2
     workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
-    assert job["spec"]["entrypointNumGpus"] <= int(workers[0]["rayStartParams"]["num-gpus"])
+    assert job["spec"]["entrypointNumGpus"] <= int(workers[0]["resources"]["GPU"])
+    # the driver's custom resource is one the worker group offers (else the job waits forever)
+    wanted = json.loads(job["spec"]["entrypointResources"])
+    assert all(float(workers[0]["resources"].get(k, 0)) >= v for k, v in wanted.items())
 
 
 def _nested(env: dict[str, str]) -> dict:
