@@ -5,6 +5,7 @@
   tune           autoscaling recommendations from Prometheus; --apply patches serveConfigV2 in place
   render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
   chart-readme   regenerate helm/armed/README.md and files/dashboard.json
+  kuberay-check  KubeRay 1.7's own validation rules on rendered manifests (`helm template ... | ... -`)
   fuzz           fuzz every HTTP route from its OpenAPI document; report in --out (ops/fuzz)
 """
 
@@ -58,6 +59,15 @@ def parser() -> argparse.ArgumentParser:
                    help="regenerate helm/armed/files/profiles/*.yaml for every shipped profile")
 
     sub.add_parser("chart-readme", help="regenerate helm/armed/README.md and files/dashboard.json")
+
+    k = sub.add_parser("kuberay-check", help="KubeRay's own validation rules on rendered manifests (offline)")
+    k.add_argument("files", nargs="+", help="multi-document YAML files; - reads stdin")
+    k.add_argument("--operator-values", type=Path,
+                   help="kuberay-operator Helm values whose featureGates the operator runs with "
+                        "(e.g. k8s/kuberay/values.yaml; default: KubeRay's default gates)")
+    k.add_argument("--feature-gate", action="append", default=[], metavar="NAME=true|false",
+                   help="an operator feature gate (repeatable; wins over --operator-values)")
+    k.add_argument("--json", action="store_true", help="print the violations as JSON")
 
     from ops.fuzz.cli import add_arguments as fuzz_arguments
 
@@ -127,6 +137,40 @@ def _chart_readme(_: argparse.Namespace) -> int:
     return 0
 
 
+def _kuberay_check(a: argparse.Namespace) -> int:
+    """Exit 0 when KubeRay would accept every RayService/RayCluster/RayJob in the input, 1 when not."""
+    import yaml
+
+    from armed.errors import InputError
+    from ops import kuberay_rules
+
+    gates = kuberay_rules.operator_feature_gates(a.operator_values) if a.operator_values else {}
+    for item in a.feature_gate:
+        name, sep, value = item.partition("=")
+        if not sep or value.lower() not in ("true", "false"):
+            raise InputError("--feature-gate", f"{item!r}: expected NAME=true or NAME=false")
+        gates[name] = value.lower() == "true"
+    texts = []
+    for f in a.files:
+        try:
+            texts.append(sys.stdin.read() if f == "-" else Path(f).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputError(f, exc.strerror or str(exc)) from exc
+    try:
+        objects = kuberay_rules.load_documents(texts)
+    except yaml.YAMLError as exc:
+        raise InputError("input", f"not YAML: {exc}") from exc
+    violations = kuberay_rules.check(objects, gates)
+    checked = sum(1 for o in objects if o.get("kind") in kuberay_rules.KINDS)
+    if a.json:
+        print(json.dumps([asdict(v) for v in violations], indent=2))
+    else:
+        for v in violations:
+            print(v)
+        print(f"{checked} KubeRay object(s) checked, {len(violations)} violation(s)", file=sys.stderr)
+    return 1 if violations else 0
+
+
 def _fuzz(a: argparse.Namespace) -> int:
     from ops.fuzz.cli import run_args
 
@@ -142,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     a = parser().parse_args(argv)
     handler = {"status": _status, "capacity": _capacity, "tune": _tune, "render-values": _render_values,
-               "chart-readme": _chart_readme, "fuzz": _fuzz}[a.cmd]
+               "chart-readme": _chart_readme, "kuberay-check": _kuberay_check, "fuzz": _fuzz}[a.cmd]
     try:
         return handler(a)
     except (InputError, BenchmarkError) as exc:
