@@ -1,8 +1,10 @@
 """armed-ops: SRE tools for armed on Kubernetes.
 
   status         RayService conditions, Serve apps/deployments, replicas vs bounds, worker-group pods
-  capacity       replicas, GPUs and cost per hour for a target QPS and latency objective (offline)
-  tune           autoscaling recommendations from Prometheus; --apply patches serveConfigV2 in place
+  capacity       replicas, nodes (fractional GPUs packed per node), GPUs and cost per pool and in total for a
+                 target QPS and latency objective (offline)
+  tune           per-deployment autoscaling recommendations from Serve and vLLM metrics, bounded by what each
+                 pool holds; --apply patches serveConfigV2 in place (ray.serve.llm models without an engine restart)
   render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
   chart-readme   regenerate helm/armed/README.md and files/dashboard.json
   kuberay-check  KubeRay 1.7's own validation rules on rendered manifests (`helm template ... | ... -`)
@@ -49,7 +51,10 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="autoscaling recommendations from Prometheus; --apply patches in place")
     _common_kube(t)
     t.add_argument("--prometheus", required=True, help="Prometheus base URL (uses /api/v1/query)")
-    t.add_argument("--latency-ms", type=float, help="latency objective (p95 per deployment), ms")
+    t.add_argument("--objectives", type=Path,
+                   help="per-deployment objectives YAML (default ops/objectives.yaml; its header says the format)")
+    t.add_argument("--latency-ms", type=float,
+                   help="p95 objective (ms) of the deployments the objectives file does not name (its default)")
     t.add_argument("--window", default="15m", help="look-back window of the queries (15m)")
     t.add_argument("--apply", action="store_true", help="patch the RayService's serveConfigV2")
 
@@ -107,9 +112,10 @@ def _tune(a: argparse.Namespace) -> int:
     from ops.kube import api_client
     from ops.prom import Prometheus
 
-    recs, patched = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus), a.namespace, a.name,
-                             a.latency_ms, a.window, a.apply)
-    print(tune.render(recs, patched is not None))
+    objectives = tune.load_objectives(a.objectives, a.latency_ms)
+    recs, patched, restarts = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus), a.namespace,
+                                       a.name, objectives, a.window, a.apply)
+    print(tune.render(recs, patched is not None, restarts))
     return 0
 
 
@@ -183,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     from armed.errors import InputError
     from ops.capacity import BenchmarkError
     from ops.prom import PrometheusError
+    from ops.tune import ObjectiveError
 
     a = parser().parse_args(argv)
     handler = {"status": _status, "capacity": _capacity, "tune": _tune, "render-values": _render_values,
                "chart-readme": _chart_readme, "kuberay-check": _kuberay_check, "fuzz": _fuzz}[a.cmd]
     try:
         return handler(a)
-    except (InputError, BenchmarkError) as exc:
+    except (InputError, BenchmarkError, ObjectiveError) as exc:
         print(f"armed-ops {a.cmd}: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ApiException as exc:

@@ -157,6 +157,13 @@ def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dic
                      # Ray's OpenAI ingress only parses and forwards, like armed's gateway: a sliver of a CPU
                      # (Serve's default of one whole CPU per replica starves a laptop's other roles).
                      "ingress_deployment_config": {"ray_actor_options": {"num_cpus": RAY_LLM_INGRESS_CPUS}}},
+            # The LLMServer's autoscaling again, as the app's per-deployment override: what `armed-ops tune` edits.
+            # Ray hashes `args` (and whether a deployment override carries an autoscaling_config) into the app's
+            # code version (ray/serve/_private/deploy_utils.py, get_app_code_version), and a new code version
+            # restarts every vLLM engine; a changed override is only reconfigured in place. Present from the
+            # first deploy, so tuning it later never changes the code version.
+            "deployments": [{"name": deployment_name(profile, role),
+                             "autoscaling_config": deployment_options(profile, role)["autoscaling_config"]}],
         }
     return {
         "name": app_name(role),

@@ -43,6 +43,11 @@ class GpuPool(_Strict):
     memory_gib_per_node: int = Field(default=64, ge=1, description="Memory on each node, GiB.")
     min_nodes: int = Field(default=0, ge=0, description="Nodes the cluster autoscaler keeps in this pool.")
     max_nodes: int = Field(default=1, ge=1, description="Most nodes the cluster autoscaler may add to this pool.")
+    cost_per_node_hour: float | None = Field(
+        default=None, ge=0,
+        description="What one node of the pool costs per hour (USD); `armed-ops capacity` prices the pool with it "
+        "(unset: the benchmark file's prices_usd_per_hour).",
+    )
 
     @model_validator(mode="after")
     def _gpu_fields(self) -> GpuPool:

@@ -14,6 +14,7 @@ import itertools
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -269,9 +270,11 @@ class FakeKube:
 
 
 class FakePrometheus:
-    """GET /api/v1/query: answers the first rule whose substring is in the query; else an empty vector."""
+    """GET /api/v1/query: answers the first rule whose substring is in the query; else an empty vector. A rule's
+    answer is a list of (labels, value) or a whole Prometheus API response body (a recorded one, see
+    `from_recording`)."""
 
-    def __init__(self, rules: list[tuple[str, list[tuple[dict[str, str], float]]]]):
+    def __init__(self, rules: list[tuple[str, list[tuple[dict[str, str], float]] | dict[str, Any]]]):
         self.rules = rules
         self.queries: list[str] = []
         fake = self
@@ -284,13 +287,14 @@ class FakePrometheus:
                 u = urlparse(self.path)
                 query = (parse_qs(u.query).get("query") or [""])[0]
                 fake.queries.append(query)
-                result: list[tuple[dict[str, str], float]] = []
+                result: Any = []
                 for needle, res in fake.rules:
                     if needle in query:
                         result = res
                         break
-                body = {"status": "success", "data": {"resultType": "vector", "result": [
-                    {"metric": labels, "value": [1700000000.0, str(v)]} for labels, v in result]}}
+                body = result if isinstance(result, dict) else {
+                    "status": "success", "data": {"resultType": "vector", "result": [
+                        {"metric": labels, "value": [1700000000.0, str(v)]} for labels, v in result]}}
                 data = json.dumps(body).encode()
                 self.send_response(200 if u.path == "/api/v1/query" else 404)
                 self.send_header("Content-Type", "application/json")
@@ -305,3 +309,10 @@ class FakePrometheus:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @classmethod
+    def from_recording(cls, path: str | Path) -> FakePrometheus:
+        """Serve a recording: {"responses": [{"match": substring of the query, "query": the query it answered,
+        "response": the /api/v1/query body}]}, matched in order."""
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls([(r["match"], r["response"]) for r in doc["responses"]])
