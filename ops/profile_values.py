@@ -44,6 +44,23 @@ def serve_config_text(profile: Profile) -> str:
     return yaml.safe_dump(_config_module().serve_config(profile), sort_keys=False, allow_unicode=True, width=1000)
 
 
+# Image flavours that k8s/Dockerfile builds (its `base-<flavour>` stages); the chart maps each to image.tags.<flavour>.
+IMAGE_FLAVORS = ("gpu", "cpu-vllm", "cpu")
+# Engine kinds that need torch (and, for vllm, vLLM) in the image of every Ray group.
+TORCH_KINDS = frozenset({"vllm", "transformers", "smollm2"})
+
+
+def image_flavor(profile: Profile) -> str:
+    """The one image flavour every Ray container of this profile runs (head included: it builds the ray-llm apps,
+    and the judge imports ray.serve.llm): gpu with any GPU pool, cpu-vllm when a deployed engine needs torch/vLLM,
+    else cpu."""
+    if any(p.gpus_per_node for p in profile.pools):
+        return "gpu"
+    if any(profile.models[r].engine.kind in TORCH_KINDS for r in profile.deployed_roles()):
+        return "cpu-vllm"
+    return "cpu"
+
+
 def _gpu_resource(gpu_type: str | None) -> str:
     return "nvidia.com/gpu" if gpu_type else ""
 
@@ -74,6 +91,7 @@ def profile_values(profile: Profile) -> dict[str, Any]:
     return {
         "name": profile.name,
         "description": " ".join(profile.description.split()),
+        "imageFlavor": image_flavor(profile),
         "serveConfigV2": serve_config_text(profile),
         "httpPort": cfg.HTTP_PORT,
         "pools": [
@@ -84,6 +102,9 @@ def profile_values(profile: Profile) -> dict[str, Any]:
                 "gpusPerNode": p.gpus_per_node,
                 "cpusPerNode": p.cpus_per_node,
                 "memoryGiB": p.memory_gib_per_node,
+                # What the worker's requests are sized from (requests must fit the node's allocatable).
+                "allocatableCpus": round(p.allocatable()[0], 3),
+                "allocatableMemoryGiB": round(p.allocatable()[1], 3),
                 "minNodes": p.min_nodes,
                 "maxNodes": p.max_nodes,
                 "roles": [r for r in profile.deployed_roles() if profile.models[r].pool == p.name]

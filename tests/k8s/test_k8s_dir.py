@@ -110,9 +110,10 @@ def test_versions_are_pinned_consistently():
     docker = (K8S / "Dockerfile").read_text(encoding="utf-8")
     install = (K8S / "kuberay" / "install.sh").read_text(encoding="utf-8")
     ray = values["rayVersion"]
-    assert values["image"]["tag"] == f"{ray}-py311" and values["image"]["gpuTag"] == f"{ray}-py311-gpu"
-    assert f"ARG BASE=rayproject/ray:{values['image']['tag']}" in docker
-    assert f"rayproject/ray:{values['image']['gpuTag']}" in docker
+    tags = values["image"]["tags"]
+    assert tags["cpu"] == f"{ray}-py311" and tags["gpu"] == f"{ray}-py311-gpu"
+    assert f"FROM rayproject/ray:{tags['cpu']} AS base-cpu" in docker
+    assert f"FROM rayproject/ray:{tags['gpu']} AS base-gpu" in docker
     assert chart["annotations"]["armed.io/ray-version"] == ray
     kuberay = re.search(r'KUBERAY_VERSION="\$\{KUBERAY_VERSION:-([0-9.]+)\}"', install).group(1)
     assert chart["annotations"]["armed.io/kuberay-operator-version"] == kuberay
