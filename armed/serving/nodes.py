@@ -81,6 +81,7 @@ NODE_TYPES: dict[str, NodeType] = {
         NodeType("e2-standard-16", "gke", 16, 64, 0, None),
         NodeType("m6i.4xlarge", "eks", 16, 64, 0, None, max_pods=234),
         NodeType("a2-ultragpu-8g", "gke", 96, 1360, 8, "A100-80G"),
+        NodeType("a2-ultragpu-2g", "gke", 24, 340, 2, "A100-80G"),
         NodeType("p4de.24xlarge", "eks", 96, 1152, 8, "A100-80G", max_pods=737),
         NodeType("a2-highgpu-8g", "gke", 96, 680, 8, "A100-40G"),
         NodeType("p4d.24xlarge", "eks", 96, 1152, 8, "A100-40G", max_pods=737),
@@ -88,6 +89,7 @@ NODE_TYPES: dict[str, NodeType] = {
         NodeType("p5.48xlarge", "eks", 192, 2048, 8, "H100", max_pods=100),
         NodeType("a3-highgpu-1g", "gke", 26, 234, 1, "H100"),
         NodeType("g2-standard-48", "gke", 48, 192, 4, "L4"),
+        NodeType("g2-standard-24", "gke", 24, 96, 2, "L4"),
         NodeType("g6.12xlarge", "eks", 48, 192, 4, "L4", max_pods=234),
     )
 }
@@ -100,4 +102,7 @@ POOL_NODE_TYPES: dict[str, tuple[str, ...]] = {
     "h100-80g": ("a3-highgpu-8g", "p5.48xlarge"),
     "h100-x1": ("a3-highgpu-1g",),
     "l4": ("g2-standard-48", "g6.12xlarge"),
+    # the heterogeneous profile a100-80g-l4: two-GPU machines, pools named apart so a node label means one shape
+    "a100-80g-x2": ("a2-ultragpu-2g",),
+    "l4-x2": ("g2-standard-24",),
 }

@@ -82,19 +82,19 @@ def test_capacity_packs_where_summing_is_wrong():
 
 def test_capacity_heterogeneous_profile_prices_each_pool(capsys):
     profile = load_profile(PROFILE)
-    assert {p.name: p.gpu_type for p in profile.pools} == {"cpu": None, "a100-80g": "A100-80G", "l4": "L4"}
-    assert profile.models["llm"].pool == "a100-80g"
-    assert {profile.models[r].pool for r in ("embedder", "consistency", "student", "vl")} == {"l4"}
+    assert {p.name: p.gpu_type for p in profile.pools} == {"cpu": None, "a100-80g-x2": "A100-80G", "l4-x2": "L4"}
+    assert profile.models["llm"].pool == "a100-80g-x2"
+    assert {profile.models[r].pool for r in ("embedder", "consistency", "student", "vl")} == {"l4-x2"}
     assert profile.judge.pool == profile.models["ocr"].pool == "cpu"
     bench = capacity.load_benchmark(EXAMPLE)
     roles, pools = capacity.plan(profile, bench, qps=4, latency_ms=10_000, headroom=0.5)
     p = {x.pool: x for x in pools}
     # llm: 4 * 3 / 3 usable = 4 replicas of 2 GPUs on 2-GPU nodes → 4 nodes at the pool's own price
-    assert p["a100-80g"].nodes == 4 and p["a100-80g"].cost_per_hour == pytest.approx(4 * 10.06)
-    assert p["a100-80g"].price_source == "profile cost_per_node_hour"
+    assert p["a100-80g-x2"].nodes == 4 and p["a100-80g-x2"].cost_per_hour == pytest.approx(4 * 10.06)
+    assert p["a100-80g-x2"].price_source == "profile cost_per_node_hour"
     # l4: three 0.25s share one GPU, VL (1 GPU each) the rest
     vl = next(x for x in roles if x.role == "vl").replicas
-    assert p["l4"].gpus_occupied == 1 + vl and p["l4"].nodes == -(-(1 + vl) // 2)
+    assert p["l4-x2"].gpus_occupied == 1 + vl and p["l4-x2"].nodes == -(-(1 + vl) // 2)
     assert p["cpu"].cost_per_hour == pytest.approx(p["cpu"].nodes * 0.78)
     assert "gateway" in {n for node in p["cpu"].per_node for n in node}  # the judge app's proxy is packed too
     assert main(["capacity", "--profile", PROFILE, "--qps", "4", "--latency-ms", "10000", "--headroom", "0.5",
@@ -137,17 +137,17 @@ def _section(out: str, head: str) -> str:
 def test_pools_and_footprints_are_read_from_the_rayservice():
     rs = rayservice(PROFILE)
     groups = {g.name: g for g in worker_groups(rs)}
-    assert (groups["a100-80g"].shape.gpus, groups["a100-80g"].max_nodes, groups["a100-80g"].gpu_type) == \
+    assert (groups["a100-80g-x2"].shape.gpus, groups["a100-80g-x2"].max_nodes, groups["a100-80g-x2"].gpu_type) == \
         (2, 4, "A100-80G")
     fps = footprints(yaml.safe_load(rs["spec"]["serveConfigV2"]))
     llm = fps[("llm", "armed-llm")]
     assert (llm.replica.gpus, llm.accelerator_type) == (2.0, "A100-80G")  # TP 2 → two GPU bundles
     assert fps[("embedder", "embedder")].replica.gpus == 0.25
-    assert group_of("llm", llm, list(groups.values())).name == "a100-80g"
+    assert group_of("llm", llm, list(groups.values())).name == "a100-80g-x2"
     assert group_of("judge", fps[("judge", "Gateway")], list(groups.values())).name == "cpu"
     del rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][2]["template"]["metadata"]  # no roles annotation
     unlabelled = worker_groups(rs)
-    assert group_of("vl", fps[("vl", "vl")], unlabelled).name == "l4"  # by accelerator type
+    assert group_of("vl", fps[("vl", "vl")], unlabelled).name == "l4-x2"  # by accelerator type
     assert group_of("ocr", fps[("ocr", "ocr")], unlabelled).name == "cpu"
 
 
@@ -157,7 +157,7 @@ def test_tune_recorded_busy_hour(kube, prom, capsys):
     llm = _section(out, "llm/armed-llm:")
     # at max 4 with vLLM queueing: the load wants 8, but 4 two-GPU nodes hold 4 → max_replicas is NOT raised
     assert "R1 at max 4 replicas" in llm and "30 waiting in vLLM" in llm
-    assert "worker group a100-80g holds at most 4 at maxReplicas 4" in llm and "not raised" in llm
+    assert "worker group a100-80g-x2 holds at most 4 at maxReplicas 4" in llm and "not raised" in llm
     assert "max_replicas" not in llm.split("because")[-1]
     # vLLM's own metrics: 7.5 waiting per replica and a 97% KV cache → admit fewer per replica, scale sooner
     assert "R6 vLLM engine saturated: 7.5 waiting/replica" in llm and "KV cache 97%" in llm
