@@ -8,7 +8,10 @@ function the app builders apply, so a local `serve.run(build_…_app(args))` and
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+import yaml
 
 from armed.roles import ROLES
 from armed.serving.profiles import Autoscaling, Profile, ReplicaBounds, Resources, RoleProfile
@@ -169,22 +172,24 @@ def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dic
         "name": app_name(role),
         "route_prefix": route_prefix(role),
         "import_path": ROLES[role].builder,
-        "args": {**builder_args, "role": role},
+        "args": {**copy.deepcopy(builder_args), "role": role},
         "deployments": [{"name": deployment_name(profile, role), **deployment_options(profile, role)}],
     }
 
 
 def serve_config(
-    profile: Profile, *, profile_ref: str | None = None, engine_source: str = "factory", host: str = "0.0.0.0",
-    port: int = HTTP_PORT,
+    profile: Profile, *, engine_source: str = "factory", host: str = "0.0.0.0", port: int = HTTP_PORT,
 ) -> dict[str, Any]:
     """The whole Serve config (serveConfigV2): model apps, then the judge app at `/`.
 
-    `profile_ref` is what the builders are given to find the profile at deploy time (a name resolved in the
-    image's gpu_profiles/, or a path); the profile's own name by default.
+    Each armed app's `profile` arg is the whole validated profile (its JSON dict), not a name: a replica builds
+    its deployment from the Serve config alone, so a custom profile file works with the stock image (no
+    gpu_profiles/<name>.yaml needed in it). Serve hashes an app's args into its code version
+    (ray/serve/_private/application_state.py, get_app_code_version), so any change to the profile restarts the
+    armed apps' replicas; changes made only in an app's `deployments` section (autoscaling, as `armed-ops tune`
+    makes) stay lightweight. Every app gets its own copy, so the YAML carries no anchors/aliases.
     """
-    ref = profile_ref or profile.name
-    args: dict[str, Any] = {"profile": ref}
+    args: dict[str, Any] = {"profile": profile.model_dump(mode="json")}
     if engine_source != "factory":
         args["engine_source"] = engine_source
     judge_opts = deployment_options(profile, "judge")
@@ -198,7 +203,7 @@ def serve_config(
                 "name": JUDGE_APP,
                 "route_prefix": "/",
                 "import_path": "serve_apps.judge:build_judge_app",
-                "args": dict(args),
+                "args": copy.deepcopy(args),
                 "deployments": [
                     {"name": GATEWAY_DEPLOYMENT, **gateway_opts},
                     {"name": JUDGE_DEPLOYMENT, **judge_opts},
@@ -206,3 +211,9 @@ def serve_config(
             },
         ],
     }
+
+
+def serve_config_text(profile: Profile, *, engine_source: str = "factory") -> str:
+    """serve_config as YAML: what `armed serve-config` writes and, byte for byte, the chart's serveConfigV2."""
+    return yaml.safe_dump(serve_config(profile, engine_source=engine_source), sort_keys=False, allow_unicode=True,
+                          width=1000)

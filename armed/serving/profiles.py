@@ -354,6 +354,21 @@ class Profile(_Strict):
         return overlay(base or ArmedSettings(), self.settings_overlay())
 
 
+ProfileRef = str | dict[str, Any]
+"""How Serve app args name a profile: a name / YAML path (local use, tests), or the whole validated profile as a dict
+(what `armed.serving.config.serve_config` puts in serveConfigV2, so a replica needs no profile file)."""
+
+
+def resolve_profile(ref: ProfileRef, directory: Path = PROFILE_DIR) -> Profile:
+    """The Profile an app's `profile` arg names: a dict is validated as it is; a string is loaded by load_profile."""
+    if isinstance(ref, dict):
+        try:
+            return Profile.model_validate(ref)
+        except ValidationError as exc:
+            raise from_validation_error(exc, f"profile[{ref.get('name', '?')}]") from None
+    return load_profile(ref, directory)
+
+
 def profile_names(directory: Path = PROFILE_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
 

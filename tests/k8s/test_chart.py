@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from armed.serving.config import serve_config
-from armed.serving.profiles import load_profile, profile_names
+from armed.serving.profiles import PROFILE_DIR, load_profile, profile_names
 from armed.serving.proxy_guard import PROXY_ENV
 from ops import chart as ch
 from ops.chart_readme import readme, value_docs
@@ -25,11 +26,19 @@ ALL_ON = {
     "monitoring.prometheusRule.enabled": "true",
     "ingress.enabled": "true",
 }
+# A GPU profile renders only with a weight source (the chart fails without one); pvc adds no init container and,
+# on the cpu profiles (no /models paths), nothing at all. render() and lint use it unless `sets` say otherwise.
+WEIGHTS = {"modelWeights.source": "pvc"}
 _cache: dict = {}
 
 
+def with_weights(sets: dict | None = None) -> dict:
+    return {**WEIGHTS, **(sets or {})}
+
+
 def render(profile: str, sets: dict | None = None, values_files: tuple = ()) -> list[dict]:
-    key = (profile, tuple(sorted((sets or {}).items())), values_files)
+    sets = with_weights(sets)
+    key = (profile, tuple(sorted(sets.items())), values_files)
     if key not in _cache:
         _cache[key] = ch.template(profile=profile, sets=sets, values_files=values_files)
     return _cache[key]
@@ -77,8 +86,8 @@ def test_schema_profile_enum_matches_profiles():
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_lint_strict(helm, name):
-    ch.lint(profile=name)
-    ch.lint(profile=name, sets=ALL_ON)
+    ch.lint(profile=name, sets=with_weights())
+    ch.lint(profile=name, sets=with_weights(ALL_ON))
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -140,9 +149,20 @@ def test_serve_config_v2_is_armed_serve_config(helm, name):
 def test_render_values_file_path_gives_the_same_serve_config(helm, tmp_path, name):
     values = tmp_path / "v.yaml"
     values.write_text(values_file(load_profile(name)), encoding="utf-8")
-    rs = rayservice(ch.template(values_files=(values,)))
+    rs = rayservice(ch.template(values_files=(values,), sets=with_weights()))
     assert rs["spec"]["serveConfigV2"] == rayservice(render(name))["spec"]["serveConfigV2"]
     assert yaml.safe_load(rs["spec"]["serveConfigV2"]) == serve_config(load_profile(name))
+    # A profile file given by path (a copy outside gpu_profiles/): `armed serve-config --profile ./x.yaml` and
+    # the chart's serveConfigV2 from `armed-ops render-values --profile ./x.yaml` are the same bytes.
+    from armed.serving.cli import cmd_serve_config
+
+    copy = tmp_path / f"{name}.yaml"
+    shutil.copy(PROFILE_DIR / f"{name}.yaml", copy)
+    out = tmp_path / "serve.yaml"
+    assert cmd_serve_config(argparse.Namespace(profile=str(copy), engine_source="factory", out=out)) == 0
+    values.write_text(values_file(load_profile(copy)), encoding="utf-8")
+    rs = rayservice(ch.template(values_files=(values,), sets=with_weights()))
+    assert rs["spec"]["serveConfigV2"] == out.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -247,7 +267,7 @@ def test_notes_name_the_endpoints(helm, tmp_path):
     (chart / "templates" / "notes-render.yaml").write_text(
         '{{- define "notes" -}}\n' + notes + "\n{{- end -}}\napiVersion: v1\nkind: ConfigMap\n"
         "metadata: {name: notes}\ndata:\n  notes: {{ include \"notes\" . | quote }}\n", encoding="utf-8")
-    objs = ch.template(chart=Path(chart), profile="l4", sets={"ingress.enabled": "true"})
+    objs = ch.template(chart=Path(chart), profile="l4", sets=with_weights({"ingress.enabled": "true"}))
     text = next(o for o in objs if o["metadata"]["name"] == "notes")["data"]["notes"]
     assert "http://armed-serve-svc.armed.svc:8000/v1/judge" in text
     assert "http://armed-serve-svc.armed.svc:8000/models/llm" in text

@@ -250,12 +250,14 @@ def test_validate_objects_reports_kuberay_rules_beside_the_schema(crds):
 @pytest.mark.parametrize("name", profile_names())
 def test_every_profile_render_conforms(helm, name):
     """Today's chart failed this on every GPU profile: num-cpus/num-gpus in rayStartParams beside `resources`."""
-    for sets in ({}, {"modelWeights.source": "objectStore"}):
+    # every weight source a GPU profile renders with (none only renders for the cpu profiles)
+    for sets in ({"modelWeights.source": "pvc"}, {"modelWeights.source": "objectStore"}):
         assert [str(v) for v in kr.check(ch.template(profile=name, sets=sets), OPERATOR_GATES)] == []
 
 
 def test_incremental_upgrade_render_needs_the_gate_this_repo_turns_on(helm):
     objs = ch.template(profile="a100-80g", sets={
+        "modelWeights.source": "pvc",
         "upgradeStrategy.type": "NewClusterWithIncrementalUpgrade",
         "upgradeStrategy.clusterUpgradeOptions.gatewayClassName": "istio",
         "upgradeStrategy.clusterUpgradeOptions.stepSizePercent": "10",
@@ -282,7 +284,7 @@ def test_rayjob_conforms():
 # ---- the CLI -----------------------------------------------------------------------------------------------
 
 def test_cli_reads_stdin_and_passes_a_render(helm, monkeypatch, capsys):
-    text = yaml.safe_dump_all(ch.template(profile="a100-80g"))
+    text = yaml.safe_dump_all(ch.template(profile="a100-80g", sets={"modelWeights.source": "pvc"}))
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
     assert cli.main(["kuberay-check", "--operator-values", str(ch.OPERATOR_VALUES), "-"]) == 0
     assert "1 KubeRay object(s) checked, 0 violation(s)" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from armed.serving.nodes import NODE_TYPES, POOL_NODE_TYPES, gke_allocatable, re
 from armed.serving.profiles import load_profile, profile_names
 from ops import chart as ch
 from ops.profile_values import CHART_DIR, IMAGE_FLAVORS, REPO_ROOT, image_flavor
+from tests.k8s.test_chart import with_weights
 
 PROFILES = profile_names()
 VALUES = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
@@ -22,7 +23,8 @@ _cache: dict = {}
 
 
 def render(profile: str, sets: dict | None = None) -> list[dict]:
-    key = (profile, tuple(sorted((sets or {}).items())))
+    sets = with_weights(sets)  # a GPU profile renders only with a weight source
+    key = (profile, tuple(sorted(sets.items())))
     if key not in _cache:
         _cache[key] = ch.template(profile=profile, sets=sets)
     return _cache[key]
@@ -95,7 +97,7 @@ def test_dockerfile_builds_every_flavour_with_the_project_pins():
 
 def test_an_empty_flavour_tag_fails_with_its_name(helm):
     with pytest.raises(RuntimeError, match="values don't meet the specifications"):
-        ch.template(profile="a100-80g", sets={"image.tags.gpu": ""})
+        ch.template(profile="a100-80g", sets=with_weights({"image.tags.gpu": ""}))
 
 
 # ---- probes (items 3, 8) -----------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def test_gcs_fault_tolerance_renders_kuberay_options(helm, crds):
 )
 def test_bad_gcs_fault_tolerance_fails(helm, sets, match):
     with pytest.raises(RuntimeError, match=match):
-        ch.template(profile="a100-80g", sets=sets)
+        ch.template(profile="a100-80g", sets=with_weights(sets))
 
 
 # ---- requests fit the node's allocatable (item 7) ----------------------------------------------------------
@@ -217,7 +219,7 @@ def test_profile_allocatable_override_is_used(helm, tmp_path):
     src.write_text(yaml.safe_dump(doc), encoding="utf-8")
     vals = tmp_path / "v.yaml"
     vals.write_text(values_file(load_profile(str(src))), encoding="utf-8")
-    (g,) = [g for g in rayservice(ch.template(values_files=(vals,)))["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    (g,) = [g for g in rayservice(ch.template(values_files=(vals,), sets=with_weights()))["spec"]["rayClusterConfig"]["workerGroupSpecs"]
             if g["groupName"] == "l4"]
     req = g["template"]["spec"]["containers"][0]["resources"]["requests"]
     share = VALUES["workerGroups"]["nodeShare"]

@@ -20,6 +20,13 @@ from urllib.parse import parse_qs, urlparse
 
 from ops.crdvalidate import CrdValidator
 
+# Discovery of the core group (`GET /api/v1`): what helm's `lookup` reads to map a kind to its resource.
+CORE_RESOURCES = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
+    {"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+    for plural, kind in (("pods", "Pod"), ("secrets", "Secret"), ("services", "Service"), ("configmaps", "ConfigMap"))
+]}
+
 
 def _status(code: int, reason: str, message: str, causes: list[str] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
@@ -163,6 +170,8 @@ class FakeKube:
                 fake.requests.append((method, self.path))
                 if self.path.startswith("/version"):
                     return self._send(200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake"})
+                if urlparse(self.path).path == "/api/v1":
+                    return self._send(200, CORE_RESOURCES)
                 r = self._route()
                 if r is None:
                     return self._send(404, _status(404, "NotFound", f"no route {self.path}"))

@@ -150,3 +150,37 @@ capabilities:
 {{- range $m := $p.models }}{{ $r = append $r (printf "%s=%s" $m.role $m.routePrefix) }}{{ end -}}
 {{- join "," $r -}}
 {{- end -}}
+
+{{/* Model weights (values `modelWeights`). The profile is the one source of truth for which checkpoint folders a
+pool needs: profileValues.pools[].modelPaths (ops/profile_values.py, pool_model_paths). A path under
+modelWeights.mountPath is the chart's to provide; its first component below mountPath is the folder synced.
+`armed.poolModelFolders` takes (dict "ctx" $ "pool" $pool) and returns a JSON list of those folders. */}}
+{{- define "armed.poolModelFolders" -}}
+{{- $prefix := printf "%s/" (trimSuffix "/" .ctx.Values.modelWeights.mountPath) -}}
+{{- $folders := list -}}
+{{- range .pool.modelPaths | default list -}}
+{{- if hasPrefix $prefix . -}}
+{{- $folders = append $folders (trimPrefix $prefix . | splitList "/" | first) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (uniq $folders) -}}
+{{- end -}}
+
+{{/* Fails the render when the profile loads weights the chart was given no way to provide: source none with a
+GPU profile's /models paths, or hub without a repo for one of the folders. Takes the root context. */}}
+{{- define "armed.modelWeights.check" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $mw := .Values.modelWeights -}}
+{{- $needs := list -}}
+{{- range $pool := $p.pools -}}
+{{- range include "armed.poolModelFolders" (dict "ctx" $ "pool" $pool) | fromJsonArray -}}
+{{- $needs = append $needs (printf "%s (pool %s)" . $pool.name) -}}
+{{- if and (eq $mw.source "hub") (not (hasKey $mw.hub.repos .)) -}}
+{{- fail (printf "modelWeights.source is hub but modelWeights.hub.repos has no Hugging Face repo for %s/%s, which profile %q loads on pool %s: add `modelWeights.hub.repos.%s: <org>/<repo>` (the armed-trained classifiers are not on the Hub: upload yours first), or use modelWeights.source pvc or objectStore" $mw.mountPath . $p.name $pool.name .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $needs (eq $mw.source "none") -}}
+{{- fail (printf "profile %q loads model weights from %s that nothing provides: %s. Set modelWeights.source to hub (download from the Hugging Face Hub: modelWeights.hub.repos maps each folder to a repo, modelWeights.hub.tokenSecret.name a Secret with a token), pvc (modelWeights.pvc.claimName: a ReadOnlyMany claim holding those folders) or objectStore (modelWeights.objectStore.uri and existingSecret)" $p.name $mw.mountPath (join ", " $needs)) -}}
+{{- end -}}
+{{- end -}}
