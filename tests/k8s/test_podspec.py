@@ -219,7 +219,8 @@ def test_profile_allocatable_override_is_used(helm, tmp_path):
     src.write_text(yaml.safe_dump(doc), encoding="utf-8")
     vals = tmp_path / "v.yaml"
     vals.write_text(values_file(load_profile(str(src))), encoding="utf-8")
-    (g,) = [g for g in rayservice(ch.template(values_files=(vals,), sets=with_weights()))["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    rs = rayservice(ch.template(values_files=(vals,), sets=with_weights()))
+    (g,) = [g for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
             if g["groupName"] == "l4"]
     req = g["template"]["spec"]["containers"][0]["resources"]["requests"]
     share = VALUES["workerGroups"]["nodeShare"]
