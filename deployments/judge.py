@@ -38,7 +38,7 @@ from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
 from armed.roles import ROLES
 from armed.serving import config as serve_cfg
-from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, load_profile
+from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, ProfileRef, resolve_profile
 from armed.text import invalid_unicode_path, normalise
 from deployments import api, auth, loopback
 from deployments.cache import TTLCache
@@ -317,7 +317,10 @@ class JudgeArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: str = Field(default="cpu", description="Profile name (gpu_profiles/<name>.yaml) or a YAML path.")
+    profile: ProfileRef = Field(
+        default="cpu", description="The whole profile (a dict, as serve_config writes it), or a profile name "
+        "(gpu_profiles/<name>.yaml) or YAML path."
+    )
     engine_source: str = Field(default="factory", description="Passed to model apps; the judge ignores it.")
 
 
@@ -328,7 +331,7 @@ class JudgeDeployment:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = JudgeArgs.model_validate(args)
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
-        profile = load_profile(self.args.profile)
+        profile = resolve_profile(self.args.profile)
         self.health = profile.judge
         # The metric objects are made once here, per replica; every request records through them.
         self.service = JudgeService.from_profile(profile, metrics=RayMetricsRecorder())
@@ -409,7 +412,7 @@ class Gateway:
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
-        profile = load_profile(self.args.profile)
+        profile = resolve_profile(self.args.profile)
         api.set_limits(profile.limits)  # before the first request: this replica's routes enforce the profile's
         self.max_batch_pairs = profile.judge.max_batch_pairs
         self.availability = ReplicaAvailability()

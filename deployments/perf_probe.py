@@ -17,7 +17,7 @@ from typing import Any
 from ray import serve
 
 from armed.serving.config import deployment_options
-from armed.serving.profiles import load_profile
+from armed.serving.profiles import resolve_profile
 from deployments.judge import Gateway, JudgeArgs, JudgeDeployment
 
 
@@ -74,7 +74,7 @@ class PerfRelay:
 def build_probe_judge_app(args: dict[str, Any]) -> Any:
     """serve_apps.judge.build_judge_app with JudgeProbe in the Judge's place."""
     a = JudgeArgs.model_validate(args)
-    profile = load_profile(a.profile)
+    profile = resolve_profile(a.profile)
     judge = JudgeProbe.options(**deployment_options(profile, "judge")).bind(a.model_dump())
     return Gateway.options(**deployment_options(profile, "gateway")).bind(a.model_dump(), judge)
 

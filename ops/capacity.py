@@ -14,6 +14,7 @@ Benchmark result file (JSON), per-replica numbers measured on the profile's hard
         }, ...
       },
       "prices_usd_per_hour": {"A100-80G": 3.0, "cpu_node": 0.8}   # per GPU of a type; per CPU-pool node
+                                                  # (a pool's own cost_per_node_hour in the profile wins)
     }
 
 Arithmetic, per deployed role R (printed with the result):
@@ -21,8 +22,13 @@ Arithmetic, per deployed role R (printed with the result):
   usable_R    = requests_per_s_R * headroom                                     (per replica, leave headroom)
   replicas_R  = max(min_replicas_R, ceil(demand_R / usable_R))                  (flagged if > max_replicas_R)
   gpus_R      = replicas_R * num_gpus_R                                         (profile's per-replica GPUs)
-  per pool    : nodes = ceil(sum gpus / gpus_per_node) (GPU pool) or ceil(sum cpus / cpus_per_node) (CPU pool),
-                at least min_nodes; cost/h = nodes * gpus_per_node * price[gpu_type] or nodes * price[cpu_node]
+  per pool    : every replica of the pool's roles (the judge's pool also runs one Gateway replica per judge
+                replica) is packed onto nodes by first-fit decreasing with Ray's GPU rule (ops/packing.py: a
+                fraction < 1 comes from ONE GPU, a whole number from that many free GPUs; CPUs and memory per
+                node), so nodes = the nodes that packing opens, at least min_nodes. GPUs "occupied" counts every
+                GPU with anything on it, which is what the node's price pays for.
+  cost/h      = nodes * the pool's cost_per_node_hour (gpu_profiles/<P>.yaml), else nodes * gpus_per_node *
+                price[gpu_type] or nodes * price[cpu_node] from the benchmark file
 A role whose measured p95 exceeds the latency objective is flagged: its throughput was measured at a latency
 the objective does not allow, so re-benchmark it at lower concurrency before trusting the replica count.
 The judgment's end-to-end latency is the DAG's critical path, not a per-model number: the objective is applied
@@ -37,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from armed.serving.profiles import Profile
+from armed.serving.config import deployment_options
+from armed.serving.profiles import GpuPool, Profile
+from ops.packing import NodeShape, Packing, Replica, pack
 
 
 class BenchmarkError(ValueError):
@@ -68,9 +76,13 @@ class PoolPlan:
     pool: str
     gpu_type: str | None
     nodes: int
-    gpus: float
+    gpus: float  # GPUs the replicas request (the naive sum)
     cpus: float
     cost_per_hour: float | None
+    gpus_occupied: int = 0  # GPUs with any replica on them after packing (what the nodes must have)
+    gpus_total: int = 0  # nodes * gpus_per_node (what is paid for)
+    price_source: str = ""
+    per_node: list[list[str]] = field(default_factory=list)  # replica names per node, as packed
     notes: list[str] = field(default_factory=list)
 
 
@@ -114,30 +126,56 @@ def plan(profile: Profile, bench: dict[str, Any], qps: float, latency_ms: float,
             notes.append(f"needs {replicas} replicas > profile max {rp.replicas.max}: raise replicas.max")
         roles.append(RolePlan(role, rp.pool, demand, usable, replicas, rp.replicas.min, rp.replicas.max,
                               rp.resources.num_gpus, rp.resources.num_cpus, p95, notes))
-    prices = bench.get("prices_usd_per_hour") or {}
-    pools: list[PoolPlan] = []
-    for pool in profile.pools:
-        mine = [r for r in roles if r.pool == pool.name]
-        gpus = sum(r.gpus for r in mine)
-        cpus = sum(r.replicas * r.cpus_per_replica for r in mine)
-        notes = []
-        if pool.gpus_per_node:
-            nodes = math.ceil(gpus / pool.gpus_per_node - 1e-9) if gpus else 0
-            price = prices.get(pool.gpu_type)
-            cost = None if price is None else nodes * pool.gpus_per_node * float(price)
-        else:
-            nodes = 0
-            price = prices.get("cpu_node")
-            cost = None
-        nodes = max(nodes, math.ceil(cpus / pool.cpus_per_node - 1e-9) if cpus else 0, pool.min_nodes)
-        if not pool.gpus_per_node and price is not None:
-            cost = nodes * float(price)
-        if price is None:
-            notes.append(f"no price for {pool.gpu_type or 'cpu_node'} in prices_usd_per_hour")
-        if nodes > pool.max_nodes:
-            notes.append(f"needs {nodes} nodes > pool max_nodes {pool.max_nodes}")
-        pools.append(PoolPlan(pool.name, pool.gpu_type, nodes, gpus, cpus, cost, notes))
+    pools = [plan_pool(profile, pool, roles, bench.get("prices_usd_per_hour") or {}) for pool in profile.pools]
     return roles, pools
+
+
+def pool_replicas(profile: Profile, pool: GpuPool, roles: list[RolePlan]) -> list[Replica]:
+    """Every replica the plan puts on `pool`, with what it reserves (the profile's per-replica resources)."""
+    out: list[Replica] = []
+    for r in roles:
+        if r.pool != pool.name:
+            continue
+        res = profile.judge.resources if r.role == "judge" else profile.models[r.role].resources
+        out += [Replica(r.role, res.num_gpus, res.num_cpus, res.memory_gib or 0.0)] * r.replicas
+        if r.role == "judge":  # the judge app's HTTP Gateway scales on the judge's bounds, beside it
+            gw_cpus = float(deployment_options(profile, "gateway")["ray_actor_options"]["num_cpus"])
+            out += [Replica("gateway", 0.0, gw_cpus)] * r.replicas
+    return out
+
+
+def _pool_price(pool: GpuPool, prices: dict[str, Any]) -> tuple[float | None, str]:
+    """USD per node-hour and where it came from."""
+    if pool.cost_per_node_hour is not None:
+        return pool.cost_per_node_hour, "profile cost_per_node_hour"
+    if pool.gpus_per_node:
+        price = prices.get(pool.gpu_type)
+        return (None, "") if price is None else (pool.gpus_per_node * float(price), f"benchmark {pool.gpu_type}")
+    price = prices.get("cpu_node")
+    return (None, "") if price is None else (float(price), "benchmark cpu_node")
+
+
+def plan_pool(profile: Profile, pool: GpuPool, roles: list[RolePlan], prices: dict[str, Any]) -> PoolPlan:
+    replicas = pool_replicas(profile, pool, roles)
+    shape = NodeShape(pool.gpus_per_node, pool.cpus_per_node, pool.memory_gib_per_node)
+    packed: Packing = pack(replicas, shape, max_nodes=None, min_nodes=pool.min_nodes)
+    nodes = len(packed.nodes)
+    notes = [f"{r.name} ({r.gpus:g} GPU, {r.cpus:g} CPU) does not fit on one node of the pool" for r in
+             {r.name: r for r in packed.unplaced}.values()]
+    price, source = _pool_price(pool, prices)
+    if price is None:
+        notes.append(f"no price: set pools[{pool.name}].cost_per_node_hour in the profile, or "
+                     f"{pool.gpu_type or 'cpu_node'} in the benchmark's prices_usd_per_hour")
+    if nodes > pool.max_nodes:
+        notes.append(f"needs {nodes} nodes > pool max_nodes {pool.max_nodes}: raise max_nodes (the worker "
+                     f"group's maxReplicas) or the replicas will stay pending")
+    requested = sum(r.gpus for r in replicas)
+    if packed.gpus_touched > math.ceil(requested - 1e-9):
+        notes.append(f"fractional GPUs do not share across sizes: {requested:g} GPUs requested occupy "
+                     f"{packed.gpus_touched} GPUs")
+    return PoolPlan(pool.name, pool.gpu_type, nodes, requested, sum(r.cpus for r in replicas),
+                    None if price is None else nodes * price, packed.gpus_touched, nodes * pool.gpus_per_node,
+                    source, [n.replicas for n in packed.nodes], notes)
 
 
 def render(profile: Profile, bench: dict[str, Any], roles: list[RolePlan], pools: list[PoolPlan], qps: float,
@@ -162,9 +200,10 @@ def render(profile: Profile, bench: dict[str, Any], roles: list[RolePlan], pools
     total = 0.0
     priced = True
     for p in pools:
-        cost = "?" if p.cost_per_hour is None else f"${p.cost_per_hour:,.2f}/h"
-        out.append(f"pool {p.pool:<10} {p.gpu_type or 'cpu':<9} nodes {p.nodes:>3}  GPUs used {p.gpus:g}  "
-                   f"CPUs used {p.cpus:g}  cost {cost}" + "".join(f"\n  ! {n}" for n in p.notes))
+        cost = "?" if p.cost_per_hour is None else f"${p.cost_per_hour:,.2f}/h ({p.price_source})"
+        gpus = f"GPUs requested {p.gpus:g} occupied {p.gpus_occupied} of {p.gpus_total}  " if p.gpu_type else ""
+        out.append(f"pool {p.pool:<10} {p.gpu_type or 'cpu':<9} nodes {p.nodes:>3}  {gpus}"
+                   f"CPUs {p.cpus:g}  cost {cost}" + "".join(f"\n  ! {n}" for n in p.notes))
         if p.cost_per_hour is None:
             priced = False
         else:

@@ -2,7 +2,9 @@
 
 Built-in kinds are checked with `kubernetes-validate` (the Kubernetes OpenAPI schemas, strict: unknown fields
 fail); custom resources (RayService, RayJob, ServiceMonitor, PodMonitor, PrometheusRule) with the CRD validator
-over the shared CRD schemas. `helm` is found at .cache/bin/helm (ops/fetch_helm.sh puts it there), $HELM, or PATH.
+over the shared CRD schemas; KubeRay objects also with KubeRay's own Go-side rules (ops/kuberay_rules.py), under
+the feature gates of the operator this repo installs (k8s/kuberay/values.yaml). `helm` is found at
+.cache/bin/helm (ops/fetch_helm.sh puts it there), $HELM, or PATH.
 """
 
 from __future__ import annotations
@@ -10,16 +12,24 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ops import kuberay_rules
 from ops.crdvalidate import CrdValidator
 from ops.profile_values import CHART_DIR, REPO_ROOT
 
 KUBE_VERSION = "1.32.0"
 API_VERSIONS = ("ray.io/v1", "monitoring.coreos.com/v1")
+# The kuberay-operator values k8s/kuberay/install.sh installs with: its featureGates decide gate-dependent rules.
+OPERATOR_VALUES = REPO_ROOT / "k8s" / "kuberay" / "values.yaml"
+
+
+def operator_feature_gates() -> dict[str, bool]:
+    return kuberay_rules.operator_feature_gates(OPERATOR_VALUES)
 
 
 def find_helm() -> str | None:
@@ -69,11 +79,14 @@ def template(
 
 
 def validate_objects(
-    objects: list[dict[str, Any]], crds: CrdValidator | None, kube_version: str = KUBE_VERSION
+    objects: list[dict[str, Any]], crds: CrdValidator | None, kube_version: str = KUBE_VERSION,
+    feature_gates: Mapping[str, bool] | None = None,
 ) -> dict[str, list[str]]:
     """`{"Kind/name": [errors]}` for every object that is invalid (empty when all are valid).
 
     A custom resource without a CRD validator (crds None) or without a known CRD is reported, never passed.
+    KubeRay objects are also checked against KubeRay's own rules (errors `kuberay[rule-id]: ...`), with
+    `feature_gates` or, by default, the gates of this repo's operator install.
     """
     import kubernetes_validate
 
@@ -97,4 +110,7 @@ def validate_objects(
                 errs = [str(exc)]
         if errs:
             bad[key] = errs
+    gates = operator_feature_gates() if feature_gates is None else feature_gates
+    for v in kuberay_rules.check(objects, gates):
+        bad.setdefault(v.obj, []).append(f"kuberay[{v.rule}]: {v.message}")
     return bad

@@ -1,10 +1,13 @@
 """armed-ops: SRE tools for armed on Kubernetes.
 
   status         RayService conditions, Serve apps/deployments, replicas vs bounds, worker-group pods
-  capacity       replicas, GPUs and cost per hour for a target QPS and latency objective (offline)
-  tune           autoscaling recommendations from Prometheus; --apply patches serveConfigV2 in place
+  capacity       replicas, nodes (fractional GPUs packed per node), GPUs and cost per pool and in total for a
+                 target QPS and latency objective (offline)
+  tune           per-deployment autoscaling recommendations from Serve and vLLM metrics, bounded by what each
+                 pool holds; --apply patches serveConfigV2 in place (ray.serve.llm models without an engine restart)
   render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
   chart-readme   regenerate helm/armed/README.md and files/dashboard.json
+  kuberay-check  KubeRay 1.7's own validation rules on rendered manifests (`helm template ... | ... -`)
   fuzz           fuzz every HTTP route from its OpenAPI document; report in --out (ops/fuzz)
 """
 
@@ -48,7 +51,10 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="autoscaling recommendations from Prometheus; --apply patches in place")
     _common_kube(t)
     t.add_argument("--prometheus", required=True, help="Prometheus base URL (uses /api/v1/query)")
-    t.add_argument("--latency-ms", type=float, help="latency objective (p95 per deployment), ms")
+    t.add_argument("--objectives", type=Path,
+                   help="per-deployment objectives YAML (default ops/objectives.yaml; its header says the format)")
+    t.add_argument("--latency-ms", type=float,
+                   help="p95 objective (ms) of the deployments the objectives file does not name (its default)")
     t.add_argument("--window", default="15m", help="look-back window of the queries (15m)")
     t.add_argument("--apply", action="store_true", help="patch the RayService's serveConfigV2")
 
@@ -58,6 +64,15 @@ def parser() -> argparse.ArgumentParser:
                    help="regenerate helm/armed/files/profiles/*.yaml for every shipped profile")
 
     sub.add_parser("chart-readme", help="regenerate helm/armed/README.md and files/dashboard.json")
+
+    k = sub.add_parser("kuberay-check", help="KubeRay's own validation rules on rendered manifests (offline)")
+    k.add_argument("files", nargs="+", help="multi-document YAML files; - reads stdin")
+    k.add_argument("--operator-values", type=Path,
+                   help="kuberay-operator Helm values whose featureGates the operator runs with "
+                        "(e.g. k8s/kuberay/values.yaml; default: KubeRay's default gates)")
+    k.add_argument("--feature-gate", action="append", default=[], metavar="NAME=true|false",
+                   help="an operator feature gate (repeatable; wins over --operator-values)")
+    k.add_argument("--json", action="store_true", help="print the violations as JSON")
 
     from ops.fuzz.cli import add_arguments as fuzz_arguments
 
@@ -97,9 +112,10 @@ def _tune(a: argparse.Namespace) -> int:
     from ops.kube import api_client
     from ops.prom import Prometheus
 
-    recs, patched = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus), a.namespace, a.name,
-                             a.latency_ms, a.window, a.apply)
-    print(tune.render(recs, patched is not None))
+    objectives = tune.load_objectives(a.objectives, a.latency_ms)
+    recs, patched, restarts = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus), a.namespace,
+                                       a.name, objectives, a.window, a.apply)
+    print(tune.render(recs, patched is not None, restarts))
     return 0
 
 
@@ -127,6 +143,40 @@ def _chart_readme(_: argparse.Namespace) -> int:
     return 0
 
 
+def _kuberay_check(a: argparse.Namespace) -> int:
+    """Exit 0 when KubeRay would accept every RayService/RayCluster/RayJob in the input, 1 when not."""
+    import yaml
+
+    from armed.errors import InputError
+    from ops import kuberay_rules
+
+    gates = kuberay_rules.operator_feature_gates(a.operator_values) if a.operator_values else {}
+    for item in a.feature_gate:
+        name, sep, value = item.partition("=")
+        if not sep or value.lower() not in ("true", "false"):
+            raise InputError("--feature-gate", f"{item!r}: expected NAME=true or NAME=false")
+        gates[name] = value.lower() == "true"
+    texts = []
+    for f in a.files:
+        try:
+            texts.append(sys.stdin.read() if f == "-" else Path(f).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputError(f, exc.strerror or str(exc)) from exc
+    try:
+        objects = kuberay_rules.load_documents(texts)
+    except yaml.YAMLError as exc:
+        raise InputError("input", f"not YAML: {exc}") from exc
+    violations = kuberay_rules.check(objects, gates)
+    checked = sum(1 for o in objects if o.get("kind") in kuberay_rules.KINDS)
+    if a.json:
+        print(json.dumps([asdict(v) for v in violations], indent=2))
+    else:
+        for v in violations:
+            print(v)
+        print(f"{checked} KubeRay object(s) checked, {len(violations)} violation(s)", file=sys.stderr)
+    return 1 if violations else 0
+
+
 def _fuzz(a: argparse.Namespace) -> int:
     from ops.fuzz.cli import run_args
 
@@ -139,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     from armed.errors import InputError
     from ops.capacity import BenchmarkError
     from ops.prom import PrometheusError
+    from ops.tune import ObjectiveError
 
     a = parser().parse_args(argv)
     handler = {"status": _status, "capacity": _capacity, "tune": _tune, "render-values": _render_values,
-               "chart-readme": _chart_readme, "fuzz": _fuzz}[a.cmd]
+               "chart-readme": _chart_readme, "kuberay-check": _kuberay_check, "fuzz": _fuzz}[a.cmd]
     try:
         return handler(a)
-    except (InputError, BenchmarkError) as exc:
+    except (InputError, BenchmarkError, ObjectiveError) as exc:
         print(f"armed-ops {a.cmd}: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except ApiException as exc:

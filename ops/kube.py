@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -50,24 +51,43 @@ def list_pods(api: client.ApiClient, namespace: str, selector: str) -> list[Any]
 
 
 def deployment_bounds(serve_cfg: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(app, deployment): autoscaling_config} from a Serve config, ray.serve.llm apps included."""
+    """{(app, deployment): autoscaling_config} from a Serve config, ray.serve.llm apps included. For a
+    ray.serve.llm model, the application's per-deployment override (`deployments[].autoscaling_config`) is what
+    Serve runs (application_state.override_deployment_info lays it over the builder's options), so it wins over
+    the copy inside `args.llm_configs[].deployment_config`."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for app in serve_cfg.get("applications") or []:
+        for llm in (app.get("args") or {}).get("llm_configs") or []:
+            dc = llm.get("deployment_config") or {}
+            model_id = (llm.get("model_loading_config") or {}).get("model_id", app["name"])
+            out[(app["name"], ray_llm_deployment_name(model_id))] = dc.get("autoscaling_config") or {}
         for dep in app.get("deployments") or []:
             auto = dep.get("autoscaling_config")
             if auto is None and "num_replicas" in dep:
                 auto = {"min_replicas": dep["num_replicas"], "max_replicas": dep["num_replicas"]}
-            out[(app["name"], dep["name"])] = auto or {}
+            if auto is not None or (app["name"], dep["name"]) not in out:
+                out[(app["name"], dep["name"])] = auto or {}
+    return out
+
+
+def ray_llm_deployments(serve_cfg: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """{(app, LLMServer deployment): model id} of every ray.serve.llm model in a Serve config."""
+    out = {}
+    for app in serve_cfg.get("applications") or []:
         for llm in (app.get("args") or {}).get("llm_configs") or []:
-            dc = llm.get("deployment_config") or {}
             model_id = (llm.get("model_loading_config") or {}).get("model_id", app["name"])
-            dep = ray_llm_deployment_name(model_id)
-            out[(app["name"], dep)] = dc.get("autoscaling_config") or {}
+            out[(app["name"], ray_llm_deployment_name(model_id))] = model_id
     return out
 
 
 def autoscaling_ref(serve_cfg: dict[str, Any], app: str, deployment: str) -> dict[str, Any] | None:
-    """The (mutable) autoscaling_config dict of one deployment inside `serve_cfg`, or None."""
+    """The (mutable) autoscaling_config dict of one deployment inside `serve_cfg`, or None.
+
+    For a ray.serve.llm LLMServer it is the application's per-deployment override, created from the builder
+    args' copy when absent; the args are never edited: Ray hashes an application's `args` into its code version
+    (ray/serve/_private/deploy_utils.py, get_app_code_version), and a new code version restarts every replica of
+    the app (every vLLM engine), while a changed override only reconfigures them (autoscaling_config is a
+    NeedsActorReconfigure option of ray/serve/_private/config.py DeploymentConfig)."""
     for a in serve_cfg.get("applications") or []:
         if a["name"] != app:
             continue
@@ -77,5 +97,8 @@ def autoscaling_ref(serve_cfg: dict[str, Any], app: str, deployment: str) -> dic
         for llm in (a.get("args") or {}).get("llm_configs") or []:
             model_id = (llm.get("model_loading_config") or {}).get("model_id", a["name"])
             if deployment == ray_llm_deployment_name(model_id):
-                return llm.setdefault("deployment_config", {}).setdefault("autoscaling_config", {})
+                seed = copy.deepcopy((llm.get("deployment_config") or {}).get("autoscaling_config") or {})
+                override = {"name": deployment, "autoscaling_config": seed}
+                a.setdefault("deployments", []).append(override)
+                return override["autoscaling_config"]
     return None

@@ -12,18 +12,18 @@ from typing import Any
 from ray.serve import Application
 
 from armed.serving.config import deployment_options
-from armed.serving.profiles import load_profile
+from armed.serving.profiles import resolve_profile
 from deployments.judge import Gateway, JudgeArgs, JudgeDeployment
 
 
 def build_judge_app(args: dict[str, Any]) -> Application:
     a = JudgeArgs.model_validate(args)
-    profile = load_profile(a.profile)
+    profile = resolve_profile(a.profile)
     judge = JudgeDeployment.options(**deployment_options(profile, "judge")).bind(a.model_dump())
     return Gateway.options(**deployment_options(profile, "gateway")).bind(a.model_dump(), judge)
 
 
 def build_gateway_app(args: dict[str, Any]) -> Application:
     a = JudgeArgs.model_validate(args)
-    profile = load_profile(a.profile)
+    profile = resolve_profile(a.profile)
     return Gateway.options(**deployment_options(profile, "gateway")).bind(a.model_dump())

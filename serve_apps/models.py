@@ -15,7 +15,7 @@ from ray.serve import Application
 
 from armed.roles import IN_PROCESS_KINDS, ROLES
 from armed.serving.config import deployment_name, deployment_options
-from armed.serving.profiles import load_profile
+from armed.serving.profiles import ProfileRef, resolve_profile
 from deployments.engines import EngineSource
 
 
@@ -24,7 +24,10 @@ class ModelAppArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: str = Field(default="cpu", description="Profile name (gpu_profiles/<name>.yaml) or a YAML path.")
+    profile: ProfileRef = Field(
+        default="cpu", description="The whole profile (a dict, as serve_config writes it), or a profile name "
+        "(gpu_profiles/<name>.yaml) or YAML path."
+    )
     role: str | None = Field(default=None, description="The role; set by the role-specific builders.")
     engine_source: EngineSource = Field(
         default="factory", description="factory: the profile's engines; zero-work: no-op engines (overhead, tests)."
@@ -36,7 +39,7 @@ def build_model_app(args: dict[str, Any]) -> Application:
     a = ModelAppArgs.model_validate(args)
     if a.role not in ROLES:
         raise ValueError(f"role must be one of {sorted(ROLES)}, got {a.role!r}")
-    profile = load_profile(a.profile)
+    profile = resolve_profile(a.profile)
     rp = profile.models[a.role]
     if rp.engine.kind in IN_PROCESS_KINDS:
         raise ValueError(f"profile {profile.name!r} serves {a.role} with kind {rp.engine.kind!r}: no deployment")

@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import SecretStr, ValidationError
 
 from armed.errors import InputError, from_validation_error
 from armed.serving import local_ray
-from armed.serving.config import HTTP_PORT, serve_config
+from armed.serving.config import HTTP_PORT, serve_config, serve_config_text
 from armed.serving.profiles import load_profile
 from armed.settings import ServingSettings
 
@@ -160,7 +159,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     key = serving.api_key
-    cfg = serve_config(profile, profile_ref=args.profile, engine_source=args.engine_source, port=args.port)
+    cfg = serve_config(profile, engine_source=args.engine_source, port=args.port)
     record = _running(home)
     if record is not None:
         refusal = local_ray.reuse_refusal(record, key)
@@ -314,8 +313,7 @@ def cmd_serve_config(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = yaml.safe_dump(serve_config(profile, profile_ref=args.profile, engine_source=args.engine_source),
-                          sort_keys=False, allow_unicode=True)
+    text = serve_config_text(profile, engine_source=args.engine_source)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)

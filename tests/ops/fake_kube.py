@@ -14,10 +14,18 @@ import itertools
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from ops.crdvalidate import CrdValidator
+
+# Discovery of the core group (`GET /api/v1`): what helm's `lookup` reads to map a kind to its resource.
+CORE_RESOURCES = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
+    {"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+    for plural, kind in (("pods", "Pod"), ("secrets", "Secret"), ("services", "Service"), ("configmaps", "ConfigMap"))
+]}
 
 
 def _status(code: int, reason: str, message: str, causes: list[str] | None = None) -> dict[str, Any]:
@@ -162,6 +170,8 @@ class FakeKube:
                 fake.requests.append((method, self.path))
                 if self.path.startswith("/version"):
                     return self._send(200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake"})
+                if urlparse(self.path).path == "/api/v1":
+                    return self._send(200, CORE_RESOURCES)
                 r = self._route()
                 if r is None:
                     return self._send(404, _status(404, "NotFound", f"no route {self.path}"))
@@ -269,9 +279,11 @@ class FakeKube:
 
 
 class FakePrometheus:
-    """GET /api/v1/query: answers the first rule whose substring is in the query; else an empty vector."""
+    """GET /api/v1/query: answers the first rule whose substring is in the query; else an empty vector. A rule's
+    answer is a list of (labels, value) or a whole Prometheus API response body (a recorded one, see
+    `from_recording`)."""
 
-    def __init__(self, rules: list[tuple[str, list[tuple[dict[str, str], float]]]]):
+    def __init__(self, rules: list[tuple[str, list[tuple[dict[str, str], float]] | dict[str, Any]]]):
         self.rules = rules
         self.queries: list[str] = []
         fake = self
@@ -284,13 +296,14 @@ class FakePrometheus:
                 u = urlparse(self.path)
                 query = (parse_qs(u.query).get("query") or [""])[0]
                 fake.queries.append(query)
-                result: list[tuple[dict[str, str], float]] = []
+                result: Any = []
                 for needle, res in fake.rules:
                     if needle in query:
                         result = res
                         break
-                body = {"status": "success", "data": {"resultType": "vector", "result": [
-                    {"metric": labels, "value": [1700000000.0, str(v)]} for labels, v in result]}}
+                body = result if isinstance(result, dict) else {
+                    "status": "success", "data": {"resultType": "vector", "result": [
+                        {"metric": labels, "value": [1700000000.0, str(v)]} for labels, v in result]}}
                 data = json.dumps(body).encode()
                 self.send_response(200 if u.path == "/api/v1/query" else 404)
                 self.send_header("Content-Type", "application/json")
@@ -305,3 +318,10 @@ class FakePrometheus:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @classmethod
+    def from_recording(cls, path: str | Path) -> FakePrometheus:
+        """Serve a recording: {"responses": [{"match": substring of the query, "query": the query it answered,
+        "response": the /api/v1/query body}]}, matched in order."""
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls([(r["match"], r["response"]) for r in doc["responses"]])

@@ -16,7 +16,7 @@ from armed.serving.config import serve_config
 from armed.serving.profiles import load_profile
 from ops import capacity, tune
 from ops.cli import EXIT_API, EXIT_INPUT, main
-from ops.kube import api_client, deployment_bounds, get_rayservice, patch_serve_config
+from ops.kube import api_client, autoscaling_ref, deployment_bounds, get_rayservice, patch_serve_config
 from ops.profile_values import serve_config_text
 from tests.ops.fake_kube import FakeKube, FakePrometheus
 
@@ -31,10 +31,16 @@ def rayservice(profile_name: str = "a100-80g") -> dict:
         limits = {"cpu": str(pool.cpus_per_node), "memory": f"{pool.memory_gib_per_node}Gi"}
         if pool.gpus_per_node:
             limits["nvidia.com/gpu"] = str(pool.gpus_per_node)
-        groups.append({"groupName": pool.name, "minReplicas": pool.min_nodes, "maxReplicas": pool.max_nodes,
-                       "rayStartParams": {"num-gpus": str(pool.gpus_per_node)},
-                       "template": {"spec": {"containers": [{"name": "ray-worker", "image": "armed-ray:x",
-                                                             "resources": {"limits": limits}}]}}})
+        roles = [r for r in profile.deployed_roles() if profile.models[r].pool == pool.name]
+        roles += ["judge"] if profile.judge.pool == pool.name else []
+        group = {"groupName": pool.name, "minReplicas": pool.min_nodes, "maxReplicas": pool.max_nodes,
+                 "rayStartParams": {"num-gpus": str(pool.gpus_per_node)},
+                 "template": {"metadata": {"annotations": {"armed.io/roles": ",".join(roles)}},  # as the chart
+                              "spec": {"containers": [{"name": "ray-worker", "image": "armed-ray:x",
+                                                       "resources": {"limits": limits}}]}}}
+        if pool.gpu_type:
+            group["resources"] = {f"accelerator_type:{pool.gpu_type}": "1"}
+        groups.append(group)
     return {
         "apiVersion": "ray.io/v1", "kind": "RayService",
         "metadata": {"name": NAME, "namespace": NS, "labels": {"armed.io/profile": profile.name}},
@@ -155,10 +161,17 @@ def test_status_missing_rayservice_is_a_clear_error(kube, capsys):
 
 # ---- tune --------------------------------------------------------------------------------------------------
 
-def test_tune_recommends_without_applying(kube, prom, capsys):
+@pytest.fixture
+def objectives(tmp_path):
+    path = tmp_path / "objectives.yaml"
+    path.write_text(yaml.safe_dump({"default": {"p95_ms": 5000}, "llm": {"p95_ms": 2000}}))
+    return str(path)
+
+
+def test_tune_recommends_without_applying(kube, prom, objectives, capsys):
     before = copy.deepcopy(kube.get("ray.io/v1", NS, "rayservices", NAME))
     assert main(["tune", "--kubeconfig", kube.kc, "-n", NS, "--name", NAME, "--prometheus", prom.url,
-                 "--latency-ms", "2000"]) == 0
+                 "--objectives", objectives]) == 0
     out = capsys.readouterr().out
     assert "llm/armed-llm:" in out and "R1 at max 4" in out
     assert "autoscaling_config.max_replicas: 4 -> 7" in out  # ceil((40*4 + 50) / 32) = 7
@@ -169,11 +182,11 @@ def test_tune_recommends_without_applying(kube, prom, capsys):
     assert all('namespace="armed"' in qq for qq in prom.queries)
 
 
-def test_tune_apply_patches_serve_config_in_place(kube, prom, capsys):
+def test_tune_apply_patches_serve_config_in_place(kube, prom, objectives, capsys):
     before = kube.get("ray.io/v1", NS, "rayservices", NAME)
     rv = before["metadata"]["resourceVersion"]
     assert main(["tune", "--kubeconfig", kube.kc, "-n", NS, "--name", NAME, "--prometheus", prom.url,
-                 "--latency-ms", "2000", "--apply"]) == 0
+                 "--objectives", objectives, "--apply"]) == 0
     assert "Applied to spec.serveConfigV2" in capsys.readouterr().out
     after = kube.get("ray.io/v1", NS, "rayservices", NAME)
     assert after["metadata"]["resourceVersion"] != rv
@@ -235,11 +248,16 @@ def test_fake_server_watch_and_create(kube):
 
 def test_recommend_rules_unit():
     cfg = serve_config(load_profile("a100-80g"))
-    obs = {("judge", "Judge"): tune.Observation("judge", "Judge", 2, 1.0, 0.0, 100.0)}
-    recs = tune.recommend(cfg, obs, latency_ms=1000)
-    (rec,) = recs
-    assert rec.changes == {"min_replicas": (2, 1)}  # R4: idle at a floor of 2
-    assert tune.recommend(cfg, {}, 1000) == []
+    goals = tune.load_objectives(latency_ms=1000)
+    # the judge idles at min 2, but 2 is its availability floor: R4 never takes it lower
+    idle_judge = {("judge", "Judge"): tune.Observation("judge", "Judge", 2, 1.0, 0.0, 100.0)}
+    assert tune.recommend(cfg, idle_judge, goals) == []
+    # the same idleness at a floor of 2 on a model deployment does lower it (R4)
+    autoscaling_ref(cfg, "embedder", "embedder").update(min_replicas=2, initial_replicas=2)
+    idle_emb = {("embedder", "embedder"): tune.Observation("embedder", "embedder", 2, 1.0, 0.0, 10.0)}
+    (rec,) = tune.recommend(cfg, idle_emb, goals)
+    assert rec.changes == {"min_replicas": (2, 1)} and rec.reasons[0].startswith("R4")
+    assert tune.recommend(cfg, {}, goals) == []
 
 
 # ---- capacity ----------------------------------------------------------------------------------------------

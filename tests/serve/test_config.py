@@ -54,3 +54,25 @@ def test_ray_llm_configs_validate_against_ray_serve_llm() -> None:
         conf = llm.LLMConfig.model_validate(app["args"]["llm_configs"][0])
         assert conf.model_id == "armed-llm"
         assert conf.accelerator_type == load_profile(name).models["llm"].resources.accelerator_type
+        # What ray.serve.llm will place: one node for the whole tensor-parallel group (its default is PACK).
+        engine = conf.get_engine_config()
+        tp = load_profile(name).models["llm"].engine.tensor_parallel_size
+        assert engine.placement_strategy == ("STRICT_PACK" if tp > 1 else "PACK")
+        assert [b["GPU"] for b in engine.placement_bundles] == [1.0] * tp
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_tensor_parallel_ray_llm_replicas_are_strict_pack(name: str) -> None:
+    """A replica that shards over >1 GPU must not be split across nodes (PACK is only best effort)."""
+    profile = load_profile(name)
+    cfg = serve_config(profile)
+    for app in cfg["applications"]:
+        if app["import_path"] != "serve_apps.models:build_ray_llm_app":
+            continue
+        (llm_cfg,) = app["args"]["llm_configs"]
+        rp = profile.models[app["name"]]
+        pg = llm_cfg.get("placement_group_config") or {}
+        if rp.resources.num_gpus and rp.engine.tensor_parallel_size > 1:
+            assert pg == {"bundle_per_worker": {"GPU": 1}, "strategy": "STRICT_PACK"}
+        else:
+            assert pg.get("strategy", "PACK") == "PACK" and len(pg.get("bundles", [{}])) == 1

@@ -62,7 +62,7 @@ def stack(profile_file: Path) -> Iterator[str]:
 
     local = LocalStack(num_cpus=4).start()
     try:
-        cfg = serve_config(load_profile(str(profile_file)), profile_ref=str(profile_file), port=local.port)
+        cfg = serve_config(load_profile(str(profile_file)), port=local.port)
         (llm,) = [a for a in cfg["applications"] if a["name"] == "llm"]
         llm["args"]["llm_configs"][0]["server_cls"] = "tests.serve.ray_llm_doubles:TruncatingLLMServer"
         problem = deploy_and_wait(cfg, 900)

@@ -42,6 +42,26 @@ app.kubernetes.io/part-of: armed
 {{- end -}}
 {{- end -}}
 
+{{/* The one image of every Ray container (head and all worker groups): the profile's flavour picks the tag, so a
+     profile that serves with vLLM has vLLM on the head too (it builds the ray-llm apps; the judge imports
+     ray.serve.llm). Flavours are the k8s/Dockerfile FLAVOR builds. */}}
+{{- define "armed.image" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $flavor := $p.imageFlavor | default "gpu" -}}
+{{- $tag := index .Values.image.tags $flavor -}}
+{{- if not $tag -}}
+{{- fail (printf "image.tags.%s is empty: profile %q runs the %s image flavour (k8s/Dockerfile --build-arg FLAVOR=%s)" $flavor $p.name $flavor $flavor) -}}
+{{- end -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+
+{{/* The Serve Service that KubeRay manages for the RayService (utils.GenerateServeServiceName: <name>-serve-svc).
+     KubeRay points its selector at the *active* cluster (ray.io/cluster=<active>, ray.io/serve=true) and moves it
+     when an upgrade switches clusters, so traffic never reaches a pending cluster. */}}
+{{- define "armed.serveService" -}}
+{{- printf "%s-serve-svc" (include "armed.fullname" .) -}}
+{{- end -}}
+
 {{- define "armed.apiKeySecret" -}}
 {{- .Values.apiKey.existingSecret | default (printf "%s-api-key" (include "armed.fullname" .)) -}}
 {{- end -}}
@@ -90,11 +110,16 @@ capabilities:
       key: {{ .Values.apiKey.secretKey }}
 {{- end }}
 {{- with .Values.env }}
+{{- range . }}
+{{- if and $.Values.gcsFaultTolerance.enabled (has .name (list "RAY_REDIS_ADDRESS" "REDIS_PASSWORD" "REDIS_USERNAME")) }}
+{{- fail (printf "env %s: with gcsFaultTolerance.enabled KubeRay rejects it in the head (utils/validation.go, ValidateRayClusterSpec); set gcsFaultTolerance.redisAddress / redisPasswordSecret instead" .name) }}
+{{- end }}
+{{- end }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
 
-{{/* Writable emptyDirs (the root file system is read-only) and the probe script. */}}
+{{/* Writable emptyDirs (the root file system is read-only). */}}
 {{- define "armed.baseVolumes" -}}
 - name: tmp
   emptyDir:
@@ -107,10 +132,6 @@ capabilities:
     {{- with .Values.podSecurity.shmSizeLimit }}
     sizeLimit: {{ . }}
     {{- end }}
-- name: probes
-  configMap:
-    name: {{ include "armed.fullname" . }}-probes
-    defaultMode: 0555
 {{- end -}}
 
 {{- define "armed.baseVolumeMounts" -}}
@@ -120,31 +141,46 @@ capabilities:
   mountPath: /home/ray/.cache
 - name: shm
   mountPath: /dev/shm
-- name: probes
-  mountPath: /etc/armed/probes
-  readOnly: true
 {{- end -}}
 
-{{/* Probes: `armed.probe` takes (dict "ctx" $ "kind" "head"|"worker"). */}}
-{{- define "armed.probes" -}}
-{{- $v := .ctx.Values.probes -}}
-{{- $exec := list "python" "/etc/armed/probes/probe.py" .kind -}}
-startupProbe:
-  exec:
-    command: {{ toJson (append $exec "live") }}
-  periodSeconds: {{ $v.periodSeconds }}
-  timeoutSeconds: {{ $v.timeoutSeconds }}
-  failureThreshold: {{ $v.startupFailureThreshold }}
-livenessProbe:
-  exec:
-    command: {{ toJson (append $exec "live") }}
-  periodSeconds: {{ $v.periodSeconds }}
-  timeoutSeconds: {{ $v.timeoutSeconds }}
-  failureThreshold: {{ $v.failureThreshold }}
-readinessProbe:
-  exec:
-    command: {{ toJson (append $exec "ready") }}
-  periodSeconds: {{ $v.periodSeconds }}
-  timeoutSeconds: {{ $v.timeoutSeconds }}
-  failureThreshold: {{ $v.failureThreshold }}
+{{/* "role=/route,..." of every Serve application (the judge is `/`). */}}
+{{- define "armed.routes" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $r := list "judge=/" -}}
+{{- range $m := $p.models }}{{ $r = append $r (printf "%s=%s" $m.role $m.routePrefix) }}{{ end -}}
+{{- join "," $r -}}
+{{- end -}}
+
+{{/* Model weights (values `modelWeights`). The profile is the one source of truth for which checkpoint folders a
+pool needs: profileValues.pools[].modelPaths (ops/profile_values.py, pool_model_paths). A path under
+modelWeights.mountPath is the chart's to provide; its first component below mountPath is the folder synced.
+`armed.poolModelFolders` takes (dict "ctx" $ "pool" $pool) and returns a JSON list of those folders. */}}
+{{- define "armed.poolModelFolders" -}}
+{{- $prefix := printf "%s/" (trimSuffix "/" .ctx.Values.modelWeights.mountPath) -}}
+{{- $folders := list -}}
+{{- range .pool.modelPaths | default list -}}
+{{- if hasPrefix $prefix . -}}
+{{- $folders = append $folders (trimPrefix $prefix . | splitList "/" | first) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (uniq $folders) -}}
+{{- end -}}
+
+{{/* Fails the render when the profile loads weights the chart was given no way to provide: source none with a
+GPU profile's /models paths, or hub without a repo for one of the folders. Takes the root context. */}}
+{{- define "armed.modelWeights.check" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $mw := .Values.modelWeights -}}
+{{- $needs := list -}}
+{{- range $pool := $p.pools -}}
+{{- range include "armed.poolModelFolders" (dict "ctx" $ "pool" $pool) | fromJsonArray -}}
+{{- $needs = append $needs (printf "%s (pool %s)" . $pool.name) -}}
+{{- if and (eq $mw.source "hub") (not (hasKey $mw.hub.repos .)) -}}
+{{- fail (printf "modelWeights.source is hub but modelWeights.hub.repos has no Hugging Face repo for %s/%s, which profile %q loads on pool %s: add `modelWeights.hub.repos.%s: <org>/<repo>` (the armed-trained classifiers are not on the Hub: upload yours first), or use modelWeights.source pvc or objectStore" $mw.mountPath . $p.name $pool.name .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $needs (eq $mw.source "none") -}}
+{{- fail (printf "profile %q loads model weights from %s that nothing provides: %s. Set modelWeights.source to hub (download from the Hugging Face Hub: modelWeights.hub.repos maps each folder to a repo, modelWeights.hub.tokenSecret.name a Secret with a token), pvc (modelWeights.pvc.claimName: a ReadOnlyMany claim holding those folders) or objectStore (modelWeights.objectStore.uri and existingSecret)" $p.name $mw.mountPath (join ", " $needs)) -}}
+{{- end -}}
 {{- end -}}

@@ -1,0 +1,601 @@
+"""KubeRay 1.7's own validation and reconcile preconditions, checked offline on rendered objects.
+
+The CRD schemas (ops/crdvalidate.py) say what the API server stores; the KubeRay operator then runs Go-side checks
+the schema cannot express and marks the object failed (event `InvalidRayServiceSpec`, condition
+`ValidationFailed`) without creating a single pod. Each rule below is one of those checks, re-stated in Python,
+with the Go function it comes from. Input: rendered objects (dicts, as `helm template` / `kubectl kustomize`
+print them); output: `Violation`s (rule id, object, message). Kinds other than RayService / RayCluster / RayJob
+are ignored.
+
+Sources (read 2026-11; "kuberay" = github.com/ray-project/kuberay, newest stored versions, the v1.7 line whose
+CRDs are in ../shared/crds):
+  V  = kuberay ray-operator/controllers/ray/utils/validation.go @ 0074504f84f22d26df800ebcd2e0a3e1490e2aef
+  C  = kuberay ray-operator/controllers/ray/utils/constant.go (MaxRayClusterNameLength, RayContainerIndex ...)
+  U  = kuberay ray-operator/controllers/ray/utils/util.go (IsAutoscalingEnabled, IsGCSFaultToleranceEnabled)
+  S  = kuberay ray-operator/controllers/ray/rayservice_controller.go @ 0110627608d9f7422115e85fd51c8ed09da349e0
+  F  = kuberay ray-operator/pkg/features/features.go (defaultFeatureGates)
+  P  = kuberay ray-operator/controllers/ray/common/pod.go (updateRayStartParamsResources)
+  R  = ray 2.60.0 python/ray/autoscaler/_private/kuberay/autoscaling_config.py (what the autoscaler reads)
+A rule that needs the operator's feature gates takes them from `check(..., feature_gates=)`; without them it uses
+KubeRay's defaults (F: every alpha gate off), which is what a stock operator install runs with.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# F: defaultFeatureGates of the v1.7 line (RayClusterStatusConditions is beta, on; the rest alpha, off).
+DEFAULT_FEATURE_GATES: dict[str, bool] = {
+    "RayClusterStatusConditions": True,
+    "RayJobDeletionPolicy": False,
+    "RayMultiHostIndexing": False,
+    "RayServiceIncrementalUpgrade": False,
+    "RayCronJob": False,
+    "AsyncJobInfoQuery": False,
+}
+
+# C: 63 - len("-serve-svc") = 53; RayService / RayJob names get 6 characters appended (GenerateRayClusterName).
+MAX_RAYCLUSTER_NAME = 53
+MAX_RAYSERVICE_NAME = MAX_RAYCLUSTER_NAME - 6
+MAX_RAYJOB_NAME = MAX_RAYCLUSTER_NAME - 6
+GENERATE_NAME_SUFFIX = 5  # the API server appends 5 random characters to metadata.generateName
+
+KINDS = ("RayService", "RayCluster", "RayJob")
+UPGRADE_TYPES = ("NewClusterWithIncrementalUpgrade", "NewCluster", "None")
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    obj: str  # "Kind/name"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.obj}: [{self.rule}] {self.message}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One KubeRay object, with its RayCluster spec found where each kind keeps it."""
+
+    kind: str
+    obj: dict[str, Any]
+    gates: Mapping[str, bool]
+
+    @property
+    def name(self) -> str:
+        meta = self.obj.get("metadata") or {}
+        return meta.get("name") or meta.get("generateName") or ""
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return (self.obj.get("metadata") or {}).get("annotations") or {}
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.obj.get("spec") or {}
+
+    @property
+    def cluster(self) -> dict[str, Any] | None:
+        """The RayClusterSpec: RayService.spec.rayClusterConfig, RayJob.spec.rayClusterSpec, RayCluster.spec."""
+        if self.kind == "RayService":
+            return self.spec.get("rayClusterConfig") or {}
+        if self.kind == "RayJob":
+            return self.spec.get("rayClusterSpec")
+        return self.spec
+
+
+Check = Callable[[Target], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    kinds: tuple[str, ...]
+    source: str
+    check: Check
+
+
+RULES: list[Rule] = []
+
+
+def rule(rule_id: str, kinds: tuple[str, ...], source: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        RULES.append(Rule(rule_id, kinds, source, fn))
+        return fn
+
+    return register
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------
+
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
+_GO_DURATION = re.compile(r"^[+-]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$")
+
+
+def _groups(cluster: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("Head", headGroupSpec), then (groupName, workerGroupSpec) — the names KubeRay's messages use."""
+    yield "Head", cluster.get("headGroupSpec") or {}
+    for wg in cluster.get("workerGroupSpecs") or []:
+        yield wg.get("groupName", "?"), wg
+
+
+def _containers(group: dict[str, Any]) -> list[dict[str, Any]]:
+    return ((group.get("template") or {}).get("spec") or {}).get("containers") or []
+
+
+def _ray_container(group: dict[str, Any]) -> dict[str, Any]:
+    """C: RayContainerIndex = 0 — KubeRay (and Ray's autoscaler, R) treat the first container as Ray's."""
+    cs = _containers(group)
+    return cs[0] if cs else {}
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e.get("name"): e for e in container.get("env") or []}
+
+
+def _autoscaling(cluster: dict[str, Any]) -> bool:
+    """U: IsAutoscalingEnabled — enableInTreeAutoscaling is set and true."""
+    return cluster.get("enableInTreeAutoscaling") is True
+
+
+def _gcs_ft(cluster: dict[str, Any], annotations: Mapping[str, str]) -> bool:
+    """U: IsGCSFaultToleranceEnabled — annotation ray.io/ft-enabled "true" or gcsFaultToleranceOptions set."""
+    return str(annotations.get("ray.io/ft-enabled", "")).lower() == "true" or bool(
+        cluster.get("gcsFaultToleranceOptions") is not None)
+
+
+def _start_params(group: dict[str, Any]) -> dict[str, Any]:
+    return group.get("rayStartParams") or {}
+
+
+def is_quantity(value: Any) -> bool:
+    """A Kubernetes resource quantity (resource.ParseQuantity's grammar, as the CRD's int-or-string pattern)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and bool(_QUANTITY.match(value))
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    m = re.match(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?", str(text))
+    return tuple(int(x or 0) for x in m.groups()) if m else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+# ---- metadata ----------------------------------------------------------------------------------------------
+
+@rule("name-length", KINDS, "V ValidateRayClusterMetadata / ValidateRayServiceMetadata / ValidateRayJobMetadata")
+def name_length(t: Target) -> Iterable[str]:
+    """RayCluster ≤ 53 characters (its `-serve-svc` Service name must fit 63); RayService / RayJob ≤ 47, because
+    the operator appends 6 characters to make the RayCluster's name. A generateName counts its 5 random ones."""
+    limit = {"RayCluster": MAX_RAYCLUSTER_NAME, "RayService": MAX_RAYSERVICE_NAME, "RayJob": MAX_RAYJOB_NAME}[t.kind]
+    meta = t.obj.get("metadata") or {}
+    length = len(meta["name"]) if meta.get("name") else len(meta.get("generateName") or "") + GENERATE_NAME_SUFFIX
+    if length > limit:
+        yield f"{t.kind} name should be no more than {limit} characters (is {length})"
+
+
+@rule("name-dns1035", KINDS, "V ValidateRay*Metadata (validation.IsDNS1035Label)")
+def name_dns1035(t: Target) -> Iterable[str]:
+    """The name must be a DNS-1035 label: lower-case alphanumerics and '-', starting with a letter."""
+    meta = t.obj.get("metadata") or {}
+    name = meta.get("name") or ((meta.get("generateName") or "") + "abcde")
+    if not _DNS1035.match(name) or len(name) > 63:
+        yield f"{t.kind} name {name!r} should be a valid DNS1035 label"
+
+
+@rule("initializing-timeout", ("RayService",), "V ValidateRayServiceMetadata → validateInitializingTimeout")
+def initializing_timeout(t: Target) -> Iterable[str]:
+    """ray.io/initializing-timeout, when set, is a positive Go duration ("30m") or a positive integer of seconds."""
+    raw = str(t.annotations.get("ray.io/initializing-timeout", "") or "")
+    if not raw:
+        return
+    if re.fullmatch(r"[+-]?\d+", raw):
+        if int(raw) <= 0:
+            yield f"annotation ray.io/initializing-timeout must be a positive integer (seconds), got: {raw}"
+    elif not _GO_DURATION.match(raw) or raw.startswith("-") or not re.search(r"[1-9]", raw):
+        yield f"annotation ray.io/initializing-timeout has invalid format or is not positive: {raw}"
+
+
+# ---- RayClusterSpec (also inside RayService and RayJob) ----------------------------------------------------
+
+@rule("head-container", KINDS, "V ValidateRayClusterSpec")
+def head_container(t: Target) -> Iterable[str]:
+    """The head pod template has at least one container (the Ray container is containers[0])."""
+    if t.cluster is not None and not _containers(t.cluster.get("headGroupSpec") or {}):
+        yield "headGroupSpec should have at least one container"
+
+
+@rule("worker-container", KINDS, "V ValidateRayClusterSpec")
+def worker_container(t: Target) -> Iterable[str]:
+    """Every worker group's pod template has at least one container."""
+    for name, g in list(_groups(t.cluster or {}))[1:]:
+        if not _containers(g):
+            yield f"workerGroupSpec {name} should have at least one container"
+
+
+@rule("group-resources-conflict", KINDS, "V validateRayGroupResources (called from ValidateRayClusterSpec)")
+def group_resources_conflict(t: Target) -> Iterable[str]:
+    """A group sets its Ray resources either in rayStartParams (num-cpus, num-gpus, memory, resources) or in the
+    group's top-level `resources` map, never both: the operator rejects the whole object otherwise."""
+    for name, g in _groups(t.cluster or {}):
+        params = _start_params(g)
+        in_params = [k for k in ("num-cpus", "num-gpus", "memory", "resources") if str(params.get(k, "")) != ""]
+        if in_params and g.get("resources"):
+            yield (f"resource fields should not be set in both rayStartParams ({', '.join(in_params)}) and "
+                   f"Resources for {name} group; please use only one")
+
+
+@rule("group-labels", KINDS, "V validateRayGroupLabels (called from ValidateRayClusterSpec)")
+def group_labels(t: Target) -> Iterable[str]:
+    """rayStartParams['labels'] is not allowed (use the group's `labels`), and every group label is a valid
+    Kubernetes label (qualified-name key, label value)."""
+    for name, g in _groups(t.cluster or {}):
+        if "labels" in _start_params(g):
+            yield f"rayStartParams['labels'] is not supported for {name} group; use the top-level Labels field"
+        for key, val in (g.get("labels") or {}).items():
+            prefix, _, local = str(key).rpartition("/")
+            if (not _QUALIFIED_NAME.match(local) or len(local) > 63
+                    or (prefix and (not _DNS1123_SUBDOMAIN.match(prefix) or len(prefix) > 253))):
+                yield f"invalid label key for {name} group: {key!r}"
+            if not _LABEL_VALUE.match(str(val)) or len(str(val)) > 63:
+                yield f"invalid label value for key {key!r} in {name} group: {val!r}"
+
+
+@rule("gcs-ft-annotation-and-options", KINDS, "V ValidateRayClusterSpec")
+def gcs_ft_both(t: Target) -> Iterable[str]:
+    """The legacy ray.io/ft-enabled annotation and gcsFaultToleranceOptions are never set together."""
+    if t.cluster is not None and t.annotations.get("ray.io/ft-enabled") and \
+            t.cluster.get("gcsFaultToleranceOptions") is not None:
+        yield "ray.io/ft-enabled annotation and GcsFaultToleranceOptions are both set; use GcsFaultToleranceOptions"
+
+
+@rule("redis-address-without-gcs-ft", KINDS, "V ValidateRayClusterSpec")
+def redis_without_ft(t: Target) -> Iterable[str]:
+    """RAY_REDIS_ADDRESS in the head's Ray container implicitly enables GCS FT: it needs gcsFaultToleranceOptions."""
+    c = t.cluster
+    if c is not None and not _gcs_ft(c, t.annotations) and \
+            "RAY_REDIS_ADDRESS" in _env(_ray_container(c.get("headGroupSpec") or {})):
+        yield "RAY_REDIS_ADDRESS is set but GcsFaultToleranceOptions is not; set GcsFaultToleranceOptions"
+
+
+@rule("gcs-ft-legacy-settings", KINDS, "V ValidateRayClusterSpec")
+def gcs_ft_legacy(t: Target) -> Iterable[str]:
+    """With gcsFaultToleranceOptions, Redis is configured there only: no redis-password rayStartParam, no
+    REDIS_PASSWORD / RAY_REDIS_ADDRESS env in the head, no ray.io/external-storage-namespace annotation."""
+    c = t.cluster
+    if c is None or c.get("gcsFaultToleranceOptions") is None:
+        return
+    head = c.get("headGroupSpec") or {}
+    env = _env(_ray_container(head))
+    if _start_params(head).get("redis-password"):
+        yield "cannot set redis-password in rayStartParams with GcsFaultToleranceOptions (use its redisPassword)"
+    for var in ("REDIS_PASSWORD", "RAY_REDIS_ADDRESS"):
+        if var in env:
+            yield f"cannot set {var} env var in the head Pod with GcsFaultToleranceOptions"
+    if t.annotations.get("ray.io/external-storage-namespace"):
+        yield "cannot set ray.io/external-storage-namespace with GcsFaultToleranceOptions (externalStorageNamespace)"
+
+
+@rule("redis-username", KINDS, "V ValidateRayClusterSpec")
+def redis_username(t: Target) -> Iterable[str]:
+    """A Redis user name goes in gcsFaultToleranceOptions.redisUsername, not rayStartParams or REDIS_USERNAME."""
+    c = t.cluster
+    if c is None:
+        return
+    head = c.get("headGroupSpec") or {}
+    if _start_params(head).get("redis-username") or "REDIS_USERNAME" in _env(_ray_container(head)):
+        yield "cannot set redis username in rayStartParams or env; use GcsFaultToleranceOptions.RedisUsername"
+
+
+@rule("suspended-worker-group", KINDS, "V ValidateRayClusterSpec")
+def suspended_worker_group(t: Target) -> Iterable[str]:
+    """A suspended worker group needs the RayJobDeletionPolicy gate and is not allowed with the autoscaler."""
+    c = t.cluster or {}
+    for name, g in list(_groups(c))[1:]:
+        if g.get("suspend") is True:
+            if not t.gates.get("RayJobDeletionPolicy", False):
+                yield f"worker group {name} can be suspended only when the RayJobDeletionPolicy feature gate is on"
+            if _autoscaling(c):
+                yield f"worker group {name} cannot be suspended with Autoscaler enabled"
+
+
+@rule("autoscaler-v2-env", KINDS, "V ValidateRayClusterSpec")
+def autoscaler_v2_env(t: Target) -> Iterable[str]:
+    """RAY_enable_autoscaler_v2 in the head: not "1"/"true" without enableInTreeAutoscaling, and not together with
+    autoscalerOptions.version (set only the latter)."""
+    c = t.cluster
+    if c is None:
+        return
+    env = _env(_ray_container(c.get("headGroupSpec") or {}))
+    var = env.get("RAY_enable_autoscaler_v2")
+    if var is None:
+        return
+    if not _autoscaling(c) and str(var.get("value", "")) in ("1", "true"):
+        yield "RAY_enable_autoscaler_v2 cannot be set to true when enableInTreeAutoscaling is false"
+    if _autoscaling(c) and (c.get("autoscalerOptions") or {}).get("version") is not None:
+        yield "both .spec.autoscalerOptions.version and head env RAY_enable_autoscaler_v2 are set; use the former"
+
+
+@rule("autoscaler-v2-restart-policy", KINDS, "V ValidateRayClusterSpec (IsAutoscalingV2Enabled)")
+def autoscaler_v2_restart(t: Target) -> Iterable[str]:
+    """With autoscaler v2 every Ray pod's restartPolicy is Never or unset (the autoscaler replaces pods)."""
+    c = t.cluster or {}
+    if not (_autoscaling(c) and (c.get("autoscalerOptions") or {}).get("version") == "v2"):
+        return
+    for name, g in _groups(c):
+        policy = ((g.get("template") or {}).get("spec") or {}).get("restartPolicy")
+        if policy not in (None, "", "Never"):
+            yield f"restartPolicy for {name} group should be Never or unset when using autoscaler V2 (is {policy})"
+
+
+@rule("auth-ray-version", KINDS, "V ValidateRayClusterSpec (IsAuthEnabled)")
+def auth_ray_version(t: Target) -> Iterable[str]:
+    """authOptions.mode token needs rayVersion set, parseable, and ≥ 2.52.0."""
+    c = t.cluster or {}
+    if (c.get("authOptions") or {}).get("mode") != "token":
+        return
+    ver = _version(c.get("rayVersion", "")) if c.get("rayVersion") else None
+    if ver is None:
+        yield "authOptions.mode is 'token' but rayVersion is missing or invalid (2.52.0 or later required)"
+    elif ver < (2, 52, 0):
+        yield f"authOptions.mode is 'token' but minimum Ray version is 2.52.0, got {c['rayVersion']}"
+
+
+@rule("group-resources-quantity", KINDS, "P updateRayStartParamsResources; R _get_ray_resources_from_group_spec")
+def group_resources_quantity(t: Target) -> Iterable[str]:
+    """Every value of a group's `resources` map is a Kubernetes quantity: the operator silently drops one it cannot
+    parse from `ray start`, while Ray's autoscaler raises on it and stops scaling the whole cluster."""
+    for name, g in _groups(t.cluster or {}):
+        for key, val in (g.get("resources") or {}).items():
+            if not is_quantity(val):
+                yield f"resources[{key!r}] of {name} group is not a resource quantity: {val!r}"
+
+
+@rule("autoscaler-cpu-detectable", KINDS, "R _get_num_cpus (Ray's autoscaler, autoscaling_config.py)")
+def autoscaler_cpu(t: Target) -> Iterable[str]:
+    """With the in-tree autoscaler, every group's CPU count is readable: from `resources.CPU`, num-cpus, or the Ray
+    container's cpu limit/request. Otherwise the autoscaler raises "failed to detect CPU" and scales nothing."""
+    c = t.cluster or {}
+    if not _autoscaling(c):
+        return
+    for name, g in _groups(c):
+        res = _ray_container(g).get("resources") or {}
+        if not ("CPU" in (g.get("resources") or {}) or "num-cpus" in _start_params(g)
+                or "cpu" in (res.get("limits") or {}) or "cpu" in (res.get("requests") or {})):
+            yield f"the autoscaler cannot detect CPU resources for {name} group (set resources.CPU or a cpu limit)"
+
+
+# ---- RayService --------------------------------------------------------------------------------------------
+
+@rule("head-service-name", ("RayService",), "V ValidateRayServiceSpec")
+def head_service_name(t: Target) -> Iterable[str]:
+    """The RayService names its head Service itself: headGroupSpec.headService.metadata.name stays unset."""
+    head = (t.cluster or {}).get("headGroupSpec") or {}
+    if ((head.get("headService") or {}).get("metadata") or {}).get("name"):
+        yield "spec.rayClusterConfig.headGroupSpec.headService.metadata.name should not be set"
+
+
+@rule("upgrade-strategy-type", ("RayService",), "V ValidateRayServiceSpec")
+def upgrade_strategy_type(t: Target) -> Iterable[str]:
+    """upgradeStrategy.type is one of NewClusterWithIncrementalUpgrade, NewCluster, None."""
+    typ = (t.spec.get("upgradeStrategy") or {}).get("type")
+    if typ is not None and typ not in UPGRADE_TYPES:
+        yield f"Spec.UpgradeStrategy.Type value {typ} is invalid, valid options are {', '.join(UPGRADE_TYPES)}"
+
+
+@rule("cluster-deletion-delay", ("RayService",), "V ValidateRayServiceSpec")
+def cluster_deletion_delay(t: Target) -> Iterable[str]:
+    """rayClusterDeletionDelaySeconds is non-negative."""
+    delay = t.spec.get("rayClusterDeletionDelaySeconds")
+    if delay is not None and _int(delay) is not None and _int(delay) < 0:
+        yield f"Spec.RayClusterDeletionDelaySeconds should be a non-negative integer, got {delay}"
+
+
+@rule("incremental-upgrade-options", ("RayService",), "V ValidateRayServiceSpec → ValidateClusterUpgradeOptions")
+def incremental_upgrade_options(t: Target) -> Iterable[str]:
+    """NewClusterWithIncrementalUpgrade needs the in-tree autoscaler and clusterUpgradeOptions with
+    maxSurgePercent in [0, 100] (CRD default 100), stepSizePercent in [0, 100], intervalSeconds > 0 and a
+    gatewayClassName. (KubeRay checks this only once the gate is on; a render is checked for either.)"""
+    strat = t.spec.get("upgradeStrategy") or {}
+    if strat.get("type") != "NewClusterWithIncrementalUpgrade":
+        return
+    if not _autoscaling(t.cluster or {}):
+        yield "Ray Autoscaler is required for NewClusterWithIncrementalUpgrade"
+        return
+    opts = strat.get("clusterUpgradeOptions")
+    if opts is None:
+        yield "ClusterUpgradeOptions are required for NewClusterWithIncrementalUpgrade"
+        return
+    surge = _int(opts.get("maxSurgePercent", 100))
+    if surge is None or not 0 <= surge <= 100:
+        yield "maxSurgePercent must be between 0 and 100"
+    step = _int(opts["stepSizePercent"]) if opts.get("stepSizePercent") is not None else None
+    if step is None or not 0 <= step <= 100:
+        yield "stepSizePercent must be between 0 and 100"
+    interval = _int(opts["intervalSeconds"]) if opts.get("intervalSeconds") is not None else None
+    if interval is None or interval <= 0:
+        yield "intervalSeconds must be greater than 0"
+    if not opts.get("gatewayClassName"):
+        yield "gatewayClassName is required for NewClusterWithIncrementalUpgrade"
+
+
+@rule("incremental-upgrade-gate", ("RayService",), "S isZeroDowntimeUpgradeEnabled; F RayServiceIncrementalUpgrade")
+def incremental_upgrade_gate(t: Target) -> Iterable[str]:
+    """With the RayServiceIncrementalUpgrade gate off, type NewClusterWithIncrementalUpgrade is not an error but
+    turns zero-downtime upgrades off: a changed rayClusterConfig is never rolled out. Enable the gate on the
+    operator (k8s/kuberay/values.yaml featureGates) or pick NewCluster."""
+    typ = (t.spec.get("upgradeStrategy") or {}).get("type")
+    if typ == "NewClusterWithIncrementalUpgrade" and not t.gates.get("RayServiceIncrementalUpgrade", False):
+        yield ("upgradeStrategy NewClusterWithIncrementalUpgrade with the operator's RayServiceIncrementalUpgrade "
+               "feature gate off: KubeRay disables zero-downtime upgrades and never rolls out cluster changes")
+
+
+@rule("serve-config-yaml", ("RayService",), "S updateServeDeployment (yaml.Unmarshal into map[string]interface{})")
+def serve_config_yaml(t: Target) -> Iterable[str]:
+    """serveConfigV2 parses as a YAML mapping: the operator unmarshals it before every submission, and a parse
+    error leaves the Serve applications unsubmitted (the cluster starts, nothing is served)."""
+    raw = t.spec.get("serveConfigV2")
+    if raw is None:
+        return
+    try:
+        doc = yaml.safe_load(raw) if isinstance(raw, str) else raw
+    except yaml.YAMLError as exc:
+        yield f"serveConfigV2 is not valid YAML: {str(exc).splitlines()[0]}"
+        return
+    if not isinstance(doc, dict):
+        yield f"serveConfigV2 must be a YAML mapping (Serve's config), got {type(doc).__name__}"
+
+
+# ---- RayJob ------------------------------------------------------------------------------------------------
+
+@rule("rayjob-suspend", ("RayJob",), "V ValidateRayJobSpec")
+def rayjob_suspend(t: Target) -> Iterable[str]:
+    """A suspended RayJob needs shutdownAfterJobFinishes and cannot use clusterSelector."""
+    s = t.spec
+    if s.get("suspend") is True:
+        if not s.get("shutdownAfterJobFinishes"):
+            yield "a RayJob with shutdownAfterJobFinishes set to false is not allowed to be suspended"
+        if s.get("clusterSelector"):
+            yield "the ClusterSelector mode doesn't support the suspend operation"
+
+
+@rule("rayjob-ttl", ("RayJob",), "V ValidateRayJobSpec; validateDeletionConfiguration")
+def rayjob_ttl(t: Target) -> Iterable[str]:
+    """ttlSecondsAfterFinished is non-negative and is only set with shutdownAfterJobFinishes."""
+    ttl = _int(t.spec.get("ttlSecondsAfterFinished", 0)) or 0
+    if ttl < 0:
+        yield "TTLSecondsAfterFinished must be a non-negative integer"
+    if ttl > 0 and not t.spec.get("shutdownAfterJobFinishes"):
+        yield "a RayJob with shutdownAfterJobFinishes set to false cannot have TTLSecondsAfterFinished"
+
+
+@rule("rayjob-cluster-source", ("RayJob",), "V ValidateRayJobSpec")
+def rayjob_cluster_source(t: Target) -> Iterable[str]:
+    """One of rayClusterSpec or clusterSelector; a selector names the cluster (ray.io/cluster) and is not used in
+    SidecarMode."""
+    s = t.spec
+    sel = s.get("clusterSelector") or {}
+    if s.get("rayClusterSpec") is None and not sel:
+        yield "one of RayClusterSpec or ClusterSelector must be set"
+    if sel:
+        if not sel.get("ray.io/cluster"):
+            yield "cluster name in ClusterSelector should not be empty"
+        if s.get("submissionMode") == "SidecarMode":
+            yield "ClusterSelector is not supported in SidecarMode"
+
+
+@rule("rayjob-submission-mode", ("RayJob",), "V ValidateRayJobSpec")
+def rayjob_submission_mode(t: Target) -> Iterable[str]:
+    """InteractiveMode allows no retries (backoffLimit > 0); SidecarMode has no submitterPodTemplate, no
+    submitterConfig, and a head restartPolicy of Never or unset."""
+    s = t.spec
+    mode = s.get("submissionMode")
+    if mode == "InteractiveMode" and (_int(s.get("backoffLimit", 0)) or 0) > 0:
+        yield "BackoffLimit is incompatible with InteractiveMode"
+    if mode == "SidecarMode":
+        if s.get("submitterPodTemplate") is not None:
+            yield "SidecarMode doesn't support SubmitterPodTemplate"
+        if s.get("submitterConfig") is not None:
+            yield "SidecarMode doesn't support SubmitterConfig"
+        head = (s.get("rayClusterSpec") or {}).get("headGroupSpec") or {}
+        if ((head.get("template") or {}).get("spec") or {}).get("restartPolicy") not in (None, "", "Never"):
+            yield "restartPolicy for head Pod should be Never or unset when using SidecarMode"
+
+
+@rule("rayjob-runtime-env-yaml", ("RayJob",), "V ValidateRayJobSpec (UnmarshalRuntimeEnvYAML)")
+def rayjob_runtime_env(t: Target) -> Iterable[str]:
+    """runtimeEnvYAML, when set, parses as YAML (a mapping: the runtime environment)."""
+    raw = t.spec.get("runtimeEnvYAML")
+    if not raw:
+        return
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        yield f"runtimeEnvYAML is not valid YAML: {str(exc).splitlines()[0]}"
+        return
+    if doc is not None and not isinstance(doc, dict):
+        yield f"runtimeEnvYAML must be a mapping, got {type(doc).__name__}"
+
+
+@rule("rayjob-deadline-backoff", ("RayJob",), "V ValidateRayJobSpec")
+def rayjob_deadline_backoff(t: Target) -> Iterable[str]:
+    """activeDeadlineSeconds, when set, is positive; backoffLimit, when set, is not negative."""
+    s = t.spec
+    if s.get("activeDeadlineSeconds") is not None and (_int(s["activeDeadlineSeconds"]) or 0) <= 0:
+        yield "activeDeadlineSeconds must be a positive integer"
+    if s.get("backoffLimit") is not None and (_int(s["backoffLimit"]) or 0) < 0:
+        yield "backoffLimit must be a positive integer"
+
+
+@rule("rayjob-deletion-strategy", ("RayJob",), "V validateDeletionConfiguration")
+def rayjob_deletion_strategy(t: Target) -> Iterable[str]:
+    """deletionStrategy needs the RayJobDeletionPolicy gate; its deletionRules exclude shutdownAfterJobFinishes and
+    the legacy onSuccess/onFailure, which come as a pair."""
+    s = t.spec
+    ds = s.get("deletionStrategy")
+    if ds is None:
+        return
+    if not t.gates.get("RayJobDeletionPolicy", False):
+        yield "RayJobDeletionPolicy feature gate must be enabled to use DeletionStrategy"
+        return
+    legacy = ds.get("onSuccess") is not None or ds.get("onFailure") is not None
+    rules = bool(ds.get("deletionRules"))
+    if rules and s.get("shutdownAfterJobFinishes"):
+        yield "spec.shutdownAfterJobFinishes and spec.deletionStrategy.deletionRules are mutually exclusive"
+    if rules and legacy:
+        yield "cannot use both legacy onSuccess/onFailure fields and deletionRules"
+    if legacy and (ds.get("onSuccess") is None or ds.get("onFailure") is None):
+        yield "both DeletionStrategy.OnSuccess and DeletionStrategy.OnFailure must be set"
+    if not legacy and not rules:
+        yield "DeletionStrategy requires either both onSuccess and onFailure, or deletionRules"
+
+
+# ---- entry points ------------------------------------------------------------------------------------------
+
+def check(objects: Iterable[dict[str, Any]], feature_gates: Mapping[str, bool] | None = None) -> list[Violation]:
+    """Every violation of every rule by every KubeRay object in `objects` (empty when KubeRay would accept them).
+
+    `feature_gates` are the operator's (e.g. `operator_feature_gates(k8s/kuberay/values.yaml)`); missing gates
+    take KubeRay's defaults."""
+    gates = {**DEFAULT_FEATURE_GATES, **(feature_gates or {})}
+    out: list[Violation] = []
+    for obj in objects:
+        kind = obj.get("kind") if isinstance(obj, dict) else None
+        if kind not in KINDS or not str(obj.get("apiVersion", "")).startswith("ray.io/"):
+            continue
+        target = Target(kind, obj, gates)
+        for r in RULES:
+            if kind in r.kinds:
+                out.extend(Violation(r.id, f"{kind}/{target.name}", msg) for msg in r.check(target))
+    return out
+
+
+def operator_feature_gates(values_file: Path) -> dict[str, bool]:
+    """The featureGates of a kuberay-operator Helm values file (`featureGates: [{name, enabled}]`)."""
+    values = yaml.safe_load(values_file.read_text(encoding="utf-8")) or {}
+    return {g["name"]: bool(g.get("enabled")) for g in values.get("featureGates") or []}
+
+
+def load_documents(texts: Iterable[str]) -> list[dict[str, Any]]:
+    """The non-empty YAML documents of multi-document texts (a `helm template` / `kubectl kustomize` output)."""
+    return [d for text in texts for d in yaml.safe_load_all(text) if isinstance(d, dict)]
