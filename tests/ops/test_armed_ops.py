@@ -116,12 +116,12 @@ def q(labels_values):
 def prom():
     fake = FakePrometheus([
         ("ray_serve_deployment_replica_healthy", q({("llm", "armed-llm"): 4, ("judge", "Judge"): 3,
-                                                      ("embedder", "embedder"): 1})),
+                                                      ("embedder", "armed-embedder"): 1})),
         ("ray_serve_replica_processing_queries", q({("llm", "armed-llm"): 40, ("judge", "Judge"): 5,
-                                                     ("embedder", "embedder"): 70})),
-        ("ray_serve_deployment_queued_queries", q({("llm", "armed-llm"): 50, ("embedder", "embedder"): 20})),
+                                                     ("embedder", "armed-embedder"): 70})),
+        ("ray_serve_deployment_queued_queries", q({("llm", "armed-llm"): 50, ("embedder", "armed-embedder"): 20})),
         ("histogram_quantile", q({("llm", "armed-llm"): 2500, ("judge", "Judge"): 800,
-                                  ("embedder", "embedder"): 40})),
+                                  ("embedder", "armed-embedder"): 40})),
     ])
     yield fake
     fake.stop()
@@ -196,7 +196,7 @@ def test_tune_apply_patches_serve_config_in_place(kube, prom, objectives, capsys
     assert llm["max_replicas"] == 7
     assert llm["target_ongoing_requests"] == 25.6  # 32 * 2000 / 2500
     assert llm["upscale_delay_s"] == 15.0
-    emb = bounds[("embedder", "embedder")]  # 70 ongoing >= 64 target at max? no: 1 < 4 replicas → R3 only
+    emb = bounds[("embedder", "armed-embedder")]  # 70 ongoing >= 64 target at max? no: 1 < 4 replicas → R3 only
     assert emb["upscale_delay_s"] == 7.5 and emb["max_replicas"] == 4
     # everything else is untouched; the cluster spec is not changed (an in-place Serve update)
     original = serve_config(load_profile("a100-80g"))
@@ -253,8 +253,8 @@ def test_recommend_rules_unit():
     idle_judge = {("judge", "Judge"): tune.Observation("judge", "Judge", 2, 1.0, 0.0, 100.0)}
     assert tune.recommend(cfg, idle_judge, goals) == []
     # the same idleness at a floor of 2 on a model deployment does lower it (R4)
-    autoscaling_ref(cfg, "embedder", "embedder").update(min_replicas=2, initial_replicas=2)
-    idle_emb = {("embedder", "embedder"): tune.Observation("embedder", "embedder", 2, 1.0, 0.0, 10.0)}
+    autoscaling_ref(cfg, "embedder", "armed-embedder").update(min_replicas=2, initial_replicas=2)
+    idle_emb = {("embedder", "armed-embedder"): tune.Observation("embedder", "armed-embedder", 2, 1.0, 0.0, 10.0)}
     (rec,) = tune.recommend(cfg, idle_emb, goals)
     assert rec.changes == {"min_replicas": (2, 1)} and rec.reasons[0].startswith("R4")
     assert tune.recommend(cfg, {}, goals) == []

@@ -142,7 +142,7 @@ def test_pools_and_footprints_are_read_from_the_rayservice():
     fps = footprints(yaml.safe_load(rs["spec"]["serveConfigV2"]))
     llm = fps[("llm", "armed-llm")]
     assert (llm.replica.gpus, llm.accelerator_type) == (2.0, "A100-80G")  # TP 2 → two GPU bundles
-    assert fps[("embedder", "embedder")].replica.gpus == 0.25
+    assert fps[("embedder", "armed-embedder")].replica.gpus == 0.25
     assert group_of("llm", llm, list(groups.values())).name == "a100-80g-x2"
     assert group_of("judge", fps[("judge", "Gateway")], list(groups.values())).name == "cpu"
     del rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][2]["template"]["metadata"]  # no roles annotation
@@ -167,7 +167,7 @@ def test_tune_recorded_busy_hour(kube, prom, capsys):
     vl = _section(out, "vl/vl:")
     assert "autoscaling_config.max_replicas: 4 -> 7" in vl and "holds at most 7" in vl
     # per-deployment objectives: the embedder misses its 300 ms; the judge's 5 s p95 is within its 8 s
-    assert "R2 p95 400 ms > objective 300 ms" in _section(out, "embedder/embedder:")
+    assert "R2 p95 400 ms > objective 300 ms" in _section(out, "embedder/armed-embedder:")
     assert "judge/" not in out  # idle at min 2, its availability floor: never lowered
     assert "Not applied" in out and "restart" not in out
     assert all('namespace="armed"' in q for q in prom.queries)
