@@ -313,8 +313,8 @@ class Profile(_Strict):
                 raise ValueError(f"{where}.serving {rp.serving}: the {role} role is served by "
                                  f"{' or '.join(ROLES[role].serving)} (armed/roles.py says why)")
             if rp.batching is not None and rp.serving == "ray-llm":
-                raise ValueError(f"{where}.batching: ray.serve.llm's LLMServer batches inside vLLM; batching is armed's "
-                                 "deployment's, so it would be ignored here")
+                raise ValueError(f"{where}.batching: ray.serve.llm's LLMServer batches inside vLLM; batching "
+                                 "belongs to armed's deployment, so it would be ignored here")
             if rp.batching is not None and role not in BATCHED_ROLES:
                 raise ValueError(f"{where}.batching: only {sorted(BATCHED_ROLES)} are batched by the deployment")
         for role, rp in self.models.items():  # the deadlines inside model replicas, filled in from the judge's
