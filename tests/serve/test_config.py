@@ -76,3 +76,36 @@ def test_tensor_parallel_ray_llm_replicas_are_strict_pack(name: str) -> None:
             assert pg == {"bundle_per_worker": {"GPU": 1}, "strategy": "STRICT_PACK"}
         else:
             assert pg.get("strategy", "PACK") == "PACK" and len(pg.get("bundles", [{}])) == 1
+
+
+def test_every_ray_llm_app_validates_and_a_gpu_share_is_what_ray_places() -> None:
+    """Every ray-llm app of every profile is a valid LLMConfig; a replica on a share of a GPU (the 0.25 embedders,
+    h100-x1's 0.55 LLM) gets one bundle of that share and vLLM is told the same share (Ray's fractional-GPU
+    recipe); the embedder's engine runs vLLM's pooling runner."""
+    llm = pytest.importorskip("ray.serve.llm", reason="ray.serve.llm needs vLLM + pyarrow installed")
+    shares = 0
+    for name in profile_names():
+        profile = load_profile(name)
+        for app in serve_config(profile)["applications"]:
+            if app["import_path"] != "serve_apps.models:build_ray_llm_app":
+                continue
+            rp = profile.models[app["name"]]
+            conf = llm.LLMConfig.model_validate(app["args"]["llm_configs"][0])
+            assert conf.model_id == f"armed-{app['name']}"
+            assert conf.engine_kwargs["runner"] == ("pooling" if app["name"] == "embedder" else "generate")
+            if 0 < rp.resources.num_gpus < 1:
+                shares += 1
+                assert [b.get("GPU") for b in conf.get_engine_config().placement_bundles] == [rp.resources.num_gpus]
+                assert conf.runtime_env["env_vars"]["VLLM_RAY_PER_WORKER_GPUS"] == str(rp.resources.num_gpus)
+    assert shares >= 7  # six GPU profiles' embedders and h100-x1's LLM
+
+
+def test_batching_on_a_ray_llm_role_is_a_profile_error() -> None:
+    import yaml
+
+    from armed.serving.profiles import PROFILE_DIR, Profile
+
+    raw = yaml.safe_load((PROFILE_DIR / "a100-80g.yaml").read_text(encoding="utf-8"))
+    raw["models"]["embedder"]["batching"] = {"max_batch_size": 8, "batch_wait_timeout_s": 0.01}
+    with pytest.raises(ValueError, match="models.embedder.batching: ray.serve.llm's LLMServer batches inside vLLM"):
+        Profile.model_validate(raw)
