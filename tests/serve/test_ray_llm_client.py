@@ -89,3 +89,74 @@ def test_an_error_reply_or_a_missing_vector_is_an_error_never_a_short_list() -> 
 
     with pytest.raises(RuntimeError, match="embedded 1 of 2 texts"):
         asyncio.run(_embedder(short).embed(["a", "b"]))
+
+
+def _chat_model(answer: Any) -> Any:
+    from deployments.clients import Target
+    from deployments.ray_llm_client import RayLLMChatModel
+
+    client = RayLLMChatModel(Target("vl", "vl", "armed-vl"), "armed-vl", _Availability())
+    client._handle = _Handle(answer)
+    return client
+
+
+PROMPT_IDS = [1, 2, 3]
+# per choice: the scored prompt's extra tokens (choice + end of turn) and their log-probs
+CHOICE_TOKENS = {"consistent<|im_end|>": ([10, 11], [-0.1, -0.2]), "cheating<|im_end|>": ([20, 11], [-2.0, -0.3])}
+
+
+def _chat_reply(method: str, request: Any) -> Any:
+    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionResponse
+
+    assert method == "chat" and request.model == "armed-vl"
+    base = {"id": "x", "model": request.model, "usage": {"prompt_tokens": 3, "completion_tokens": 1,
+                                                          "total_tokens": 4}}
+    if request.continue_final_message:  # a scoring request: the conversation continued with one choice
+        assert not request.add_generation_prompt and request.prompt_logprobs == 0 and request.return_token_ids
+        extra, logprobs = CHOICE_TOKENS[request.messages[-1]["content"]]
+        ids = PROMPT_IDS + extra
+        prompt_logprobs = [None] * len(PROMPT_IDS) + [{t: {"logprob": lp}} for t, lp in zip(extra, logprobs,
+                                                                                             strict=True)]
+        return ChatCompletionResponse(**base, prompt_token_ids=ids, prompt_logprobs=prompt_logprobs, choices=[
+            {"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "length"}])
+    assert request.structured_outputs.choice == ["consistent", "cheating"]
+    rendered = "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n"
+    return ChatCompletionResponse(**base, prompt_token_ids=PROMPT_IDS, prompt_text=rendered,
+                                  choices=[{"index": 0, "message": {"role": "assistant", "content": "consistent"},
+                                            "finish_reason": "stop"}])
+
+
+def test_images_go_as_data_uri_parts_and_every_choice_is_scored_with_them() -> None:
+    import base64
+    import math
+
+    from armed.engines.base import ChatMessage
+    from tests.tiny_models import png_bytes
+
+    png = png_bytes()
+    client = _chat_model(_chat_reply)
+    messages = [ChatMessage("system", "Does the name tell the truth?"), ChatMessage("user", "name: X", (png,))]
+    result = asyncio.run(client.choose(messages, ["consistent", "cheating"]))
+    a, b = -0.1 - 0.2, -2.0 - 0.3
+    assert result.label == "consistent"
+    assert result.probabilities["consistent"] == pytest.approx(math.exp(a) / (math.exp(a) + math.exp(b)))
+    requests = [r for _, r in client._handle.requests]
+    assert len(requests) == 3  # the decode, then one scoring request per choice
+    for request in requests:  # the image rides along in every request, as a data: URI of its own format
+        (part, text) = request.messages[1]["content"]
+        assert part["type"] == "image_url" and text == {"type": "text", "text": "name: X"}
+        url = part["image_url"]["url"]
+        assert url.startswith("data:image/png;base64,") and base64.b64decode(url.split(",", 1)[1]) == png
+
+
+def test_a_scored_prompt_that_does_not_extend_the_decode_is_an_error() -> None:
+    from types import SimpleNamespace
+
+    from deployments.ray_llm_client import LabelScoringError, label_scores
+
+    reply = SimpleNamespace(prompt_token_ids=[9, 9, 9, 10],
+                            prompt_logprobs=[None, None, None, {10: SimpleNamespace(logprob=-1.0)}])
+    with pytest.raises(LabelScoringError, match="does not extend the decode's prompt"):
+        label_scores(PROMPT_IDS, ["a"], [reply])
+    with pytest.raises(LabelScoringError, match="1 scoring replies for 2 choices"):
+        label_scores(PROMPT_IDS, ["a", "b"], [reply])
