@@ -127,15 +127,49 @@ async def run_checks(work: Path, device: str, with_vllm: bool) -> dict[str, Any]
             checks["vllm"] = {"status": "skipped", "reason": f"import vllm failed: {type(exc).__name__}: {exc}"}
         else:
 
+            # The slim vLLM 0.29 of ../shared/gpu-vllm (ops/gpu_vllm_carry.sh) runs only with Triton attention and
+            # no custom-op warm-up (its README); harmless on a full vLLM, so always passed on a GPU.
+            slim = ({"attention_config": {"backend": "TRITON_ATTN"}, "compilation_config": {"custom_ops": ["none"]},
+                     "enforce_eager": True} if device.startswith("cuda") else {})
+
             async def vllm_chat() -> dict[str, Any]:
                 from armed.engines.vllm_engine import VLLMChatModel
 
-                m = VLLMChatModel(tiny.causal, max_model_len=512, max_num_seqs=4, gpu_memory_utilization=0.3)
+                m = VLLMChatModel(tiny.causal, max_model_len=512, max_num_seqs=4, gpu_memory_utilization=0.2,
+                                  **slim)
                 r = await m.choose(MESSAGES, CHOICES)
                 assert r.label in CHOICES and _sums_to_one(r.probabilities), r
-                return {"label": r.label}
+                ref = await te.TransformersChatModel(tiny.causal, device=device).choose(MESSAGES, CHOICES)
+                return {"label": r.label, "transformers_label": ref.label, "probabilities": r.probabilities,
+                        "transformers_probabilities": ref.probabilities}
+
+            async def vllm_embed() -> dict[str, Any]:
+                from armed.engines.vllm_engine import VLLMEmbedder
+
+                texts = ["感冒发烧", "布洛芬", "眼药水"]
+                e = VLLMEmbedder(tiny.embedder, max_model_len=512, max_num_seqs=4, gpu_memory_utilization=0.1, **slim)
+                got = await e.embed(texts)
+                ref = await te.TransformersEmbedder(tiny.embedder, device=device, pooling="last",
+                                                    append_token=None).embed(texts)
+                cosines = [sum(a * b for a, b in zip(g, r, strict=True)) for g, r in zip(got, ref, strict=True)]
+                assert min(cosines) > 0.99, cosines
+                return {"dim": len(got[0]), "min_cosine_vs_transformers": round(min(cosines), 5)}
+
+            async def vllm_classify() -> dict[str, Any]:
+                from armed.engines.vllm_engine import VLLMPairClassifier
+
+                pairs = [("感冒发烧", "布洛芬"), ("眼睛干涩", "滴眼液")]
+                c = VLLMPairClassifier(tiny.classifier, labels=tiny.classifier_labels, max_model_len=512,
+                                       max_num_seqs=4, gpu_memory_utilization=0.1, **slim)
+                got = await c.classify(pairs)
+                ref = await te.TransformersPairClassifier(tiny.classifier, device=device).classify(pairs)
+                gap = max(abs(g[k] - r[k]) for g, r in zip(got, ref, strict=True) for k in g)
+                assert gap < 2e-2, gap  # bf16/fp32 kernels differ; the CPU bound is 2e-3
+                return {"max_abs_diff_vs_transformers": round(gap, 5)}
 
             await _check(checks, "vllm_chat", vllm_chat)
+            await _check(checks, "vllm_embed", vllm_embed)
+            await _check(checks, "vllm_classify", vllm_classify)
 
     async def single_gpu_profile() -> dict[str, Any]:
         """The h100-x1 profile puts every model on one GPU: its memory shares must fit, and on a GPU machine the

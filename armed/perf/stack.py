@@ -48,6 +48,10 @@ def zero_work_profile(base: Profile, *, name: str = "perf-zero-work", caches: bo
         if eng["kind"] in IN_PROCESS_KINDS:  # a model kind of the role instead (vllm where it can, or its only one)
             kind = "vllm" if "vllm" in ROLES[role].engines else next(iter(ROLES[role].engines))
             eng.update(kind=kind, model=f"/zw/{role}" if kind == "vllm" else None)
+        if eng["kind"] == "vllm" and "ray-llm" in ROLES[role].serving:
+            # armed's own deployment is what is measured, and a profile serves a vLLM model of this role only
+            # through ray.serve.llm: the spec says transformers (the zero-work engine answers for any kind)
+            eng["kind"] = "transformers"
         eng["tensor_parallel_size"] = 1
         rp.update(serving="armed", pool="cpu", replicas={"min": 1, "max": 1, "initial": 1},
                   autoscaling=dict(FAST_AUTOSCALING), resources={"num_cpus": 0.1}, max_ongoing_requests=256,

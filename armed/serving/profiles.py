@@ -307,6 +307,11 @@ class Profile(_Strict):
                 raise ValueError(
                     f"{where}: tensor_parallel_size {eng.tensor_parallel_size} needs resources.num_gpus >= it"
                 )
+            if rp.serving == "armed" and eng.kind == "vllm" and "ray-llm" in ROLES[role].serving:
+                # One vLLM serving path: a role LLMServer can answer is served by it; armed's in-process vLLM
+                # engines serve only what LLMServer cannot (classify), and stay a library engine for local runs.
+                raise ValueError(f"{where}: engine.kind vllm is served with serving: ray-llm for the {role} role "
+                                 "(ray.serve.llm's LLMServer; armed/roles.py)")
             if rp.serving == "ray-llm" and eng.kind != "vllm":
                 raise ValueError(f"{where}.serving ray-llm needs engine.kind vllm (got {eng.kind!r})")
             if rp.serving not in ROLES[role].serving:

@@ -27,13 +27,14 @@ def free_port() -> int:
 
 
 def serve_test_profile(name: str = "serve-test") -> dict:
-    """All six roles deployed (vLLM-kind specs, so their names are realistic), each 0.1 CPU, fast autoscaling."""
+    """All six roles deployed on armed's own deployments (transformers-kind specs, so their names are realistic;
+    the zero-work engine answers), each 0.1 CPU, fast autoscaling."""
     auto = {"target_ongoing_requests": 2, "upscale_delay_s": 1, "downscale_delay_s": 4, "metrics_interval_s": 1,
             "look_back_period_s": 2}
 
     def role(model: str | None, **extra: object) -> dict:
         return {
-            "engine": {"kind": "vllm", "model": model} if model else {"kind": "rapidocr"},
+            "engine": {"kind": "transformers", "model": model} if model else {"kind": "rapidocr"},
             "pool": "cpu",
             "replicas": {"min": 1, "max": 1},
             "autoscaling": auto,

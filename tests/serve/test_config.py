@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
@@ -107,5 +109,19 @@ def test_batching_on_a_ray_llm_role_is_a_profile_error() -> None:
 
     raw = yaml.safe_load((PROFILE_DIR / "a100-80g.yaml").read_text(encoding="utf-8"))
     raw["models"]["embedder"]["batching"] = {"max_batch_size": 8, "batch_wait_timeout_s": 0.01}
-    with pytest.raises(ValueError, match=r"models\.embedder\.batching: ray\.serve\.llm's LLMServer batches inside vLLM"):
+    with pytest.raises(ValueError, match=r"models\.embedder\.batching: ray\.serve\.llm's LLMServer batches inside"):
         Profile.model_validate(raw)
+
+
+def test_one_vllm_serving_path_for_the_roles_llmserver_serves() -> None:
+    import yaml
+
+    from armed.serving.profiles import PROFILE_DIR, Profile
+
+    raw = yaml.safe_load((PROFILE_DIR / "a100-80g.yaml").read_text(encoding="utf-8"))
+    for role in ("llm", "embedder", "vl"):
+        bad = copy.deepcopy(raw)
+        bad["models"][role]["serving"] = "armed"
+        with pytest.raises(ValueError, match=f"vllm is served with serving: ray-llm for the {role} role"):
+            Profile.model_validate(bad)
+    assert raw["models"]["student"].get("serving", "armed") == "armed"  # classify: armed's engine, the one left
