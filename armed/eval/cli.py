@@ -163,7 +163,78 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _kb(sources: list[str] | None):
+    from armed.knowledge import KnowledgeBase, KnowledgeError
+
+    try:
+        return KnowledgeBase.load(sources=sources or [])
+    except KnowledgeError as exc:
+        raise SystemExit(f"armed eval: {exc}") from None
+
+
+def cmd_eval_ner(args: argparse.Namespace) -> int:
+    from armed.eval.ner import evaluate, markdown, read_brat
+
+    data = Path(args.data)
+    if not data.is_dir():
+        print(f"armed eval ner: {data} is not a folder of brat .txt/.ann pairs", file=sys.stderr)
+        return 2
+    docs = read_brat(data, None if args.split == "all" else args.split)
+    if not docs:
+        print(f"armed eval ner: no .txt files in the {args.split} part of {data}", file=sys.stderr)
+        return 2
+    result = evaluate(_kb(args.source), docs)
+    result["split"] = args.split
+    print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else markdown(result))
+    return 0
+
+
+def cmd_eval_brands(args: argparse.Namespace) -> int:
+    from armed.eval.brands import report
+
+    knowledge = Path(args.knowledge) if args.knowledge else None
+    qtr = Path(args.qtr_train) if args.qtr_train else None
+    for what, path in (("--knowledge", knowledge), ("--qtr-train", qtr)):
+        if path is not None and not path.exists():
+            print(f"armed eval brands: {what} {path} does not exist", file=sys.stderr)
+            return 2
+    result = report(_kb(args.source), knowledge, qtr)
+    if not args.json:
+        for key, value in result.items():
+            if isinstance(value, dict):
+                shown = {k: v for k, v in value.items() if k not in ("misses", "examples")}
+                print(f"{key}: {json.dumps(shown, ensure_ascii=False)}")
+                for item in value.get("misses", [])[:10]:
+                    print(f"  miss: {item['pair']['query']} | {item['pair']['product']} → {item['level']}")
+                for name, brand in value.get("examples", [])[:20]:
+                    print(f"  guessed {brand!r} in {name!r}")
+            else:
+                print(f"{key}: {value}")
+    else:
+        print(json.dumps(result, ensure_ascii=False, indent=1))
+    return 0
+
+
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="measure parts of armed: NER on tcm-insert-ner, brands it has never seen")
+    evsub = ev.add_subparsers(dest="eval_command", required=True)
+    n = evsub.add_parser("ner", help="span-level P/R/F1 per type of the lexicon NER on held-out tcm-insert-ner")
+    n.add_argument("--data", required=True, metavar="DIR", help="tcm-insert-ner/train (brat N.txt + N.ann pairs)")
+    n.add_argument("--split", choices=("heldout", "train", "all"), default="heldout",
+                   help="which part by armed.knowledge.splits.tcm_split (report heldout; never tune on it)")
+    n.add_argument("--source", action="append", metavar="KIND:PATH", help="knowledge source to load (repeat)")
+    n.add_argument("--json", action="store_true", help="print the full result as JSON")
+    n.set_defaults(func=cmd_eval_ner)
+    br = evsub.add_parser(
+        "brands", help="brand rule hit rate on pairs of unseen brands; brands guessed in ordinary names")
+    br.add_argument("--knowledge", metavar="DIR",
+                    help="../shared/data/knowledge: build the unseen-brand pairs from originator-drugs and drug-dicts")
+    br.add_argument("--qtr-train", metavar="FILE", help="kuake-qtr-train.json: measure guessed brands in its titles")
+    br.add_argument("--source", action="append", metavar="KIND:PATH",
+                    help="knowledge source to load (repeat); pairs use only brands this KB does not know")
+    br.add_argument("--json", action="store_true")
+    br.set_defaults(func=cmd_eval_brands)
+
     b = sub.add_parser("bench", help="score armed on a labelled set (Table 4, baseline, plots); resumable")
     _common(b)
     b.add_argument("--endpoint", metavar="URL", help="judge through a running service: POST URL/v1/judge")

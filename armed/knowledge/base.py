@@ -29,7 +29,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from armed.domain import Entities, WebDoc
-from armed.knowledge.index import BM25, Matcher, Payload, is_cjk, normalise
+from armed.knowledge.brands import (
+    PLACES,
+    BrandGuess,
+    bracket_brands,
+    in_brand_position,
+    maker_brands,
+    plausible_brand,
+    prefix_brand,
+)
+from armed.knowledge.index import BM25, Match, Matcher, Payload, is_cjk, normalise
 from armed.knowledge.schema import HijackPattern, Rule, Seed
 from armed.knowledge.sources import KnowledgeSourceError, LoadedSource, read_source
 
@@ -38,12 +47,8 @@ Specificity = Literal["generic", "specific"]
 SEED_PACKAGE = "armed.knowledge.seed"
 SEED_FILE = "kb.yaml"
 
-# Province-level names: a maker prefix reduced to one of these alone ("常州制药" → "常州") is not a brand.
-_PLACES = set(
-    "北京 天津 上海 重庆 河北 山西 辽宁 吉林 黑龙江 江苏 浙江 安徽 福建 江西 山东 河南 湖北 湖南 广东 海南 四川 "
-    "贵州 云南 陕西 甘肃 青海 台湾 内蒙古 广西 西藏 宁夏 新疆 香港 澳门 广州 深圳 杭州 南京 武汉 成都 西安 长春 "
-    "沈阳 哈尔滨 济南 青岛 石家庄 太原 郑州 长沙 南昌 福州 昆明 贵阳 兰州 常州 苏州 无锡".split()
-)
+# Place names (one list, in brands.py): a maker prefix reduced to one of these alone is not a brand.
+_PLACES = PLACES
 _MAKER_SUFFIX_RE = re.compile(r"(?:集团)?(?:股份)?有限(?:责任)?公司.*$|(?:集团)?股份公司.*$")
 _MAKER_WORD_RE = re.compile(r"(?:制药厂|制药|药业|药厂|医药|科技|生物|集团|股份|实业|中药|总厂|工业|有限)$")
 _PROMO_BRACKET_RE = re.compile(r"【([^】]*)】|\[([^\]]*)\]|〔([^〕]*)〕|「([^」]*)」|『([^』]*)』")
@@ -317,7 +322,7 @@ class KnowledgeBase:
             break
         if name in self._brand:
             return self._brand[name]
-        if len(name) < 2 or name in _PLACES or not all(is_cjk(ch) for ch in name):
+        if len(name) < 2 or name in _PLACES or not all(is_cjk(ch) for ch in name) or not plausible_brand(name):
             return None
         return name
 
@@ -332,7 +337,7 @@ class KnowledgeBase:
             name = stripped
         if len(name) < 2 or name in _PLACES:
             name = prefix
-        if len(name) < 2 or name in _PLACES or not all(is_cjk(ch) for ch in name):
+        if len(name) < 2 or name in _PLACES or not all(is_cjk(ch) for ch in name) or not plausible_brand(name):
             return None
         return name
 
@@ -449,7 +454,8 @@ class KnowledgeBase:
         fields: dict[str, list[str]] = {}
         if specs:
             fields["specification"] = [s for _, _, s in specs]
-        for m in self._matcher.extract(clean, [(s, e) for s, e, _ in specs]):
+        matches = self._positioned(clean, self._matcher.extract(clean, [(s, e) for s, e, _ in specs]))
+        for m in matches:
             payloads = sorted(m.payloads, key=lambda p: p.priority)
             if any(p.field == "common_name" for p in payloads):
                 # A full drug name from a source (消栓通络片) still states its dosage form.
@@ -460,7 +466,66 @@ class KnowledgeBase:
                 bucket = fields.setdefault(p.field, [])
                 if p.value not in bucket:
                     bucket.append(p.value)
+        if "brand" not in fields:
+            guesses = self._guess_brands(text, clean, matches)
+            if guesses:
+                fields["brand"] = list(dict.fromkeys(g.brand for g in guesses))
         return Entities(**fields)
+
+    def guess_brands(self, text: str) -> list[BrandGuess]:
+        """Brands of a name the lexicon does not know, found by where they stand (see armed.knowledge.brands):
+        a bracketed tag, a maker's name, the word heading a known common name. Empty when the lexicon finds a brand."""
+        clean = normalise(self.strip_noise(text))
+        specs = self.specifications(clean)
+        matches = self._positioned(clean, self._matcher.extract(clean, [(s, e) for s, e, _ in specs]))
+        if any(p.field == "brand" for m in matches for p in m.payloads):
+            return []
+        return self._guess_brands(text, clean, matches)
+
+    def lexicon_matches(self, normalised_text: str) -> list[Match]:
+        """The lexicon's matches in already normalised text, specifications masked and source brands kept only in
+        brand position: what `extract` reads, with positions (used by the span-level NER evaluation)."""
+        specs = self.specifications(normalised_text)
+        return self._positioned(normalised_text,
+                                self._matcher.extract(normalised_text, [(s, e) for s, e, _ in specs]))
+
+    def _positioned(self, clean: str, matches: list[Match]) -> list[Match]:
+        """The matches with each source-learned brand kept only where a maker's name stands (长红 in 头上长红疙瘩 is
+        not 长红制药; see brands.in_brand_position). Seed brands are curated and always count."""
+        out: list[Match] = []
+        for m in matches:
+            brand = [p for p in m.payloads if p.field == "brand"]
+            if brand and min(p.priority for p in brand) >= 1 and not in_brand_position(clean, m, matches):
+                rest = tuple(p for p in m.payloads if p.field != "brand")
+                if not rest:
+                    continue
+                m = Match(m.start, m.end, m.surface, rest)
+            out.append(m)
+        return out
+
+    def _guess_brands(self, raw: str, clean: str, matches: Sequence[Match]) -> list[BrandGuess]:
+        # The finders in order of certainty; the first that finds anything decides (a bracket tag beats a word
+        # that merely heads the drug name).
+        def lexicon(s: str) -> list[Match]:
+            return self._matcher.extract(normalise(s))
+
+        def noise(s: str) -> bool:
+            key = normalise(s)
+            return any(n in key for n in self._noise)
+
+        found: list[tuple[str, str]] = bracket_brands(raw, lexicon, noise)
+        how = "bracket"
+        if not found:
+            found, how = maker_brands(clean, matches), "maker"
+        if not found:
+            one = prefix_brand(clean, matches, lambda m: any(p.field == "common_name" for p in m.payloads),
+                               lambda m: self.split_form(m.surface)[1] is not None)
+            found, how = ([one] if one else []), "prefix"
+        return [BrandGuess(self._brand.get(core, core), surface, how) for core, surface in found]  # type: ignore[arg-type]
+
+    def knows_brand(self, name: str) -> bool:
+        """Is this brand (or an alias of it) in the lexicon? Guessed brands are not."""
+        return normalise(name) in self._brand
 
     def enrich(self, entities: Entities) -> Entities:
         """Entities plus what the drug records say of their common names (efficacy, category, population).

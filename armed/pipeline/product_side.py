@@ -120,7 +120,9 @@ class ProductSide:
             default=product.name,
         )
         entities = self.kb.extract(standard)
-        if normalise(standard) != normalise(product.name):
+        # The merchant's own name too whenever standardising changed it at all: unwrapping [康恩贝] to 康恩贝 is
+        # no change to armed.text.normalise, but the bracket is what shows an unknown word to be the maker.
+        if standard != product.name:
             entities = entities.merge(self.kb.extract(product.name))
         entities = await rec.run(
             "extend",
