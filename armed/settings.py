@@ -253,25 +253,43 @@ class JudgeSettings(BaseModel):
 
 
 class KnowledgeSettings(BaseModel):
-    """The knowledge base: the versioned seed in the repo plus optional public sources, by path."""
+    """The knowledge base: a built artefact (`armed kb build`), or the versioned seed in the repo plus optional
+    public sources by path, built at start."""
 
     model_config = ConfigDict(extra="forbid")
 
+    artefact: str = Field(
+        default="auto",
+        description=(
+            "A built knowledge-base artefact folder (`armed kb build`), opened without rebuilding: its version is "
+            "every judgment's. auto: $ARMED_CACHE_DIR/kb/current when present and no seed or sources are set, "
+            "else the seed + sources built at start; none: always the seed + sources. The chart mounts or syncs "
+            "one (values `knowledge`)."
+        ),
+    )
     seed: Path | None = Field(default=None, description="Seed YAML; the packaged seed when unset.")
     sources: list[str] = Field(
         default_factory=list,
         description=(
-            "Extra sources as KIND:PATH, KIND one of drug-inserts, drug-dicts, originator-drugs, "
-            "e.g. drug-inserts:../shared/data/knowledge/drug-inserts/val.json."
+            "Extra sources as KIND:PATH, KIND one of drug-inserts, drug-dicts, originator-drugs, tcm-insert-ner "
+            "(PATH@train by default; @heldout / @all), register (a pharmacy's own .jsonl / .csv, "
+            "docs/knowledge-register.md), e.g. drug-inserts:../shared/data/knowledge/drug-inserts/val.json."
         ),
     )
 
     @model_validator(mode="after")
     def _kinds(self) -> KnowledgeSettings:
+        from armed.knowledge.sources import SOURCE_KINDS
+
         for src in self.sources:
             kind, sep, path = src.partition(":")
-            if not sep or kind not in ("drug-inserts", "drug-dicts", "originator-drugs") or not path:
+            if not sep or kind not in SOURCE_KINDS or not path:
                 raise ValueError(f"knowledge.sources entry {src!r} is not KIND:PATH with a known KIND")
+        if not self.artefact.strip():
+            raise ValueError("knowledge.artefact is empty: give auto, none or an artefact folder")
+        if self.artefact not in ("auto", "none") and (self.seed is not None or self.sources):
+            raise ValueError("knowledge.artefact names a built artefact, which already holds its seed and sources: "
+                             "unset knowledge.seed / knowledge.sources, or build them into the artefact")
         return self
 
 

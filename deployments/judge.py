@@ -152,7 +152,7 @@ class JudgeService:
 
         settings = profile.to_settings()
         clients = handle_clients_for(profile)
-        kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+        kb = KnowledgeBase.from_settings(settings.knowledge)
         required = [getattr(clients, r) for r in profile.judge.required_roles]
         pipeline = Pipeline(settings, kb, clients)
         return cls(

@@ -11,6 +11,12 @@ import ray._private.auto_init_hook as _ray_auto_init
 
 _ray_auto_init.enable_auto_connect = False
 
+import os  # noqa: E402
+
+# The tests judge with the packaged seed, whatever knowledge-base artefact this machine has installed
+# ($ARMED_CACHE_DIR/kb/current, `make kb`): a test that wants an artefact builds one in tmp_path.
+os.environ.setdefault("ARMED_KNOWLEDGE__ARTEFACT", "none")
+
 import pytest  # noqa: E402  (after the Ray switch above)
 
 from armed.engines.tiny import TinyCheckpoints  # noqa: E402

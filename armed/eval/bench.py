@@ -88,7 +88,7 @@ def default_factory() -> PipelineFactory:
         if "kb" not in cache:
             from armed.engines.factory import build_clients
 
-            cache["kb"] = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+            cache["kb"] = KnowledgeBase.from_settings(settings.knowledge)
             cache["clients"] = build_clients(settings.models)
         return Pipeline(settings, cache["kb"], cache["clients"])
 
@@ -177,7 +177,7 @@ def _kb_for_categories(factory: PipelineFactory | None, settings: ArmedSettings,
         return pipeline.kb
     from armed.knowledge.base import KnowledgeBase
 
-    return KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+    return KnowledgeBase.from_settings(settings.knowledge)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -210,7 +210,7 @@ async def run_bench(
         system = "armed (report over an interrupted run's predictions)"
         from armed.knowledge.base import KnowledgeBase
 
-        kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+        kb = KnowledgeBase.from_settings(settings.knowledge)
     elif opts.endpoint:
         judge: Any = EndpointJudge(opts.endpoint)
         system = f"armed endpoint {opts.endpoint}"

@@ -37,6 +37,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         teacher_predictions=Path(args.teacher_predictions) if args.teacher_predictions else None,
     )
     settings = _settings()
+    if args.kb:  # the same as ARMED_KNOWLEDGE__ARTEFACT=PATH: judge with that artefact (its version is recorded)
+        from armed.settings import overlay
+
+        settings = overlay(settings, {"knowledge": {"artefact": args.kb, "seed": None, "sources": []}})
     try:
         if args.ablation:
             rows = asyncio.run(run_ablation(opts, settings))
@@ -247,6 +251,9 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                    help="a teacher run's predictions.jsonl over the same ids: the cascade curve's escalated pairs")
     b.add_argument("--hard-per-label", type=int, help="cap the HARD subset at N items per level")
     b.add_argument("--timeout", type=float, help="seconds per judgment before it counts as FAILED")
+    b.add_argument("--kb", metavar="PATH|none",
+                   help="knowledge base: a built artefact folder (`armed kb build`), or none for the seed alone "
+                        "(default: the knowledge.artefact setting, auto)")
     b.add_argument("--report-only", action="store_true",
                    help="judge nothing: score and report the rows already in DIR/predictions.jsonl")
     b.set_defaults(func=cmd_bench)

@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,6 +41,9 @@ from armed.knowledge.brands import (
 from armed.knowledge.index import BM25, Match, Matcher, Payload, is_cjk, normalise
 from armed.knowledge.schema import HijackPattern, Rule, Seed
 from armed.knowledge.sources import KnowledgeSourceError, LoadedSource, read_source
+
+if TYPE_CHECKING:
+    from armed.settings import KnowledgeSettings
 
 Specificity = Literal["generic", "specific"]
 
@@ -71,6 +74,7 @@ class DrugRecord(BaseModel):
     populations: list[str] = Field(default_factory=list)
     regions: list[str] = Field(default_factory=list)
     ingredients: list[str] = Field(default_factory=list)
+    contraindications: list[str] = Field(default_factory=list, description="禁忌, as a register writes them.")
     sources: list[str] = Field(default_factory=list, description="'seed', 'drug-inserts', ...")
 
 
@@ -112,12 +116,6 @@ class KnowledgeBase:
         self.seed = seed
         self.rules: list[Rule] = list(seed.rules)
         self.rules_version = rules_hash(self.rules)
-        chunks = [b"seed", seed_bytes]
-        for src in sources:
-            chunks.append(src.kind.encode())
-            for f in src.files:
-                chunks.extend([f.name.encode(), f.read_bytes()])
-        self.version = _sha12(*chunks)
         self.source_names = ["seed", *(s.spec for s in sources)]
 
         self._matcher = Matcher()
@@ -137,9 +135,16 @@ class KnowledgeBase:
             self._ingest(src)
         self._form_suffixes = sorted(self._form, key=len, reverse=True)
         self._spec_res = [re.compile(p) for p in seed.specification_patterns]
-        self._noise = sorted({normalise(n) for n in seed.noise_terms if normalise(n)}, key=len, reverse=True)
+        # Longest first, then by text: a set's order varies with PYTHONHASHSEED, and the version hashes this list.
+        self._noise = sorted({normalise(n) for n in seed.noise_terms if normalise(n)}, key=lambda n: (-len(n), n))
         self._hijack: list[HijackPattern] = list(seed.hijack_patterns)
         self._bm25 = BM25(f"{d.title} {d.text}" for d in self._docs)
+        # The version is a hash of what the KB answers from (lexicons, records, documents, rules), not of the
+        # source files' bytes: a reformatted or reordered file keeps it, any change of content moves it, and a
+        # built artefact carries the same version as this in-memory build (armed/knowledge/artefact.py).
+        from armed.knowledge.artefact import content_version
+
+        self.version = content_version(self)
 
     # ------------------------------------------------------------------ loading
 
@@ -166,6 +171,14 @@ class KnowledgeBase:
             except KnowledgeSourceError as exc:
                 raise KnowledgeError(str(exc)) from exc
         return cls(parsed, seed_bytes, loaded)
+
+    @classmethod
+    def from_settings(cls, settings: KnowledgeSettings) -> KnowledgeBase:
+        """The KB a process judges with: the configured artefact (built by `armed kb build`, loaded without
+        rebuilding), else the seed plus sources built here (see armed.knowledge.artefact.load_knowledge)."""
+        from armed.knowledge.artefact import load_knowledge
+
+        return load_knowledge(settings)
 
     @staticmethod
     def parse_seed(data: bytes, where: str = "seed") -> Seed:
@@ -342,7 +355,11 @@ class KnowledgeBase:
         return name
 
     def _ingest(self, src: LoadedSource) -> None:
-        if src.kind == "drug-dicts" and src.dicts is not None:
+        if src.kind == "register":
+            self._ingest_register(src)
+        elif src.kind == "tcm-insert-ner":
+            self._ingest_ner(src)
+        elif src.kind == "drug-dicts" and src.dicts is not None:
             d = src.dicts
             drug_names = set(d.drugs)
             for name in d.drugs:
@@ -426,6 +443,114 @@ class KnowledgeBase:
                     if v
                 )
                 self._docs.append(WebDoc(id=f"insert:{row.id}", source="kb:drug-inserts", title=row.title, text=text))
+
+    def _register_form(self, row_form: str, name_form: str | None) -> str | None:
+        """The canonical form of a register's dosage_form cell (a variant, or a word ending in one: 薄膜衣片 → 片剂);
+        the form the common name states when the cell is empty or unknown."""
+        key = normalise(row_form)
+        if key in self._form:
+            return self._form[key]
+        base = next((v for v in sorted(self._form, key=len, reverse=True) if key and key.endswith(v)), None)
+        return self._form[base] if base else name_form
+
+    def _ingest_register(self, src: LoadedSource) -> None:
+        """A pharmacy's own register (armed/knowledge/register.py): brands, common names and their records."""
+        for row in src.register:
+            brand = None
+            if row.brand:
+                brand = self._add_brand(row.brand, [row.maker] if row.maker else [], 1)
+            elif row.maker:
+                brand = self._maker_brand(row.maker)
+                if brand:
+                    brand = self._add_brand(brand, [], 1)
+            core, name_form = self._canonical_core(row.common_name)
+            form = self._register_form(row.dosage_form, name_form)
+            if len(core) < 2:
+                continue
+            surfaces = [row.common_name, *([row.trade_name] if row.trade_name else []), *row.synonyms]
+            canonical = self._add_common_name(core, surfaces, 1)
+            rec = self._record(canonical)
+            _add_unique(rec.synonyms, [s for s in surfaces if s != canonical])
+            _add_unique(rec.efficacy, list(row.efficacy))
+            _add_unique(rec.categories, list(row.category))
+            _add_unique(rec.populations, [self._pop.get(normalise(p), p) for p in row.population])
+            _add_unique(rec.ingredients, list(row.ingredients))
+            _add_unique(rec.contraindications, list(row.contraindications))
+            if form:
+                _add_unique(rec.dosage_forms, [form])
+            _add_unique(rec.sources, ["register"])
+            for term in row.efficacy:
+                if len(term) >= 2:
+                    self._matcher.add(term, Payload("efficacy", term, 1))
+            for ing in row.ingredients:
+                if len(ing) >= 2:
+                    self._matcher.add(ing, Payload("ingredients", ing, 1))
+            for pop in row.population:
+                if len(normalise(pop)) >= 2:
+                    self._matcher.add(pop, Payload("population", self._pop.get(normalise(pop), pop), 1))
+            title = row.trade_name or f"{row.brand}{row.common_name}"
+            text = "；".join(
+                f"{k}：{v}"
+                for k, v in (
+                    ("品牌", brand or row.brand),
+                    ("通用名", row.common_name),
+                    ("商品名", row.trade_name),
+                    ("剂型", form or row.dosage_form),
+                    ("规格", row.specification),
+                    ("功能主治", "、".join(row.efficacy)),
+                    ("类别", "、".join(row.category)),
+                    ("适用人群", "、".join(row.population)),
+                    ("禁忌", "、".join(row.contraindications)),
+                    ("生产企业", row.maker),
+                )
+                if v
+            )
+            self._docs.append(WebDoc(id=f"register:{row.id}", source="kb:register", title=title, text=text))
+
+    # tcm-insert-ner types → what the KB keeps. SYMPTOM / DISEASE / SYNDROME are efficacy-lexicon terms (what a
+    # drug treats, as drug-dicts' disease and symptom lists are); they and PERSON_GROUP go to no drug record,
+    # because an insert names them as often in its contraindications (孕妇禁用) as in its indications.
+    _NER_EFFICACY = ("DRUG_EFFICACY", "SYMPTOM", "DISEASE", "SYNDROME")
+
+    def _ingest_ner(self, src: LoadedSource) -> None:
+        """Annotated inserts (tcm-insert-ner, one split): lexicon entries from their spans, a record for each
+        named drug (with the insert's DRUG_EFFICACY terms), and the insert text as a searchable document."""
+        for doc in src.ner:
+            drug: str | None = None
+            efficacy: list[str] = []
+            for span in doc.spans:
+                term = span.text
+                key = normalise(term)
+                if span.label == "DRUG":
+                    core, _ = self._canonical_core(term)
+                    if len(core) >= 2 and core not in self._form:
+                        canonical = self._add_common_name(core, [term], 1)
+                        drug = drug or canonical
+                elif span.label in self._NER_EFFICACY:
+                    if 2 <= len(key) <= 12 and all(is_cjk(ch) for ch in key):
+                        self._matcher.add(term, Payload("efficacy", term, 1))
+                        if span.label == "DRUG_EFFICACY":
+                            _add_unique(efficacy, [term])
+                elif span.label == "DRUG_INGREDIENT":
+                    if len(key) >= 2:
+                        self._matcher.add(term, Payload("ingredients", term, 1))
+                elif span.label == "PERSON_GROUP":
+                    if len(key) >= 2:
+                        self._matcher.add(term, Payload("population", self._pop.get(key, term), 1))
+                elif span.label == "DRUG_DOSAGE":
+                    # A new variant of a known form (糖衣片 → 片剂); a word that is no form variant is left out.
+                    if key not in self._form and 2 <= len(key) <= 6:
+                        base = next((v for v in sorted(self._form, key=len, reverse=True) if key.endswith(v)), None)
+                        if base:
+                            self._form[key] = self._form[base]
+                            self._matcher.add(term, Payload("dosage_form", self._form[base], 1))
+            if drug:
+                rec = self._record(drug)
+                _add_unique(rec.efficacy, efficacy)
+                _add_unique(rec.sources, ["tcm-insert-ner"])
+            title = drug or f"说明书 {doc.id}"
+            self._docs.append(WebDoc(id=f"tcm-insert:{doc.id}", source="kb:tcm-insert-ner", title=title,
+                                     text=re.sub(r"\s+", " ", doc.text).strip()))
 
     # ------------------------------------------------------------------ extraction
 

@@ -11,7 +11,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 _CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -94,14 +94,32 @@ class Matcher:
                 return True
         return False
 
-    def _acceptable(self, text: str, start: int, end: int) -> bool:
+    def entries(self) -> Iterator[tuple[str, tuple[Payload, ...]]]:
+        """Every (surface, payloads) pair, surfaces in sorted order (what an artefact stores and versions)."""
+        found: list[tuple[str, tuple[Payload, ...]]] = []
+        stack: list[tuple[str, dict]] = [("", self._root)]
+        while stack:
+            prefix, node = stack.pop()
+            for ch, child in node.items():
+                if ch == self._END:
+                    found.append((prefix, tuple(child)))  # type: ignore[arg-type]
+                else:
+                    stack.append((prefix + ch, child))
+        found.sort(key=lambda e: e[0])
+        return iter(found)
+
+    def _acceptable(
+        self, text: str, start: int, end: int, starts_here: Callable[[int], bool] | None = None
+    ) -> bool:
         first, last = text[start], text[end - 1]
         if _ASCII_ALNUM.match(first) and start > 0 and _ASCII_ALNUM.match(text[start - 1]):
             return False
         if _ASCII_ALNUM.match(last) and end < len(text) and _ASCII_ALNUM.match(text[end]):
             return False
-        if end - start == 1 and is_cjk(first):
-            if end < len(text) and is_cjk(text[end]) and not self._starts_here(text, end):
+        if end - start == 1 and is_cjk(first) and end < len(text) and is_cjk(text[end]):
+            # starts_here: a caller that already knows where surfaces start (FrozenMatcher) saves the trie walk.
+            starts = starts_here(end) if starts_here is not None else self._starts_here(text, end)
+            if not starts:
                 return False
         return True
 

@@ -7,12 +7,19 @@ and the file, because a silently empty source would quietly change judgments.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SOURCE_KINDS = ("drug-inserts", "drug-dicts", "originator-drugs")
+from armed.knowledge.register import RegisterRow, read_register
+
+SOURCE_KINDS = ("drug-inserts", "drug-dicts", "originator-drugs", "tcm-insert-ner", "register")
+# tcm-insert-ner is split by file id (see ner_split): the NER evaluation reads the held-out part, so a KB built
+# for it must never contain it. `tcm-insert-ner:PATH` means PATH@train.
+NER_SPLITS = ("train", "heldout", "all")
+NER_HELDOUT_PERCENT = 20
 DICT_FILES = ("drug.txt", "producer.txt", "disease.txt", "symptom.txt")
 
 
@@ -52,6 +59,23 @@ class DictRows:
     symptoms: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class NerSpan:
+    label: str  # brat type: DRUG, DRUG_INGREDIENT, DRUG_EFFICACY, PERSON_GROUP, ...
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class NerDoc:
+    """One annotated insert of tcm-insert-ner (brat N.txt + N.ann)."""
+
+    id: str
+    text: str
+    spans: tuple[NerSpan, ...]
+
+
 @dataclass
 class LoadedSource:
     """A parsed source plus the exact files read (their bytes go into the knowledge-base version)."""
@@ -62,6 +86,8 @@ class LoadedSource:
     inserts: list[InsertRow] = field(default_factory=list)
     originators: list[OriginatorRow] = field(default_factory=list)
     dicts: DictRows | None = None
+    ner: list[NerDoc] = field(default_factory=list)
+    register: list[RegisterRow] = field(default_factory=list)
 
 
 def parse_source_spec(spec: str) -> tuple[str, Path]:
@@ -194,13 +220,79 @@ def read_originators(path: Path, spec: str) -> LoadedSource:
     return LoadedSource("originator-drugs", spec, files, originators=rows)
 
 
+def ner_split(file_id: str) -> str:
+    """"train" or "heldout" for a tcm-insert-ner file id (its stem, "17" for 17.txt): sha256 of the id, first 8
+    hex digits as an integer, mod 100; below 100 - NER_HELDOUT_PERCENT is train. Deterministic, independent of
+    file order or count, so the NER evaluation and the KB build agree on it without sharing anything."""
+    bucket = int(hashlib.sha256(f"tcm-insert-ner:{file_id}".encode()).hexdigest()[:8], 16) % 100
+    return "train" if bucket < 100 - NER_HELDOUT_PERCENT else "heldout"
+
+
+def _ner_path_and_split(raw: Path, spec: str) -> tuple[Path, str]:
+    text = str(raw)
+    head, sep, split = text.rpartition("@")
+    if sep and split in NER_SPLITS:
+        return Path(head), split
+    if sep and "/" not in split:
+        raise KnowledgeSourceError(f"knowledge source {spec!r}: split {split!r} is not one of {', '.join(NER_SPLITS)}")
+    return raw, "train"
+
+
+def _read_ann(f: Path, text: str) -> tuple[NerSpan, ...]:
+    spans: list[NerSpan] = []
+    for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.startswith("T"):
+            continue  # relations, events, notes: not entities
+        try:
+            _, middle, surface = line.split("\t", 2)
+            label, *offsets = middle.replace(";", " ").split(" ")
+            start, end = int(offsets[0]), int(offsets[-1])
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"line {n} is not a brat entity (T#\\tTYPE START END\\tTEXT): {line[:80]!r}") from exc
+        surface = surface.strip()
+        if surface:
+            spans.append(NerSpan(label, start, end, surface))
+    return tuple(spans)
+
+
+def read_ner(path: Path, spec: str) -> LoadedSource:
+    """tcm-insert-ner brat pairs in a folder (N.txt + N.ann); only the files of the requested split."""
+    path, split = _ner_path_and_split(path, spec)
+    if not path.is_dir():
+        raise KnowledgeSourceError(f"knowledge source {spec!r}: {path} is not a folder of brat .txt/.ann pairs")
+    texts = sorted(path.glob("*.txt"), key=lambda f: (len(f.stem), f.stem))
+    if not texts:
+        raise KnowledgeSourceError(f"knowledge source {spec!r}: no .txt files in {path}")
+    docs: list[NerDoc] = []
+    files: list[Path] = []
+    for t in texts:
+        if split != "all" and ner_split(t.stem) != split:
+            continue
+        ann = t.with_suffix(".ann")
+        try:
+            text = t.read_text(encoding="utf-8")
+            docs.append(NerDoc(t.stem, text, _read_ann(ann, text)))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise KnowledgeSourceError(f"knowledge source {spec!r}: cannot read {ann}: {exc}") from exc
+        files.extend([t, ann])
+    return LoadedSource("tcm-insert-ner", spec, files, ner=docs)
+
+
 def read_source(spec: str) -> LoadedSource:
     """Parse one KIND:PATH source; raise KnowledgeSourceError naming it if it is missing or broken."""
     kind, path = parse_source_spec(spec)
+    if kind == "tcm-insert-ner":
+        return read_ner(path, spec)
     if not path.exists():
         raise KnowledgeSourceError(f"knowledge source {spec!r}: {path} does not exist")
     if kind == "drug-inserts":
         return read_inserts(path, spec)
     if kind == "drug-dicts":
         return read_dicts(path, spec)
+    if kind == "register":
+        try:
+            rows = read_register(path)
+        except ValueError as exc:
+            raise KnowledgeSourceError(f"knowledge source {spec!r}: {exc}") from exc
+        return LoadedSource("register", spec, [path], register=rows)
     return read_originators(path, spec)

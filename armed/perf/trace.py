@@ -136,7 +136,7 @@ def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = Non
         eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if ROLES[role].labels
                                         else {}))
         setattr(clients, role, TracedEngine(eng, role, tracer))
-    kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+    kb = KnowledgeBase.from_settings(settings.knowledge)
     return Pipeline(settings, kb, clients)
 
 

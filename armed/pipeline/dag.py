@@ -78,7 +78,7 @@ class Pipeline:
         from armed.engines.factory import build_clients
 
         settings = settings or ArmedSettings()
-        kb = KnowledgeBase.load(settings.knowledge.seed, settings.knowledge.sources)
+        kb = KnowledgeBase.from_settings(settings.knowledge)
         return cls(settings, kb, build_clients(settings.models))
 
     def versions(self) -> Versions:

@@ -201,7 +201,12 @@ LIBRARY_SETTINGS: dict[str, tuple[str, str]] = {
     "llm_weight": ("judge", "llm_weight"),
     "llm_text": ("stages", "llm_text"),
     "escalate_below": ("judge", "escalate_below"),
+    "knowledge_artefact": ("knowledge", "artefact"),
 }
+# Library settings a profile overlays only when it gives a value other than their default ("auto"): a replica's
+# environment names where the chart put the knowledge-base artefact (ARMED_KNOWLEDGE__ARTEFACT), and a profile that
+# says nothing must not reset it (serveConfigV2 carries the whole dumped profile, so "unset" cannot be told apart).
+ENV_UNLESS_SET = {"knowledge_artefact"}
 
 
 def _library_field(section: str, name: str) -> tuple[Any, FieldInfo]:
@@ -353,6 +358,8 @@ class Profile(_Strict):
         the judge section's LIBRARY_SETTINGS."""
         changes: dict[str, Any] = {"models": {r: self.models[r].engine.model_dump() for r in ROLE_NAMES}}
         for key, (section, name) in LIBRARY_SETTINGS.items():
+            if key in ENV_UNLESS_SET and getattr(self.judge, key) == "auto":
+                continue
             changes.setdefault(section, {})[name] = getattr(self.judge, key)
         return changes
 
