@@ -7,19 +7,19 @@ and the file, because a silently empty source would quietly change judgments.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from armed.knowledge.register import RegisterRow, read_register
+from armed.knowledge.splits import HELDOUT_MODULUS, tcm_split
 
 SOURCE_KINDS = ("drug-inserts", "drug-dicts", "originator-drugs", "tcm-insert-ner", "register")
 # tcm-insert-ner is split by file id (see ner_split): the NER evaluation reads the held-out part, so a KB built
 # for it must never contain it. `tcm-insert-ner:PATH` means PATH@train.
 NER_SPLITS = ("train", "heldout", "all")
-NER_HELDOUT_PERCENT = 20
+NER_HELDOUT_PERCENT = 100 // HELDOUT_MODULUS  # tcm_split holds out one file in five
 DICT_FILES = ("drug.txt", "producer.txt", "disease.txt", "symptom.txt")
 
 
@@ -221,11 +221,10 @@ def read_originators(path: Path, spec: str) -> LoadedSource:
 
 
 def ner_split(file_id: str) -> str:
-    """"train" or "heldout" for a tcm-insert-ner file id (its stem, "17" for 17.txt): sha256 of the id, first 8
-    hex digits as an integer, mod 100; below 100 - NER_HELDOUT_PERCENT is train. Deterministic, independent of
-    file order or count, so the NER evaluation and the KB build agree on it without sharing anything."""
-    bucket = int(hashlib.sha256(f"tcm-insert-ner:{file_id}".encode()).hexdigest()[:8], 16) % 100
-    return "train" if bucket < 100 - NER_HELDOUT_PERCENT else "heldout"
+    """"train" or "heldout" for a tcm-insert-ner file id (its stem, "17" for 17.txt): armed.knowledge.splits.tcm_split,
+    the one split the KB build and the NER evaluation (armed/eval/ner.py) both read, so a KB built from the training
+    part never holds a held-out insert."""
+    return tcm_split(file_id)
 
 
 def _ner_path_and_split(raw: Path, spec: str) -> tuple[Path, str]:
