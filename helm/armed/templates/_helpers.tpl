@@ -184,3 +184,20 @@ GPU profile's /models paths, or hub without a repo for one of the folders. Takes
 {{- fail (printf "profile %q loads model weights from %s that nothing provides: %s. Set modelWeights.source to hub (download from the Hugging Face Hub: modelWeights.hub.repos maps each folder to a repo, modelWeights.hub.tokenSecret.name a Secret with a token), pvc (modelWeights.pvc.claimName: a ReadOnlyMany claim holding those folders) or objectStore (modelWeights.objectStore.uri and existingSecret)" $p.name $mw.mountPath (join ", " $needs)) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The judge's knowledge base (values `knowledge`), for the pool that runs the judge: ARMED_KNOWLEDGE__ARTEFACT is
+     armed.settings.KnowledgeSettings.artefact ("none": rebuild from the seed; a path: a built artefact). */}}
+{{- define "armed.knowledgeEnv" -}}
+{{- $k := .Values.knowledge -}}
+- name: ARMED_KNOWLEDGE__ARTEFACT
+{{- if eq $k.source "pvc" }}
+  value: {{ $k.mountPath | quote }}
+{{- else if eq $k.source "image" }}
+{{- if not $k.imagePath }}
+{{- fail "knowledge.source=image needs knowledge.imagePath: where `armed kb build` put the artefact in your image" }}
+{{- end }}
+  value: {{ $k.imagePath | quote }}
+{{- else }}
+  value: "none"
+{{- end }}
+{{- end -}}
