@@ -46,4 +46,19 @@ def test_an_artefact_in_the_image_needs_its_path(helm):
     with pytest.raises(RuntimeError, match="knowledge"):
         ch.template(profile="cpu", sets=with_weights({"knowledge.source": "image"}))
     with pytest.raises(RuntimeError, match="values don't meet the specifications"):
-        ch.template(profile="cpu", sets=with_weights({"knowledge.source": "objectStore"}))
+        ch.template(profile="cpu", sets=with_weights({"knowledge.source": "s3"}))
+
+
+def test_an_artefact_in_an_object_store_is_synced_on_the_judges_pool_only(helm, crds):
+    objs = render("a100-80g-l4", {"knowledge.source": "objectStore", "knowledge.objectStore.uri": ":s3:kb/76cf27e0c9c0",
+                                  "modelWeights.source": "objectStore"})
+    assert ch.validate_objects(objs, crds) == {}
+    groups = _groups(objs)
+    judge = groups["cpu"]
+    assert _artefact_env(judge) == "/kb"
+    (init,) = judge["initContainers"]  # the CPU pool loads no model: only the knowledge base is synced there
+    assert init["name"] == "fetch-knowledge" and init["args"][-2:] == [":s3:kb/76cf27e0c9c0", "/kb"]
+    (vol,) = [v for v in judge["volumes"] if v["name"] == "knowledge"]
+    assert "emptyDir" in vol
+    for name in ("a100-80g-x2", "l4-x2"):  # the model pools sync their weights, never the knowledge base
+        assert [c["name"] for c in groups[name]["initContainers"]] == ["fetch-models"]

@@ -190,7 +190,7 @@ GPU profile's /models paths, or hub without a repo for one of the folders. Takes
 {{- define "armed.knowledgeEnv" -}}
 {{- $k := .Values.knowledge -}}
 - name: ARMED_KNOWLEDGE__ARTEFACT
-{{- if eq $k.source "pvc" }}
+{{- if has $k.source (list "pvc" "objectStore") }}
   value: {{ $k.mountPath | quote }}
 {{- else if eq $k.source "image" }}
 {{- if not $k.imagePath }}
