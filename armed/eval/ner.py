@@ -16,14 +16,13 @@ overlap scores (any shared character, same type) are given beside them.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from armed.knowledge.base import KnowledgeBase
-from armed.knowledge.splits import Split, tcm_split
+from armed.knowledge.splits import Split
 
 # corpus type → armed field (None: armed does not extract it)
 TYPE_MAP: dict[str, str | None] = {
@@ -44,9 +43,6 @@ TYPE_MAP: dict[str, str | None] = {
 # armed fields with no corpus type (not scored here): brand, specification, region.
 UNSCORED_FIELDS = ("brand", "specification", "region")
 
-_ANN_RE = re.compile(r"^T\d+\t(\S+) (\d+) (\d+)\t(.*)$")
-
-
 @dataclass(frozen=True)
 class Span:
     start: int
@@ -62,20 +58,13 @@ class Doc:
 
 
 def read_brat(folder: Path, split: Split | None = "heldout") -> list[Doc]:
-    """The brat pairs (N.txt, N.ann) of `folder` in the given part (None: all), in id order."""
-    docs = []
-    for txt in sorted(folder.glob("*.txt"), key=lambda p: (len(p.stem), p.stem)):
-        if split is not None and tcm_split(txt.stem) != split:
-            continue
-        text = txt.read_text(encoding="utf-8")
-        spans = []
-        ann = txt.with_suffix(".ann")
-        for line in ann.read_text(encoding="utf-8").splitlines() if ann.exists() else []:
-            m = _ANN_RE.match(line)
-            if m:  # discontinuous spans ("0 3;5 8") are not in this corpus; a line that is not T… is skipped
-                spans.append(Span(int(m.group(2)), int(m.group(3)), m.group(1)))
-        docs.append(Doc(txt.stem, text, tuple(spans)))
-    return docs
+    """The brat pairs (N.txt, N.ann) of `folder` in the given part (None: all), in id order: read by the knowledge
+    source loader (armed.knowledge.sources.read_ner), so the evaluation and the KB build read the corpus one way."""
+    from armed.knowledge.sources import read_ner
+
+    spec = f"tcm-insert-ner:{folder}@{split or 'all'}"
+    loaded = read_ner(Path(f"{folder}@{split or 'all'}"), spec)
+    return [Doc(d.id, d.text, tuple(Span(s.start, s.end, s.label) for s in d.spans)) for d in loaded.ner]
 
 
 def entity_spans(kb: KnowledgeBase, text: str) -> list[Span]:
