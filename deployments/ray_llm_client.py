@@ -119,8 +119,10 @@ class RayLLMChatModel(RayLLMClient):
         out: list[dict[str, Any]] = []
         for m in messages:
             if m.images:
-                parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": images.data_uri(data)}}
-                                               for data in m.images]
+                # the replica's own image limits (ARMED_IMAGES__*), the ones the judge checked the bytes with
+                limits = images.configured()
+                parts: list[dict[str, Any]] = [
+                    {"type": "image_url", "image_url": {"url": images.data_uri(data, limits)}} for data in m.images]
                 out.append({"role": m.role, "content": [*parts, {"type": "text", "text": m.content}]})
             else:
                 out.append({"role": m.role, "content": m.content})

@@ -16,8 +16,8 @@ from armed.knowledge.register import RegisterRow, read_register
 from armed.knowledge.splits import HELDOUT_MODULUS, tcm_split
 
 SOURCE_KINDS = ("drug-inserts", "drug-dicts", "originator-drugs", "tcm-insert-ner", "register")
-# tcm-insert-ner is split by file id (see ner_split): the NER evaluation reads the held-out part, so a KB built
-# for it must never contain it. `tcm-insert-ner:PATH` means PATH@train.
+# tcm-insert-ner is split by file id (armed.knowledge.splits.tcm_split): the NER evaluation reads the held-out
+# part, so a KB built for it must never contain it. `tcm-insert-ner:PATH` means PATH@train.
 NER_SPLITS = ("train", "heldout", "all")
 NER_HELDOUT_PERCENT = 100 // HELDOUT_MODULUS  # tcm_split holds out one file in five
 DICT_FILES = ("drug.txt", "producer.txt", "disease.txt", "symptom.txt")
@@ -220,13 +220,6 @@ def read_originators(path: Path, spec: str) -> LoadedSource:
     return LoadedSource("originator-drugs", spec, files, originators=rows)
 
 
-def ner_split(file_id: str) -> str:
-    """"train" or "heldout" for a tcm-insert-ner file id (its stem, "17" for 17.txt): armed.knowledge.splits.tcm_split,
-    the one split the KB build and the NER evaluation (armed/eval/ner.py) both read, so a KB built from the training
-    part never holds a held-out insert."""
-    return tcm_split(file_id)
-
-
 def _ner_path_and_split(raw: Path, spec: str) -> tuple[Path, str]:
     text = str(raw)
     head, sep, split = text.rpartition("@")
@@ -265,7 +258,7 @@ def read_ner(path: Path, spec: str) -> LoadedSource:
     docs: list[NerDoc] = []
     files: list[Path] = []
     for t in texts:
-        if split != "all" and ner_split(t.stem) != split:
+        if split != "all" and tcm_split(t.stem) != split:
             continue
         ann = t.with_suffix(".ann")
         try:

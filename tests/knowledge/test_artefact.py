@@ -16,7 +16,7 @@ from armed.knowledge.artefact import content_version, install, load_artefact, wr
 from armed.knowledge.frozen import FrozenMatcher
 from armed.knowledge.index import normalise
 from armed.knowledge.register import read_register
-from armed.knowledge.sources import NER_HELDOUT_PERCENT, KnowledgeSourceError, ner_split, read_source
+from armed.knowledge.sources import NER_HELDOUT_PERCENT, KnowledgeSourceError, read_source
 from armed.knowledge.splits import tcm_split
 from armed.settings import ArmedSettings, KnowledgeSettings
 
@@ -140,9 +140,8 @@ def test_register_csv_and_errors_name_file_line_and_field(tmp_path: Path) -> Non
 
 def test_tcm_insert_ner_split_is_deterministic_and_held_out_by_default(tmp_path: Path) -> None:
     ids = [str(i) for i in range(200)]
-    heldout = {i for i in ids if ner_split(i) == "heldout"}
-    assert heldout == {i for i in ids if ner_split(i) == "heldout"}  # a function of the id alone
-    assert heldout == {i for i in ids if tcm_split(i) == "heldout"}  # the split the NER evaluation reads
+    heldout = {i for i in ids if tcm_split(i) == "heldout"}  # the split the NER evaluation reads
+    assert heldout == {i for i in ids if tcm_split(i) == "heldout"}  # a function of the id alone
     assert abs(len(heldout) / len(ids) - NER_HELDOUT_PERCENT / 100) < 0.08
     folder = _brat(tmp_path / "train", ids)
     train = {d.id for d in read_source(f"tcm-insert-ner:{folder}").ner}
