@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 FORMAT = 1
 MANIFEST = "manifest.json"
 # Attributes that describe where a KB came from, not what it knows: not part of the version.
-_NOT_CONTENT = {"version", "source_names"}
+_NOT_CONTENT = {"version", "source_names", "artefact_path"}
 # A str→str dict at least this large is memory-mapped rather than pickled (small ones stay plain dicts: a dict
 # lookup is ~20x faster than a binary search, and they are hit on every comparison).
 MAP_MIN_ENTRIES = 5000
@@ -254,6 +254,7 @@ def load_artefact(path: Path) -> KnowledgeBase:
         raise ArtefactError(f"{path}: cannot load the artefact: {exc}") from exc
     kb.version = manifest["version"]
     kb.source_names = list(manifest.get("sources", []))
+    kb.artefact_path = path.resolve()  # where derived data (armed/knowledge/doc_vectors.py) is looked up
     return kb
 
 

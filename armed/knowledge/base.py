@@ -117,6 +117,7 @@ class KnowledgeBase:
         self.rules: list[Rule] = list(seed.rules)
         self.rules_version = rules_hash(self.rules)
         self.source_names = ["seed", *(s.spec for s in sources)]
+        self.artefact_path: Path | None = None  # set when loaded from a built artefact (not content)
 
         self._matcher = Matcher()
         self._eff_matcher = Matcher()  # seed efficacy-group terms only: maps free text to groups
@@ -130,6 +131,7 @@ class KnowledgeBase:
         self._pop_conflicts: dict[str, set[str]] = {}
         self._records: dict[str, DrugRecord] = {}
         self._docs: list[WebDoc] = []
+        self._not_efficacy = {normalise(t) for t in seed.not_efficacy if normalise(t)}
         self._build_seed()
         for src in sources:
             self._ingest(src)
@@ -230,6 +232,12 @@ class KnowledgeBase:
         if rec is None:
             rec = self._records[name] = DrugRecord(common_name=name)
         return rec
+
+    def _source_efficacy(self, term: str) -> bool:
+        """Whether a source's efficacy term may enter the lexicon: 2-12 CJK characters, not a generic word
+        (seed `not_efficacy`: 治疗, 预防 name no condition)."""
+        key = normalise(term)
+        return 2 <= len(key) <= 12 and all(is_cjk(ch) for ch in key) and key not in self._not_efficacy
 
     def _build_seed(self) -> None:
         lx = self.seed.lexicons
@@ -378,7 +386,7 @@ class KnowledgeBase:
                             self._add_brand(brand, [line[:i]], 1)
                         break
             for term in (*d.diseases, *d.symptoms):
-                if 2 <= len(term) <= 12 and all(is_cjk(ch) for ch in term):
+                if self._source_efficacy(term):
                     self._matcher.add(term, Payload("efficacy", term, 1))
         elif src.kind == "originator-drugs":
             seen: dict[str, tuple[str, str, str]] = {}
@@ -414,7 +422,7 @@ class KnowledgeBase:
                 if brand:
                     brand = self._add_brand(brand, [], 1)
                 core, form = self._canonical_core(row.name)
-                efficacy = list(row.efficacy_terms)
+                efficacy = [t for t in row.efficacy_terms if self._source_efficacy(t)]
                 for m in self._eff_matcher.extract(normalise(row.efficacy_text)):
                     _add_unique(efficacy, [m.surface])
                 if len(core) >= 2:
@@ -426,7 +434,7 @@ class KnowledgeBase:
                         _add_unique(rec.dosage_forms, [form])
                     _add_unique(rec.sources, ["drug-inserts"])
                 for term in efficacy:
-                    if len(term) >= 2:
+                    if self._source_efficacy(term):
                         self._matcher.add(term, Payload("efficacy", term, 1))
                 for ing in row.ingredients:
                     if len(ing) >= 2:
@@ -471,7 +479,7 @@ class KnowledgeBase:
             canonical = self._add_common_name(core, surfaces, 1)
             rec = self._record(canonical)
             _add_unique(rec.synonyms, [s for s in surfaces if s != canonical])
-            _add_unique(rec.efficacy, list(row.efficacy))
+            _add_unique(rec.efficacy, [t for t in row.efficacy if normalise(t) not in self._not_efficacy])
             _add_unique(rec.categories, list(row.category))
             _add_unique(rec.populations, [self._pop.get(normalise(p), p) for p in row.population])
             _add_unique(rec.ingredients, list(row.ingredients))
@@ -480,7 +488,7 @@ class KnowledgeBase:
                 _add_unique(rec.dosage_forms, [form])
             _add_unique(rec.sources, ["register"])
             for term in row.efficacy:
-                if len(term) >= 2:
+                if len(normalise(term)) >= 2 and normalise(term) not in self._not_efficacy:
                     self._matcher.add(term, Payload("efficacy", term, 1))
             for ing in row.ingredients:
                 if len(ing) >= 2:
@@ -527,7 +535,7 @@ class KnowledgeBase:
                         canonical = self._add_common_name(core, [term], 1)
                         drug = drug or canonical
                 elif span.label in self._NER_EFFICACY:
-                    if 2 <= len(key) <= 12 and all(is_cjk(ch) for ch in key):
+                    if self._source_efficacy(term):
                         self._matcher.add(term, Payload("efficacy", term, 1))
                         if span.label == "DRUG_EFFICACY":
                             _add_unique(efficacy, [term])
@@ -752,28 +760,55 @@ class KnowledgeBase:
     def efficacy_groups_of(self, terms: Sequence[str]) -> set[str]:
         """Efficacy keys: a term's group; else the groups of group terms inside it (活血止痛 → 活血化瘀,
         解热镇痛); else the term itself (an indication the seed does not group is only equal to itself)."""
-        keys: set[str] = set()
+        return {key for key, _ in self._efficacy_keys(terms)}
+
+    def _efficacy_keys(self, terms: Sequence[str]) -> set[tuple[str, bool]]:
+        """(key, grouped) per term: grouped keys are the seed's curated efficacy groups; a free key is a term no
+        group covers (most of what public sources bring: diseases, symptoms, annotated indications)."""
+        keys: set[tuple[str, bool]] = set()
         for t in terms:
             key = normalise(t)
             if not key:
                 continue
             if key in self._eff_group:
-                keys.add(self._eff_group[key])
+                keys.add((self._eff_group[key], True))
                 continue
             inner = {p.value for m in self._eff_matcher.extract(key) for p in m.payloads}
-            keys |= inner or {key}
+            keys |= {(g, True) for g in inner} if inner else {(key, False)}
         return keys
 
+    def efficacy_relation(self, a: Sequence[str], b: Sequence[str]) -> float | None:
+        """How much two efficacy lists agree, or None when the knowledge base cannot tell.
+
+        The overlap coefficient |A∩B| / min(|A|,|B|) of efficacy keys; a free key (a term outside the curated
+        groups) also meets a key it contains or that contains it (脱发 ~ 脂溢性脱发). 0 ("entirely different") is
+        only asserted when every key on both sides is a curated group: two free terms that differ as strings
+        may still name one thing (胃痛 / 胃疼, 心率失常 / 心律失常), so their disagreement is unknown, not evidence.
+        """
+        ka, kb_ = self._efficacy_keys(a), self._efficacy_keys(b)
+        if not ka or not kb_:
+            return None
+
+        def meets(x: tuple[str, bool], others: set[tuple[str, bool]]) -> bool:
+            if x in others:
+                return True
+            key, grouped = x
+            return not grouped and any(
+                not g2 and len(min(key, k2, key=len)) >= 2 and (key in k2 or k2 in key) for k2, g2 in others
+            )
+
+        hits = min(sum(meets(x, kb_) for x in ka), sum(meets(y, ka) for y in kb_))
+        if hits:
+            return min(1.0, hits / min(len(ka), len(kb_)))
+        return 0.0 if all(g for _, g in ka | kb_) else None
+
     def efficacy_overlap(self, a: Sequence[str], b: Sequence[str]) -> float:
-        """Overlap coefficient |A∩B| / min(|A|,|B|) of efficacy groups, in [0, 1]; 0 when either is empty.
+        """`efficacy_relation` as a number in [0, 1]: 0 when either side is empty or the relation is unknown.
 
         The overlap coefficient (not Jaccard) is used so a product that lists many indications is not
         penalised for treating more than the query asked.
         """
-        ga, gb = self.efficacy_groups_of(a), self.efficacy_groups_of(b)
-        if not ga or not gb:
-            return 0.0
-        return len(ga & gb) / min(len(ga), len(gb))
+        return self.efficacy_relation(a, b) or 0.0
 
     def canonical_populations(self, terms: Sequence[str]) -> set[str]:
         return {self._pop.get(normalise(t), normalise(t)) for t in terms if normalise(t)}

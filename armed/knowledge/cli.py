@@ -1,4 +1,4 @@
-"""`armed kb build | inspect | diff | lookup`: build a knowledge-base artefact, and the views a curator needs.
+"""`armed kb build | embed | inspect | diff | lookup`: build a knowledge-base artefact, and the views a curator needs.
 
 A KB is named by REF: an artefact folder, `current` ($ARMED_CACHE_DIR/kb/current, what `auto` loads) or `seed`
 (the packaged seed alone, built in memory).
@@ -7,6 +7,7 @@ A KB is named by REF: an artefact folder, `current` ($ARMED_CACHE_DIR/kb/current
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -131,6 +132,36 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Precompute the configured embedder's vectors of every document into an artefact (doc_vectors.py)."""
+    from pydantic import ValidationError
+
+    from armed.engines.factory import build_engine
+    from armed.knowledge.artefact import load_artefact
+    from armed.knowledge.doc_vectors import DocVectorsError, embed_documents
+    from armed.settings import ArmedSettings
+
+    ref = args.ref or "current"
+    path = (default_root() / "current" if ref == "current" else Path(ref)).resolve()
+    kb = load_artefact(path)
+    try:
+        settings = ArmedSettings()
+    except ValidationError as exc:
+        raise KnowledgeError(f"settings: {exc}") from exc
+    spec = settings.models.embedder
+    embedder = build_engine("embedder", spec)
+    if embedder is None:
+        raise KnowledgeError(f"models.embedder is {spec.kind!r}: no embedder to precompute vectors with")
+    max_chars = args.max_doc_chars or settings.search.max_doc_chars
+    started = time.perf_counter()
+    try:
+        meta = asyncio.run(embed_documents(kb, path, embedder, max_chars, batch=args.batch))
+    except DocVectorsError as exc:
+        raise KnowledgeError(str(exc)) from exc
+    _print({**meta, "artefact": str(path), "seconds": round(time.perf_counter() - started, 1)})
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     kb, manifest = _open(args.ref or _default_ref())
     _print(inspect_kb(kb, manifest))
@@ -172,6 +203,14 @@ def add_kb_commands(sub: argparse._SubParsersAction) -> None:
                    help="point $ARMED_CACHE_DIR/kb/current at it (what knowledge.artefact=auto loads)")
     b.add_argument("--force", action="store_true", help="replace an --out that holds another version")
     b.set_defaults(func=_guard(cmd_build))
+
+    e = kbs.add_parser("embed", help="precompute the configured embedder's document vectors into an artefact "
+                       "(the two-stage filter then embeds only the query)")
+    e.add_argument("ref", nargs="?", help="artefact folder or current (default: current)")
+    e.add_argument("--max-doc-chars", type=int, default=None,
+                   help="document text cut, as the search provider cuts it (default: search.max_doc_chars)")
+    e.add_argument("--batch", type=int, default=32, help="documents per embed call")
+    e.set_defaults(func=_guard(cmd_embed))
 
     i = kbs.add_parser("inspect", help="version, sources and counts per entity type")
     i.add_argument("ref", nargs="?", help="artefact folder, current or seed (default: current if installed)")

@@ -27,8 +27,10 @@ from armed.knowledge.base import KnowledgeBase, Specificity
 from armed.knowledge.schema import Condition, Rule
 
 
-def field_overlap(kb: KnowledgeBase, field: EntityField, a: Sequence[str], b: Sequence[str]) -> float:
-    """How much two sides agree on one field, in [0, 1], with that field's notion of equality."""
+def field_overlap(kb: KnowledgeBase, field: EntityField, a: Sequence[str], b: Sequence[str]) -> float | None:
+    """How much two sides agree on one field, in [0, 1], with that field's notion of equality; None when the
+    knowledge base cannot tell (efficacy terms outside its curated groups that do not meet: see
+    `KnowledgeBase.efficacy_relation`). Unknown is never evidence: no overlap test and no disjoint test holds."""
     if not a or not b:
         return 0.0
     if field is EntityField.brand:
@@ -36,7 +38,7 @@ def field_overlap(kb: KnowledgeBase, field: EntityField, a: Sequence[str], b: Se
     if field is EntityField.dosage_form:
         return 1.0 if kb.dosage_forms_equal(a, b) else 0.0
     if field is EntityField.efficacy:
-        return kb.efficacy_overlap(a, b)
+        return kb.efficacy_relation(a, b)
     if field is EntityField.category:
         return kb.category_overlap(a, b)
     if field is EntityField.common_name:
@@ -68,6 +70,8 @@ def _check(kb: KnowledgeBase, cond: Condition, query: Entities, product: Entitie
         conflict = kb.population_conflict(qa, pa)
         return conflict == (test == "conflict"), f"{shown} ({'conflict' if conflict else 'no conflict'})"
     score = field_overlap(kb, f, qa, pa) if both else 0.0
+    if score is None:
+        return test == "not_same", f"{shown} (relation unknown to the knowledge base)"
     detail = f"{shown} (overlap {score:.2f})"
     if test == "same":
         return both and score > 0, detail

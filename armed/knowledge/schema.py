@@ -198,6 +198,11 @@ class Seed(_Strict):
     lexicons: Lexicons
     query_expansions: list[QueryExpansionEntry] = Field(default_factory=list)
     noise_terms: list[str] = Field(default_factory=list)
+    not_efficacy: list[str] = Field(
+        default_factory=list,
+        description="Words a source may annotate as an indication that name no condition (治疗, 预防): never "
+        "taken from a source as an efficacy term.",
+    )
     hijack_patterns: list[HijackPattern] = Field(default_factory=list)
     specification_patterns: list[str] = Field(default_factory=list, min_length=1)
     rules: list[Rule] = Field(default_factory=list)

@@ -87,7 +87,7 @@ def knowledge_prior_of(
 ) -> dict[RelevanceLevel, float]:
     """`knowledge_prior` on bare entities and texts (the student's features use it without a pipeline)."""
     q_cn, p_cn = set(qe.common_name), set(pe.common_name)
-    eff = kb.efficacy_overlap(qe.efficacy, pe.efficacy) if qe.efficacy and pe.efficacy else None
+    eff = kb.efficacy_relation(qe.efficacy, pe.efficacy)  # None: a side has none, or the KB cannot tell
     cat = bool(set(qe.category) & set(pe.category)) if qe.category and pe.category else None
     if q_cn and p_cn:
         if q_cn & p_cn:
@@ -125,7 +125,7 @@ def core_match(qe: Entities, pe: Entities, kb: KnowledgeBase) -> list[str] | Non
     shared = set(qe.common_name) & set(pe.common_name)
     if not shared:
         return None
-    eff_ok = not (qe.efficacy and pe.efficacy) or kb.efficacy_overlap(qe.efficacy, pe.efficacy) > 0
+    eff_ok = kb.efficacy_relation(qe.efficacy, pe.efficacy) != 0.0  # only a known disagreement blocks
     cat_ok = not (qe.category and pe.category) or bool(set(qe.category) & set(pe.category))
     return sorted(shared) if eff_ok and cat_ok else None
 

@@ -14,11 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from armed.domain import DocDecision, Entities, EntityField, SideUnderstanding, WebDoc
 from armed.engines.base import ModelClients, consistency_pair, cosine
 from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.doc_vectors import DocVectors, DocVectorsError, open_doc_vectors, split_known
+from armed.log import get_logger
 from armed.pipeline import prompts
 from armed.pipeline.search import SearchProvider
 from armed.pipeline.stages import Detailed, StageRecorder, ground_in_knowledge
 from armed.settings import ArmedSettings
 from armed.text import char_overlap, jaccard, ngrams, normalise
+
+log = get_logger(__name__)
 
 
 class QueryUnderstanding(BaseModel):
@@ -58,6 +62,12 @@ class QuerySide:
         self.kb = kb
         self.clients = clients
         self.search_provider = search
+        self._doc_vectors: DocVectors | None = None
+        if clients.embedder is not None and getattr(kb, "artefact_path", None) is not None:
+            try:  # an accelerator only: without it the filter embeds every document, as before
+                self._doc_vectors = open_doc_vectors(kb.artefact_path, clients.embedder.model_id)
+            except DocVectorsError as exc:
+                log.warning("doc_vectors_unusable", error=str(exc))
 
     async def run(self, query: str, rec: StageRecorder) -> QueryUnderstanding:
         st, to = self.s.stages, self.s.timeouts
@@ -220,9 +230,14 @@ class QuerySide:
         whether each is about what the user meant (the knowledge-base check when no model is configured)."""
         live = [d for d in decisions if d.kept]
         sims: dict[str, float] = {}
+        stored_note = ""
         if self.clients.embedder is not None:
-            vecs = await self.clients.embedder.embed([query] + [d.doc.title + " " + d.doc.text for d in live])
-            sims = {d.doc.id: cosine(vecs[0], v) for d, v in zip(live, vecs[1:], strict=True)}
+            texts = [d.doc.title + " " + d.doc.text for d in live]
+            known, missing = split_known(self._doc_vectors, texts)
+            fresh = await self.clients.embedder.embed([query] + [texts[i] for i in missing])
+            vecs = {**known, **dict(zip(missing, fresh[1:], strict=True))}
+            sims = {d.doc.id: cosine(fresh[0], vecs[i]) for i, d in enumerate(live)}
+            stored_note = f" ({len(known)} document vectors precomputed)" if known else ""
         thr = self.s.filter.similarity_threshold
         stage1 = [d for d in live if d.doc.id not in sims or sims[d.doc.id] >= thr]
         cons: dict[str, float] = {}
@@ -250,7 +265,7 @@ class QuerySide:
             reason = f"consistency {c:.2f} {'≥' if ok else '<'} {self.s.filter.consistency_threshold}"
             out.append(d.model_copy(update={"kept": ok, "similarity": sim, "consistency": c, "reason": reason}))
         kept = sum(d.kept for d in out)
-        return Detailed(out, f"kept {kept}/{len(decisions)}")
+        return Detailed(out, f"kept {kept}/{len(decisions)}{stored_note}")
 
     def _kb_consistency(self, entities: Entities, doc: WebDoc) -> float:
         """Knowledge-base stand-in for the consistency model: a document is about the query when it names the
@@ -260,7 +275,8 @@ class QuerySide:
             if entities.get(f):
                 return 0.9 if set(entities.get(f)) & set(doc_entities.get(f)) else 0.1
         if entities.efficacy:
-            return 0.9 if self.kb.efficacy_overlap(entities.efficacy, doc_entities.efficacy) > 0 else 0.1
+            rel = self.kb.efficacy_relation(entities.efficacy, doc_entities.efficacy)
+            return 0.5 if rel is None and doc_entities.efficacy else (0.9 if rel else 0.1)
         return 0.5
 
     async def _llm_ner(self, text: str) -> Detailed[Entities]:

@@ -150,7 +150,7 @@ def knowledge_features(query: str, product: str, kb: KnowledgeBase, rule_ids: Se
     qx, px = kb.enrich(qe), kb.enrich(pe)
     fired = {h.id for h in hits}
     q_cn, p_cn = kb.canonical_common_names(qe.common_name), kb.canonical_common_names(pe.common_name)
-    eff = kb.efficacy_overlap(qx.efficacy, px.efficacy) if qx.efficacy and px.efficacy else None
+    eff = kb.efficacy_relation(qx.efficacy, px.efficacy)  # None: a side has none, or the KB cannot tell
     cat = kb.category_overlap(qx.category, px.category) if qx.category and px.category else None
     cap = ceiling(hits)
     forced = veto(hits)

@@ -1,0 +1,71 @@
+"""Efficacy agreement with terms outside the curated groups: unknown is not evidence of difference.
+
+Public sources bring thousands of disease and symptom words the seed's efficacy groups do not cover. Two such
+words that differ as strings may name one thing (胃痛 / 胃疼), so the `efficacy_entirely_different` veto must not
+fire on them; the curated groups still give a definite "entirely different".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from armed.knowledge import KnowledgeBase, recall
+
+
+def fire(kb: KnowledgeBase, query: str, product: str) -> set[str]:
+    q, p = kb.extract(query), kb.extract(product)
+    return {h.id for h in recall(kb, q, p, kb.query_specificity(q, query))}
+
+
+@pytest.fixture(scope="module")
+def dicts_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    d = tmp_path_factory.mktemp("dicts")
+    (d / "symptom.txt").write_text("胃痛\n胃疼\n脱发\n脂溢性脱发\n治疗\n预防\n", encoding="utf-8")
+    (d / "disease.txt").write_text("心律失常\n心率失常\n", encoding="utf-8")
+    return KnowledgeBase.load(sources=[f"drug-dicts:{d}"])
+
+
+def test_curated_groups_still_give_a_definite_zero(kb: KnowledgeBase) -> None:
+    assert kb.efficacy_relation(["发烧"], ["止咳"]) == 0.0
+    assert kb.efficacy_relation(["发烧"], ["退热"]) == 1.0
+    assert kb.efficacy_relation([], ["止咳"]) is None
+    assert "efficacy_entirely_different" in fire(kb, "布洛芬", "奥美拉唑肠溶胶囊")
+
+
+def test_free_terms_that_differ_are_unknown_not_different(dicts_kb: KnowledgeBase) -> None:
+    assert dicts_kb.efficacy_relation(["胃痛"], ["胃疼"]) is None
+    assert dicts_kb.efficacy_relation(["心率失常"], ["心律失常"]) is None
+    assert dicts_kb.efficacy_overlap(["胃痛"], ["胃疼"]) == 0.0  # the number a score needs; the rule asks the relation
+    assert "efficacy_entirely_different" not in fire(dicts_kb, "胃痛喝牛奶可以缓解吗", "胃疼喝牛奶能缓解吗")
+
+
+def test_a_curated_group_against_a_free_term_is_unknown(dicts_kb: KnowledgeBase) -> None:
+    assert dicts_kb.efficacy_relation(["发烧"], ["胃疼"]) is None
+    assert "efficacy_entirely_different" not in fire(dicts_kb, "发烧", "胃疼怎么办")
+
+
+def test_a_free_term_meets_the_term_it_contains(dicts_kb: KnowledgeBase) -> None:
+    assert dicts_kb.efficacy_relation(["脱发"], ["脂溢性脱发"]) == 1.0
+    assert dicts_kb.efficacy_relation(["脂溢性脱发", "胃痛"], ["脱发"]) == 1.0
+    assert dicts_kb.efficacy_relation(["胃痛"], ["胃痛"]) == 1.0
+
+
+def test_generic_words_never_become_efficacy_terms(dicts_kb: KnowledgeBase) -> None:
+    ents = dicts_kb.extract("怎样治疗脱发")
+    assert ents.efficacy == ["脱发"]
+    assert not [p for p in dicts_kb._matcher.lookup("预防") if p.field == "efficacy"]
+
+
+def test_not_efficacy_is_part_of_the_seed_and_the_version(tmp_path: Path) -> None:
+    seed = (Path(__file__).resolve().parents[2] / "armed/knowledge/seed/kb.yaml").read_text(encoding="utf-8")
+    changed = tmp_path / "kb.yaml"
+    changed.write_text(seed.replace("not_efficacy: [治疗,", "not_efficacy: [治疗, 脱发,"), encoding="utf-8")
+    d = tmp_path / "dicts"
+    d.mkdir()
+    (d / "symptom.txt").write_text("脱发\n", encoding="utf-8")
+    base = KnowledgeBase.load(sources=[f"drug-dicts:{d}"])
+    other = KnowledgeBase.load(changed, sources=[f"drug-dicts:{d}"])
+    assert base.extract("脱发").efficacy == ["脱发"] and other.extract("脱发").efficacy == []
+    assert base.version != other.version
