@@ -176,6 +176,25 @@ def _kb(sources: list[str] | None):
         raise SystemExit(f"armed eval: {exc}") from None
 
 
+def _ner_kb(sources: list[str], docs: list) -> object:
+    """The KB scored by `eval ner`: the seed plus the sources, less any drug-inserts row that is an evaluated insert
+    (armed.eval.ner.drop_leaked_inserts; the count is printed so a reader knows the KB differs from a build)."""
+    from armed.eval.ner import drop_leaked_inserts
+    from armed.knowledge import KnowledgeBase
+    from armed.knowledge.sources import KnowledgeSourceError, read_source
+
+    seed = KnowledgeBase.load()
+    try:
+        loaded = [read_source(s) for s in sources]
+    except KnowledgeSourceError as exc:
+        raise SystemExit(f"armed eval: {exc}") from None
+    loaded, dropped = drop_leaked_inserts(loaded, docs)
+    if dropped:
+        print(f"armed eval ner: {len(dropped)} drug-inserts rows are evaluated inserts and were left out of the KB",
+              file=sys.stderr)
+    return KnowledgeBase(seed.seed, b"", loaded) if loaded else seed
+
+
 def cmd_eval_ner(args: argparse.Namespace) -> int:
     from armed.eval.ner import evaluate, markdown, read_brat
 
@@ -187,7 +206,7 @@ def cmd_eval_ner(args: argparse.Namespace) -> int:
     if not docs:
         print(f"armed eval ner: no .txt files in the {args.split} part of {data}", file=sys.stderr)
         return 2
-    result = evaluate(_kb(args.source), docs)
+    result = evaluate(_ner_kb(args.source or [], docs), docs)
     result["split"] = args.split
     print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else markdown(result))
     return 0

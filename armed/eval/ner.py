@@ -16,12 +16,14 @@ overlap scores (any shared character, same type) are given beside them.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.sources import LoadedSource
 from armed.knowledge.splits import Split
 
 # corpus type → armed field (None: armed does not extract it)
@@ -65,6 +67,45 @@ def read_brat(folder: Path, split: Split | None = "heldout") -> list[Doc]:
     spec = f"tcm-insert-ner:{folder}@{split or 'all'}"
     loaded = read_ner(Path(f"{folder}@{split or 'all'}"), spec)
     return [Doc(d.id, d.text, tuple(Span(s.start, s.end, s.label) for s in d.spans)) for d in loaded.ner]
+
+
+LEAK_GRAM = 8  # characters per shingle when looking for an evaluated insert inside a knowledge source
+LEAK_SHARE = 0.5  # an insert whose shingles are at least this share inside one evaluated text is that text
+
+
+def _shingles(text: str) -> set[str]:
+    clean = "".join(ch for ch in unicodedata.normalize("NFKC", text) if not ch.isspace())
+    return {clean[i : i + LEAK_GRAM] for i in range(len(clean) - LEAK_GRAM + 1)}
+
+
+def drop_leaked_inserts(sources: list[LoadedSource], docs: list[Doc]) -> tuple[list[LoadedSource], list[str]]:
+    """drug-inserts rows that are one of the evaluated inserts (drug-inserts and tcm-insert-ner both derive from the
+    Tianchi 2020 inserts), removed so the KB scored holds no evaluated text: an insert is dropped when at least
+    LEAK_SHARE of its efficacy text's 8-character shingles lie inside one evaluated text. Returns the sources
+    without them and the dropped insert ids."""
+    gram_docs: dict[str, set[int]] = defaultdict(set)
+    for k, d in enumerate(docs):
+        for g in _shingles(d.text):
+            gram_docs[g].add(k)
+    dropped: list[str] = []
+    out: list[LoadedSource] = []
+    for src in sources:
+        if src.kind != "drug-inserts":
+            out.append(src)
+            continue
+        kept = []
+        for row in src.inserts:
+            grams = _shingles(row.efficacy_text or row.title)
+            hits: dict[int, int] = defaultdict(int)
+            for g in grams:
+                for k in gram_docs.get(g, ()):
+                    hits[k] += 1
+            if grams and max(hits.values(), default=0) >= LEAK_SHARE * len(grams):
+                dropped.append(row.id)
+            else:
+                kept.append(row)
+        out.append(dataclasses.replace(src, inserts=kept))
+    return out, dropped
 
 
 def entity_spans(kb: KnowledgeBase, text: str) -> list[Span]:

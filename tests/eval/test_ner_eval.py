@@ -62,3 +62,28 @@ def test_held_out_scores_on_the_real_corpus(kb: KnowledgeBase) -> None:
     f = r["fields"]
     # Measured with the seed alone (README): dosage form F1 0.59, population 0.55; a regression shows here.
     assert f["dosage_form"]["f1"] > 0.5 and f["population"]["f1"] > 0.45
+
+
+def test_drug_inserts_that_are_evaluated_inserts_are_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from armed.eval.ner import drop_leaked_inserts
+    from armed.knowledge.sources import read_source
+
+    text = "【药品名称】示例调经丸【功能主治】活血调经，用于气血两虚所致月经不调、行经量少。【规格】每丸9克"
+    (tmp_path / "ner").mkdir()
+    start = text.index("月经不调")
+    _write(tmp_path / "ner", "7", text, f"T1\tDISEASE {start} {start + 4}\t月经不调\n")
+    leaked = "【药品名称】示例调经丸\n【功能主治】活血调经，用于气血两虚所致月经不调、行经量少。\n【制药公司】某药业"
+    other = "【药品名称】示例止咳糖浆\n【功能主治】清肺止咳，用于风热咳嗽、痰多色黄。\n【制药公司】某药业"
+    rows = [{"id": i, "text": t, "annotations": []} for i, t in (("1", leaked), ("2", other))]
+    (tmp_path / "inserts.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    docs = read_brat(tmp_path / "ner", None)
+    src = read_source(f"drug-inserts:{tmp_path / 'inserts.json'}")
+    kept, dropped = drop_leaked_inserts([src], docs)
+    assert dropped == ["1"] and [r.id for r in kept[0].inserts] == ["2"]
+    assert cli.main(["eval", "ner", "--data", str(tmp_path / "ner"), "--split", "all",
+                     "--source", f"drug-inserts:{tmp_path / 'inserts.json'}"]) == 0
+    assert "1 drug-inserts rows are evaluated inserts" in capsys.readouterr().err
