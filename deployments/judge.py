@@ -73,7 +73,7 @@ def handle_clients_for(profile: Profile, availability: ReplicaAvailability | Non
         r: (serve_cfg.model_id_for_ray_llm(r) if r in ray_llm else spec_model_id(profile.models[r].engine))
         for r in targets
     }
-    return build_handle_clients(
+    clients = build_handle_clients(
         targets,
         model_ids,
         labels={r: profile.models[r].engine.labels for r in targets},
@@ -82,6 +82,10 @@ def handle_clients_for(profile: Profile, availability: ReplicaAvailability | Non
         retry_after_s=profile.judge.retry_after_s,
         availability=availability,
     )
+    # LLMServer answers to the role's public name (armed-llm); a judgment's versions also say which weights that name
+    # served (armed-llm@vllm:/models/Qwen3-32B), as armed's own deployments' ids do.
+    clients.extra_ids.update({r: f"{model_ids[r]}@{spec_model_id(profile.models[r].engine)}" for r in ray_llm})
+    return clients
 
 
 def error_result(status: int, message: str, field: str | None = None, retry_after: int | None = None) -> dict:

@@ -107,7 +107,7 @@ def test_a_judgment_through_ray_llm_carries_the_llms_distribution(stack: str) ->
     assert r.status_code == 200, r.text
     j = r.json()
     assert j["branch"] == "llm_judge" and not j["degraded"], (j["branch"], j["degraded"], j["stages"])
-    assert j["versions"]["models"]["llm"] == "armed-llm" and j["llm"]["model"] == "armed-llm"
+    assert j["versions"]["models"]["llm"].startswith("armed-llm@") and j["llm"]["model"] == "armed-llm"
     llm_probs = j["llm"]["probabilities"]
     assert max(llm_probs.values()) < 0.999 and sum(v > 1e-4 for v in llm_probs.values()) >= 2, llm_probs
     assert j["student"]["escalated"] is True

@@ -160,3 +160,15 @@ def test_a_scored_prompt_that_does_not_extend_the_decode_is_an_error() -> None:
         label_scores(PROMPT_IDS, ["a"], [reply])
     with pytest.raises(LabelScoringError, match="1 scoring replies for 2 choices"):
         label_scores(PROMPT_IDS, ["a", "b"], [reply])
+
+
+def test_judgment_versions_name_the_weights_behind_each_public_model_name() -> None:
+    from armed.serving.profiles import load_profile
+    from deployments.judge import handle_clients_for
+
+    clients = handle_clients_for(load_profile("h100-x1"))
+    ids = clients.model_ids()
+    assert clients.llm.model_id == "armed-llm"  # what LLMServer is asked for
+    assert ids["llm"] == "armed-llm@vllm:/models/Qwen3-32B-FP8"  # what a judgment's versions say answered
+    assert ids["embedder"] == "armed-embedder@vllm:/models/Qwen3-Embedding-0.6B"
+    assert ids["student"] == "vllm:/models/armed-student-qwen3-0.6b"  # armed's own deployment: its spec already
