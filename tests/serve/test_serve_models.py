@@ -266,8 +266,13 @@ def test_handle_router_reports_running_replicas(stack: dict) -> None:
     assert router_running_replicas(handle) is None  # no router before the first call: ask the controller
 
     async def call_then_read() -> int | None:
-        await handle.embed.remote(["布洛芬"])
-        return router_running_replicas(handle)
+        try:
+            await handle.embed.remote(["布洛芬"])
+            return router_running_replicas(handle)
+        finally:
+            # Not in Serve's handle cache, so serve.shutdown() would not stop its router: its metrics pusher would
+            # outlive Ray and log "Ray has not been started yet" at interpreter exit.
+            await handle.shutdown_async()
 
     assert asyncio.run(call_then_read()) == replica_count("embedder", "embedder") == 1
 
