@@ -183,7 +183,6 @@ def _ner_kb(sources: list[str], docs: list) -> object:
     from armed.knowledge import KnowledgeBase
     from armed.knowledge.sources import KnowledgeSourceError, read_source
 
-    seed = KnowledgeBase.load()
     try:
         loaded = [read_source(s) for s in sources]
     except KnowledgeSourceError as exc:
@@ -192,7 +191,7 @@ def _ner_kb(sources: list[str], docs: list) -> object:
     if dropped:
         print(f"armed eval ner: {len(dropped)} drug-inserts rows are evaluated inserts and were left out of the KB",
               file=sys.stderr)
-    return KnowledgeBase(seed.seed, b"", loaded) if loaded else seed
+    return KnowledgeBase.from_sources(loaded)
 
 
 def cmd_eval_ner(args: argparse.Namespace) -> int:

@@ -112,7 +112,7 @@ def rules_hash(rules: Sequence[Rule]) -> str:
 class KnowledgeBase:
     """Lexicons, drug records and a BM25 index, built once by `load`; every method is read-only and cheap."""
 
-    def __init__(self, seed: Seed, seed_bytes: bytes, sources: Sequence[LoadedSource] = ()) -> None:
+    def __init__(self, seed: Seed, sources: Sequence[LoadedSource] = ()) -> None:
         self.seed = seed
         self.rules: list[Rule] = list(seed.rules)
         self.rules_version = rules_hash(self.rules)
@@ -156,6 +156,18 @@ class KnowledgeBase:
 
         Raises KnowledgeError naming the seed field or the source when anything is missing or malformed.
         """
+        loaded: list[LoadedSource] = []
+        for spec in sources:
+            try:
+                loaded.append(read_source(spec))
+            except KnowledgeSourceError as exc:
+                raise KnowledgeError(str(exc)) from exc
+        return cls.from_sources(loaded, seed)
+
+    @classmethod
+    def from_sources(cls, sources: Sequence[LoadedSource], seed: Path | None = None) -> KnowledgeBase:
+        """The seed (the packaged one when `seed` is None) plus sources already read (`read_source`): for callers
+        that filter rows before building, such as the NER evaluation leaving out the inserts it scores."""
         if seed is None:
             seed_bytes = resources.files(SEED_PACKAGE).joinpath(SEED_FILE).read_bytes()
             where = f"packaged seed {SEED_PACKAGE}/{SEED_FILE}"
@@ -165,14 +177,7 @@ class KnowledgeBase:
             except OSError as exc:
                 raise KnowledgeError(f"seed {seed}: cannot read: {exc}") from exc
             where = f"seed {seed}"
-        parsed = cls.parse_seed(seed_bytes, where)
-        loaded: list[LoadedSource] = []
-        for spec in sources:
-            try:
-                loaded.append(read_source(spec))
-            except KnowledgeSourceError as exc:
-                raise KnowledgeError(str(exc)) from exc
-        return cls(parsed, seed_bytes, loaded)
+        return cls(cls.parse_seed(seed_bytes, where), sources)
 
     @classmethod
     def from_settings(cls, settings: KnowledgeSettings) -> KnowledgeBase:
@@ -798,8 +803,8 @@ class KnowledgeBase:
             )
 
         hits = min(sum(meets(x, kb_) for x in ka), sum(meets(y, ka) for y in kb_))
-        if hits:
-            return min(1.0, hits / min(len(ka), len(kb_)))
+        if hits:  # hits counts one side's keys, so it never exceeds the smaller side
+            return hits / min(len(ka), len(kb_))
         return 0.0 if all(g for _, g in ka | kb_) else None
 
     def efficacy_overlap(self, a: Sequence[str], b: Sequence[str]) -> float:

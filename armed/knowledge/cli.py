@@ -106,11 +106,16 @@ def _default_ref() -> str:
     return "current" if (default_root() / "current" / MANIFEST).is_file() else "seed"
 
 
+def _artefact_path(ref: str) -> Path:
+    """The folder of an artefact REF (`current` or a path)."""
+    return default_root() / "current" if ref == "current" else Path(ref)
+
+
 def _open(ref: str) -> tuple[KnowledgeBase, dict[str, Any] | None]:
     kb = open_kb(ref)
     if ref == "seed":
         return kb, None
-    return kb, read_manifest(default_root() / "current" if ref == "current" else Path(ref))
+    return kb, read_manifest(_artefact_path(ref))
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -141,8 +146,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from armed.knowledge.doc_vectors import DocVectorsError, embed_documents
     from armed.settings import ArmedSettings
 
-    ref = args.ref or "current"
-    path = (default_root() / "current" if ref == "current" else Path(ref)).resolve()
+    path = _artefact_path(args.ref or "current").resolve()
     kb = load_artefact(path)
     try:
         if args.profile:  # the embedder a GPU profile serves, so the vectors carry the model id its judge reports

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from armed.domain import DocDecision, Entities, EntityField, SideUnderstanding, WebDoc
 from armed.engines.base import ModelClients, consistency_pair, cosine
 from armed.knowledge.base import KnowledgeBase
-from armed.knowledge.doc_vectors import DocVectors, DocVectorsError, open_doc_vectors, split_known
+from armed.knowledge.doc_vectors import DocVectors, DocVectorsError, filter_text, open_doc_vectors, split_known
 from armed.log import get_logger
 from armed.pipeline import prompts
 from armed.pipeline.search import SearchProvider
@@ -233,7 +233,7 @@ class QuerySide:
         sims: dict[str, float] = {}
         stored_note = ""
         if self.clients.embedder is not None:
-            texts = [d.doc.title + " " + d.doc.text for d in live]
+            texts = [filter_text(d.doc.title, d.doc.text, self.s.search.max_doc_chars) for d in live]
             known, missing = split_known(self._doc_vectors, texts)
             fresh = await self.clients.embedder.embed([query] + [texts[i] for i in missing])
             vecs = {**known, **dict(zip(missing, fresh[1:], strict=True))}

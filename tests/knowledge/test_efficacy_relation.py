@@ -34,6 +34,18 @@ def test_curated_groups_still_give_a_definite_zero(kb: KnowledgeBase) -> None:
     assert "efficacy_entirely_different" in fire(kb, "布洛芬", "奥美拉唑肠溶胶囊")
 
 
+def test_the_seed_alone_never_answers_unknown(kb: KnowledgeBase) -> None:
+    """Every efficacy term the seed can produce (lexicon surfaces, drug-record efficacy) is in a curated group, so
+    with the seed alone `efficacy_relation` is the old group overlap whenever both sides have efficacy: the packaged
+    student's seed-KB features did not move when "unknown" was introduced."""
+    surfaces = [s for s, ps in kb._matcher.entries() if any(p.field == "efficacy" for p in ps)]
+    records = [t for name in kb._records for t in kb._records[name].efficacy]
+    assert surfaces and records
+    for term in (*surfaces, *records):
+        assert all(grouped for _, grouped in kb._efficacy_keys([term])), term
+        assert kb.efficacy_relation([term], [term]) == 1.0
+
+
 def test_free_terms_that_differ_are_unknown_not_different(dicts_kb: KnowledgeBase) -> None:
     assert dicts_kb.efficacy_relation(["胃痛"], ["胃疼"]) is None
     assert dicts_kb.efficacy_relation(["心率失常"], ["心律失常"]) is None
