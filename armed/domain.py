@@ -266,6 +266,7 @@ class Branch(enum.StrEnum):
     name_containment = "name_containment"  # the (normalised) query stands inside the product name
     all_characters = "all_characters"  # every character of the query appears in the product name
     core_match = "core_match"  # core name + efficacy + category agree
+    guideline = "guideline"  # a product-search pair decided by an annotation-guideline clause (Judgment.guideline)
     student = "student"  # the distilled student judge, confident enough to answer (cascade)
     llm_judge = "llm_judge"  # the constrained LLM judge
     fallback = "fallback"  # the judge was unavailable: knowledge-base evidence alone decided (degraded)
@@ -368,6 +369,10 @@ class Judgment(BaseModel):
     probabilities: dict[RelevanceLevel, float] = Field(description="Label distribution; sums to 1.")
     branch: Branch
     reason: str = Field(description="One sentence saying why, built from the evidence.")
+    guideline: str | None = Field(
+        default=None, description="The annotation-guideline clause that decided (armed/guideline.py), where one did.")
+    intent: str | None = Field(
+        default=None, description="What the query is (QI): product, need, question or other (armed/pipeline/intent.py).")
     rules_fired: list[RuleHit] = Field(default_factory=list)
     student: StudentOpinion | None = Field(default=None, description="The student's answer, where it ran.")
     llm: LLMOpinion | None = Field(default=None, description="The LLM judge's answer, where it ran.")

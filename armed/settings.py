@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from armed.engines.base import CONSISTENCY_LABELS
+from armed.guideline import CLAUSE, CLAUSES
 from armed.images import ImageSettings
 from armed.roles import ROLES
 
@@ -144,6 +145,12 @@ class StageSwitches(BaseModel):
     standardise: bool = Field(default=True, description="Standardise the product name (noise removal, LLM).")
     extend: bool = Field(default=True, description="SI: extend the product with CPV, image text and knowledge.")
     rules: bool = Field(default=True, description="Expert-rule recall.")
+    product_search: bool = Field(
+        default=True,
+        description="QI intent + the guideline's branches for product-search pairs (armed/pipeline/product_search.py): "
+        "a product or need query against a product listing is decided by the annotation guideline's clauses "
+        "(which ones: judge.guideline_clauses); questions and non-listings go on to the student.",
+    )
     deterministic_branches: bool = Field(
         default=True, description="Algorithm 1's non-LLM branches (which ones: judge.branches)."
     )
@@ -211,6 +218,10 @@ class FilterSettings(BaseModel):
     duplicate_jaccard: float = Field(default=0.9, gt=0, le=1, description="ISPI: 3-gram Jaccard of duplicates.")
 
 
+# Clauses the product-search branches decide with by default (see JudgeSettings.guideline_clauses).
+GUIDELINE_DEFAULT_CLAUSES: tuple[str, ...] = tuple(c.id for c in CLAUSES if c.id != "irrelevant.cheating")
+
+
 class JudgeSettings(BaseModel):
     """How the hierarchy's last step, the LLM judge, is weighed."""
 
@@ -238,6 +249,24 @@ class JudgeSettings(BaseModel):
             "branch runs (the paper's Algorithm 1)."
         ),
     )
+    guideline_clauses: list[str] = Field(
+        default_factory=lambda: list(GUIDELINE_DEFAULT_CLAUSES),
+        description=(
+            "Which guideline clauses the product-search branches may decide with (ids of armed/guideline.py). The "
+            "default is every clause the branch audit kept: on the mixture of both domains' tuning splits (pharmacy "
+            "tune half + train/'s tuning split) each was right at least as often as the student where it fired "
+            "(armed/student/artefacts/embedded-default/MODEL_CARD.md, 'guideline audit'). A clause left out leaves "
+            "its pairs to the student."
+        ),
+    )
+
+    @field_validator("guideline_clauses")
+    @classmethod
+    def _known_clauses(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in CLAUSE]
+        if unknown:
+            raise ValueError(f"unknown guideline clauses {unknown}; known: {', '.join(CLAUSE)}")
+        return v
     rule_vetoes: bool = Field(
         default=True, description="Expert rules that set a level (efficacy entirely different, ...) decide first."
     )

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from armed.knowledge.base import KnowledgeBase
     from armed.settings import KnowledgeSettings
 
-FORMAT = 1
+# 2: trade names and their makers, the pinyin index, complementary efficacy groups (issue 22).
+FORMAT = 2
 MANIFEST = "manifest.json"
 # Attributes that describe where a KB came from, not what it knows: not part of the version.
 _NOT_CONTENT = {"version", "source_names", "artefact_path"}

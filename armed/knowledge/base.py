@@ -38,6 +38,7 @@ from armed.knowledge.brands import (
     plausible_brand,
     prefix_brand,
 )
+from armed.knowledge import spelling
 from armed.knowledge.index import BM25, Match, Matcher, Payload, is_cjk, normalise
 from armed.knowledge.schema import HijackPattern, Rule, Seed
 from armed.knowledge.sources import KnowledgeSourceError, LoadedSource, read_source
@@ -55,6 +56,11 @@ _PLACES = PLACES
 _MAKER_SUFFIX_RE = re.compile(r"(?:集团)?(?:股份)?有限(?:责任)?公司.*$|(?:集团)?股份公司.*$")
 _MAKER_WORD_RE = re.compile(r"(?:制药厂|制药|药业|药厂|医药|科技|生物|集团|股份|实业|中药|总厂|工业|有限)$")
 _PROMO_BRACKET_RE = re.compile(r"【([^】]*)】|\[([^\]]*)\]|〔([^〕]*)〕|「([^」]*)」|『([^』]*)』")
+
+
+# `efficacy_relation` of two lists whose uses only complement each other (a monitor and a medicine for one need): some
+# agreement, below every rule's overlap threshold (0.5), and never "entirely different".
+COMPLEMENTARY = 0.25
 
 
 class KnowledgeError(ValueError):
@@ -76,6 +82,16 @@ class DrugRecord(BaseModel):
     ingredients: list[str] = Field(default_factory=list)
     contraindications: list[str] = Field(default_factory=list, description="禁忌, as a register writes them.")
     sources: list[str] = Field(default_factory=list, description="'seed', 'drug-inserts', ...")
+
+
+class TradeName(BaseModel):
+    """A trade name found in a text: the surface, the common name it means, its maker's brand if a source says."""
+
+    model_config = ConfigDict(frozen=True)
+
+    surface: str
+    common_name: str
+    brand: str | None = None
 
 
 class QueryExpansion(BaseModel):
@@ -130,12 +146,23 @@ class KnowledgeBase:
         self._cat_related: dict[str, set[str]] = {}
         self._pop_conflicts: dict[str, set[str]] = {}
         self._records: dict[str, DrugRecord] = {}
+        # Trade names (芬必得) → their common name, and → the brand of their maker where a source says: a trade name
+        # is one maker's product, so the product search asks for it (or its maker) in the product, not just the drug.
+        self._trade: dict[str, str] = {}
+        self._trade_brand: dict[str, str] = {}
+        self._eff_complements: dict[str, set[str]] = {}
         self._docs: list[WebDoc] = []
         self._not_efficacy = {normalise(t) for t in seed.not_efficacy if normalise(t)}
         self._build_seed()
         for src in sources:
             self._ingest(src)
         self._form_suffixes = sorted(self._form, key=len, reverse=True)
+        # Pinyin of every drug name, trade name and brand (armed/knowledge/spelling.py), and of the dosage forms a
+        # spelled query may end in: built here so an artefact carries it (a pypinyin pass over every surface).
+        self._spelling = spelling.build_index(
+            s for s, payloads in self._matcher.entries() if any(p.field in ("common_name", "brand") for p in payloads))
+        self._form_pinyin = sorted(((spelling.pinyin_key(v), v) for v in self._form if spelling.pinyin_key(v)),
+                                   key=lambda t: (-len(t[0]), t))
         self._spec_res = [re.compile(p) for p in seed.specification_patterns]
         # Longest first, then by text: a set's order varies with PYTHONHASHSEED, and the version hashes this list.
         self._noise = sorted({normalise(n) for n in seed.noise_terms if normalise(n)}, key=lambda n: (-len(n), n))
@@ -266,6 +293,9 @@ class KnowledgeBase:
                 for r in form.regions:
                     self._matcher.add(v, Payload("region", r))
         for group in lx.efficacy_groups:
+            for other in group.complements:  # complementary use is symmetric
+                self._eff_complements.setdefault(group.name, set()).add(other)
+                self._eff_complements.setdefault(other, set()).add(group.name)
             for t in (group.name, *group.terms):
                 self._eff_group[normalise(t)] = group.name
                 self._matcher.add(t, Payload("efficacy", t))
@@ -284,6 +314,11 @@ class KnowledgeBase:
                     self._matcher.add(s, Payload("category", c))
         for c in lx.common_names:
             self._add_common_name(c.name, c.surfaces()[1:], 0)
+            for trade in c.trade_names:
+                self._trade.setdefault(normalise(trade), c.name)
+                if trade in c.trade_makers:
+                    self._trade_brand.setdefault(normalise(trade), self._brand.get(normalise(c.trade_makers[trade]),
+                                                                                    c.trade_makers[trade]))
             rec = self._record(c.name)
             _add_unique(rec.synonyms, c.surfaces()[1:])
             _add_unique(rec.efficacy, c.efficacy)
@@ -395,6 +430,7 @@ class KnowledgeBase:
                     self._matcher.add(term, Payload("efficacy", term, 1))
         elif src.kind == "originator-drugs":
             seen: dict[str, tuple[str, str, str]] = {}
+            groups = {g.group: g for g in self.seed.source_groups if g.source == "originator-drugs"}
             for row in src.originators:
                 brand = None
                 if row.abbreviation:
@@ -408,6 +444,15 @@ class KnowledgeBase:
                 if form:
                     _add_unique(rec.dosage_forms, [form])
                 _add_unique(rec.sources, ["originator-drugs"])
+                group = groups.get(row.group)
+                if group is not None:  # the source's therapeutic group, as the seed reads it
+                    _add_unique(rec.categories, group.categories)
+                    _add_unique(rec.efficacy, group.efficacy)
+                trade = normalise(row.trade) if row.trade else ""
+                if len(trade) >= 2 and trade not in self._form and trade != normalise(core):
+                    self._trade.setdefault(trade, canonical)
+                    if brand:
+                        self._trade_brand.setdefault(trade, brand)
                 doc_id = f"originator:{row.id}"
                 content = (row.company, row.generic, row.trade)
                 if seen.get(doc_id) == content:
@@ -707,6 +752,39 @@ class KnowledgeBase:
                 out[term] = names[0]
         return out
 
+    def trade_names_in(self, text: str) -> list[TradeName]:
+        """The trade names a text states (芬必得), each with its common name and, where a source says, its maker's
+        brand: a trade name is one maker's product, not just its drug."""
+        clean = normalise(self.strip_noise(text))
+        out: list[TradeName] = []
+        for m in self.lexicon_matches(clean):
+            key = normalise(m.surface)
+            if key in self._trade:
+                cn = self._trade[key]
+                brand = self._trade_brand[key] if key in self._trade_brand else None
+                if all(t.surface != key for t in out):
+                    out.append(TradeName(surface=key, common_name=cn, brand=brand))
+        return out
+
+    def brand_surfaces(self, text: str) -> list[str]:
+        """The surfaces of the brands in a normalised text, as written there (lexicon brands and guessed ones)."""
+        clean = normalise(self.strip_noise(text))
+        found = [m.surface for m in self.lexicon_matches(clean) if any(p.field == "brand" for p in m.payloads)]
+        return found or [g.surface for g in self.guess_brands(text)]
+
+    def is_trade_name(self, name: str) -> bool:
+        return normalise(name) in self._trade
+
+    def spelled(self, text: str) -> spelling.Spelled | None:
+        """The known drug name, trade name or brand a pinyin or homophone-typo query spells (感冒零 → 感冒灵), or None.
+        Only an unambiguous spelling answers (see armed/knowledge/spelling.py)."""
+
+        def canonical(surface: str) -> str:
+            return self._cn[surface] if surface in self._cn else self._brand[surface] if surface in self._brand \
+                else surface
+
+        return spelling.lookup(self._spelling, text, self._form_pinyin, canonical)
+
     def drug_record(self, common_name: str) -> DrugRecord | None:
         """The record of a common name (any synonym / trade name is resolved first), or None."""
         key = normalise(common_name)
@@ -805,7 +883,15 @@ class KnowledgeBase:
         hits = min(sum(meets(x, kb_) for x in ka), sum(meets(y, ka) for y in kb_))
         if hits:  # hits counts one side's keys, so it never exceeds the smaller side
             return hits / min(len(ka), len(kb_))
+        if self.efficacy_complements(a, b):
+            return COMPLEMENTARY
         return 0.0 if all(g for _, g in ka | kb_) else None
+
+    def efficacy_complements(self, a: Sequence[str], b: Sequence[str]) -> bool:
+        """Do the two efficacy lists have complementary uses (a seed group's `complements`: 测血压 and 降压)?"""
+        ga = {k for k, grouped in self._efficacy_keys(a) if grouped}
+        gb = {k for k, grouped in self._efficacy_keys(b) if grouped}
+        return any(y in self._eff_complements.get(x, ()) for x in ga for y in gb)
 
     def efficacy_overlap(self, a: Sequence[str], b: Sequence[str]) -> float:
         """`efficacy_relation` as a number in [0, 1]: 0 when either side is empty or the relation is unknown.

@@ -53,6 +53,10 @@ class CommonNameEntry(_Strict):
     populations: list[str] = Field(default_factory=list, description="Populations it is made for, if specific.")
     regions: list[str] = Field(default_factory=list)
     ingredients: list[str] = Field(default_factory=list)
+    trade_makers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trade name → the brand of its maker (芬必得: 中美史克): a trade-name query is answered by that "
+        "maker's product, another maker's same drug is less relevant.")
     note: str | None = None
 
     def surfaces(self) -> list[str]:
@@ -72,6 +76,10 @@ class EfficacyGroup(_Strict):
 
     name: str = Field(min_length=1)
     terms: list[str] = Field(default_factory=list)
+    complements: list[str] = Field(
+        default_factory=list,
+        description="Groups whose use complements this one (测血压 and 降压: a monitor for a blood-pressure need): "
+        "Algorithm 1's 'complementary use', weakly relevant, never 'entirely different'.")
 
 
 class CategoryEntry(_Strict):
@@ -93,6 +101,17 @@ class PopulationEntry(_Strict):
 class RegionEntry(_Strict):
     name: str = Field(min_length=1)
     terms: list[str] = Field(default_factory=list)
+
+
+class SourceGroup(_Strict):
+    """What a source's own grouping says of every drug in a group: originator-drugs files its drugs by therapeutic
+    category (高血压, 眼科用药); the drugs of such a group get these categories and efficacy in their records."""
+
+    source: Literal["originator-drugs"]
+    group: str = Field(min_length=1, description="The group as the source names it (the file name without 'NN-').")
+    categories: list[str] = Field(default_factory=list)
+    efficacy: list[str] = Field(default_factory=list, description="Only where the group is itself an indication "
+                                "every drug of it treats (高血压 → 降压), never for mixed groups.")
 
 
 class Lexicons(_Strict):
@@ -204,6 +223,7 @@ class Seed(_Strict):
         "taken from a source as an efficacy term.",
     )
     hijack_patterns: list[HijackPattern] = Field(default_factory=list)
+    source_groups: list[SourceGroup] = Field(default_factory=list)
     specification_patterns: list[str] = Field(default_factory=list, min_length=1)
     rules: list[Rule] = Field(default_factory=list)
 
@@ -244,6 +264,8 @@ class Seed(_Strict):
         pops = {p.name for p in lx.populations}
         regions = {r.name for r in lx.regions}
         efficacy = {g.name for g in lx.efficacy_groups} | {t for g in lx.efficacy_groups for t in g.terms}
+        brands = {b.name for b in lx.brands}
+        groups = {g.name for g in lx.efficacy_groups}
 
         def check(values: list[str], known: set[str], where: str, what: str) -> None:
             for v in values:
@@ -259,6 +281,16 @@ class Seed(_Strict):
             check(c.populations, pops, f"{where}.populations", "population")
             check(c.regions, regions, f"{where}.regions", "region")
             check(c.efficacy, efficacy, f"{where}.efficacy", "efficacy term (add it to an efficacy group)")
+            for trade, maker in c.trade_makers.items():
+                if trade not in c.trade_names:
+                    problems.append(f"{where}.trade_makers: {trade!r} is not one of its trade_names")
+                if maker not in brands:
+                    problems.append(f"{where}.trade_makers[{trade}]: unknown brand {maker!r}")
+        for g in lx.efficacy_groups:
+            check(g.complements, groups, f"lexicons.efficacy_groups[{g.name}].complements", "efficacy group")
+        for i, sg in enumerate(self.source_groups):
+            check(sg.categories, cats, f"source_groups[{i}].categories", "category")
+            check(sg.efficacy, efficacy, f"source_groups[{i}].efficacy", "efficacy term")
         for d in lx.dosage_forms:
             check(d.regions, regions, f"lexicons.dosage_forms[{d.name}].regions", "region")
         for c in lx.categories:

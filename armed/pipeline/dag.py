@@ -133,6 +133,8 @@ class Pipeline:
             probabilities=decision.probabilities,
             branch=decision.branch,
             reason=decision.reason,
+            guideline=decision.guideline,
+            intent=q.intent.kind if q.intent is not None else None,
             rules_fired=hits,
             student=decision.student,
             llm=decision.llm,

@@ -3,6 +3,9 @@
 Order (first that applies decides; expert-rule caps apply to every branch but the vetoes):
 1. cheating — the name lies about the product (images, traffic hijacking) → irrelevant.
 2. rule veto — an expert rule sets the level (efficacy entirely different, population divergent).
+2b. product search — a product or need query (QI intent) against a product listing: the annotation guideline's
+   clause decides (armed/pipeline/product_search.py, clauses in armed/guideline.py; which ones: judge.guideline_clauses),
+   capped by the rules; a pair it leaves open goes on.
 3. deterministic branches, each → highly relevant before caps:
    a. name containment: the normalised query stands inside the (standardised) product name;
    b. all characters: every character of the query appears in the product name;
@@ -27,7 +30,7 @@ from armed.domain import Branch, Entities, LLMOpinion, RelevanceLevel, RuleHit, 
 from armed.engines.base import ChoiceResult, ModelClients
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, veto
-from armed.pipeline import prompts
+from armed.pipeline import product_search, prompts
 from armed.pipeline.product_side import ProductUnderstanding
 from armed.pipeline.query_side import QueryUnderstanding
 from armed.pipeline.stages import Detailed, StageRecorder
@@ -46,6 +49,7 @@ class Decision:
     reason: str
     student: StudentOpinion | None = None
     llm: LLMOpinion | None = None
+    guideline: str | None = None
 
 
 def one_hot(level: RelevanceLevel) -> dict[RelevanceLevel, float]:
@@ -199,6 +203,13 @@ async def decide(
     if forced is not None:
         level, hit = forced
         return Decision(level, one_hot(level), Branch.rule_veto, f"expert rule {hit.id}: {hit.because}")
+
+    if settings.stages.product_search and q.intent is not None:
+        found_clause = product_search.decide(q.side.original, p.side.original, kb, intent=q.intent)
+        if found_clause is not None and found_clause.clause in settings.judge.guideline_clauses:
+            level = found_clause.level.cap(cap) if cap else found_clause.level
+            why = f"{found_clause.clause}: {found_clause.why} ({q.intent.kind} query)"
+            return Decision(level, one_hot(level), Branch.guideline, why + cap_note, guideline=found_clause.clause)
 
     student_on = settings.stages.student and clients.student is not None
     if settings.stages.deterministic_branches:

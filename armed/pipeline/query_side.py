@@ -17,6 +17,7 @@ from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.doc_vectors import DocVectors, DocVectorsError, filter_text, open_doc_vectors, split_known
 from armed.log import get_logger
 from armed.pipeline import prompts
+from armed.pipeline.intent import QueryIntent, query_intent
 from armed.pipeline.search import SearchProvider
 from armed.pipeline.stages import Detailed, StageRecorder, ground_in_knowledge
 from armed.settings import ArmedSettings
@@ -35,6 +36,7 @@ class QueryUnderstanding(BaseModel):
     specificity: str = Field(description="generic or specific (see KnowledgeBase.query_specificity).")
     knowledge: list[WebDoc] = Field(default_factory=list)
     documents: list[DocDecision] = Field(default_factory=list)
+    intent: QueryIntent | None = Field(default=None, description="QI: product, need or question (None: not run).")
 
 
 @dataclass
@@ -74,6 +76,13 @@ class QuerySide:
         st, to = self.s.stages, self.s.timeouts
         notes: list[str] = []
 
+        intent = await rec.run(
+            "query_intent",
+            lambda: self._intent(query),
+            enabled=st.product_search,
+            timeout=to.ner,
+            default=None,
+        )
         rw = await rec.run(
             "query_rewrite",
             lambda: self._rewrite(query),
@@ -156,7 +165,13 @@ class QuerySide:
             specificity=self.kb.query_specificity(entities, query),
             knowledge=[d.doc for d in decisions if d.kept and d.doc.source.startswith("kb:")],
             documents=decisions,
+            intent=intent,
         )
+
+    async def _intent(self, query: str) -> Detailed[QueryIntent]:
+        """QI's intent: product, need or question, from the query as typed (never a rewrite)."""
+        intent = query_intent(query, self.kb)
+        return Detailed(intent, f"{intent.kind}: {intent.reason}")
 
     async def _rewrite(self, query: str) -> Detailed[_Rewrite]:
         """QI: the knowledge base's expansions first (verified), then the LLM for the rest."""

@@ -1,0 +1,82 @@
+"""Query intent (the method's QI step): does the query name a product, state a need, or ask a question?
+
+- `product`: it names what it wants: a drug's common or trade name, a device or product type (血压计, 牙膏), a brand with
+  or without a name, a structural drug name the knowledge base does not know (头孢克肟分散片), or a name spelled in
+  pinyin or with a homophone typo (ganmaoling, 感冒零颗粒).
+- `need`: it states a symptom, disease, efficacy or category (头痛, 退烧药, 儿童感冒药) and no product.
+- `question`: it asks for information (怎么, 吗, 原因 ...): KUAKE's kind of query, which the student judges.
+- `other`: none of these can be told from the knowledge base.
+
+Product and need queries of a product listing are decided by the guideline's branches (armed/pipeline/
+product_search.py); the rest by the student. Computed from the query as typed, never from a rewrite: a rewrite that
+expands 退烧药 into drug names must not turn a need into a product query.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from armed.knowledge.base import KnowledgeBase
+from armed.pipeline.listing import NameParse, parse_name
+
+IntentKind = Literal["product", "need", "question", "other"]
+
+
+class QueryIntent(BaseModel):
+    """What the query asks for, as the product-search branches read it (part of the cached query understanding)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: IntentKind
+    names: list[str] = Field(default_factory=list, description="Drugs / products it names (canonical or core).")
+    trade_names: list[str] = Field(default_factory=list, description="Trade names it states (芬必得).")
+    brands: list[str] = Field(default_factory=list, description="Brands it asks for (not counting a name that is "
+                              "its own brand, 云南白药).")
+    forms: list[str] = Field(default_factory=list)
+    specifications: list[str] = Field(default_factory=list)
+    spelled: str | None = Field(default=None, description="The name a pinyin / homophone query spells.")
+    spelled_how: str | None = None
+    reason: str = ""
+
+
+def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None) -> QueryIntent:
+    """Classify the query (see the module doc). `parsed`: its `parse_name`, when the caller has it."""
+    p = parsed or parse_name(query, kb)
+    if p.question:
+        return QueryIntent(kind="question", reason="the query asks a question")
+    ents = kb.extract(query)
+    names = sorted(p.names)
+    trades = [m.trade for m in p.mentions if m.trade]
+    spelled_name = None
+    # A name the knowledge base does not know may be a known one misspelt (感冒零颗粒): read it as that name.
+    unknown = [m for m in p.mentions if m.canonical is None and not m.need_word and not m.inner]
+    if unknown and len(unknown) == len(names):
+        spelled_name = kb.spelled(unknown[0].core)
+    if spelled_name is None and not names and not p.mentions:
+        spelled_name = kb.spelled(query)
+    if spelled_name is not None:
+        spelt = parse_name(spelled_name.surface, kb)
+        found = sorted(spelt.names) or [spelled_name.surface]
+        return QueryIntent(kind="product", names=found, trade_names=[m.trade for m in spelt.mentions if m.trade],
+                           brands=[b for b in p.brands if b not in found], forms=list(p.forms),
+                           specifications=list(p.specifications), spelled=spelled_name.surface,
+                           spelled_how=spelled_name.how, reason=f"spells {spelled_name.surface} ({spelled_name.how})")
+    # A brand that is also the name asked for (云南白药 in 云南白药气雾剂) asks for that product, not a maker.
+    brands = [b for b in p.brands if b not in names and not any(b == m.core for m in p.mentions)]
+    common = dict(forms=list(p.forms), specifications=list(p.specifications))
+    if names:
+        return QueryIntent(kind="product", names=names, trade_names=trades, brands=brands,
+                           reason=f"names {'、'.join(names)}", **common)
+    if brands:  # a brand's own categories (汤臣倍健 → 营养补充) are not a need the query states
+        rest = p.text
+        for b in sorted(kb.brand_surfaces(p.text), key=len, reverse=True):
+            rest = rest.replace(b, " ")
+        ents = kb.extract(rest)
+    needs = ents.efficacy + ents.category + [m.core for m in p.mentions if m.need_word]
+    if brands and not needs:
+        return QueryIntent(kind="product", brands=brands, reason=f"names the brand {'、'.join(brands)}", **common)
+    if needs:
+        return QueryIntent(kind="need", brands=brands, reason=f"states a need: {'、'.join(needs[:4])}", **common)
+    return QueryIntent(kind="other", reason="no product, need or question the knowledge base can read")

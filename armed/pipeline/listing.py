@@ -1,0 +1,244 @@
+"""Reading a name the way a pharmacy lists it: brand, the product's own name (core + dosage form), specification.
+
+Both sides of a product-search pair are read with this one parser. For the product it finds the product's *own*
+name: the first product mentioned (its head), with the names of other drugs that trail it after the specification
+or after the complete head (an appended search term: `马应龙麝香痔疮膏 10g 感冒灵颗粒`) set aside, so containment and
+stuffing cannot make a product into another one. For the query it finds the names it asks for.
+
+A mention is a name and its dosage form: a common name the knowledge base knows (消栓通络 + 片), a trade name (芬必得,
+which stands for its drug and its maker), or a structural name the knowledge base does not know: the characters
+before a dosage form (头孢克肟 + 分散片, 麝香痔疮 + 膏), so a name the knowledge base lacks is still compared as a name.
+The core of a mention is compared after dropping a salt prefix or suffix (盐酸二甲双胍 = 二甲双胍); a core that holds
+another drug's name and more (阿莫西林克拉维酸钾 ⊃ 阿莫西林) is a different, compound drug.
+
+`is_listing` says whether the text reads as a product listing at all — a head, no question, and little that the
+lexicon and the listing vocabulary cannot account for (`MAX_RESIDUAL_*`). KUAKE's titles are questions and web-page
+titles: they are not listings, and the product-search branches leave them to the student.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.index import Match, is_cjk, normalise
+
+# Words that make a text a question or a page about a product rather than the product (KUAKE's titles).
+QUESTION_MARKERS = (
+    "?", "？", "吗", "呢", "怎么", "怎样", "什么", "如何", "为什么", "为何", "哪个", "哪些", "哪里", "哪种", "能不能", "能否",
+    "可不可以", "可以吃", "能吃", "是否", "有没有", "多少", "多久", "几天", "原因", "区别", "作用", "副作用", "说明书", "用法",
+    "用量", "禁忌", "注意事项", "好不好", "有用吗", "图片", "多钱", "百度", "知乎", "_", "办", "患者", "医生", "问题",
+)
+# Listing vocabulary: packaging, marketing and product-type words a listing carries besides its name.
+LISTING_WORDS = (
+    "盒装", "瓶装", "袋装", "大包装", "小包装", "家庭装", "礼盒装", "礼盒", "组合装", "套装", "组合", "装", "盒", "瓶", "袋", "支",
+    "板", "包", "罐", "正品", "原装", "进口", "国产", "官方", "旗舰", "国药准字", "非处方药", "处方药", "otc", "医用", "家用",
+    "一次性", "无菌", "独立包装", "新款", "新品", "升级款", "款", "型", "用于", "适用于", "所致", "引起的", "的", "和", "与",
+    "及", "或", "加", "成人", "儿童", "中老年", "老人", "男士", "女士", "男女", "通用", "便携式", "便携", "全自动", "电子", "智能",
+    "上臂式", "腕式", "手腕式", "手指", "指夹式", "医疗", "器械", "防水", "透气", "独立", "软胶囊", "口服", "外用", "片", "粒", "丸",
+)
+# A text is a listing only if at most this many CJK characters (or this share of them) are unaccounted for.
+MAX_RESIDUAL_CHARS = 3
+MAX_RESIDUAL_SHARE = 0.25
+# Salt prefixes / suffixes that do not change which drug a name is (盐酸二甲双胍 is 二甲双胍).
+_SALT_PREFIX = re.compile(r"^(?:盐酸|硫酸|枸橼酸|马来酸|苯磺酸|甲磺酸|酒石酸|富马酸|琥珀酸|醋酸|磷酸|乳酸|葡萄糖酸|氢溴酸|门冬氨酸)")
+_SALT_SUFFIX = re.compile(r"(?:钠|钾|钙|镁)$")
+# Words joining two products into one listing (a combination pack), as opposed to a trailing search term.
+_COMBINE = re.compile(r"^\s*(?:\+|＋|加|和|与|及|&|组合|套装)\s*")
+_SEP = set(" \t,，、/|;；:：·-_+＋()（）[]【】")
+_MAX_CORE_GAP = 10  # CJK characters between a known name and the dosage form that still belong to its core
+
+
+def core_key(core: str) -> str:
+    """A name's core as compared: normalised, without a salt prefix or suffix (never below two characters)."""
+    key = normalise(core).replace(" ", "")
+    stripped = _SALT_PREFIX.sub("", key)
+    if len(stripped) >= 2:
+        key = stripped
+    stripped = _SALT_SUFFIX.sub("", key)
+    return stripped if len(stripped) >= 2 else key
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One product name in a text: its span (in the normalised text), core, knowledge-base name, form, trade name."""
+
+    start: int
+    end: int
+    core: str
+    canonical: str | None
+    form: str | None = None
+    trade: str | None = None
+    trade_brand: str | None = None
+    inner: tuple[str, ...] = ()  # known names inside a longer core (a compound): 阿莫西林 in 阿莫西林克拉维酸钾
+    need_word: bool = False  # the core is only a need (止咳 in 止咳糖浆): a need, not a product's name
+
+    @property
+    def key(self) -> str:
+        return self.canonical or core_key(self.core)
+
+
+@dataclass(frozen=True)
+class NameParse:
+    """What a name says as a listing: its mentions (head first), brands, forms, specifications and populations."""
+
+    text: str
+    mentions: tuple[Mention, ...] = ()  # the product's own (head) mentions
+    appended: tuple[Mention, ...] = ()  # mentions of other drugs trailing the product's own name
+    brands: tuple[str, ...] = ()
+    forms: tuple[str, ...] = ()
+    specifications: tuple[str, ...] = ()
+    residual: str = ""
+    question: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def names(self) -> set[str]:
+        """Keys of the head's drugs (canonical name, else the salt-free structural core)."""
+        return {m.key for m in self.mentions if not m.need_word}
+
+    @property
+    def trade_names(self) -> list[Mention]:
+        return [m for m in self.mentions if m.trade]
+
+    @property
+    def is_listing(self) -> bool:
+        cjk = sum(is_cjk(ch) for ch in self.text)
+        residual = sum(is_cjk(ch) for ch in self.residual)
+        return (bool(self.names) and not self.question
+                and (residual <= MAX_RESIDUAL_CHARS or residual <= MAX_RESIDUAL_SHARE * cjk))
+
+
+def _fields(m: Match) -> set[str]:
+    return {p.field for p in m.payloads}
+
+
+def _value(m: Match, field_name: str) -> str | None:
+    return next((p.value for p in m.payloads if p.field == field_name), None)
+
+
+def _boundary_before(text: str, i: int, stops: set[int]) -> int:
+    """Start of the CJK run that ends at i (a structural core): back to a separator, a non-CJK character or a stop."""
+    j = i
+    while j > 0 and is_cjk(text[j - 1]) and (j not in stops):
+        j -= 1
+    return j
+
+
+def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
+    """Read `text` (a query or a product name, already sanitised) as a listing."""
+    clean = normalise(kb.strip_noise(text))
+    specs = kb.specifications(clean)
+    matches = kb.lexicon_matches(clean)
+    question = any(mk in clean for mk in QUESTION_MARKERS)
+    covered = bytearray(len(clean))
+
+    def cover(a: int, b: int) -> None:
+        for k in range(max(a, 0), min(b, len(clean))):
+            covered[k] = 1
+
+    for a, b, _ in specs:
+        cover(a, b)
+    for m in matches:
+        cover(m.start, m.end)
+    form_at = {m.start: m for m in matches if "dosage_form" in _fields(m)}
+    # Where a structural core may not reach back past: the end of a brand, a name or a specification.
+    stops = {m.end for m in matches if _fields(m) & {"brand", "common_name"}} | {b for _, b, _ in specs}
+    mentions: list[Mention] = []
+    used_forms: set[int] = set()
+    names = [m for m in matches if "common_name" in _fields(m)]
+    for k, m in enumerate(names):
+        fields = _fields(m)
+        nxt = names[k + 1] if k + 1 < len(names) else None
+        # A surface that is both a brand and a name (云南白药) is the maker when another name follows it at once.
+        if "brand" in fields and nxt is not None and clean[m.end : nxt.start].strip() == "":
+            continue
+        canonical = _value(m, "common_name")
+        end, form, core, inner = m.end, None, m.surface, ()
+        # The core runs on to the next dosage form when only unknown characters stand between (a compound).
+        gap_end = m.end
+        while gap_end < len(clean) and gap_end - m.end <= _MAX_CORE_GAP and is_cjk(clean[gap_end]) \
+                and gap_end not in form_at and not any(x.start == gap_end for x in matches if x is not m):
+            gap_end += 1
+        if gap_end in form_at and gap_end > m.end:
+            longer = clean[m.start : gap_end]
+            resolved = kb.resolve_common_names([longer]).get(longer)
+            if resolved is None or kb.canonical_common_names([longer]) == {longer}:
+                core, canonical, inner = longer, None, (canonical or m.surface,)
+                cover(m.end, gap_end)
+            end = gap_end
+        if end in form_at:
+            f = form_at[end]
+            form, end = _value(f, "dosage_form"), f.end
+            used_forms.add(f.start)
+        elif m.end in form_at:
+            f = form_at[m.end]
+            form, end = _value(f, "dosage_form"), f.end
+            used_forms.add(f.start)
+        if form is None:  # a known full name still states its form (消栓通络片 from a source)
+            form = kb.split_form(m.surface)[1]
+        trade = normalise(m.surface) if kb.is_trade_name(m.surface) and core == m.surface else None
+        trade_brand = None
+        if trade:
+            found = kb.trade_names_in(m.surface)
+            trade_brand = found[0].brand if found else None
+        mentions.append(Mention(m.start, end, core, canonical, form, trade, trade_brand, inner))
+    # Structural names: a dosage form with unknown characters before it (头孢克肟分散片, 麝香痔疮膏).
+    for start, f in sorted(form_at.items()):
+        if start in used_forms or any(x.start <= start < x.end for x in mentions):
+            continue
+        a = _boundary_before(clean, start, stops)
+        core = clean[a:start]
+        if len(core) < 2:
+            continue
+        inside = [x for x in matches if a <= x.start and x.end <= start]
+        need_word = bool(inside) and sum(x.end - x.start for x in inside) == len(core) and all(
+            _fields(x) & {"efficacy", "category", "population", "region"} for x in inside)
+        canonical = kb.resolve_common_names([core]).get(core)
+        cover(a, f.end)
+        mentions.append(Mention(a, f.end, core, canonical, _value(f, "dosage_form"), need_word=need_word))
+    mentions.sort(key=lambda x: x.start)
+    head, appended, notes = _split_head(clean, mentions, specs)
+    residual = "".join(ch for k, ch in enumerate(clean) if not covered[k])
+    for w in sorted(LISTING_WORDS, key=len, reverse=True):
+        residual = residual.replace(w, " ")
+    ents = kb.extract(text)
+    return NameParse(
+        text=clean,
+        mentions=tuple(head),
+        appended=tuple(appended),
+        brands=tuple(ents.brand),
+        forms=tuple(dict.fromkeys(m.form for m in head if m.form)),
+        specifications=tuple(s for _, _, s in specs),
+        residual=re.sub(r"[^\u3400-\u9fff\uf900-\ufaff]+", "", residual),
+        question=question,
+        notes=tuple(notes),
+    )
+
+
+def _split_head(clean: str, mentions: list[Mention], specs: list[tuple[int, int, str]]
+                ) -> tuple[list[Mention], list[Mention], list[str]]:
+    """(the product's own mentions, mentions of other drugs trailing it, notes). The head is the first mention and
+    what names the same drug; another drug after the specification, or after the complete head without a combining
+    word (+, 组合, 和 ...), trails the product's own name."""
+    products = [m for m in mentions if not m.need_word] or mentions
+    if not products:
+        return [], [], []
+    first = products[0]
+    spec_start = min((a for a, _, _ in specs if a >= first.end), default=None)
+    head, appended = [first], []
+    for m in products[1:]:
+        if m.key == first.key:  # the same drug again (芬必得 布洛芬缓释胶囊)
+            head.append(m)
+            continue
+        joined = _COMBINE.match(clean[head[-1].end : m.start])
+        after_spec = spec_start is not None and m.start >= spec_start
+        if joined and not after_spec:
+            head.append(m)
+        elif after_spec or clean[head[-1].end : m.start].strip(" ") != "" or head[-1].form is not None:
+            appended.append(m)
+        else:
+            head.append(m)
+    notes = [f"trailing name set aside: {m.core}" for m in appended]
+    return head, appended, notes
