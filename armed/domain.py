@@ -372,7 +372,8 @@ class Judgment(BaseModel):
     guideline: str | None = Field(
         default=None, description="The annotation-guideline clause that decided (armed/guideline.py), where one did.")
     intent: str | None = Field(
-        default=None, description="What the query is (QI): product, need, question or other (armed/pipeline/intent.py).")
+        default=None,
+        description="What the query is (QI): product, need, question or other (armed/pipeline/intent.py).")
     rules_fired: list[RuleHit] = Field(default_factory=list)
     student: StudentOpinion | None = Field(default=None, description="The student's answer, where it ran.")
     llm: LLMOpinion | None = Field(default=None, description="The LLM judge's answer, where it ran.")

@@ -57,7 +57,8 @@ CLAUSES: tuple[Clause, ...] = (
            "efficacy and population alike (the paper's Table 10: 修正消栓通络片 vs [德济]消栓通络片).",
            "查询指定了品牌或商品名，商品是其他厂家的同一药品，功效与人群相近：较相关（如修正消栓通络片与德济消栓通络片）。"),
     Clause("less.form", _M,
-           "The query names a dosage form and the product is the same drug in another form (云南白药气雾剂 vs 云南白药膏).",
+           "The query names a dosage form and the product is the same drug in another form "
+           "(云南白药气雾剂 vs 云南白药膏).",
            "查询指定了剂型，商品是同一药品的其他剂型：较相关（如云南白药气雾剂与云南白药膏）。"),
     Clause("less.spec", _M,
            "The query states a specification (strength or pack) and the product's differs; a specification the "

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from armed.domain import Entities, WebDoc
+from armed.knowledge import spelling
 from armed.knowledge.brands import (
     PLACES,
     BrandGuess,
@@ -38,7 +39,6 @@ from armed.knowledge.brands import (
     plausible_brand,
     prefix_brand,
 )
-from armed.knowledge import spelling
 from armed.knowledge.index import BM25, Match, Matcher, Payload, is_cjk, normalise
 from armed.knowledge.schema import HijackPattern, Rule, Seed
 from armed.knowledge.sources import KnowledgeSourceError, LoadedSource, read_source

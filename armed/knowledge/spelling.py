@@ -1,4 +1,5 @@
-"""Queries that spell a known name another way: pinyin (`ganmaoling`, `fen bi de`) and homophone typos (感冒零 for 感冒灵).
+"""Queries that spell a known name another way: pinyin (`ganmaoling`, `fen bi de`) and homophone typos
+(感冒零 for 感冒灵).
 
 Shoppers type pinyin when they do not know the characters, and Chinese input methods give a homophone when the
 wrong candidate is picked; both mean the name they spell (the guideline's clause exact.spelling). The index maps the
@@ -14,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
 from itertools import islice, product
 
 from pypinyin import Style, lazy_pinyin, pinyin

@@ -4,7 +4,8 @@ Order (first that applies decides; expert-rule caps apply to every branch but th
 1. cheating — the name lies about the product (images, traffic hijacking) → irrelevant.
 2. rule veto — an expert rule sets the level (efficacy entirely different, population divergent).
 2b. product search — a product or need query (QI intent) against a product listing: the annotation guideline's
-   clause decides (armed/pipeline/product_search.py, clauses in armed/guideline.py; which ones: judge.guideline_clauses),
+   clause decides (armed/pipeline/product_search.py, clauses in armed/guideline.py; which ones:
+   judge.guideline_clauses),
    capped by the rules; a pair it leaves open goes on.
 3. deterministic branches, each → highly relevant before caps:
    a. name containment: the normalised query stands inside the (standardised) product name;

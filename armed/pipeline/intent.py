@@ -1,7 +1,7 @@
 """Query intent (the method's QI step): does the query name a product, state a need, or ask a question?
 
-- `product`: it names what it wants: a drug's common or trade name, a device or product type (血压计, 牙膏), a brand with
-  or without a name, a structural drug name the knowledge base does not know (头孢克肟分散片), or a name spelled in
+- `product`: it names what it wants: a drug's common or trade name, a device or product type (血压计, 牙膏), a brand
+  with or without a name, a structural drug name the knowledge base does not know (头孢克肟分散片), or a name spelled in
   pinyin or with a homophone typo (ganmaoling, 感冒零颗粒).
 - `need`: it states a symptom, disease, efficacy or category (头痛, 退烧药, 儿童感冒药) and no product.
 - `question`: it asks for information (怎么, 吗, 原因 ...): KUAKE's kind of query, which the student judges.
