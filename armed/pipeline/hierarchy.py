@@ -264,6 +264,7 @@ async def decide(
                 hits,
                 q.documents,
                 q.side.notes + p.side.notes,
+                q.intent.kind if q.intent is not None else None,
             )
             res = await llm.choose(messages, prompts.JUDGE_CHOICES)
             return Detailed(res, f"{res.model}: {res.label}")

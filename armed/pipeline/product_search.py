@@ -58,7 +58,7 @@ def head_entities(p: NameParse, kb: KnowledgeBase, extra: Entities | None = None
     return kb.enrich(ents)
 
 
-def _same_spec(a: tuple[str, ...] | list[str], b: tuple[str, ...] | list[str]) -> bool:
+def same_spec(a: tuple[str, ...] | list[str], b: tuple[str, ...] | list[str]) -> bool:
     norm = {s.replace(" ", "").lower() for s in a}
     return bool(norm & {s.replace(" ", "").lower() for s in b}) or any(x in y or y in x for x in norm for y in b)
 
@@ -77,11 +77,7 @@ def _uses(qe: Entities, pe: Entities, kb: KnowledgeBase) -> tuple[float | None, 
 def _product_query(qi: QueryIntent, q: NameParse, p: NameParse, qe: Entities, pe: Entities,
                    kb: KnowledgeBase) -> GuidelineDecision | None:
     p_names = p.names
-    shared = set(qi.names) & p_names
-    if not shared and qi.names:
-        # Cores that agree once canonical names and salts are set aside (a known name vs a structural one).
-        p_cores = {core_key(m.core) for m in p.mentions} | {core_key(n) for n in p_names}
-        shared = {n for n in qi.names if core_key(n) in p_cores}
+    shared = PairReading(qi, q, p, qe, pe).shared
     asked = "、".join(qi.names) or "、".join(qi.brands)
     if shared:
         name = sorted(shared)[0]
@@ -106,7 +102,7 @@ def _product_query(qi: QueryIntent, q: NameParse, p: NameParse, qe: Entities, pe
         if _form_differs(qi, p, kb):
             return _d("less.form", f"the query asks for {name} as {'、'.join(qi.forms)}; the product is "
                       f"{'、'.join(p.forms)}")
-        if qi.specifications and p.specifications and not _same_spec(qi.specifications, p.specifications):
+        if qi.specifications and p.specifications and not same_spec(qi.specifications, p.specifications):
             return _d("less.spec", f"the query states {'、'.join(qi.specifications)}; the product is "
                       f"{'、'.join(p.specifications)}")
         if qi.spelled:
@@ -142,16 +138,17 @@ def _by_use(qe: Entities, pe: Entities, kb: KnowledgeBase, what: str,
         return _d(met_clause, f"{what}: its indication covers {'、'.join(qe.efficacy[:3])}")
     if met_clause and eff is None and cat is not None and set(qe.category) <= set(pe.category):
         return _d(met_clause, f"{what}: its category is {'、'.join(qe.category)}")
+    # A known disagreement of uses outweighs a shared broad category (血压计 and 血糖仪 are both 医疗器械).
+    if eff == 0.0 or (eff is None and cat == 0.0):
+        shown = (f"{'、'.join(qe.efficacy[:3])} vs {'、'.join(pe.efficacy[:3])}" if eff == 0.0 else
+                 f"{'、'.join(qe.category)} vs {'、'.join(pe.category)}")
+        return _d("irrelevant.efficacy", f"{what}: entirely different uses ({shown})")
     if eff is not None and eff > 0:
         return _d("less.related_use", f"{what}: their uses overlap ({'、'.join(qe.efficacy[:3])} / "
                   f"{'、'.join(pe.efficacy[:3])})")
     if cat is not None and cat > 0:
         return _d("less.related_use", f"{what}: related categories ({'、'.join(qe.category)} / "
                   f"{'、'.join(pe.category)})")
-    if eff == 0.0 or (eff is None and cat == 0.0):
-        shown = (f"{'、'.join(qe.efficacy[:3])} vs {'、'.join(pe.efficacy[:3])}" if eff == 0.0 else
-                 f"{'、'.join(qe.category)} vs {'、'.join(pe.category)}")
-        return _d("irrelevant.efficacy", f"{what}: entirely different uses ({shown})")
     return None
 
 
@@ -163,25 +160,53 @@ def _need_query(qi: QueryIntent, p: NameParse, qe: Entities, pe: Entities,
                    f"product is {'、'.join(sorted(p.names))}", met_clause="need.met")
 
 
-def decide(query: str, product_name: str, kb: KnowledgeBase, *, intent: QueryIntent | None = None,
-           query_entities: Entities | None = None, product_extra: Entities | None = None
-           ) -> GuidelineDecision | None:
-    """The clause that decides this pair, or None when the branches leave it open (see the module doc).
+@dataclass(frozen=True)
+class PairReading:
+    """Both sides of a pair read for product search: the student's features and `decide` read the same object."""
 
-    `query_entities`: the query's entities as understood (defaults to the knowledge base's reading of the query as
+    intent: QueryIntent
+    query: NameParse
+    product: NameParse
+    query_entities: Entities
+    product_entities: Entities
+
+    @property
+    def shared(self) -> set[str]:
+        """The drugs / products both name (canonical names, or structural cores that agree)."""
+        shared = set(self.intent.names) & self.product.names
+        if not shared and self.intent.names:
+            p_cores = {core_key(m.core) for m in self.product.mentions} | {core_key(n) for n in self.product.names}
+            shared = {n for n in self.intent.names if core_key(n) in p_cores}
+        return shared
+
+
+def read_pair(query: str, product_name: str, kb: KnowledgeBase, *, intent: QueryIntent | None = None,
+              query_entities: Entities | None = None, product_extra: Entities | None = None) -> PairReading:
+    """`query_entities`: the query's entities as understood (defaults to the knowledge base's reading of the query as
     typed); `product_extra`: entities the product's attributes or images add (CPV, image text)."""
     p = parse_name(product_name, kb)
-    if not p.is_listing:
-        return None
     q = parse_name(query, kb)
     qi = intent or query_intent(query, kb, q)
-    if qi.kind not in ("product", "need"):
-        return None
     qe = query_entities if query_entities is not None else kb.enrich(kb.extract(query))
-    pe = head_entities(p, kb, product_extra)
+    return PairReading(qi, q, p, qe, head_entities(p, kb, product_extra))
+
+
+def decide_reading(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | None:
+    """The clause that decides this pair, or None when the branches leave it open (see the module doc)."""
+    if not r.product.is_listing or r.intent.kind not in ("product", "need"):
+        return None
+    qe, pe = r.query_entities, r.product_entities
     if kb.population_conflict(qe.population, pe.population):
         return _d("irrelevant.population", f"the query is for {'、'.join(qe.population)}, the product for "
                   f"{'、'.join(pe.population)}")
-    if qi.kind == "product":
-        return _product_query(qi, q, p, qe, pe, kb)
-    return _need_query(qi, p, qe, pe, kb)
+    if r.intent.kind == "product":
+        return _product_query(r.intent, r.query, r.product, qe, pe, kb)
+    return _need_query(r.intent, r.product, qe, pe, kb)
+
+
+def decide(query: str, product_name: str, kb: KnowledgeBase, *, intent: QueryIntent | None = None,
+           query_entities: Entities | None = None, product_extra: Entities | None = None
+           ) -> GuidelineDecision | None:
+    """`decide_reading(read_pair(...))`: the clause that decides the pair, or None (open)."""
+    return decide_reading(read_pair(query, product_name, kb, intent=intent, query_entities=query_entities,
+                                    product_extra=product_extra), kb)

@@ -154,14 +154,23 @@ def mix(human: Sequence[StudentPair], teacher: Sequence[StudentPair], teacher_we
     return pairs, np.asarray([wh] * len(human) + [wt] * len(teacher), dtype=np.float32)
 
 
+def domain(pair: StudentPair) -> str:
+    """The domain a pair's tuning split is drawn within: the pharmacy benchmark's tune half, or everything else
+    (KUAKE's training splits and teacher judgments, split as they always were)."""
+    return "pharmacy" if pair.source == "human:pharmacy" else "default"
+
+
 def group_split(pairs: Sequence[StudentPair], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train indices, tuning indices): a seeded share of query groups goes to tuning."""
-    groups = sorted({p.group for p in pairs})
-    rng = random.Random(seed)
-    rng.shuffle(groups)
-    tune_groups = set(groups[: round(len(groups) * fraction)])
-    train = [i for i, p in enumerate(pairs) if p.group not in tune_groups]
-    tune = [i for i, p in enumerate(pairs) if p.group in tune_groups]
+    """(train indices, tuning indices): a seeded share of query groups goes to tuning, drawn per domain, so adding
+    pharmacy pairs leaves KUAKE's split exactly as it was (the packaged cross-encoders were trained on it)."""
+    tune_groups: set[tuple[str, str]] = set()
+    for dom in sorted({domain(p) for p in pairs}):
+        groups = sorted({p.group for p in pairs if domain(p) == dom})
+        rng = random.Random(seed)
+        rng.shuffle(groups)
+        tune_groups |= {(dom, g) for g in groups[: round(len(groups) * fraction)]}
+    train = [i for i, p in enumerate(pairs) if (domain(p), p.group) not in tune_groups]
+    tune = [i for i, p in enumerate(pairs) if (domain(p), p.group) in tune_groups]
     return train, tune
 
 

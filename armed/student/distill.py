@@ -21,7 +21,7 @@ from armed.errors import InputError
 from armed.student import data as D
 from armed.student import model as M
 from armed.student import trees as T
-from armed.student.features import KNOWLEDGE_FIXED, LEXICAL, FeatureSpec
+from armed.student.features import GUIDELINE, KNOWLEDGE_FIXED, LEXICAL, FeatureSpec, blend_kind
 
 BRANCH_COLUMNS = {
     "name_containment": "branch_name_containment",
@@ -61,6 +61,42 @@ def branch_audit(x: np.ndarray, y: np.ndarray, probs: np.ndarray, spec: FeatureS
     cap_band = np.asarray([band_of_rank[round(v * 3)] for v in x[:, _col(spec, "cap_rank")]])
     capped_student = np.maximum(student, cap_band)  # a cap can only lower the level (raise the band index)
     out["rule_caps"] = row(capped & (capped_student != student), capped_student)
+    return out
+
+
+def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: np.ndarray,
+                    kb: Any) -> dict[str, Any]:
+    """On the tuning split (both domains): where each guideline clause would decide (armed/pipeline/product_search.py,
+    read with the student's knowledge base), is its level's band right at least as often as the student's? Per
+    clause: n, both accuracies, per domain; `keep` (clause at least as accurate over both domains together) is what
+    `judge.guideline_clauses` follows."""
+    from armed.pipeline import product_search
+
+    gold = D.to_benchmark(y).argmax(axis=1)
+    student = D.to_benchmark(probs).argmax(axis=1)
+    band = {"highly_relevant": 0, "moderately_relevant": 1, "weakly_relevant": 1, "irrelevant": 2}
+    fired: dict[str, list[tuple[int, int, str]]] = {}
+    for i, pair in enumerate(tune_pairs):
+        if pair.kind == "query":
+            continue  # a second query (KUAKE-QQR) is never a product listing: the branches do not see it
+        d = product_search.decide(pair.query, pair.product, kb)
+        if d is not None:
+            fired.setdefault(d.clause, []).append((i, band[d.level.value], D.domain(pair)))
+    out: dict[str, Any] = {"n_pairs": len(tune_pairs),
+                           "by_domain_n": {dom: sum(D.domain(p) == dom for p in tune_pairs)
+                                           for dom in sorted({D.domain(p) for p in tune_pairs})}}
+    clauses: dict[str, Any] = {}
+    for clause, hits in sorted(fired.items()):
+        def acc(rows: list[tuple[int, int, str]]) -> dict[str, Any]:
+            idx = [i for i, _, _ in rows]
+            return {"n": len(rows),
+                    "clause_accuracy": float(np.mean([gold[i] == b for i, b, _ in rows])) if rows else None,
+                    "student_accuracy": float(np.mean(student[idx] == gold[idx])) if rows else None}
+        row = acc(hits)
+        row["by_domain"] = {dom: acc([h for h in hits if h[2] == dom]) for dom in sorted({h[2] for h in hits})}
+        row["keep"] = row["clause_accuracy"] >= row["student_accuracy"]
+        clauses[clause] = row
+    out["clauses"] = clauses
     return out
 
 
@@ -118,13 +154,16 @@ def _files_sha256(train_specs: Sequence[str], teacher_files: Sequence[Path]) -> 
 
 
 def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D.StudentPair], y_tune: np.ndarray,
-                         student_tune: np.ndarray, n_train: int,
+                         student_tune: np.ndarray, n_train: int, kinds: Sequence[str] | None = None,
+                         ce_splits: Sequence[tuple[int, int]] = (),
                          log: Callable[[str], None] | None = print) -> tuple[dict[str, Any], np.ndarray]:
     """Join cross-encoders trained by ops/train_cross_encoder_gpu.py (RUNS: their output folders; several are
     averaged) to the student in OUT: store their weights, fit one temperature and the blend weight of each pair
     kind on the tuning split, check that each was trained on this split and that the CPU reproduces the GPU's
     tuning logits. A RUN may also be a student artefact with cross-encoders (the packaged one, to rebuild the
-    student without a GPU): its members are kept as they are."""
+    student without a GPU): its members are kept as they are. `kinds`: each tuning pair's blend kind (query, listing,
+    title; default: the pair's own kind); `ce_splits`: other (train, tune) pair counts a member may have been trained
+    on besides this student's whole split (KUAKE's part alone: members trained before the pharmacy pairs existed)."""
     from armed.student import cross_encoder as CE
 
     sources: list[tuple[Path, dict[str, Any], Path | None]] = []  # (weights source, summary, GPU tune logits)
@@ -141,12 +180,13 @@ def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D
                              "cross_encoder-N.safetensors) nor a student artefact with a cross-encoder")
         gpu = run / "tune_logits.npy"
         sources.append((run, json.loads(summary_path.read_text(encoding="utf-8")), gpu if gpu.is_file() else None))
+    accepted = [(n_train, len(tune_pairs)), *ce_splits]
     for source, summary, _ in sources:
-        if summary.get("limit") or summary["tune_pairs"] != len(tune_pairs) or summary["train_pairs"] != n_train:
+        if summary.get("limit") or (summary["train_pairs"], summary["tune_pairs"]) not in accepted:
             raise InputError("--cross-encoder", f"{source} was trained on another split ({summary['train_pairs']} "
                              f"train / {summary['tune_pairs']} tune pairs, limit {summary.get('limit')}) than this "
-                             f"student's ({n_train} / {len(tune_pairs)}): build its pack with the same --train, "
-                             "--seed and --tune-fraction")
+                             f"student's ({' or '.join(f'{a} / {b}' for a, b in accepted)}): build its pack with the "
+                             "same --train, --seed and --tune-fraction")
     config = sources[0][1]["config"]
     if any(summary["config"] != config for _, summary, _ in sources):
         raise InputError("--cross-encoder", "the cross-encoders were built on different base configurations")
@@ -161,7 +201,7 @@ def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D
         payload(out / name)
         logits = CE.CrossEncoder(out / name, config).logits(items)
         parity = dict(summary.get("cpu_gpu_parity") or {})
-        if gpu is not None:
+        if gpu is not None and len(np.load(gpu)) == len(logits):
             ref = np.load(gpu)
             parity = {"argmax_agreement": float((ref.argmax(1) == logits.argmax(1)).mean()),
                       "max_probability_difference": float(np.abs(M.softmax(ref) - M.softmax(logits)).max()),
@@ -181,7 +221,7 @@ def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D
                   for w in grid}
         return max(grid, key=lambda w: (round(scores[w], 4), -abs(w - 0.5))), scores  # ties: the more even blend
 
-    kinds = np.asarray([p.kind for p in tune_pairs])
+    kinds = np.asarray(list(kinds) if kinds is not None else [p.kind for p in tune_pairs])
     weight, scores = best_weight(np.ones(len(tune_pairs), dtype=bool))
     by_kind = {}
     for kind in sorted(set(kinds.tolist())):
@@ -300,21 +340,25 @@ def build_mlp_student(
     tune_probs = net.probabilities(x[tune_idx])
     cross: dict[str, Any] | None = None
     if cross_encoder_runs:
+        kinds = [blend_kind(pairs[i].product, pairs[i].kind, kb) for i in tune_idx]
+        default = (sum(D.domain(pairs[i]) == "default" for i in train_idx),
+                   sum(D.domain(pairs[i]) == "default" for i in tune_idx))
         cross, tune_probs = attach_cross_encoder(out, cross_encoder_runs, [pairs[i] for i in tune_idx],
-                                                 y[tune_idx], tune_probs, len(train_idx), log)
+                                                 y[tune_idx], tune_probs, len(train_idx), kinds, [default], log)
     blended = evaluate(tune_probs, y[tune_idx])
     by_source = {}
     for src in sorted({pairs[i].source for i in tune_idx}):
         idx = [j for j, i in enumerate(tune_idx) if pairs[i].source == src]
         by_source[src] = evaluate(tune_probs[idx], y[tune_idx][idx])
     audit = branch_audit(x[tune_idx], y[tune_idx], tune_probs, featurizer.spec)
+    g_audit = guideline_audit([pairs[i] for i in tune_idx], y[tune_idx], tune_probs, kb)
     files = _files_sha256(train_specs, teacher_files)
     meta = {
         "labels": [lvl.value for lvl in D.LEVELS],
         "temperature": temperature,
         "architecture": {"kind": "mlp", "hidden": cfg.hidden, "activation": "gelu-tanh", "inputs": x.shape[1]},
         "features": {"rules": list(featurizer.spec.rules), "embedding_dim": dim, "lexical": list(LEXICAL),
-                     "knowledge": list(KNOWLEDGE_FIXED)},
+                     "knowledge": list(KNOWLEDGE_FIXED), "guideline": list(GUIDELINE)},
         "embedder": {"model": model_id, "dim": dim},
         "knowledge_base": {"version": kb.version, "rules": kb.rules_version, "sources": []},
         "training": {
@@ -337,6 +381,7 @@ def build_mlp_student(
         "tuning_split": {"mlp_uncalibrated": uncalibrated, "mlp_calibrated": calibrated, "student": blended,
                          "by_source": by_source},
         "branch_audit": audit,
+        "guideline_audit": g_audit,
     }
     M.save(out, state, meta)
     (out / "MODEL_CARD.md").write_text(model_card(meta), encoding="utf-8")
@@ -366,6 +411,28 @@ def _cross_encoder_lines(ce: dict[str, Any] | None) -> list[str]:
             f"{_pct(parity.get('gpu_tune_macro_f1'))} vs CPU {_pct(parity.get('cpu_tune_macro_f1'))} (GPU: bf16, "
             "full-precision weights; CPU: fp32 with the stored 4-bit deltas).")
     return lines
+
+
+def _guideline_card(audit: dict[str, Any] | None) -> list[str]:
+    if not audit:
+        return []
+    lines = [
+        "## Guideline audit (tuning split, both domains)",
+        "",
+        "Where each clause of the product-search branches would decide (read with this student's knowledge base), the",
+        "accuracy of its level against the student's on the same pairs, over both domains and per domain "
+        f"({audit['by_domain_n']} tuning pairs). `keep`: the clause is at least as accurate as the student over both;",
+        "`judge.guideline_clauses` in armed/settings.py follows this column.",
+        "",
+        "| clause | n | clause accuracy | student accuracy | per domain (n: clause / student) | keep |",
+        "|---|---|---|---|---|---|",
+    ]
+    for clause, v in audit["clauses"].items():
+        per = "; ".join(f"{d} {r['n']}: {_pct(r['clause_accuracy'])} / {_pct(r['student_accuracy'])}"
+                        for d, r in v["by_domain"].items())
+        lines.append(f"| {clause} | {v['n']} | {_pct(v['clause_accuracy'])} | {_pct(v['student_accuracy'])} | {per} | "
+                     f"{v['keep']} |")
+    return [*lines, ""]
 
 
 def _pct(v: Any) -> str:
@@ -432,9 +499,11 @@ def model_card(meta: dict[str, Any]) -> str:
           f"{'never fired: no evidence' if v['keep'] is None else v['keep']} |"
           for k, v in meta["branch_audit"].items()),
         "",
+        *_guideline_card(meta.get("guideline_audit")),
         "## Limits",
-        "- Trained on medical search pairs (query-title, query-query), not on merchant product names: product-specific",
-        "  signals (brand, dosage form, specification) come from the knowledge-base features and the expert rules.",
+        "- KUAKE's pairs are medical search (query-title, query-query); the pharmacy pairs are constructed from public",
+        "  drug lists by the guideline's clauses (benchmarks/pharmacy/README.md), not annotated by people, so on",
+        "  product pairs the student learns the guideline as written; what construction cannot show, it cannot learn.",
         "- Calibrated on the tuning split; its confidence drives the cascade (`judge.escalate_below`).",
         "",
     ]

@@ -103,9 +103,11 @@ class MLPStudent:
         probs = self.net.probabilities(x)
         if self.cross_encoder is not None:
             from armed.student.cross_encoder import blend, kind_weights
+            from armed.student.features import blend_kind
 
             cross = self.meta["cross_encoder"]
-            weights = kind_weights([kind for _, _, kind in items], cross["weight_by_kind"], cross["weight"])
+            kinds = [blend_kind(p, kind, self.featurizer.kb) for _, p, kind in items]
+            weights = kind_weights(kinds, cross["weight_by_kind"], cross["weight"])
             probs = blend(probs, self.cross_encoder.logits(items), cross["temperature"], weights)
         return [{lab: float(v) for lab, v in zip(LABELS, row, strict=True)} for row in probs]
 

@@ -7,6 +7,10 @@ Three groups, concatenated in this order (`FeatureSpec` names every column):
 - knowledge (`KNOWLEDGE`): the knowledge base's reading of both sides — common names, brands, dosage forms,
   efficacy and category agreement, population conflicts, which expert rules fire and what they cap, which of
   Algorithm 1's deterministic branches would fire, and the knowledge prior's four probabilities;
+- guideline (`GUIDELINE`): the product-search reading of the pair (armed/pipeline/product_search.py): the query's
+  intent, whether the product reads as a listing, the brand relation (asked / same / another / none shown), trade-name
+  hits, the dosage-form and specification relations, a spelled query, a compound holding the asked drug, and the
+  clause the guideline's branches would apply, as its level;
 - semantic: frozen sentence embeddings u (query) and v (product text), as [u, v, |u-v|, u*v, cos(u, v)].
 
 The pair kind (a product title, or another query) is one more column: the training sets are query-title
@@ -26,6 +30,7 @@ import numpy as np
 from armed.domain import Entities, RelevanceLevel
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, recall, veto
+from armed.pipeline import product_search
 from armed.text import char_overlap, char_set, jaccard, ngrams, normalise
 
 PairKind = Literal["title", "query"]
@@ -59,6 +64,13 @@ KNOWLEDGE_FIXED = (
     *(f"prior_{lvl.name}" for lvl in _LEVELS),
 )
 
+GUIDELINE = (
+    "intent_product", "intent_need", "intent_question", "product_is_listing", "product_has_trailing_name",
+    "same_drug", "brand_asked", "brand_same", "brand_other", "brand_not_shown", "trade_asked", "trade_in_product",
+    "form_asked", "form_differs_head", "spec_asked", "spec_differs", "query_spelled", "compound_holds_query",
+    "guideline_fired", *(f"guideline_{lvl.name}" for lvl in _LEVELS),
+)
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -70,7 +82,7 @@ class FeatureSpec:
     @property
     def names(self) -> list[str]:
         emb = [f"{part}_{i}" for part in ("u", "v", "absdiff", "prod") for i in range(self.embedding_dim)]
-        return [*LEXICAL, *KNOWLEDGE_FIXED, *(f"rule_{r}" for r in self.rules), "pair_is_query",
+        return [*LEXICAL, *KNOWLEDGE_FIXED, *(f"rule_{r}" for r in self.rules), *GUIDELINE, "pair_is_query",
                 *emb, "cosine"]
 
     @property
@@ -173,6 +185,41 @@ def knowledge_features(query: str, product: str, kb: KnowledgeBase, rule_ids: Se
     ]
 
 
+def blend_kind(product: str, kind: PairKind, kb: KnowledgeBase) -> str:
+    """The pair's kind for the cross-encoders' blend weight: another query, a product listing, or a title (a page)."""
+    if kind == "query":
+        return "query"
+    return "listing" if product_search.parse_name(product, kb).is_listing else "title"
+
+
+def guideline_features(query: str, product: str, kb: KnowledgeBase) -> list[float]:
+    """The product-search reading of the pair and the clause the guideline's branches would apply (a feature, whether
+    or not the judge lets that clause decide: judge.guideline_clauses)."""
+    r = product_search.read_pair(query, product, kb)
+    qi, p = r.intent, r.product
+    decision = product_search.decide_reading(r, kb)
+    p_brands = list(p.brands)
+    brand_same = bool(qi.brands and p_brands and kb.same_brand(list(qi.brands), p_brands))
+    p_trades = {m.trade for m in p.mentions if m.trade}
+    keys = {x for m in p.mentions for x in m.inner} | {m.core for m in p.mentions}
+    level = decision.level if decision else None
+    return [
+        float(qi.kind == "product"), float(qi.kind == "need"), float(qi.kind == "question"), float(p.is_listing),
+        float(bool(p.appended)), float(bool(r.shared)),
+        float(bool(qi.brands)), float(brand_same), float(bool(qi.brands and p_brands and not brand_same)),
+        float(bool(qi.brands and not p_brands)),
+        float(bool(qi.trade_names)), float(bool(set(qi.trade_names) & p_trades)),
+        float(bool(qi.forms)), float(bool(qi.forms and p.forms and not kb.dosage_forms_equal(list(qi.forms),
+                                                                                            list(p.forms)))),
+        float(bool(qi.specifications)),
+        float(bool(qi.specifications and p.specifications and not product_search.same_spec(qi.specifications,
+                                                                                             p.specifications))),
+        float(qi.spelled is not None),
+        float(any(n in k and n != k for n in qi.names for k in keys)),
+        float(decision is not None), *(float(level is lvl) for lvl in _LEVELS),
+    ]
+
+
 def branch_flags(query: str, product: str, qe: Entities, pe: Entities, kb: KnowledgeBase) -> tuple[float, ...]:
     """Which of Algorithm 1's deterministic branches would fire (as features, not as decisions)."""
     from armed.pipeline.hierarchy import core_match, query_chars_in_name, query_in_name
@@ -190,6 +237,7 @@ def pair_features(
     row = [
         *lexical_features(query, product),
         *knowledge_features(query, product, kb, spec.rules),
+        *guideline_features(query, product, kb),
         float(kind == "query"),
     ]
     return np.concatenate([np.asarray(row, dtype=np.float32), u, v, np.abs(u - v), u * v,
