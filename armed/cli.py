@@ -71,6 +71,8 @@ def format_judgment(j: Judgment) -> str:
         f"product:  {j.product_name}",
         f"level:    {j.level.value}  (benchmark: {j.benchmark_level.value})",
         f"branch:   {j.branch.value} — {j.reason}",
+        *([f"guideline: {j.guideline} (query intent: {j.intent})"] if j.guideline else
+          [f"intent:   {j.intent}"] if j.intent else []),
         "probabilities: " + ", ".join(f"{k.value}={v:.2f}" for k, v in j.probabilities.items()),
     ]
     if j.student is not None:

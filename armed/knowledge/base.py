@@ -785,6 +785,15 @@ class KnowledgeBase:
 
         return spelling.lookup(self._spelling, text, self._form_pinyin, canonical)
 
+    def common_name_of(self, name: str) -> str | None:
+        """The canonical common name a whole name is (a surface, or a surface + dosage form), else None: unlike
+        `resolve_common_names`, a longer name that merely contains one (复方对乙酰氨基酚) is not that one."""
+        key = normalise(name)
+        if key in self._cn:
+            return self._cn[key]
+        core = self.split_form(key)[0]
+        return self._cn[core] if core in self._cn else None
+
     def drug_record(self, common_name: str) -> DrugRecord | None:
         """The record of a common name (any synonym / trade name is resolved first), or None."""
         key = normalise(common_name)

@@ -146,8 +146,16 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
     for m in matches:
         cover(m.start, m.end)
     form_at = {m.start: m for m in matches if "dosage_form" in _fields(m)}
+    # Brands the lexicon does not know, where they stand (康恩贝 in 康恩贝消栓通络片): a name never reaches into them.
+    guessed: list[tuple[int, int]] = []
+    for surface in {normalise(g.surface) for g in kb.guess_brands(text)}:
+        at = clean.find(surface)
+        if surface and at >= 0:
+            guessed.append((at, at + len(surface)))
+            cover(at, at + len(surface))
     # Where a structural core may not reach back past: the end of a brand, a name or a specification.
-    stops = {m.end for m in matches if _fields(m) & {"brand", "common_name"}} | {b for _, b, _ in specs}
+    stops = ({m.end for m in matches if _fields(m) & {"brand", "common_name"}} | {b for _, b, _ in specs}
+             | {b for _, b in guessed})
     mentions: list[Mention] = []
     used_forms: set[int] = set()
     names = [m for m in matches if "common_name" in _fields(m)]
@@ -158,18 +166,26 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
         if "brand" in fields and nxt is not None and clean[m.end : nxt.start].strip() == "":
             continue
         canonical = _value(m, "common_name")
-        end, form, core, inner = m.end, None, m.surface, ()
+        start, end, form, core, inner = m.start, m.end, None, m.surface, ()
+        # Unknown characters glued before the name belong to it (复方对乙酰氨基酚 is not 对乙酰氨基酚), back to a brand,
+        # a specification or a separator.
+        head_at = _boundary_before(clean, m.start, stops)
+        if head_at < m.start and not any(x.start < m.start and x.end > head_at for x in matches if x is not m):
+            start, core, canonical = head_at, clean[head_at : m.end], None
+            inner = (_value(m, "common_name") or m.surface,)
+            cover(head_at, m.start)
         # The core runs on to the next dosage form when only unknown characters stand between (a compound).
         gap_end = m.end
         while gap_end < len(clean) and gap_end - m.end <= _MAX_CORE_GAP and is_cjk(clean[gap_end]) \
                 and gap_end not in form_at and not any(x.start == gap_end for x in matches if x is not m):
             gap_end += 1
         if gap_end in form_at and gap_end > m.end:
-            longer = clean[m.start : gap_end]
-            resolved = kb.resolve_common_names([longer]).get(longer)
-            if resolved is None or kb.canonical_common_names([longer]) == {longer}:
-                core, canonical, inner = longer, None, (canonical or m.surface,)
-                cover(m.end, gap_end)
+            longer = clean[start:gap_end]
+            known = kb.common_name_of(longer)
+            core, canonical = longer, known
+            if known is None:
+                inner = inner or (_value(m, "common_name") or m.surface,)
+            cover(m.end, gap_end)
             end = gap_end
         if end in form_at:
             f = form_at[end]
@@ -186,7 +202,9 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
         if trade:
             found = kb.trade_names_in(m.surface)
             trade_brand = found[0].brand if found else None
-        mentions.append(Mention(m.start, end, core, canonical, form, trade, trade_brand, inner))
+        if canonical is None and not inner:
+            canonical = kb.common_name_of(core)
+        mentions.append(Mention(start, end, core, canonical, form, trade, trade_brand, inner))
     # Structural names: a dosage form with unknown characters before it (头孢克肟分散片, 麝香痔疮膏).
     for start, f in sorted(form_at.items()):
         if start in used_forms or any(x.start <= start < x.end for x in mentions):
@@ -198,7 +216,7 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
         inside = [x for x in matches if a <= x.start and x.end <= start]
         need_word = bool(inside) and sum(x.end - x.start for x in inside) == len(core) and all(
             _fields(x) & {"efficacy", "category", "population", "region"} for x in inside)
-        canonical = kb.resolve_common_names([core]).get(core)
+        canonical = kb.common_name_of(core)
         cover(a, f.end)
         mentions.append(Mention(a, f.end, core, canonical, _value(f, "dosage_form"), need_word=need_word))
     mentions.sort(key=lambda x: x.start)

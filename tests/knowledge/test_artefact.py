@@ -203,7 +203,9 @@ def test_kb_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeyp
     out = tmp_path / "kb"
     assert main(["kb", "build", "--source", f"register:{REGISTER}", "--out", str(out), "--install"]) == 0
     built = json.loads(capsys.readouterr().out)
-    assert built["counts"]["records"] == 42 and (tmp_path / "cache" / "kb" / "current").resolve() == out.resolve()
+    in_memory = KnowledgeBase.load(None, [f"register:{REGISTER}"])
+    assert built["version"] == in_memory.version and built["counts"]["records"] == len(in_memory._records) > 42
+    assert (tmp_path / "cache" / "kb" / "current").resolve() == out.resolve()
 
     assert main(["kb", "inspect"]) == 0  # the installed one
     info = json.loads(capsys.readouterr().out)

@@ -27,7 +27,7 @@ from tests.pipeline.conftest import make_pipeline
         ("[康恩贝]消栓通络片", "康恩贝", "bracket"),
         ("【康恩贝】消栓通络片 1.8g*12片", "康恩贝", "bracket"),
         ("【康恩贝旗舰店】消栓通络片", "康恩贝", "bracket"),
-        ("[Swisse]维生素C片", "swisse", "bracket"),
+        ("[Blackmores]维生素C片", "blackmores", "bracket"),
         ("康恩贝制药 消栓通络片", "康恩贝", "maker"),
         ("浙江康恩贝制药股份有限公司消栓通络片", "康恩贝", "maker"),
         ("康恩贝消栓通络片", "康恩贝", "prefix"),

@@ -36,7 +36,8 @@ def test_judge_prints_level_and_evidence(no_model_pipeline, capsys):
 def test_judge_json_is_a_judgment(no_model_pipeline, capsys):
     assert cli.main(["judge", "--query", "布洛芬", "--product", "布洛芬缓释胶囊", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["level"] == "highly_relevant" and data["branch"] == "name_containment"
+    assert data["level"] == "highly_relevant" and data["branch"] == "guideline"
+    assert data["guideline"] == "exact.generic" and data["intent"] == "product"
 
 
 @pytest.mark.parametrize(

@@ -31,22 +31,29 @@ async def test_specific_query_dosage_form_decides(kb):
     assert j.rules_fired
 
 
+# The paper's Algorithm 1 branches, as they decide with the product-search branches switched off (stages.product_search):
+# the guideline's clauses otherwise decide these product-search pairs first (tests/pipeline/test_guideline.py).
+ALGORITHM_1 = {"product_search": False}
+
+
 async def test_same_product_other_pack_is_highly(kb):
     j = await make_pipeline(kb).judge("云南白药气雾剂", "云南白药气雾剂 85g+30g 大瓶装")
     assert j.level is RelevanceLevel.highly
-    assert j.branch is Branch.name_containment
+    assert (j.branch, j.guideline, j.intent) == (Branch.guideline, "exact.generic", "product")
+    j = await make_pipeline(kb, stages=ALGORITHM_1).judge("云南白药气雾剂", "云南白药气雾剂 85g+30g 大瓶装")
+    assert j.branch is Branch.name_containment and j.guideline is None
     assert j.probabilities[RelevanceLevel.highly] == 1.0
 
 
 async def test_all_characters_branch(kb):
-    j = await make_pipeline(kb).judge("白云山板蓝根", "板蓝根颗粒 10g*20袋 白云山")
+    j = await make_pipeline(kb, stages=ALGORITHM_1).judge("白云山板蓝根", "板蓝根颗粒 10g*20袋 白云山")
     assert j.branch is Branch.all_characters
     assert j.level is RelevanceLevel.highly
 
 
 async def test_core_match_through_common_name_resolution(kb):
     """芬必得 is a trade name of 布洛芬: CN resolution makes the core names meet."""
-    j = await make_pipeline(kb).judge("芬必得", "布洛芬缓释胶囊 0.3g*20粒")
+    j = await make_pipeline(kb, stages=ALGORITHM_1).judge("芬必得", "布洛芬缓释胶囊 0.3g*20粒")
     assert "布洛芬" in j.evidence.query.entities.common_name
     assert j.branch is Branch.core_match
     assert j.benchmark_level in (BenchmarkLevel.highly, BenchmarkLevel.less)
@@ -67,7 +74,7 @@ async def test_hijacking_name_is_cheating(kb):
 
 async def test_undecided_pair_falls_back_without_llm(kb):
     """No LLM configured: the knowledge-base prior decides, and the judgment says so (not degraded)."""
-    j = await make_pipeline(kb, stages={"llm_judge": False}).judge("头痛", "复方对乙酰氨基酚片")
+    j = await make_pipeline(kb, stages={"llm_judge": False, **ALGORITHM_1}).judge("头痛", "复方对乙酰氨基酚片")
     assert j.branch is Branch.fallback
     assert abs(sum(j.probabilities.values()) - 1.0) < 1e-9
     assert j.level is max(j.probabilities, key=lambda k: j.probabilities[k])
@@ -88,7 +95,8 @@ async def test_every_stage_can_be_switched_off(kb, switch, stage):
 async def test_rules_off_lets_the_core_match_stand(kb):
     """Ablation check: without rule recall the Table 10 pair is (wrongly) highly relevant — the rule is what
     makes it less relevant."""
-    j = await make_pipeline(kb, stages={"rules": False}).judge("修正消栓通络片", "[德济]消栓通络片1.8g*12片*3板/盒")
+    j = await make_pipeline(kb, stages={"rules": False, **ALGORITHM_1}).judge("修正消栓通络片",
+                                                                             "[德济]消栓通络片1.8g*12片*3板/盒")
     assert j.level is RelevanceLevel.highly
 
 
