@@ -83,6 +83,13 @@ CLAUSES: tuple[Clause, ...] = (
            "商品名称作弊：借用其他商品或品牌的名称（同款、平替），或与图片不符：不相关。"),
 )
 CLAUSE: dict[str, Clause] = {c.id: c for c in CLAUSES}
+# Expert rules (seed `rules`) and hierarchy steps that decide by a clause of the guideline: a judgment they decide
+# names that clause too (the rules are how the knowledge base applies it).
+RULE_CLAUSES: dict[str, str] = {
+    "efficacy_entirely_different": "irrelevant.efficacy",
+    "population_conflict": "irrelevant.population",
+}
+CHEATING_CLAUSE = "irrelevant.cheating"
 
 # The kinds of pharmacy pair the benchmark covers (named by what the query is, or how the pair was made).
 QUERY_TYPES: tuple[str, ...] = (

@@ -123,7 +123,7 @@ class Pipeline:
         from armed.student.engine import student_text
 
         decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec,
-                                product_text=student_text(product.name, product.kind))
+                                product_text=student_text(product.name, product.kind), product_kind=product.kind)
         return Judgment(
             request_id=request_id,
             query=query.text,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from armed.domain import Branch, Entities, LLMOpinion, RelevanceLevel, RuleHit, StudentOpinion
 from armed.engines.base import ChoiceResult, ModelClients
+from armed.guideline import CHEATING_CLAUSE, RULE_CLAUSES
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, veto
 from armed.pipeline import product_search, prompts
@@ -187,6 +188,7 @@ async def decide(
     kb: KnowledgeBase,
     rec: StageRecorder,
     product_text: str | None = None,
+    product_kind: str = "title",
 ) -> Decision:
     """Algorithm 1 with the student cascade. `product_text` is what the student reads (the product name as given;
     the bench passes KUAKE-QQR's second query with its pair-kind prefix)."""
@@ -199,13 +201,16 @@ async def decide(
             one_hot(RelevanceLevel.irrelevant),
             Branch.cheating,
             f"cheating product: {p.cheating_reason}",
+            guideline=CHEATING_CLAUSE,
         )
     forced = veto(hits) if settings.judge.rule_vetoes else None
     if forced is not None:
         level, hit = forced
-        return Decision(level, one_hot(level), Branch.rule_veto, f"expert rule {hit.id}: {hit.because}")
+        return Decision(level, one_hot(level), Branch.rule_veto, f"expert rule {hit.id}: {hit.because}",
+                        guideline=RULE_CLAUSES.get(hit.id))
 
-    if settings.stages.product_search and q.intent is not None:
+    # A second query (KUAKE-QQR's pairs, product.kind "query") is never a product listing.
+    if settings.stages.product_search and q.intent is not None and product_kind != "query":
         found_clause = product_search.decide(q.side.original, p.side.original, kb, intent=q.intent)
         if found_clause is not None and found_clause.clause in settings.judge.guideline_clauses:
             level = found_clause.level.cap(cap) if cap else found_clause.level

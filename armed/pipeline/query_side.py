@@ -92,6 +92,10 @@ class QuerySide:
         )
         notes += rw.notes
         base_entities = self.kb.extract(query)
+        if intent is not None and intent.spelled:
+            # A pinyin / homophone query means the name it spells (QI): read it as that name from here on.
+            notes.append(f"the query spells {intent.spelled} ({intent.spelled_how})")
+            base_entities = base_entities.merge(self.kb.extract(intent.spelled))
         rewritten = rw.text
 
         if rewritten is not None:
