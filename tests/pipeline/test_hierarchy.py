@@ -31,8 +31,8 @@ async def test_specific_query_dosage_form_decides(kb):
     assert j.rules_fired
 
 
-# The paper's Algorithm 1 branches, as they decide with the product-search branches switched off (stages.product_search):
-# the guideline's clauses otherwise decide these product-search pairs first (tests/pipeline/test_guideline.py).
+# The paper's Algorithm 1 branches, as they decide with the product-search branches off (stages.product_search): the
+# guideline's clauses otherwise decide these product-search pairs first (tests/pipeline/test_guideline.py).
 ALGORITHM_1 = {"product_search": False}
 
 
