@@ -43,7 +43,7 @@ HARD_RULE = (
 
 # Table 5: each rung switches one more module on (cumulative). Switches not in the ladder keep their settings.
 LADDER_SWITCHES = ("query_rewrite", "extend", "search", "identical_page", "two_stage_filter", "common_name",
-                   "query_change", "student")
+                   "query_change", "product_search", "student")
 ABLATION_LADDER: tuple[tuple[str, str | None], ...] = (
     ("base Q+S", None),
     ("+QI", "query_rewrite"),
@@ -53,6 +53,8 @@ ABLATION_LADDER: tuple[tuple[str, str | None], ...] = (
     ("+TF", "two_stage_filter"),
     ("+CN", "common_name"),
     ("+QC", "query_change"),
+    # QI's intent and the guideline's clauses for product-search pairs (armed/pipeline/product_search.py).
+    ("+PS", "product_search"),
     # Beyond the paper: the distilled student takes the undecided pairs (and, with it on, only the deterministic
     # branches in judge.branches decide before it).
     ("+student", "student"),
