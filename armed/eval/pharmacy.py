@@ -100,7 +100,7 @@ _FORM_TABLE: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("贴膏", "贴膏", "skin", "贴"), ("膏药", "贴膏", "skin", "贴"), ("含片", None, None, "片"),
     ("搽剂", None, None, "瓶"), ("洗液", None, None, "瓶"), ("滴剂", None, None, "瓶"), ("贴剂", None, None, "贴"),
     ("片", "片", "oral", "片"), ("丸", "丸", "oral", "丸"), ("散", "散", "oral", "袋"), ("栓", None, None, "栓"),
-    ("酊", None, None, "瓶"), ("茶", None, None, "袋"), ("膏", None, None, "瓶"),
+    ("酊", None, None, "瓶"), ("茶", None, None, "袋"), ("膏", None, None, "瓶"), ("水", None, None, "支"),
 )
 FORMS: tuple[Form, ...] = tuple(Form(*row) for row in sorted(_FORM_TABLE, key=lambda r: -len(r[0])))
 
