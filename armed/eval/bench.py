@@ -134,15 +134,24 @@ def _golds(items: Sequence[BenchItem]) -> list[BenchmarkLevel | None]:
     return [it.label for it in items]
 
 
+def per_type(items: Sequence[BenchItem], pred: Sequence[Any]) -> dict[str, Any]:
+    """Per query type and per guideline clause (metrics.per_group), for sets whose items carry them (the pharmacy
+    benchmark); nothing for sets that do not (KUAKE), so their metrics and reports stay as they were."""
+    if not any(it.query_type or it.clause for it in items):
+        return {}
+    gold = _golds(items)
+    return {"per_query_type": M.per_group(gold, pred, [it.query_type for it in items]),
+            "per_clause": M.per_group(gold, pred, [it.clause for it in items])}
+
+
 def score_rows(
     items: Sequence[BenchItem], rows: dict[str, dict[str, Any]], hard: set[str], cats: dict[str, str]
 ) -> dict[str, Any]:
-    return M.compute(
-        _golds(items),
-        [pred_of(rows[it.id]) for it in items],
-        hard=[it.id in hard for it in items],
-        categories=[cats[it.id] for it in items],
-    )
+    pred = [pred_of(rows[it.id]) for it in items]
+    out = M.compute(_golds(items), pred, hard=[it.id in hard for it in items],
+                    categories=[cats[it.id] for it in items])
+    out.update(per_type(items, pred))
+    return out
 
 
 def baseline_compare(
@@ -163,15 +172,17 @@ def baseline_compare(
         tuned_on = "tuning split, best macro-F1"
     base = LexicalBaseline.tune([(it.query, it.product_name) for it in tune], [it.label for it in tune])  # type: ignore[misc]
     base_pred = [base.predict(it.query, it.product_name) for it in test]
+    armed_pred = [pred_of(rows[it.id]) for it in test]
     hard_mask = [it.id in hard for it in test]
     test_cats = [cats[it.id] for it in test]
     return {
         "split": {"tune_fraction": None if train is not None else fraction, "seed": seed, "tune_n": len(tune),
                   "test_n": len(test), "tuned_on_training_set": train is not None},
         "baseline_thresholds": {"lo": base.lo, "hi": base.hi, "tuned_on": tuned_on},
-        "armed": M.compute(_golds(test), [pred_of(rows[it.id]) for it in test], hard=hard_mask,
-                           categories=test_cats),
-        "lexical_baseline": M.compute(_golds(test), base_pred, hard=hard_mask, categories=test_cats),
+        "armed": {**M.compute(_golds(test), armed_pred, hard=hard_mask, categories=test_cats),
+                  **per_type(test, armed_pred)},
+        "lexical_baseline": {**M.compute(_golds(test), base_pred, hard=hard_mask, categories=test_cats),
+                             **per_type(test, base_pred)},
     }
 
 
@@ -361,9 +372,11 @@ def render_report(result: dict[str, Any]) -> str:
     ]
     for name, row in zip(a["confusion"]["rows_gold"], a["confusion"]["matrix"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    where_cat = ("category = the set's product category" if a.get("per_query_type")
+                 else "category = the knowledge base's reading of the query")
     lines += [
         "",
-        f"## Per category ({_compared_on(h)}; category = the knowledge base's reading of the query)",
+        f"## Per category ({_compared_on(h)}; {where_cat})",
         "",
         "![per-category accuracy](per_category.png)",
         "",
@@ -375,6 +388,8 @@ def render_report(result: dict[str, Any]) -> str:
         b = base_cat.get(cat, {})
         lines.append(f"| {cat} | {m['n']} | {_pct(m['accuracy_all'])} | {_pct(m['macro_f1'])} | "
                      f"{_pct(b.get('accuracy_all'))} | {_pct(b.get('macro_f1'))} |")
+    if a.get("per_query_type"):
+        lines += _per_group_tables(a, h)
     t = result["timing"]
     v = result["versions"]
     lines += [
@@ -392,6 +407,44 @@ def render_report(result: dict[str, Any]) -> str:
     if result.get("cascade", {}).get("n_with_student"):
         lines.append(cascade.render(result["cascade"], result["student_calibration"]))
     return "\n".join(lines)
+
+
+_CLASS_COLUMNS = ("highly", "less", "irrelevant")
+
+
+def _per_group_table(title: str, armed: dict[str, Any], baseline: dict[str, Any] | None, note: str) -> list[str]:
+    head = ["| " + title + " | n | acc ALL | " + " | ".join(f"{c} P | {c} R | {c} F1" for c in _CLASS_COLUMNS)
+            + (" | baseline acc ALL |" if baseline is not None else " |")]
+    head.append("|---" * (3 + 3 * len(_CLASS_COLUMNS) + (1 if baseline is not None else 0)) + "|")
+    body = []
+    for key, m in armed.items():
+        cells = [key, str(m["n"]), _pct(m["accuracy_all"])]
+        for c in _CLASS_COLUMNS:
+            cells += [_pct(m.get(f"{c}_{x}")) for x in ("precision", "recall", "f1")]
+        if baseline is not None:
+            cells.append(_pct(baseline.get(key, {}).get("accuracy_all")))
+        body.append("| " + " | ".join(cells) + " |")
+    return ["", note, "", *head, *body]
+
+
+def _per_group_tables(a: dict[str, Any], h: dict[str, Any]) -> list[str]:
+    """The per-query-type and per-clause tables: armed over all evaluated items; the lexical baseline's accuracy
+    beside it when both were scored on the same items (--baseline-train)."""
+    same = bool(h["split"].get("tuned_on_training_set"))
+    base = h["lexical_baseline"] if same else None
+    support = (f"per-class figures need {M.MIN_CLASS_SUPPORT} gold items of the class in the group ('–' otherwise); "
+               "a clause gives one level, so its row shows that level's figures")
+    extra = "" if same else " (the lexical baseline was scored on a held-out split only: see the per-category table)"
+    return [
+        "",
+        "## Per query type (armed, all evaluated)",
+        *_per_group_table("query type", a["per_query_type"], base and base.get("per_query_type", {}),
+                          f"How a pair was made (armed/eval/pharmacy.py); {support}{extra}."),
+        "",
+        "## Per guideline clause (armed, all evaluated)",
+        *_per_group_table("clause", a["per_clause"], base and base.get("per_clause", {}),
+                          "The clause of armed/guideline.py that gives each gold label."),
+    ]
 
 
 async def run_ablation(

@@ -159,7 +159,7 @@ def _distill_classifier(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--dataset", required=dataset_required, metavar="FORMAT:PATH",
-                   help="armed:FILE.jsonl, kuake-qtr:FILE.json or kuake-qqr:FILE.json")
+                   help="armed:FILE.jsonl, kuake-qtr:FILE.json, kuake-qqr:FILE.json or pharmacy:FILE.jsonl")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun the command to resume)")
     p.add_argument("--limit", type=int, help="a seeded random sample of N rows (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample, the splits and the HARD draw")
@@ -333,7 +333,9 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
                         "profiles' models.student, or models.consistency with --task consistency; "
                         "otherwise a chat checkpoint folder (or 'tiny') trained on `armed vote` labels")
     d.add_argument("--train", action="append", metavar="FORMAT:PATH",
-                   help="mlp / classifier: human-labelled training set, kuake-qtr:FILE or kuake-qqr:FILE (repeat); "
+                   help="mlp / classifier: human-labelled training set, kuake-qtr:FILE, kuake-qqr:FILE or "
+                        "pharmacy:DIR/tune.jsonl (the pharmacy benchmark's tune half; a report row is refused) "
+                        "(repeat); "
                         "classifier with --task consistency also consistency:FILE.jsonl, one "
                         '{"query": ..., "text": ..., "label": "consistent"|"inconsistent"} a line, text = the '
                         "retrieved document as the filter sends it (title, a space, text); KUAKE rows count as "

@@ -1,4 +1,5 @@
-"""Benchmark inputs: armed's own JSONL format and adapters for the public KUAKE medical-search sets.
+"""Benchmark inputs: armed's own JSONL format, adapters for the public KUAKE medical-search sets, and the pharmacy
+benchmark built from the public drug lists (armed/eval/pharmacy.py).
 
 Every row becomes a `BenchItem` whose gold label is on the benchmark's three levels; each format carries its
 documented mapping (`LABEL_MAPPINGS`), which every report prints next to its figures.
@@ -9,6 +10,10 @@ armed JSONL, one object a line:
      | "moderately_relevant" | "weakly_relevant", "category"?: str}
 KUAKE-QTR (CBLUE): JSON array of {id, query, title, label "0".."3"}; the title is the "product" side.
 KUAKE-QQR (CBLUE): JSON array of {id, query1, query2, label "0".."2"}; query2 is the "product" side.
+pharmacy (armed/eval/pharmacy.py, `armed eval pharmacy`): JSONL, one object a line:
+    {"id": str, "query": str, "product": {"name": str}, "label": one of the four levels, "clause": a clause id of
+     armed/guideline.py whose level is the label, "query_type": one of QUERY_TYPES, "product_category": one of
+     PRODUCT_CATEGORIES, "common_name": str, "split": "tune" | "report", "source"?: str, "note"?: str}
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from typing import Any
 
 from armed.domain import LEVEL_TO_BENCHMARK, BenchmarkLevel, RelevanceLevel
 from armed.errors import InputError
+from armed.guideline import CLAUSE, PRODUCT_CATEGORIES, QUERY_TYPES
 from armed.images import local_images_to_data
 
-FORMATS = ("armed", "kuake-qtr", "kuake-qqr")
+FORMATS = ("armed", "kuake-qtr", "kuake-qqr", "pharmacy")
+PHARMACY_SPLITS = ("tune", "report")
 
 _ARMED_LABELS: dict[str, BenchmarkLevel] = {b.value: b for b in BenchmarkLevel}
 _ARMED_LABELS.update({r.value: LEVEL_TO_BENCHMARK[r] for r in RelevanceLevel})
@@ -41,11 +48,14 @@ LABEL_MAPPINGS: dict[str, dict[str, BenchmarkLevel]] = {
         "0": BenchmarkLevel.irrelevant,
     },
     "kuake-qqr": {"2": BenchmarkLevel.highly, "1": BenchmarkLevel.less, "0": BenchmarkLevel.irrelevant},
+    "pharmacy": {r.value: LEVEL_TO_BENCHMARK[r] for r in RelevanceLevel},
 }
 MAPPING_TEXT = {
     "armed": "labels are armed levels; moderately and weakly relevant → less relevant",
     "kuake-qtr": "KUAKE-QTR 3 → highly relevant; 2, 1 → less relevant; 0 → irrelevant",
     "kuake-qqr": "KUAKE-QQR 2 → highly relevant; 1 → less relevant; 0 → irrelevant",
+    "pharmacy": "pharmacy labels are the four guideline levels, each its clause's level (by construction, not "
+                "annotated); moderately and weakly relevant → less relevant",
 }
 
 
@@ -59,6 +69,8 @@ class BenchItem:
     label: BenchmarkLevel | None
     raw_label: str | None = None
     category: str | None = None
+    query_type: str | None = None  # pharmacy: the kind of pair (armed.guideline.QUERY_TYPES)
+    clause: str | None = None  # pharmacy: the guideline clause that gives the label
 
     @property
     def product_name(self) -> str:
@@ -153,6 +165,69 @@ def _read_armed(path: Path) -> list[BenchItem]:
     return items
 
 
+def _text_field(row: dict[str, Any], key: str, where: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}.{key}", "missing or not text")
+    return value
+
+
+def read_pharmacy(path: Path) -> list[dict[str, Any]]:
+    """The rows of a pharmacy benchmark file, each checked (its label is its clause's level); an InputError names
+    the line and the field."""
+    rows = []
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"line {n}"
+        try:
+            row = json.loads(raw)
+        except ValueError as exc:
+            raise InputError(where, f"not JSON: {exc}") from None
+        if not isinstance(row, dict):
+            raise InputError(where, "a row must be a JSON object")
+        for key in ("id", "query", "label", "clause", "query_type", "product_category", "common_name", "split"):
+            _text_field(row, key, where)
+        product = row.get("product")
+        if not isinstance(product, dict) or not isinstance(product.get("name"), str) or not product["name"].strip():
+            raise InputError(f"{where}.product", "give product: {name, ...}")
+        label, clause_id = row["label"], row["clause"]
+        if label not in LABEL_MAPPINGS["pharmacy"]:
+            raise InputError(f"{where}.label", f"{label!r} is not a pharmacy label "
+                                               f"({', '.join(LABEL_MAPPINGS['pharmacy'])})")
+        if clause_id not in CLAUSE:
+            raise InputError(f"{where}.clause", f"{clause_id!r} is not a clause of armed/guideline.py "
+                                                f"({', '.join(CLAUSE)})")
+        if CLAUSE[clause_id].level.value != label:
+            raise InputError(f"{where}.label", f"{label!r} is not the level of clause {clause_id!r} "
+                                               f"({CLAUSE[clause_id].level.value})")
+        if row["query_type"] not in QUERY_TYPES:
+            raise InputError(f"{where}.query_type", f"{row['query_type']!r} is not one of {', '.join(QUERY_TYPES)}")
+        if row["product_category"] not in PRODUCT_CATEGORIES:
+            raise InputError(f"{where}.product_category",
+                             f"{row['product_category']!r} is not one of {', '.join(PRODUCT_CATEGORIES)}")
+        if row["split"] not in PHARMACY_SPLITS:
+            raise InputError(f"{where}.split", f"{row['split']!r} is not tune or report")
+        rows.append(row)
+    return rows
+
+
+def _read_pharmacy(path: Path) -> list[BenchItem]:
+    return [
+        BenchItem(
+            id=row["id"],
+            query=row["query"],
+            product={"name": row["product"]["name"]},
+            label=LABEL_MAPPINGS["pharmacy"][row["label"]],
+            raw_label=row["label"],
+            category=row["product_category"],
+            query_type=row["query_type"],
+            clause=row["clause"],
+        )
+        for row in read_pharmacy(path)
+    ]
+
+
 def _read_kuake(path: Path, fmt: str) -> list[BenchItem]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
@@ -195,7 +270,12 @@ def load_dataset(spec: str, limit: int | None = None, seed: int = 0) -> Dataset:
     if not path.is_file():
         raise InputError("--dataset", f"{path} is not a file")
     data = path.read_bytes()
-    items = _read_armed(path) if fmt == "armed" else _read_kuake(path, fmt)
+    if fmt == "armed":
+        items = _read_armed(path)
+    elif fmt == "pharmacy":
+        items = _read_pharmacy(path)
+    else:
+        items = _read_kuake(path, fmt)
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         raise InputError("--dataset", f"{path}: ids are not unique")

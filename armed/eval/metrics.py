@@ -14,6 +14,10 @@ Definitions (every figure armed reports uses exactly these):
 - macro-F1 = the unweighted mean of the three per-class F1 scores.
 - confusion matrix: rows are gold levels, columns are predicted levels plus a last FAILED column.
 - per category: the same accuracy / macro-F1 / loss rate within each category (the paper's Figure 2).
+- per query type / per clause (sets that carry them, the pharmacy benchmark): n, accuracy (ALL and w/o FAILED),
+  loss rate, and each level's precision / recall / F1 where the group holds at least MIN_CLASS_SUPPORT gold
+  items of that level (else None: a recall over two items says nothing); macro-F1 only where all three levels
+  reach it. A clause's group has a single gold level, so only that level's figures (and accuracy) are shown.
 Unlabelled samples (gold `None`) are ignored by every metric.
 """
 
@@ -120,6 +124,37 @@ def per_category(
         out[cat] = {
             k: full[k] for k in ("n", "accuracy_all", "accuracy_wo_failed", "macro_f1", "loss_rate", "failed")
         }
+    return out
+
+
+MIN_CLASS_SUPPORT = 5
+
+
+def per_group(
+    gold: Sequence[BenchmarkLevel | None], pred: Sequence[BenchmarkLevel | None], groups: Sequence[str | None],
+    min_support: int = MIN_CLASS_SUPPORT,
+) -> dict[str, dict[str, object]]:
+    """`compute` within each group (largest first): n, accuracies, loss rate, and per-class precision / recall / F1
+    of the levels with at least `min_support` gold items (None otherwise); macro-F1 only where every level has."""
+    members: dict[str, list[int]] = {}
+    for i, (g, key) in enumerate(zip(gold, groups, strict=True)):
+        if g is not None and key is not None:
+            members.setdefault(key, []).append(i)
+    out: dict[str, dict[str, object]] = {}
+    for key, idx in sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        full = compute([gold[i] for i in idx], [pred[i] for i in idx])
+        row: dict[str, object] = {k: full[k] for k in ("n", "accuracy_all", "accuracy_wo_failed", "loss_rate",
+                                                       "failed")}
+        enough = True
+        for lvl in LEVELS:
+            name = SHORT[lvl]
+            ok = int(full[f"{name}_support"]) >= min_support  # type: ignore[call-overload]
+            enough = enough and ok
+            row[f"{name}_support"] = full[f"{name}_support"]
+            for metric in ("precision", "recall", "f1"):
+                row[f"{name}_{metric}"] = full[f"{name}_{metric}"] if ok else None
+        row["macro_f1"] = full["macro_f1"] if enough else None
+        out[key] = row
     return out
 
 

@@ -85,10 +85,10 @@ def parse_spec(spec: str) -> tuple[str, Path]:
         if not p.is_file():
             raise InputError("--train", f"no such file: {p}")
         return fmt, p
-    if fmt in D.KUAKE_FOUR_LEVELS:
+    if fmt in D.HUMAN_FORMATS:
         return D.parse_spec(spec)
     raise InputError("--train", f"{spec!r} is not FORMAT:PATH with FORMAT one of "
-                                f"{[HUMAN_FORMAT, *sorted(D.KUAKE_FOUR_LEVELS)]}")
+                                f"{[HUMAN_FORMAT, *sorted(D.HUMAN_FORMATS)]}")
 
 
 def load_human(spec: str, limit: int | None = None, seed: int = 0) -> list[D.StudentPair]:

@@ -3,7 +3,10 @@ labels (from `armed judge-batch` output or `armed bench` / `armed vote` predicti
 
 Four-level targets (Algorithm 1's levels, best first: highly, moderately, weakly, irrelevant):
 - KUAKE-QTR: 3 → highly, 2 → moderately, 1 → weakly, 0 → irrelevant (the benchmark maps 2 and 1 to "less");
-- KUAKE-QQR: 2 → highly, 1 → moderately (query2 narrower: a detail differs), 0 → irrelevant.
+- KUAKE-QQR: 2 → highly, 1 → moderately (query2 narrower: a detail differs), 0 → irrelevant;
+- pharmacy (armed/eval/pharmacy.py): the rows' own four-level labels (each its guideline clause's level). Only the
+  tune half trains: a file holding any `split: report` row is refused, so the report half cannot be trained on by
+  accident.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ KUAKE_FOUR_LEVELS: dict[str, dict[str, RelevanceLevel]] = {
                   "0": RelevanceLevel.irrelevant},
     "kuake-qqr": {"2": RelevanceLevel.highly, "1": RelevanceLevel.moderately, "0": RelevanceLevel.irrelevant},
 }
-PAIR_KIND_OF_FORMAT: dict[str, PairKind] = {"kuake-qtr": "title", "kuake-qqr": "query", "armed": "title"}
+PAIR_KIND_OF_FORMAT: dict[str, PairKind] = {"kuake-qtr": "title", "kuake-qqr": "query", "armed": "title",
+                                             "pharmacy": "title"}
+# The human-labelled formats `--train` accepts.
+HUMAN_FORMATS: tuple[str, ...] = (*KUAKE_FOUR_LEVELS, "pharmacy")
 
 
 @dataclass(frozen=True)
@@ -62,17 +68,37 @@ def file_sha256(path: Path) -> str:
 
 def parse_spec(spec: str) -> tuple[str, Path]:
     fmt, sep, path = spec.partition(":")
-    if not sep or fmt not in KUAKE_FOUR_LEVELS or not path:
-        raise InputError("--train", f"{spec!r} is not FORMAT:PATH with FORMAT one of {sorted(KUAKE_FOUR_LEVELS)}")
+    if not sep or fmt not in HUMAN_FORMATS or not path:
+        raise InputError("--train", f"{spec!r} is not FORMAT:PATH with FORMAT one of {sorted(HUMAN_FORMATS)}")
     p = Path(path)
     if not p.is_file():
         raise InputError("--train", f"no such file: {p}")
     return fmt, p
 
 
+def load_pharmacy(path: Path) -> list[StudentPair]:
+    """A pharmacy benchmark file's rows as four-level one-hot pairs; refuses a file with any report-half row."""
+    from armed.eval.datasets import read_pharmacy
+
+    try:
+        rows = read_pharmacy(path)
+    except InputError as exc:
+        raise InputError("--train", f"{path}: {exc}") from None
+    report = [r["id"] for r in rows if r["split"] != "tune"]
+    if report:
+        raise InputError("--train", f"{path}: {len(report)} rows are from the report half (split: report, e.g. "
+                                    f"{report[0]}); train on the tune half only (tune.jsonl)")
+    return [StudentPair(f"pharmacy:{r['id']}", r["query"], r["product"]["name"], PAIR_KIND_OF_FORMAT["pharmacy"],
+                        one_hot(RelevanceLevel(r["label"])), "human:pharmacy") for r in rows]
+
+
 def load_human(spec: str, limit: int | None = None, seed: int = 0) -> list[StudentPair]:
-    """A KUAKE JSON array as four-level one-hot pairs (rows with an unknown label are skipped and counted)."""
+    """A KUAKE JSON array (rows with an unknown label are skipped) or a pharmacy tune file as four-level one-hot
+    pairs."""
     fmt, path = parse_spec(spec)
+    if fmt == "pharmacy":
+        out = load_pharmacy(path)
+        return random.Random(seed).sample(out, limit) if limit is not None and limit < len(out) else out
     rows = json.loads(path.read_text(encoding="utf-8"))
     mapping = KUAKE_FOUR_LEVELS[fmt]
     kind = PAIR_KIND_OF_FORMAT[fmt]
