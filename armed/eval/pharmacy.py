@@ -100,7 +100,7 @@ _FORM_TABLE: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("贴膏", "贴膏", "skin", "贴"), ("膏药", "贴膏", "skin", "贴"), ("含片", None, None, "片"),
     ("搽剂", None, None, "瓶"), ("洗液", None, None, "瓶"), ("滴剂", None, None, "瓶"), ("贴剂", None, None, "贴"),
     ("片", "片", "oral", "片"), ("丸", "丸", "oral", "丸"), ("散", "散", "oral", "袋"), ("栓", None, None, "栓"),
-    ("酊", None, None, "瓶"), ("茶", None, None, "袋"), ("膏", None, None, "瓶"), ("水", None, None, "支"),
+    ("酊", None, None, "瓶"), ("茶", None, None, "袋"), ("膏", None, None, "盒"), ("水", None, None, "支"),
 )
 FORMS: tuple[Form, ...] = tuple(Form(*row) for row in sorted(_FORM_TABLE, key=lambda r: -len(r[0])))
 
@@ -144,7 +144,8 @@ def common_name(name: str) -> str:
         if core.startswith(p) and len(core) - len(p) >= 2 and core[len(p)] != "酸":
             core = core[len(p):]
             break
-    if core[-1:] in ("钠", "钾", "钙") and len(core) >= 4 and not core[:-1].endswith(_INORGANIC_STEMS):
+    if (core[-1:] in ("钠", "钾", "钙") and len(core) >= 4 and core[-2] not in "钠钾钙镁"
+            and not core[:-1].endswith(_INORGANIC_STEMS)):
         core = core[:-1]
     return core
 
@@ -633,7 +634,9 @@ def render(p: Product, rng: random.Random, maker: Maker | None, trade: str | Non
         shapes = [f"[{m}]{name} {spec}", f"{m} {name} {spec}", f"【{m}】{name}", f"【{m}】{name} {spec}",
                   f"{name} {spec} {m}", f"{m}{name} {spec}"]
         if full != m and len(full) <= 20:
-            shapes += [f"{full} {name} {spec}", f"{full}{name}"]
+            shapes.append(f"{full} {name} {spec}")
+            if len(full) <= 6:  # a short maker word glued on, as producer lists write it (先声药业双氯芬酸钠缓释胶囊)
+                shapes.append(f"{full}{name}")
         out = rng.choice(shapes)
     if tail:
         pos = rng.randrange(3)
@@ -698,6 +701,16 @@ class Generator:
         self.names = set(self.cat) | set(src.drugs)
         self.cores = {core_of(n) for n in self.names}
         self.trades = {t for p in self.products for t, _ in p.trades}
+        self.ingredients = {i for row in src.inserts for i in row.ingredients}
+
+    def bare_ok(self, p: Product) -> bool:
+        """Whether the core alone (布洛芬 for 布洛芬缓释胶囊) may stand as a query for the product: three characters
+        at least, and not an ingredient's name (天麻 for 天麻丸 could ask for the herb, which 天麻丸 holds among
+        nine others)."""
+        return len(p.core) >= 3 and p.core not in self.ingredients
+
+    def name_or_core(self, p: Product, rng: random.Random, share_name: float) -> str:
+        return p.name if rng.random() < share_name or not self.bare_ok(p) else p.core
 
     def rng(self, what: str) -> random.Random:
         return random.Random(f"{self.seed}:{what}")
@@ -706,7 +719,7 @@ class Generator:
     def generic_name(self, rng: random.Random) -> list[tuple[str, dict]]:
         out = []
         for p in self.with_makers:
-            q = p.name if rng.random() < 0.6 or len(p.core) < 2 else p.core
+            q = self.name_or_core(p, rng, 0.6)
             m = rng.choice(p.makers)
             out.append((p.common, make_row(q, render(p, rng, m), "exact.generic", "generic_name", p.common, _src(p))))
         return out
@@ -723,7 +736,7 @@ class Generator:
         out = []
         for p in self.with_makers:
             m = rng.choice(p.makers)
-            what = p.name if rng.random() < 0.7 else p.core
+            what = self.name_or_core(p, rng, 0.7)
             q = f"{m.short}{what}" if rng.random() < 0.7 else f"{m.short} {what}"
             out.append((p.common, make_row(q, render(p, rng, m), "exact.brand", "maker_name", p.common, _src(p))))
         return out
@@ -734,7 +747,7 @@ class Generator:
             if len(p.makers) >= 2:
                 a, b = rng.sample(p.makers, 2)
                 if not same_maker(a, b):
-                    what = p.name if rng.random() < 0.7 else p.core
+                    what = self.name_or_core(p, rng, 0.7)
                     q = f"{a.short}{what}" if rng.random() < 0.7 else f"{a.short} {what}"
                     out.append((p.common, make_row(q, render(p, rng, b), "less.brand", "other_maker", p.common,
                                                    _src(p))))
@@ -908,7 +921,7 @@ class Generator:
                 if qp.trades and rng.random() < 0.4:
                     q = rng.choice(qp.trades)[0]
                 else:
-                    q = qp.name if rng.random() < 0.6 else qp.core
+                    q = self.name_or_core(qp, rng, 0.6)
                 if q in p.name or p.core in q:
                     continue
                 out.append((p.common, make_row(q, self._render_any(p, rng), "irrelevant.efficacy", "unrelated",
@@ -968,13 +981,13 @@ class Generator:
 
         for p in self.products:
             if p.makers:
-                word = p.name if rng.random() < 0.5 else p.core
-                t = misspell(word, len(p.core))
+                word = self.name_or_core(p, rng, 0.5)
+                t = misspell(word, len(p.core)) if len(p.core) >= 3 else None
                 if t:
                     out.append((p.common, make_row(t, render(p, rng, rng.choice(p.makers)), "exact.spelling", "typo",
                                                    p.common, _src(p))))
             for trade, m in p.trades:
-                t = misspell(trade, len(trade))
+                t = misspell(trade, len(trade)) if len(trade) >= 3 else None
                 if t:
                     out.append((p.common, make_row(t, render(p, rng, m, trade=trade), "exact.spelling", "typo",
                                                    p.common, "generated:originator-drugs")))
@@ -983,10 +996,10 @@ class Generator:
     def pinyin(self, rng: random.Random) -> list[tuple[str, dict]]:
         words: dict[str, list[tuple[str, Product, str | None]]] = defaultdict(list)  # pinyin → (word, product, trade)
         for p in self.products:
-            if p.makers and 2 <= len(p.core) <= 4:
+            if p.makers and 3 <= len(p.core) <= 4 and p.core not in self.ingredients:
                 words["".join(confident_pinyin(p.core) or [])].append((p.core, p, None))
             for trade, _ in p.trades:
-                if len(trade) <= 4:
+                if 3 <= len(trade) <= 4:
                     words["".join(confident_pinyin(trade) or [])].append((trade, p, trade))
         # a pinyin that spells two different words (or two drugs) is ambiguous: left out
         all_words: dict[str, set[str]] = defaultdict(set)
