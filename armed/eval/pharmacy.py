@@ -213,10 +213,32 @@ class Maker:
         return {self.short[i: i + 2] for i in range(len(self.short) - 1)}
 
 
+# Originators whose products changed hands or names (a trade name listed under one may be sold under another):
+# for "another maker" pairs each group counts as one maker. Self-written from public company histories.
+LINEAGES: tuple[tuple[str, ...], ...] = (
+    ("赫力昂", "中美史克", "史克", "葛兰素史克", "惠氏"),
+    ("晖致", "辉瑞", "普强", "惠氏"),
+    ("强生", "杨森"),
+    ("诺华", "山德士"),
+    ("赛诺菲", "安万特"),
+    ("艾伯维", "雅培"),
+    ("默沙东", "先灵葆雅", "欧加隆", "默克"),
+    ("拜耳", "先灵"),
+    ("百时美施贵宝", "施贵宝"),
+    ("阿斯利康", "阿斯特拉"),
+)
+
+
+def _lineage(m: Maker) -> set[int]:
+    return {i for i, names in enumerate(LINEAGES) if any(n in m.full or n in m.short for n in names)}
+
+
 def same_maker(a: Maker, b: Maker) -> bool:
-    """Conservatively the same maker (or group): a shared 2-character piece of the short names, or one's short name
-    inside the other's full name (北京同仁堂 / 同仁堂, 信谊 / 上海信谊 / 信谊天平)."""
-    return bool(a.bigrams() & b.bigrams()) or a.short in b.full or b.short in a.full
+    """Conservatively the same maker (or group): a shared 2-character piece of the short names, one's short name
+    inside the other's full name (北京同仁堂 / 同仁堂, 信谊 / 上海信谊 / 信谊天平), or one lineage
+    (中美史克 / 赫力昂)."""
+    return (bool(a.bigrams() & b.bigrams()) or a.short in b.full or b.short in a.full
+            or bool(_lineage(a) & _lineage(b)))
 
 
 # ---------------------------------------------------------------------------------------------- therapeutic areas
@@ -702,6 +724,18 @@ class Generator:
         self.cores = {core_of(n) for n in self.names}
         self.trades = {t for p in self.products for t, _ in p.trades}
         self.ingredients = {i for row in src.inserts for i in row.ingredients}
+        # every maker a trade name is listed under (芬必得: 中美史克 and 赫力昂); a trade without one is never used
+        # for an "another maker" pair, since nobody could say which maker is not its owner
+        self.trade_owners: dict[str, list[Maker]] = defaultdict(list)
+        for p in self.products:
+            for t, m in p.trades:
+                if m is not None and m not in self.trade_owners[t]:
+                    self.trade_owners[t].append(m)
+
+    def not_owner(self, trade: str, b: Maker) -> bool:
+        owners = self.trade_owners.get(trade, [])
+        return bool(owners) and not any(same_maker(o, b) for o in owners) and trade not in b.full \
+            and b.short not in trade
 
     def bare_ok(self, p: Product) -> bool:
         """Whether the core alone (布洛芬 for 布洛芬缓释胶囊) may stand as a query for the product: three characters
@@ -751,9 +785,8 @@ class Generator:
                     q = f"{a.short}{what}" if rng.random() < 0.7 else f"{a.short} {what}"
                     out.append((p.common, make_row(q, render(p, rng, b), "less.brand", "other_maker", p.common,
                                                    _src(p))))
-            for trade, owner in p.trades:
-                others = [b for b in p.makers if owner is None or not same_maker(owner, b)]
-                others = [b for b in others if trade not in b.full and b.short not in trade]
+            for trade, _ in p.trades:
+                others = [b for b in p.makers if self.not_owner(trade, b)]
                 if others:
                     b = rng.choice(others)
                     out.append((p.common, make_row(trade, render(p, rng, b), "less.brand", "other_maker", p.common,
@@ -933,8 +966,8 @@ class Generator:
         out = []
         marks = ("{x}同款", "平替{x}", "代替{x}", "{x}替代", "{x}平替")
         for p in self.with_makers:
-            for trade, owner in p.trades:
-                others = [b for b in p.makers if (owner is None or not same_maker(owner, b)) and trade not in b.full]
+            for trade, _ in p.trades:
+                others = [b for b in p.makers if self.not_owner(trade, b)]
                 if others:
                     b = rng.choice(others)
                     tail = rng.choice(marks).format(x=trade)
