@@ -310,6 +310,12 @@ DISJOINT_AREA_PAIRS: tuple[tuple[str, str], ...] = (
     ("肝胆", "口腔"), ("肝胆", "甲状腺"), ("甲状腺", "口腔"), ("甲状腺", "过敏"),
 )
 DISJOINT: frozenset[frozenset[str]] = frozenset(frozenset(p) for p in DISJOINT_AREA_PAIRS)
+# Drugs whose originator group does not say their use (美洛加巴林 sits in 糖尿病 but treats neuropathic pain;
+# 复方角菜酸酯乳膏 in 心血管 treats haemorrhoids; steroids and aspirin serve many areas): never "disjoint".
+AREA_UNKNOWN: tuple[str, ...] = (
+    "加巴林", "羟苯磺酸", "依帕司他", "角菜酸酯", "柑橘黄酮", "草木犀", "地奥司明", "麦格司他", "萘哌地尔", "泼尼松",
+    "泼尼龙", "地塞米松", "倍他米松", "氢化可的松", "可的松", "阿司匹林",
+)
 
 
 def areas_disjoint(a: Iterable[str], b: Iterable[str]) -> bool:
@@ -434,6 +440,8 @@ class Product:
     def areas(self) -> set[str] | None:
         """Therapeutic areas from the originator groups or the insert's indication; None when unknown or when a
         group spans areas (then the product is never paired as 'disjoint')."""
+        if any(k in self.name for k in AREA_UNKNOWN):
+            return None
         out: set[str] = set()
         for g in self.groups:
             a = GROUP_AREAS.get(g, None)
@@ -451,12 +459,16 @@ _SPEC_OK = re.compile(r"^\d+(\.\d+)?(g|mg|ml|μg)(\*\d+(\.\d+)?(片|粒|袋|丸|
 _SPEC_EACH = re.compile(r"^每(粒|片|袋|丸|支|瓶)(?:装|重)?(\d+(?:\.\d+)?)(g|mg|ml|克|毫升)。?$")
 
 
-def tidy_spec(raw: str) -> list[str]:
-    """An insert's 【规格】 as listing specs: kept when it already reads like one (0.4g*36粒/盒); 每粒装0.4g becomes
-    0.4g*24粒 / 0.4g*36粒; anything else (several variants, prose) gives nothing."""
+_UNIT_WORD = {"片": "片", "粒": "粒", "袋": "袋", "丸": "丸", "支": "支", "瓶": "瓶", "贴": "贴", "栓": "粒"}
+
+
+def tidy_spec(raw: str, unit: str = "粒") -> list[str]:
+    """An insert's 【规格】 as listing specs: kept when it already reads like one (0.4g*36粒/盒; the shorthand
+    10s counts the form's units: 15g*10s of granules is 15g*10袋); 每粒装0.4g becomes 0.4g*24粒 / 0.4g*36粒;
+    anything else (several variants, prose) gives nothing."""
     s = raw.strip().replace("克", "g").replace("毫升", "ml").replace("x", "*").replace("×", "*").rstrip("。")
     if _SPEC_OK.match(s):
-        return [s.replace("s", "粒") if s.endswith("s") else s]
+        return [re.sub(r"(?<=\d)s", _UNIT_WORD.get(unit, "粒"), s)]
     m = _SPEC_EACH.match(s)
     if m:
         unit, amount, u = m.groups()
@@ -624,7 +636,7 @@ def build_catalogue(src: Sources) -> dict[str, Product]:
             p.add_maker(Maker(tag, tag))
         elif short:
             p.add_maker(Maker(short, row.maker))
-        p.specs.extend(s for s in tidy_spec(row.spec) if s not in p.specs)
+        p.specs.extend(s for s in tidy_spec(row.spec, p.form.unit) if s not in p.specs)
     return cat
 
 

@@ -157,6 +157,10 @@ def test_names_makers_and_areas() -> None:
     for a, b in P.DISJOINT_AREA_PAIRS:
         assert P.areas_disjoint({a}, {b}) and P.areas_disjoint({b}, {a})
     assert not P.areas_disjoint({"妇科"}, {"泌尿"}) and not P.areas_disjoint({"糖尿病"}, set())
+    assert P.Product("苯磺酸美洛加巴林片", groups={"糖尿病"}).areas() is None  # its group does not say its use
+    assert P.Product("阿卡波糖片", groups={"糖尿病", "热门药品"}).areas() == {"糖尿病"}
+    assert P.tidy_spec("15g*10s", "袋") == ["15g*10袋"] and P.tidy_spec("每粒装0.4g") == ["0.4g*24粒", "0.4g*36粒"]
+    assert P.tidy_spec("大蜜丸:每丸重9g;小蜜丸:每45丸重9g") == []
 
 
 def test_deterministic_for_a_seed(knowledge: Path, tmp_path: Path) -> None:
