@@ -224,6 +224,19 @@ def test_hand_rows_are_valid_and_split_like_generated(knowledge: Path) -> None:
         assert {r["split"] for r in rows if r["clause"] == clause} == set(P.SPLITS), clause
 
 
+def _unit_test_pairs() -> set[tuple[str, str]]:
+    """The pairs the pipeline's clause tests own (tests/pipeline/test_guideline.py says none is in the benchmark)."""
+    from tests.pipeline import test_guideline
+
+    return {(q, p) for _, q, p in getattr(test_guideline, "CASES", [])} | set(P.RESERVED_PAIRS)
+
+
+def test_no_unit_test_pair_is_in_the_hand_part() -> None:
+    owned = _unit_test_pairs()
+    assert len(owned) > len(P.RESERVED_PAIRS)
+    assert not [r["id"] for r in P.read_hand(P.HAND_FILE) if (r["query"], r["product"]["name"]) in owned]
+
+
 def test_hand_rows_are_checked(tmp_path: Path) -> None:
     row = {"id": "h1", "query": "血压计", "product": {"name": "欧姆龙 电子血压计"}, "label": "irrelevant",
            "clause": "exact.generic", "query_type": "device", "product_category": "医疗器械", "common_name": "血压计",
@@ -349,5 +362,7 @@ def test_real_build_covers_every_type_and_clause_in_both_halves(tmp_path: Path) 
         Counter((r["split"], r["query_type"], r["label"], r["clause"], r["product_category"]) for r in rows)
     for s in P.SPLITS:
         assert manifest["halves"][s]["pairs"] == sum(r["split"] == s for r in rows)
+    owned = _unit_test_pairs()
+    assert not [r["id"] for r in rows if (r["query"], r["product"]["name"]) in owned]
     labels = Counter(r["label"] for r in rows)
     assert labels["highly_relevant"] > len(rows) / 2  # mostly highly relevant, as the method's benchmark is
