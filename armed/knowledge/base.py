@@ -359,6 +359,14 @@ class KnowledgeBase:
                 return text[: -len(suffix)], form or self._form[suffix]
         return text, form
 
+    def form_suffix(self, text: str) -> tuple[str, str] | None:
+        """(the variant, its canonical form) that `text` ends with (钙片 → 片, 片剂), however short the rest; None."""
+        key = normalise(text)
+        for suffix in self._form_suffixes:
+            if key.endswith(suffix) and len(key) > len(suffix):
+                return suffix, self._form[suffix]
+        return None
+
     def _canonical_core(self, name: str) -> tuple[str, str | None]:
         core, form = self.split_form(name)
         return self._cn.get(core, self._cn.get(normalise(name), core)), form

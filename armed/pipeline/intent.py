@@ -43,11 +43,11 @@ class QueryIntent(BaseModel):
 
 def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None) -> QueryIntent:
     """Classify the query (see the module doc). `parsed`: its `parse_name`, when the caller has it."""
-    p = parsed or parse_name(query, kb)
+    p = parsed or parse_name(query, kb, query=True)
     if p.question:
         return QueryIntent(kind="question", reason="the query asks a question")
     ents = kb.extract(query)
-    names = sorted(p.names)
+    names = sorted(p.query_names)
     trades = [m.trade for m in p.mentions if m.trade]
     spelled_name = None
     # A name the knowledge base does not know may be a known one misspelt (感冒零颗粒): read it as that name.
@@ -57,7 +57,7 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
     if spelled_name is None and not names and not p.mentions:
         spelled_name = kb.spelled(query)
     if spelled_name is not None:
-        spelt = parse_name(spelled_name.surface, kb)
+        spelt = parse_name(spelled_name.surface, kb, query=True)
         found = sorted(spelt.names) or [spelled_name.surface]
         return QueryIntent(kind="product", names=found, trade_names=[m.trade for m in spelt.mentions if m.trade],
                            brands=[b for b in p.brands if b not in found], forms=list(p.forms),
@@ -74,9 +74,22 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
         for b in sorted(kb.brand_surfaces(p.text), key=len, reverse=True):
             rest = rest.replace(b, " ")
         ents = kb.extract(rest)
+    if not names and ents.ingredients and not ents.efficacy and not ents.category:
+        # An ingredient alone (川楝子, 维生素D3) asks for products of it: compared as a name.
+        return QueryIntent(kind="product", names=sorted(set(ents.ingredients)), brands=brands,
+                           reason=f"names the ingredient {'、'.join(ents.ingredients)}", **common)
     needs = ents.efficacy + ents.category + [m.core for m in p.mentions if m.need_word]
+    latin = p.text.replace(" ", "").replace("'", "")
+    if not needs and not brands and latin.isascii() and latin.isalpha() and len(latin) >= 4:
+        # Letters alone: pinyin or an English name the knowledge base does not know; compared with the product's
+        # own name by its spelling (armed/pipeline/product_search.py).
+        return QueryIntent(kind="product", reason="a name in Latin letters (pinyin or English)", **common)
     if brands and not needs:
         return QueryIntent(kind="product", brands=brands, reason=f"names the brand {'、'.join(brands)}", **common)
     if needs:
         return QueryIntent(kind="need", brands=brands, reason=f"states a need: {'、'.join(needs[:4])}", **common)
+    if p.forms or ents.dosage_form:  # a dosage form alone (眼药水, 喷雾剂): any product of that form
+        forms = list(p.forms) or list(ents.dosage_form)
+        return QueryIntent(kind="need", brands=brands, forms=forms, specifications=list(p.specifications),
+                           reason=f"asks for a dosage form: {'、'.join(forms)}")
     return QueryIntent(kind="other", reason="no product, need or question the knowledge base can read")

@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass, field
 
 from armed.knowledge.base import KnowledgeBase
-from armed.knowledge.index import Match, is_cjk, normalise
+from armed.knowledge.brands import ORDINARY, PLACES, maker_core
+from armed.knowledge.index import Match, Payload, is_cjk, normalise
 
 # Words that make a text a question or a page about a product rather than the product (KUAKE's titles).
 QUESTION_MARKERS = (
@@ -40,13 +41,18 @@ LISTING_WORDS = (
     "女士", "男女", "通用", "便携式", "便携", "全自动", "电子", "智能", "上臂式", "腕式", "手腕式", "手指",
     "指夹式", "医疗", "器械", "防水", "透气", "独立", "软胶囊", "口服", "外用", "片", "粒", "丸",
 )
+# Words that describe a device or a pack, glued before its name (红外额温枪): not part of the name.
+DESCRIPTIVE = (
+    "红外", "电子", "数字", "智能", "医用", "家用", "一次性", "便携式", "便携", "全自动", "上臂式", "腕式",
+    "指夹式", "防水", "无菌", "独立包装", "儿童款", "成人款",
+)
 # A text is a listing only if at most this many CJK characters (or this share of them) are unaccounted for.
 MAX_RESIDUAL_CHARS = 3
 MAX_RESIDUAL_SHARE = 0.25
 # Salt prefixes / suffixes that do not change which drug a name is (盐酸二甲双胍 is 二甲双胍).
 _SALT_PREFIX = re.compile(
     r"^(?:盐酸|硫酸|枸橼酸|马来酸|苯磺酸|甲磺酸|酒石酸|富马酸|琥珀酸|醋酸|磷酸|乳酸|葡萄糖酸|氢溴酸|门冬氨酸)")
-_SALT_SUFFIX = re.compile(r"(?:钠|钾|钙|镁)$")
+_SALT_SUFFIX = re.compile(r"(?<!酸)(?:钠|钾|钙|镁)$")  # 阿托伐他汀钙 = 阿托伐他汀; 枸橼酸钾 ≠ 枸橼酸钙
 # Words joining two products into one listing (a combination pack), as opposed to a trailing search term.
 _COMBINE = re.compile(r"^\s*(?:\+|＋|加|和|与|及|&|组合|套装)\s*")
 _SEP = set(" \t,，、/|;；:：·-_+＋()（）[]【】")
@@ -76,6 +82,7 @@ class Mention:
     trade_brand: str | None = None
     inner: tuple[str, ...] = ()  # known names inside a longer core (a compound): 阿莫西林 in 阿莫西林克拉维酸钾
     need_word: bool = False  # the core is only a need (止咳 in 止咳糖浆): a need, not a product's name
+    lead: str = ""  # the word glued before the core that was read as its maker (信邦 in 信邦木瓜丸)
 
     @property
     def key(self) -> str:
@@ -98,7 +105,13 @@ class NameParse:
 
     @property
     def names(self) -> set[str]:
-        """Keys of the head's drugs (canonical name, else the salt-free structural core)."""
+        """Keys of the head's products (canonical name, else the salt-free structural core). A product named by its
+        use (小儿感冒颗粒) is named by it; a query's need word is a need, not a name (see `query_names`)."""
+        return {m.key for m in self.mentions}
+
+    @property
+    def query_names(self) -> set[str]:
+        """The names a query asks for: its mentions that are not only a need (止咳糖浆 asks for any cough syrup)."""
         return {m.key for m in self.mentions if not m.need_word}
 
     @property
@@ -121,16 +134,84 @@ def _value(m: Match, field_name: str) -> str | None:
     return next((p.value for p in m.payloads if p.field == field_name), None)
 
 
+def _name_char(ch: str) -> bool:
+    """A character a name is written with: CJK, or Latin letters and digits glued to it (维生素B, 辅酶Q10)."""
+    return is_cjk(ch) or (ch.isascii() and ch.isalnum())
+
+
 def _boundary_before(text: str, i: int, stops: set[int]) -> int:
-    """Start of the CJK run that ends at i (a structural core): back to a separator, a non-CJK character or a stop."""
+    """Start of the run of name characters that ends at i (a structural core): back to a separator or a stop; a
+    run of Latin letters and digits alone is not a name's start (a model code or a spec before it is not its core)."""
     j = i
-    while j > 0 and is_cjk(text[j - 1]) and (j not in stops):
+    while j > 0 and _name_char(text[j - 1]) and (j not in stops):
         j -= 1
+    while j < i and not is_cjk(text[j]):  # the core starts at its first CJK character
+        j += 1
     return j
 
 
-def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
-    """Read `text` (a query or a product name, already sanitised) as a listing."""
+def glued_maker(prefix: str, kb: KnowledgeBase) -> str | None:
+    """What a word glued before a name is, when it is a maker: its brand (信邦 in 信邦木瓜丸, 瑞年前进 in
+    江苏瑞年前进氯氮平片, 博祥 in 博祥药业骨炎灵片), '' for a place alone (湖北 in 湖北襄阳隆中肥儿糖浆), None when
+    it is part of the name (复方, 小儿, 强力, a lexicon word, a descriptive word)."""
+    word = normalise(prefix)
+    if not word or _only_words(word, DESCRIPTIVE) or not all(_name_char(ch) for ch in word):
+        return None
+    core = maker_core(word)
+    spelt = kb.spelled(word) if len(word) >= 2 and all(is_cjk(ch) for ch in word) else None
+    if spelt is not None and kb.common_name_of(spelt.surface):  # a misspelt drug name (甲硝坐 for 甲硝唑)
+        return None
+    if word in PLACES or core in PLACES:
+        return ""
+    if not 2 <= len(core) <= 8 or any(ch.isdigit() for ch in core) or core in ORDINARY or any(
+            core.startswith(w) or core.endswith(w) for w in ORDINARY if len(w) >= 2):
+        return None
+    found = kb.extract(core)
+    if any(found.get(f) for f in ("common_name", "dosage_form", "efficacy", "category", "population", "region",
+                                  "ingredients")):
+        return None
+    return kb.canonical_brands([core]).pop()
+
+
+def same_maker(a: list[str] | tuple[str, ...], b: list[str] | tuple[str, ...], kb: KnowledgeBase) -> bool:
+    """Do two brand lists share a maker, aliases, places and maker words set aside (重庆东方 = 东方,
+    维威制药 = 维威)?"""
+    if kb.same_brand(list(a), list(b)):
+        return True
+    ca = {maker_core(x) for x in a} | {normalise(x) for x in a}
+    cb = {maker_core(x) for x in b} | {normalise(x) for x in b}
+    return bool({x for x in ca if len(x) >= 2} & cb) or any(
+        len(x) >= 2 and len(y) >= 2 and (x in y or y in x) for x in ca for y in cb)
+
+
+def _only_words(text: str, words: tuple[str, ...]) -> bool:
+    for w in sorted(words, key=len, reverse=True):
+        text = text.replace(w, "")
+    return not text
+
+
+def _maker_tokens(clean: str, covered: bytearray, mentions: list[Mention],
+                  kb: KnowledgeBase) -> list[tuple[int, int, str]]:
+    """Makers named where a listing names them, as a word of their own: the first word before the product's name
+    (西门子 助听器, 远程 健脑胶囊) and the last word after it (… 24粒/盒 晖致). A word the lexicon reads as anything, a
+    listing word or an implausible brand is not one."""
+    if not mentions:
+        return []
+    found = []
+    tokens = [(m.start(), m.end(), m.group(0)) for m in re.finditer(r"[^\s\[\]【】()（）/|,，、:：+]+", clean)]
+    first, last = mentions[0].start, max(m.end for m in mentions)
+    for a, b, tok in tokens:
+        if not (b <= first or a >= last) or any(covered[a:b]):
+            continue
+        brand = glued_maker(tok, kb)
+        if brand and not _only_words(tok, LISTING_WORDS) and not kb.extract(tok).model_dump(exclude_defaults=True):
+            found.append((a, b, brand))
+    return found
+
+
+def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NameParse:
+    """Read `text` (a query or a product name, already sanitised) as a listing. `query`: a short query that names
+    nothing the knowledge base knows and no dosage form is read as a name itself (盐酸齐拉西酮, 五妙水仙)."""
     clean = normalise(kb.strip_noise(text))
     specs = kb.specifications(clean)
     matches = kb.lexicon_matches(clean)
@@ -146,37 +227,65 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
     for m in matches:
         cover(m.start, m.end)
     form_at = {m.start: m for m in matches if "dosage_form" in _fields(m)}
+    # A category or efficacy word that ends in a dosage form (钙片 in 枸橼酸钙片) still ends a name in that form.
+    for m in matches:
+        if _fields(m) & {"category", "efficacy"} and "common_name" not in _fields(m):
+            found = kb.form_suffix(m.surface)
+            if found:
+                at = m.end - len(found[0])
+                form_at.setdefault(at, Match(at, m.end, found[0], (Payload("dosage_form", found[1]),)))
     # Brands the lexicon does not know, where they stand (康恩贝 in 康恩贝消栓通络片): a name never reaches into them.
     guessed: list[tuple[int, int]] = []
-    for surface in {normalise(g.surface) for g in kb.guess_brands(text)}:
+    misspelt: set[str] = set()  # guessed "brands" that are a drug name misspelt (甲硝坐芬布芬): part of the name
+    for g in kb.guess_brands(text):
+        surface = normalise(g.surface)
         at = clean.find(surface)
-        if surface and at >= 0:
+        spelt = kb.spelled(surface) if all(is_cjk(ch) for ch in surface) else None
+        if spelt is not None and kb.common_name_of(spelt.surface):
+            misspelt.add(g.brand)
+        elif surface and at >= 0:
             guessed.append((at, at + len(surface)))
             cover(at, at + len(surface))
     # Where a structural core may not reach back past: the end of a brand, a name or a specification.
     stops = ({m.end for m in matches if _fields(m) & {"brand", "common_name"}} | {b for _, b, _ in specs}
              | {b for _, b in guessed})
     mentions: list[Mention] = []
+    glued: list[str] = []
+    glued_at: dict[int, str] = {}  # mention index → the maker word glued before it
     used_forms: set[int] = set()
     names = [m for m in matches if "common_name" in _fields(m)]
     for k, m in enumerate(names):
         fields = _fields(m)
         nxt = names[k + 1] if k + 1 < len(names) else None
         # A surface that is both a brand and a name (云南白药) is the maker when another name follows it at once.
-        if "brand" in fields and nxt is not None and clean[m.end : nxt.start].strip() == "":
+        if "brand" in fields and nxt is not None and clean[m.end : nxt.start].strip() == "" \
+                and not kb.is_trade_name(m.surface):  # a trade name (泰道) is its product's name, whoever makes it
             continue
         canonical = _value(m, "common_name")
-        start, end, form, core, inner = m.start, m.end, None, m.surface, ()
+        # A source's full name (消栓通络片) is the core and its form.
+        start, end, form, core, inner = m.start, m.end, None, kb.split_form(m.surface)[0] or m.surface, ()
         # Unknown characters glued before the name belong to it (复方对乙酰氨基酚 is not 对乙酰氨基酚), back to a brand,
         # a specification or a separator.
         head_at = _boundary_before(clean, m.start, stops)
-        if head_at < m.start and not any(x.start < m.start and x.end > head_at for x in matches if x is not m):
-            start, core, canonical = head_at, clean[head_at : m.end], None
-            inner = (_value(m, "common_name") or m.surface,)
+        # (Modifiers the lexicon knows may be glued on: 小儿 in 小儿敷脐止泻; another name, brand or form may not.)
+        prefix_matches = [x for x in matches if x is not m and x.start < m.start and x.end > head_at]
+        # A population or a description glued on (儿童医用口罩) leaves the name what it is.
+        modifier_only = all("population" in _fields(x) for x in prefix_matches) and _only_words(
+            clean[head_at : m.start], (*DESCRIPTIVE, *(x.surface for x in prefix_matches)))
+        if head_at < m.start and not any(_fields(x) & {"brand", "common_name", "dosage_form", "category"}
+                                         for x in prefix_matches) and not modifier_only:
+            maker = glued_maker(clean[head_at : m.start], kb)
+            lead = clean[head_at : m.start]
+            if maker is None:  # part of the name: a compound or a variant (复方对乙酰氨基酚)
+                start, core, canonical = head_at, clean[head_at : m.end], None
+                inner = (_value(m, "common_name") or m.surface,)
+            elif maker:  # a maker glued to a known name (信邦木瓜丸)
+                glued.append(maker)
+                glued_at[len(mentions)] = lead
             cover(head_at, m.start)
         # The core runs on to the next dosage form when only unknown characters stand between (a compound).
         gap_end = m.end
-        while gap_end < len(clean) and gap_end - m.end <= _MAX_CORE_GAP and is_cjk(clean[gap_end]) \
+        while gap_end < len(clean) and gap_end - m.end <= _MAX_CORE_GAP and _name_char(clean[gap_end]) \
                 and gap_end not in form_at and not any(x.start == gap_end for x in matches if x is not m):
             gap_end += 1
         if gap_end in form_at and gap_end > m.end:
@@ -204,7 +313,8 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
             trade_brand = found[0].brand if found else None
         if canonical is None and not inner:
             canonical = kb.common_name_of(core)
-        mentions.append(Mention(start, end, core, canonical, form, trade, trade_brand, inner))
+        mentions.append(Mention(start, end, core, canonical, form, trade, trade_brand, inner,
+                                lead=glued_at.get(len(mentions), "")))
     # Structural names: a dosage form with unknown characters before it (头孢克肟分散片, 麝香痔疮膏).
     for start, f in sorted(form_at.items()):
         if start in used_forms or any(x.start <= start < x.end for x in mentions):
@@ -219,8 +329,23 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
         canonical = kb.common_name_of(core)
         cover(a, f.end)
         mentions.append(Mention(a, f.end, core, canonical, _value(f, "dosage_form"), need_word=need_word))
+    if query and not any(not m.need_word for m in mentions) and not question:
+        runs = [(r.start(), r.end()) for r in re.finditer(r"[\u3400-\u9fff\uf900-\ufaff]+", clean)
+                if not any(covered[r.start() : r.end()])]
+        if len(runs) == 1 and 2 <= runs[0][1] - runs[0][0] <= 10:
+            a, b = runs[0]
+            mentions.append(Mention(a, b, clean[a:b], kb.common_name_of(clean[a:b])))
+            cover(a, b)
     mentions.sort(key=lambda x: x.start)
+    makers = _maker_tokens(clean, covered, mentions, kb)
+    for a, b, _ in makers:
+        cover(a, b)
     head, appended, notes = _split_head(clean, mentions, specs)
+    # A bracketed tag that names nothing (【湿疹可用】, 【正品】) is a listing's label, not words of its name.
+    for tag in re.finditer(r"[\[【(（]([^\]】)）]{1,16})[\]】)）]", text):
+        at = clean.find(normalise(tag.group(1)))
+        if at >= 0:
+            cover(at, at + len(normalise(tag.group(1))))
     residual = "".join(ch for k, ch in enumerate(clean) if not covered[k])
     for w in sorted(LISTING_WORDS, key=len, reverse=True):
         residual = residual.replace(w, " ")
@@ -229,7 +354,8 @@ def parse_name(text: str, kb: KnowledgeBase) -> NameParse:
         text=clean,
         mentions=tuple(head),
         appended=tuple(appended),
-        brands=tuple(ents.brand),
+        brands=tuple(dict.fromkeys([*(b for b in ents.brand if b not in misspelt), *glued,
+                                    *(brand for _, _, brand in makers)])),
         forms=tuple(dict.fromkeys(m.form for m in head if m.form)),
         specifications=tuple(s for _, _, s in specs),
         residual=re.sub(r"[^\u3400-\u9fff\uf900-\ufaff]+", "", residual),

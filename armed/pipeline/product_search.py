@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 from armed.domain import Entities, RelevanceLevel
 from armed.guideline import CLAUSE
+from armed.knowledge import spelling
 from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.index import normalise
 from armed.pipeline.intent import QueryIntent, query_intent
-from armed.pipeline.listing import NameParse, core_key, parse_name
+from armed.pipeline.listing import NameParse, core_key, glued_maker, parse_name, same_maker
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,21 @@ def head_entities(p: NameParse, kb: KnowledgeBase, extra: Entities | None = None
     for m in p.appended:  # blank the trailing names, keep the rest of the listing (its words may state a use)
         text = text[: m.start] + " " * (m.end - m.start) + text[m.end :]
     ents = kb.extract(text)
+    # A category word inside a name the knowledge base does not know (钙片 in 米格列奈钙片) says nothing of the product.
+    inside = {c for m in p.mentions if m.canonical is None for c in kb.extract(p.text[m.start : m.end]).category}
+    if inside:
+        outside = text
+        for m in p.mentions:
+            if m.canonical is None:
+                outside = outside[: m.start] + " " * (m.end - m.start) + outside[m.end :]
+        kept = set(kb.extract(outside).category)
+        ents = ents.model_copy(update={"category": [c for c in ents.category if c not in inside or c in kept]})
     if extra is not None:
         ents = ents.merge(extra)
-    return kb.enrich(ents)
+    ents = kb.enrich(ents)
+    # What the product's drug is made of (the records' ingredients: an insert's 成分), for the ingredient clause.
+    held = [x for n in ents.common_name if (rec := kb.drug_record(n)) is not None for x in rec.ingredients]
+    return ents.merge(Entities(ingredients=held)) if held else ents
 
 
 def same_spec(a: tuple[str, ...] | list[str], b: tuple[str, ...] | list[str]) -> bool:
@@ -74,50 +88,54 @@ def _uses(qe: Entities, pe: Entities, kb: KnowledgeBase) -> tuple[float | None, 
     return eff, cat
 
 
-def _product_query(qi: QueryIntent, q: NameParse, p: NameParse, qe: Entities, pe: Entities,
-                   kb: KnowledgeBase) -> GuidelineDecision | None:
+def _product_query(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | None:
+    qi, q, p, qe, pe = r.intent, r.query, r.product, r.query_entities, r.product_entities
     p_names = p.names
-    shared = PairReading(qi, q, p, qe, pe).shared
     asked = "、".join(qi.names) or "、".join(qi.brands)
-    if shared:
-        name = sorted(shared)[0]
+    m = r.match
+    if m is not None:
+        name = m.name
+        q_brands = [*qi.brands, *([m.query_maker] if m.query_maker else [])]
+        p_brands = [*p.brands, *([m.product_maker] if m.product_maker else [])]
         if qi.trade_names:
             trade = qi.trade_names[0]
-            p_trades = {m.trade for m in p.mentions if m.trade}
-            maker = next((m.trade_brand for m in q.mentions if m.trade == trade and m.trade_brand), None)
+            p_trades = {x.trade for x in p.mentions if x.trade}
+            maker = next((x.trade_brand for x in q.mentions if x.trade == trade and x.trade_brand), None)
             if trade in p_trades:
                 return _d("exact.trade", f"the product is sold under the trade name {trade} the query asks for")
-            if maker and p.brands and kb.same_brand([maker], list(p.brands)) and not _form_differs(qi, p, kb):
+            if maker and p_brands and same_maker([maker], p_brands, kb) and not _form_differs(qi, p, kb):
                 return _d("exact.trade", f"{trade} is {maker}'s {name}: the product is {maker}'s {name}")
             return _d("less.brand", f"the query asks for {trade} (a trade name of {name}"
-                      f"{f' by {maker}' if maker else ''}); the product is {name} by {_brand_text(p.brands)} "
+                      f"{f' by {maker}' if maker else ''}); the product is {name} by {_brand_text(p_brands)} "
                       "without that trade name")
-        if qi.brands:
-            if not p.brands:
-                return _d("less.brand", f"the query asks for {_brand_text(qi.brands)}'s {name}; the product names "
+        if q_brands:
+            if not p_brands:
+                return _d("less.brand", f"the query asks for {_brand_text(q_brands)}'s {name}; the product names "
                           "no maker")
-            if not kb.same_brand(list(qi.brands), list(p.brands)):
-                return _d("less.brand", f"the query asks for {_brand_text(qi.brands)}'s {name}; the product is "
-                          f"{_brand_text(p.brands)}'s")
+            if not same_maker(q_brands, p_brands, kb):
+                return _d("less.brand", f"the query asks for {_brand_text(q_brands)}'s {name}; the product is "
+                          f"{_brand_text(p_brands)}'s")
         if _form_differs(qi, p, kb):
             return _d("less.form", f"the query asks for {name} as {'、'.join(qi.forms)}; the product is "
                       f"{'、'.join(p.forms)}")
         if qi.specifications and p.specifications and not same_spec(qi.specifications, p.specifications):
             return _d("less.spec", f"the query states {'、'.join(qi.specifications)}; the product is "
                       f"{'、'.join(p.specifications)}")
-        if qi.spelled:
-            return _d("exact.spelling", f"the query spells {qi.spelled} ({qi.spelled_how}); the product is {name}")
-        if qi.brands:
-            return _d("exact.brand", f"the product is {_brand_text(p.brands)}'s {name}, as asked")
+        if m.how == "spelling" or qi.spelled:
+            return _d("exact.spelling", f"the query spells {qi.spelled or name} "
+                      f"({qi.spelled_how or m.spelled_how}); the product is {name}")
+        if q_brands:
+            return _d("exact.brand", f"the product is {_brand_text(p_brands)}'s {name}, as asked")
         return _d("exact.generic", f"the query names {name} and no brand; the product is {name}"
-                  + (f" by {_brand_text(p.brands)}" if p.brands else ""))
+                  + (f" by {_brand_text(p_brands)}" if p_brands else ""))
     if not qi.names:  # a brand alone
-        if p.brands and kb.same_brand(list(qi.brands), list(p.brands)):
+        if p.brands and same_maker(qi.brands, p.brands, kb):
             return _d("exact.brand", f"the query asks for the brand {_brand_text(qi.brands)}; the product is its")
         return None
-    q_keys = {core_key(n) for n in qi.names}
-    inner = {core_key(x) for m in p.mentions for x in m.inner}
-    compound = [m.core for m in p.mentions if any(k in core_key(m.core) and k != core_key(m.core) for k in q_keys)]
+    q_keys = {core_key(n) for n in qi.names} | {core_key(x.core) for x in q.mentions if not x.need_word}
+    inner = {core_key(x) for mm in p.mentions for x in mm.inner}
+    compound = [mm.core for mm in p.mentions if any(k in core_key(mm.core) and k != core_key(mm.core)
+                                                    for k in q_keys if len(k) >= 2)]
     ingredients = {core_key(x) for x in pe.ingredients}
     if q_keys & inner or compound or q_keys & ingredients:
         return _d("less.ingredient", f"the product ({'、'.join(compound) or '、'.join(sorted(p_names))}) holds "
@@ -156,8 +174,91 @@ def _need_query(qi: QueryIntent, p: NameParse, qe: Entities, pe: Entities,
                 kb: KnowledgeBase) -> GuidelineDecision | None:
     if qe.population and not pe.population:
         return None  # the need is for a population the product does not state: the student weighs it
-    return _by_use(qe, pe, kb, f"the query states a need ({qi.reason.removeprefix('states a need: ')}); the "
-                   f"product is {'、'.join(sorted(p.names))}", met_clause="need.met")
+    what = f"the query states a need ({qi.reason.removeprefix('states a need: ')}); the product is " \
+           f"{'、'.join(sorted(p.names))}"
+    form_differs = _form_differs(qi, p, kb)
+    if qi.forms and not (qe.efficacy or qe.category):  # a dosage form alone
+        if p.forms and not form_differs:
+            return _d("need.met", f"{what}: a {'、'.join(p.forms)} as asked")
+        return None
+    d = _by_use(qe, pe, kb, what, met_clause="need.met")
+    if d is not None and d.clause == "need.met" and form_differs:
+        return _d("less.form", f"{what}: the use is the one asked, the dosage form ({'、'.join(p.forms)}) is not "
+                  f"the one asked ({'、'.join(qi.forms)})")
+    return d
+
+
+@dataclass(frozen=True)
+class DrugMatch:
+    """How the query's name meets the product's: the same name (`name`), one side's name with a maker's name glued
+    before it (`maker`: 信邦木瓜丸 for 木瓜丸, 紫光辰济磁朱丸 for 【紫光辰济】磁朱丸), or a spelling of it (`spelling`:
+    pinyin or a homophone typo of the product's name)."""
+
+    name: str
+    how: str
+    query_maker: str | None = None
+    product_maker: str | None = None
+    spelled_how: str | None = None
+
+
+def _maker_prefix(longer: str, shorter: str, kb: KnowledgeBase) -> str | None:
+    """The maker's brand when `longer` is a maker's name glued before `shorter` (the name itself; '' for a place
+    alone), else None."""
+    if len(shorter) < 2 or longer == shorter or not longer.endswith(shorter):
+        return None
+    return glued_maker(longer[: -len(shorter)], kb)
+
+
+def _spelling(q: NameParse, p: NameParse) -> tuple[str, str, str | None] | None:
+    """(product name, how, product maker) when the query spells one of the product's names: its pinyin (the query in
+    Latin letters) or a homophone typo of it (same length and pinyin, at most MAX_TYPO_CHARS characters differ)."""
+    latin = q.text.replace(" ", "").replace("'", "")
+    is_latin = latin.isascii() and latin.isalpha()
+    for pm in p.mentions:
+        span = p.text[pm.start : pm.end].replace(" ", "")
+        for target in dict.fromkeys((normalise(pm.core), span)):
+            if is_latin:
+                if len(latin) >= 4 and latin in spelling.pinyin_keys(target):
+                    return pm.key, "pinyin", None
+                continue
+            for qm in q.mentions:
+                # The core, or the core with the word glued before it (粟黄止咳 for 苏黄止咳: not a maker 粟黄).
+                for qc in dict.fromkeys((normalise(qm.lead + qm.core), normalise(qm.core))):
+                    if (qm.canonical is not None and not qm.lead) or len(qc) < 2 or len(target) < len(qc):
+                        continue
+                    tail = target[-len(qc) :]
+                    differs = sum(a != b for a, b in zip(qc, tail, strict=True))
+                    if 0 < differs <= spelling.MAX_TYPO_CHARS and set(spelling.pinyin_keys(qc)) & set(
+                            spelling.pinyin_keys(tail)):
+                        return pm.key, "homophone", None
+    return None
+
+
+def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -> DrugMatch | None:
+    """Does the product name what the query names? (see DrugMatch)"""
+    shared = set(qi.names) & p.names
+    if shared:
+        return DrugMatch(sorted(shared)[0], "name")
+    q_cores = [*(x.core for x in q.mentions if not x.need_word), *qi.names]
+    for qc in dict.fromkeys(normalise(c) for c in q_cores):
+        for pm in p.mentions:
+            if core_key(qc) == core_key(normalise(pm.core)):
+                return DrugMatch(pm.key, "name")
+    # A spelling of the product's name comes before reading an unknown word as a maker (粟黄止咳 is 苏黄止咳 misspelt).
+    found = _spelling(q, p)
+    if found is not None:
+        return DrugMatch(found[0], "spelling", spelled_how=found[1])
+    for qc in dict.fromkeys(normalise(c) for c in q_cores):
+        for pm in p.mentions:
+            pc = normalise(pm.core)
+            for a, b in ((pc, qc), (core_key(pc), core_key(qc))):
+                maker = _maker_prefix(a, b, kb)
+                if maker is not None:
+                    return DrugMatch(core_key(b), "maker", product_maker=maker or None)
+                maker = _maker_prefix(b, a, kb)
+                if maker is not None:
+                    return DrugMatch(pm.key, "maker", query_maker=maker or None)
+    return None
 
 
 @dataclass(frozen=True)
@@ -169,15 +270,12 @@ class PairReading:
     product: NameParse
     query_entities: Entities
     product_entities: Entities
+    match: DrugMatch | None
 
     @property
     def shared(self) -> set[str]:
-        """The drugs / products both name (canonical names, or structural cores that agree)."""
-        shared = set(self.intent.names) & self.product.names
-        if not shared and self.intent.names:
-            p_cores = {core_key(m.core) for m in self.product.mentions} | {core_key(n) for n in self.product.names}
-            shared = {n for n in self.intent.names if core_key(n) in p_cores}
-        return shared
+        """The drug / product both name (empty when they name none in common)."""
+        return {self.match.name} if self.match else set()
 
 
 def read_pair(query: str, product_name: str, kb: KnowledgeBase, *, intent: QueryIntent | None = None,
@@ -185,10 +283,11 @@ def read_pair(query: str, product_name: str, kb: KnowledgeBase, *, intent: Query
     """`query_entities`: the query's entities as understood (defaults to the knowledge base's reading of the query as
     typed); `product_extra`: entities the product's attributes or images add (CPV, image text)."""
     p = parse_name(product_name, kb)
-    q = parse_name(query, kb)
+    q = parse_name(query, kb, query=True)
     qi = intent or query_intent(query, kb, q)
     qe = query_entities if query_entities is not None else kb.enrich(kb.extract(query))
-    return PairReading(qi, q, p, qe, head_entities(p, kb, product_extra))
+    match = match_drug(qi, q, p, kb) if qi.kind == "product" else None
+    return PairReading(qi, q, p, qe, head_entities(p, kb, product_extra), match)
 
 
 def decide_reading(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | None:
@@ -200,7 +299,7 @@ def decide_reading(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
         return _d("irrelevant.population", f"the query is for {'、'.join(qe.population)}, the product for "
                   f"{'、'.join(pe.population)}")
     if r.intent.kind == "product":
-        return _product_query(r.intent, r.query, r.product, qe, pe, kb)
+        return _product_query(r, kb)
     return _need_query(r.intent, r.product, qe, pe, kb)
 
 
