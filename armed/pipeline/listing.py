@@ -46,6 +46,13 @@ DESCRIPTIVE = (
     "红外", "电子", "数字", "智能", "医用", "家用", "一次性", "便携式", "便携", "全自动", "上臂式", "腕式",
     "指夹式", "防水", "无菌", "独立包装", "儿童款", "成人款",
 )
+# The longest word glued before a known name (a maker, 江苏瑞年前进) and the longest name the knowledge base does not
+# know (头孢克肟, 复方金钱草): a longer run of characters is a sentence, not a name.
+MAX_GLUED_CHARS = 8
+MAX_CORE_CHARS = 12
+# A listing is a title, not prose: at most this long, and no clause punctuation between words (KUAKE's titles).
+MAX_LISTING_CHARS = 60
+_SENTENCE = re.compile(r"[\u3400-\u9fff][,。;!?][\u3400-\u9fff]")
 # A text is a listing only if at most this many CJK characters (or this share of them) are unaccounted for.
 MAX_RESIDUAL_CHARS = 3
 MAX_RESIDUAL_SHARE = 0.25
@@ -122,7 +129,8 @@ class NameParse:
     def is_listing(self) -> bool:
         cjk = sum(is_cjk(ch) for ch in self.text)
         residual = sum(is_cjk(ch) for ch in self.residual)
-        return (bool(self.names) and not self.question
+        return (bool(self.names) and not self.question and len(self.text) <= MAX_LISTING_CHARS
+                and not _SENTENCE.search(self.text)
                 and (residual <= MAX_RESIDUAL_CHARS or residual <= MAX_RESIDUAL_SHARE * cjk))
 
 
@@ -139,15 +147,16 @@ def _name_char(ch: str) -> bool:
     return is_cjk(ch) or (ch.isascii() and ch.isalnum())
 
 
-def _boundary_before(text: str, i: int, stops: set[int]) -> int:
+def _boundary_before(text: str, i: int, stops: set[int], limit: int) -> int:
     """Start of the run of name characters that ends at i (a structural core): back to a separator or a stop; a
-    run of Latin letters and digits alone is not a name's start (a model code or a spec before it is not its core)."""
+    run of Latin letters and digits alone is not a name's start (a model code or a spec before it is not its core).
+    A run longer than `limit` is a sentence, not a name: i (nothing) is returned."""
     j = i
     while j > 0 and _name_char(text[j - 1]) and (j not in stops):
         j -= 1
     while j < i and not is_cjk(text[j]):  # the core starts at its first CJK character
         j += 1
-    return j
+    return j if i - j <= limit else i
 
 
 def glued_maker(prefix: str, kb: KnowledgeBase) -> str | None:
@@ -266,7 +275,7 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
         start, end, form, core, inner = m.start, m.end, None, kb.split_form(m.surface)[0] or m.surface, ()
         # Unknown characters glued before the name belong to it (复方对乙酰氨基酚 is not 对乙酰氨基酚), back to a brand,
         # a specification or a separator.
-        head_at = _boundary_before(clean, m.start, stops)
+        head_at = _boundary_before(clean, m.start, stops, MAX_GLUED_CHARS)
         # (Modifiers the lexicon knows may be glued on: 小儿 in 小儿敷脐止泻; another name, brand or form may not.)
         prefix_matches = [x for x in matches if x is not m and x.start < m.start and x.end > head_at]
         # A population or a description glued on (儿童医用口罩) leaves the name what it is.
@@ -319,7 +328,7 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
     for start, f in sorted(form_at.items()):
         if start in used_forms or any(x.start <= start < x.end for x in mentions):
             continue
-        a = _boundary_before(clean, start, stops)
+        a = _boundary_before(clean, start, stops, MAX_CORE_CHARS)
         core = clean[a:start]
         if len(core) < 2:
             continue
