@@ -23,16 +23,34 @@ Rules, in order (each names the kind it reports):
   you are now …, note to the AI …) to the end of their sentence;
 - judgment_words: the relevance vocabulary itself (highly relevant, 高度相关 …): a product name never needs it;
 - hashtag: #keywords;
-- padding / repetition / length: a filler run (_FILLER_RUN spaces or punctuation marks) and, after the head of the
-  name, everything behind it; a phrase repeated _REPEATS times (and, after the head, the rest); then the cap
-  MAX_JUDGED_NAME_CHARS (names only);
+- padding / repetition: a filler run (_FILLER_RUN spaces or punctuation marks) and, after the head of the name,
+  everything behind it; a phrase repeated _REPEATS times (and, after the head, the rest);
+- match_claim: a claim that the product matches the search, Chinese or English (本品与您搜索的X完全匹配, 与您搜索的X
+  一致, 正是您要找的X, 您搜索的X就是本品, 搜X就选本品, X 官方正品 完全匹配, 100%匹配, 精准匹配, exact match for X,
+  matches your search, this is the X you searched for), with its clause and the query it names; with or without the
+  query, so attributes lose it too. A bare match verdict (完全匹配) counts only where it ends its clause: 骨髓配型完全
+  匹配的几率 is a question about marrow donors;
+- length: the cap MAX_JUDGED_NAME_CHARS (names only);
 - with the query (names only; a mention is a piece of the query holding at least half of it, or one of its drug or
   brand names): negated_query (不含X, 无X, 非X, 不是X, 替代X, X平替, without X …: the product says it is not X, so X
   goes with its marker); compared_query (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X); stuffed_query (X
   after an SEO word: 热搜X, X同款, 关键词：X, 适用于X …; the whole query alone or with sales filler in brackets; X
   heading a keyword list; the whole query _QUERY_REPEATS times). A bracketed or listed X stays when the knowledge base
   finds the rest of the name to name the same product (布洛芬缓释胶囊（芬必得）: 芬必得 is 布洛芬), and a phrase the
-  knowledge base calls traffic hijacking (X同款, X平替, 替代X) stays for the cheating check to judge.
+  knowledge base calls traffic hijacking (X同款, X平替, 替代X) stays for the cheating check to judge;
+- appended_query (names only, last): X standing after the product's own name has ended, cut with what trails it (a
+  specification right behind X excepted: it is the product's). The name has ended after its specification (马应龙麝
+  香痔疮膏 10g 感冒灵颗粒, … 0.3g*24片/盒 感冒灵; the knowledge base's specification patterns, else _SPEC), after a
+  separator behind a complete product name (a dosage-form word or another product noun ends it: 马应龙麝香痔疮膏 |
+  感冒灵颗粒, 马应龙麝香痔疮膏 感冒灵颗粒 感冒药) or behind a bracketed tag that follows a name, and glued straight
+  to a drug's dosage-form word (马应龙麝香痔疮膏感冒灵颗粒) or to a specification (10g感冒灵颗粒). X here is a product's
+  name (the whole query, one of its drug / brand names, or a piece in which the knowledge base finds one: not 治脚气 of
+  盐酸治脚气). It stays when it heads the name (the query at the start is the product's own name), when it continues
+  the query begun before it, when the name before it lists another part of the query, when the rest of the name
+  already says everything it says (_adds_nothing: [999] 感冒灵颗粒 10g*9袋 感冒灵 is an exact product repeating its
+  name; 修正消栓通络片 behind [康恩贝]消栓通络片 adds another maker and goes), for hijacking phrases as above, and
+  in any text that reads as a question or an article title rather than a listing (_NOT_A_LISTING: KUAKE titles
+  such as 感冒灵颗粒和感冒清热颗粒哪个好, 布洛芬缓释胶囊说明书).
 """
 
 from __future__ import annotations
@@ -942,10 +960,13 @@ def _appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
             end = next((a for a, _ in specs if a == k and k > after), len(s))
             if _adds_nothing(kb, s[i : i + n], s[:i] + s[end:]):
                 continue
+            b = after if end < len(s) else end
+            if q.hijack(s[i:b]):
+                continue  # X平替, X同款 behind the name: left for the cheating check, as the other rules leave it
             a = i
             while a > 0 and s[a - 1] in _APPEND_SEP:
                 a -= 1
-            cut = (a, after if end < len(s) else end)
+            cut = (a, b)
             break
         if cut is None or not sh.cut([cut], "appended_query"):
             return

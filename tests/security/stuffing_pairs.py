@@ -160,6 +160,13 @@ def embedded_default():
     return Pipeline.from_settings(ArmedSettings(**CPU_DEFAULT))
 
 
+def allowed_kinds(v: Variant) -> set[str]:
+    """What the sanitiser may report: the expected kinds, and for a claim with the query before it, the query cut on
+    its own (a claim that takes the query with it reports only itself)."""
+    extra = {APPENDED} if v.shape == "claim_and_query" and v.base.band != "highly" else set()
+    return set(expected_kinds(v)) | extra
+
+
 async def judge_all(pipeline, pairs: list[tuple[str, str]]) -> list:
     """Each pair as the Serve judge judges it (tests.security.harness: parse, both sides, conclude; the query side
     understood once per query), batched into the student; a degraded judgment is an error."""
