@@ -146,6 +146,16 @@ class _Shadow:
             | None = None) -> bool:
         return self.cut([span(m) if span else m.span() for m in pattern.finditer(self.text)], kind)
 
+    def copy(self) -> _Shadow:
+        """A trial copy: cut on it, and `adopt` it if the trial is kept."""
+        out = _Shadow.__new__(_Shadow)
+        out.original, out.text, out.origin = self.original, self.text, list(self.origin)
+        out.removed, out.invisible = list(self.removed), self.invisible
+        return out
+
+    def adopt(self, trial: _Shadow) -> None:
+        self.text, self.origin, self.removed = trial.text, trial.origin, trial.removed
+
     def result(self) -> str:
         kept = sorted(set(self.origin))
         return "".join(self.original[i] for i in kept)
@@ -701,7 +711,8 @@ def _repeated_query(sh: _Shadow, q: _Query) -> None:
 _CLAIM_BOUND = "。！？!?\n，,；;：:|"
 # The claim's own lead-in: a label (温馨提示：), the product as its subject (本品, 这款), the copula or the preposition
 # (正是, 就是, 与, 和).
-_ZH_CLAIM_LEAD = (r"(?:(?:温馨提示|友情提示|商品说明|提示|说明|注意)\s*[:：]?\s*)?"
+_ZH_CLAIM_LABEL = r"(?:(?:温馨提示|友情提示|商品说明|提示|说明|注意)\s*[:：]?\s*)?"
+_ZH_CLAIM_LEAD = (rf"{_ZH_CLAIM_LABEL}"
                   r"(?:(?:本品|本商品|此商品|该商品|本产品|此产品|该产品|这款|此款|本款|这个|这就|它)\s*)?"
                   r"(?:就|正|即|便|恰|恰好|刚好)?(?:是|为|与|和|跟|同)?\s*")
 # "what you searched for": the user's search as the object of the claim (您搜索的, 你要找的, 您需要的).
@@ -716,6 +727,9 @@ _ZH_CLAIMS = (
     re.compile(rf"{_ZH_CLAIM_LEAD}{_ZH_SEARCHED}\s*[^\s{_CLAIM_BOUND}]*"),
     # 与搜索词完全匹配, 和您的搜索结果一致
     re.compile(rf"{_ZH_CLAIM_LEAD}(?:您的|你的)?(?:搜索|检索)(?:词|结果|关键词|内容|需求)?\s*(?:{_ZH_VERDICT})"),
+    # 此商品即为X, 本品就是X: the product says it is what was searched
+    re.compile(rf"{_ZH_CLAIM_LABEL}(?:本品|本商品|此商品|该商品|本产品|此产品|该产品|这款|此款|本款)\s*(?:即为|就是|正是|即是|便是)"
+               rf"\s*[^\s{_CLAIM_BOUND}]*"),
     # 搜X就选本品
     re.compile(rf"(?:想|要)?搜(?:索)?[^{_CLAIM_BOUND}]{{0,20}}?就(?:选|买|认准|来|找|拍|下单|购买)"
                r"(?:本品|本店|我们|这款|这里|我家|它|我)?"),
@@ -793,7 +807,7 @@ _FORM_WORDS = sorted({
 # What else ends a product's name (a non-drug product: 避孕套, 口罩, 血压计, 防晒霜, 创可贴).
 _PRODUCT_ENDINGS = (*_FORM_WORDS, "套", "罩", "仪", "器", "计", "霜", "露", "棉", "垫", "巾", "裤", "贴")
 # What separates a product's name from text appended to it.
-_APPEND_SEP = " \t|/,，、;；+·~-_"
+_APPEND_SEP = " \t|/,，、;；:：+·~-_"
 # Without a knowledge base: a pack size or strength (the seed's specification pattern, simplified).
 _SPEC = re.compile(r"\d+(?:\.\d+)?\s*(?:mg|g|ml|μg|ug|mcg|kg|iu|万单位|单位|克|毫克|毫升|片|粒|袋|支|贴|丸|瓶|"
                    r"盒|板|包|枚|只|揿|喷|张)(?:\s*[*×x]\s*\d+(?:\.\d+)?\s*(?:mg|g|ml|片|粒|袋|支|贴|丸|瓶|盒|板|包|枚|只|张)?)*"
@@ -842,15 +856,17 @@ def _query_span(q: _Query, core: str) -> tuple[int, int]:
     return (k, k + len(core)) if k >= 0 else (0, len(q.text))
 
 
-def _lists_the_query(q: _Query, s: str, i: int, core: str) -> bool:
+def _said_before(q: _Query, s: str, i: int, core: str) -> bool:
     """Does the name before s[i] already mention another part of the query (蒲地蓝消炎片，复方北豆根氨酚那敏片 for the
-    query 复方北豆根氨酚那敏片 蒲地蓝)? Then the name lists what the query lists; nothing was appended to it."""
+    query 复方北豆根氨酚那敏片 蒲地蓝: the name lists what the query lists), or all of what this mention says (阿莫西林
+    胶囊 阿莫西林颗粒 0.125g*12袋 for 阿莫西林胶囊: the query heads the name, and cutting the product behind it would
+    leave only the query)? Then nothing was appended here."""
     a, b = _query_span(q, core)
     for k in range(i):
         n = q.at(s, k)
         if n:
             c, d = _query_span(q, s[k : k + n])
-            if d <= a or c >= b:
+            if d <= a or c >= b or (c <= a and b <= d):
                 return True
     return False
 
@@ -865,35 +881,52 @@ def _name_chars(text: str) -> int:
     return len(re.findall(r"[a-z]|[\u3400-\u9fff]", re.sub(r"[(（【\[][^)）】\]]*[)）】\]]", "", text)))
 
 
-def _name_ended(s: str, i: int, specs: list[tuple[int, int]]) -> bool:
-    """Has the product's own name ended before s[i]? After its specification (马应龙麝香痔疮膏 10g |感冒灵颗粒), after
-    a separator behind a complete product name (马应龙麝香痔疮膏 | 感冒灵颗粒: a dosage-form word or another product
-    noun ends it) or behind a bracketed tag that follows the name, or glued straight to the end of a drug's name
-    (马应龙麝香痔疮膏感冒灵颗粒) or of a specification (10g感冒灵颗粒)."""
+def _ends_name(t: str, word: str) -> bool:
+    """Does t end with this dosage-form word or product noun as a name's end, not as a count (吃一片, 3片)?"""
+    return t.endswith(word) and not re.search(r"[0-9一二三四五六七八九十两几半百千]$", t[: len(t) - len(word)])
+
+
+def _appendix_start(s: str, i: int, specs: list[tuple[int, int]]) -> int | None:
+    """Where the text appended to the product's name starts, if the name has ended before the mention at s[i]
+    (None: the mention is part of the name). The name has ended after its specification (马应龙麝香痔疮膏 10g |感冒灵
+    颗粒; a short word glued before the mention goes with it: 10g 适合感冒灵颗粒), after a separator behind a complete
+    product name (马应龙麝香痔疮膏 | 感冒灵颗粒: a dosage-form word or another product noun ends it) or behind a
+    bracketed tag that follows the name, or glued straight to the end of a drug's name (马应龙麝香痔疮膏感冒灵颗粒) or
+    of a specification (10g感冒灵颗粒)."""
     t = s[:i].rstrip(_APPEND_SEP)
     separated = len(t) < i
     if not separated and i > 0 and not (_CJK.match(s[i - 1]) or s[i - 1].isalnum() or s[i - 1] in _CLOSE):
-        return False
+        return None
     # After the specification: the head (a name before the spec) has ended with it.
     for a, b in specs:
         if b <= len(t) and (separated or b == i) and _name_chars(s[:a]) >= 2:
-            return True
+            return i
     if not separated:
         # Glued: straight behind a drug's dosage-form word (the name before it at least two characters) or another
         # product noun (a name of three characters or more: 杜蕾斯避孕套).
         token = t.split(" ")[-1]
         for w in _FORM_WORDS:
-            if t.endswith(w) and _name_chars(token[: len(token) - len(w)]) >= 2:
-                return True
-        return t.endswith(_PRODUCT_ENDINGS) and _name_chars(token) >= 3
+            if _ends_name(t, w) and _name_chars(token[: len(token) - len(w)]) >= 2:
+                return i
+        if any(_ends_name(t, w) for w in _PRODUCT_ENDINGS) and _name_chars(token) >= 3:
+            return i
+        # A short word between a specification (or a separator behind it) and the mention: 10g 适合感冒灵颗粒.
+        w = i
+        while w > 0 and i - w < 4 and _CJK.match(s[w - 1]):
+            w -= 1
+        if w < i and (w == 0 or not _CJK.match(s[w - 1])):
+            if any(b <= w and _name_chars(s[:a]) >= 2 and not s[b:w].strip(_APPEND_SEP) for a, b in specs):
+                return w
+        return None
     # Behind a separator: the token before it ends a product's name, or is a bracket tag behind the name.
-    token = re.split(r"[\s|/,，、;；+·~]", t)[-1]
-    if t.endswith(_PRODUCT_ENDINGS) and _name_chars(token) >= 3:
-        return True
+    token = re.split(r"[\s|/,，、;；:+·~]", t)[-1]
+    if any(_ends_name(t, w) for w in _PRODUCT_ENDINGS) and _name_chars(token) >= 3:
+        return i
     if t and t[-1] in _CLOSE:
         opened = max(t.rfind(o) for o in _OPEN)
-        return opened > 0 and _name_chars(t[:opened]) >= 2
-    return False
+        if opened > 0 and _name_chars(t[:opened]) >= 2:
+            return i
+    return None
 
 
 def _adds_nothing(kb: KnowledgeBase | None, mention: str, rest: str) -> bool:
@@ -934,13 +967,33 @@ def _adds_nothing(kb: KnowledgeBase | None, mention: str, rest: str) -> bool:
     return said
 
 
+# Chinese written letter-spaced (布 洛 芬): a disguise, never how a product's name is written.
+_SPACED = re.compile(r"(?<![\u3400-\u9fff0-9a-z])[\u3400-\u9fff0-9a-z](?: [\u3400-\u9fff0-9a-z]){2,}"
+                     r"(?![\u3400-\u9fff0-9a-z])")
+
+
 def _appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
+    """The query appended behind the product's name (_cut_appended), also when it is letter-spaced (… 100片 布 洛 芬):
+    a spaced run is read without its spaces, and kept as written unless the query in it is cut."""
+    if _cut_appended(sh, q, kb):
+        return
+    for m in list(_SPACED.finditer(sh.text)):
+        if len(_CJK.findall(m.group(0))) < 2:
+            continue
+        trial = sh.copy()
+        trial.cut([(k, k + 1) for k in range(m.start(), m.end()) if sh.text[k] == " "], None)
+        if _cut_appended(trial, q, kb):
+            sh.adopt(trial)
+            return
+
+
+def _cut_appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> bool:
     """The query appended behind the product's own name (马应龙麝香痔疮膏 10g 感冒灵颗粒, … | 感冒灵颗粒,
     马应龙麝香痔疮膏感冒灵颗粒): cut with what trails it, a specification right behind it excepted (it is the
     product's). Kept: the query heading the name (it is the product's own name), a mention the rest of the name already
-    says (_adds_nothing), and any text that reads as a question or an article title (_NOT_A_LISTING)."""
-    if _NOT_A_LISTING.search(sh.text):
-        return
+    says (_adds_nothing), and a mention behind text that reads as a question or an article title (_NOT_A_LISTING;
+    what the appendix itself says does not count: 马应龙麝香痔疮膏 10g 感冒灵颗粒吗 is still a listing)."""
+    done = False
     for _ in range(4):
         s = sh.text
         specs = _specs(s, kb)
@@ -948,10 +1001,13 @@ def _appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
         for i in range(1, len(s)):
             n = _mention_at(q, s, i)
             # (A mention that continues the query begun before it is the head's own text: 天津血液|病研究所.)
-            if not n or s[i - 1 : i + q.at(s, i)] in q.text or not _name_ended(s, i, specs):
+            if not n or s[i - 1 : i + q.at(s, i)] in q.text:
+                continue
+            start = _appendix_start(s, i, specs)
+            if start is None or _NOT_A_LISTING.search(s[:start]):
                 continue
             core = s[i : i + q.at(s, i)]
-            if not _names_a_product(q, kb, core) or _lists_the_query(q, s, i, core):
+            if not _names_a_product(q, kb, core) or _said_before(q, s, i, core):
                 continue
             after = i + n
             k = after
@@ -963,13 +1019,15 @@ def _appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
             b = after if end < len(s) else end
             if q.hijack(s[i:b]):
                 continue  # X平替, X同款 behind the name: left for the cheating check, as the other rules leave it
-            a = i
+            a = start
             while a > 0 and s[a - 1] in _APPEND_SEP:
                 a -= 1
             cut = (a, b)
             break
         if cut is None or not sh.cut([cut], "appended_query"):
-            return
+            break
+        done = True
+    return done
 
 
 def _tidy(sh: _Shadow) -> None:

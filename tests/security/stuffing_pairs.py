@@ -6,7 +6,8 @@ Every base name is `head + " " + spec` (the product's own name, then its specifi
 the query after the head, after the spec, or glued to either. A variant is judged against its clean base pair; it
 RAISES when its level ranks above the clean pair's (the requirement: stuffing never raises a product's level).
 
-    python -m tests.security.stuffing_pairs      # judge every pair with the embedded default, print the counts
+    python -m tests.security.stuffing_pairs          # judge every pair with the embedded default, print the counts
+    python -m tests.security.stuffing_pairs probes   # the shapes written after the rules (not asserted)
 
 Written for this issue by hand (no pair comes from ../shared/data, so nothing here is train or eval).
 """
@@ -140,6 +141,25 @@ def variants(bases: tuple[Base, ...] = BASES) -> list[Variant]:
     return out
 
 
+def probes(bases: tuple[Base, ...] = BASES) -> list[Variant]:
+    """Shapes written after the rules, to see what they do not cover (measured, not asserted; README): the query with
+    a question particle, spaced out, in front of the name, behind a label or a verb, and claims in other words."""
+    out: list[Variant] = []
+    for b in bases:
+        q, n = b.query, b.name
+        shapes = {
+            "question_tail": f"{n} {q}吗",
+            "spaced": f"{n} {' '.join(q)}",
+            "prepended": f"{q} {n}",
+            "colon_label": f"{n} 搜索：{q}",
+            "verb": f"{n} 适合{q}",
+            "claim_zh_other": f"{n} 商品说明：此商品即为{q}",
+            "claim_en_other": f"{n} (the one you're searching for)",
+        }
+        out += [Variant(b, shape, name, ()) for shape, name in shapes.items()]
+    return out
+
+
 def expected_kinds(v: Variant) -> tuple[str, ...]:
     """What the sanitiser must report (and nothing else). On a highly relevant pair the query is the product's own
     name: an appended copy of it adds nothing and is left alone (only a claim, or an invisible character, is
@@ -175,9 +195,9 @@ async def judge_all(pipeline, pairs: list[tuple[str, str]]) -> list:
     return await _judge_all(pipeline, pairs, 32)
 
 
-async def measure(pipeline) -> tuple[dict, list]:
+async def measure(pipeline, vs: list[Variant] | None = None) -> tuple[dict, list]:
     """Judge every base and variant; returns ({base id: judgment}, [(variant, judgment)])."""
-    vs = variants()
+    vs = variants() if vs is None else vs
     base_j = await judge_all(pipeline, [(b.query, b.name) for b in BASES])
     by_base = {b.id: j for b, j in zip(BASES, base_j, strict=True)}
     js = await judge_all(pipeline, [(v.base.query, v.name) for v in vs])
@@ -212,8 +232,10 @@ def _main() -> None:
 
     os.environ.setdefault("ARMED_KNOWLEDGE__ARTEFACT", "none")  # the packaged seed, as the tests judge with
     started = time.perf_counter()
+    import sys
+
     pipe = embedded_default()
-    by_base, judged = asyncio.run(measure(pipe))
+    by_base, judged = asyncio.run(measure(pipe, probes() if sys.argv[1:] == ["probes"] else None))
     print(report(by_base, judged))
     print(f"{len(BASES)} bases, {len(judged)} variants, {time.perf_counter() - started:.0f}s")
 

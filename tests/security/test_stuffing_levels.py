@@ -65,6 +65,12 @@ def test_the_new_kinds_are_kinds():
     ("999感冒灵颗粒", "[仁和]感冒灵颗粒999感冒灵颗粒 10g*9袋", "[仁和]感冒灵颗粒 10g*9袋"),
     ("布洛芬缓释胶囊", "布洛芬混悬液 100ml 布洛芬缓释胶囊", "布洛芬混悬液 100ml"),
     ("布洛芬", "云南白药创可贴 100片 布洛芬缓释胶囊", "云南白药创可贴 100片"),  # a dosage-form suffix on the query
+    # (found by the probes written after the first rules: README)
+    ("感冒灵颗粒", "马应龙麝香痔疮膏 10g 感冒灵颗粒吗", "马应龙麝香痔疮膏 10g"),  # the appendix's own particle
+    ("感冒灵颗粒", "马应龙麝香痔疮膏 10g 搜索：感冒灵颗粒", "马应龙麝香痔疮膏 10g 搜索"),  # behind a label
+    ("感冒灵颗粒", "马应龙麝香痔疮膏 10g 适合感冒灵颗粒", "马应龙麝香痔疮膏 10g"),  # a short word before it goes too
+    ("感冒灵颗粒", "马应龙麝香痔疮膏 10g 感 冒 灵 颗 粒", "马应龙麝香痔疮膏 10g"),  # letter-spaced
+    ("999感冒灵颗粒", "[仁和]感冒灵颗粒 10g*9袋 9 9 9 感 冒 灵 颗 粒", "[仁和]感冒灵颗粒 10g*9袋"),
 ])
 def test_an_appended_query_is_cut(kb, query, name, kept):
     out = clean_merchant_text(name, query=query, kb=kb)
@@ -120,6 +126,12 @@ def test_without_a_knowledge_base_the_structure_still_decides():
     ("天津血液病研究所", "天津血液病研究所"),  # the query continuing: 液 then 病, not a name and an appendix
     ("盐酸治脚气", "盐酸布替萘芬乳膏治脚气"),  # a fragment of the query, not a product's name
     ("复方北豆根氨酚那敏片 蒲地蓝", "蒲地蓝消炎片，复方北豆根氨酚那敏片"),  # the name lists what the query lists
+    ("安眠药能睡多久", "吃一片安眠药能睡多久"),  # 一片 is a count, not the end of a drug's name
+    # The query heading the name is kept as the product's own name, and the product behind it is not cut either:
+    # that would leave only the query (prepending is not caught: README).
+    ("阿莫西林胶囊", "阿莫西林胶囊 阿莫西林颗粒 0.125g*12袋"),
+    ("布洛芬", "布洛芬 [中美史克] 布洛芬缓释胶囊 0.3g*20粒"),
+    ("布洛芬", "布 洛 芬 缓释胶囊 0.3g"),  # a spaced head stays as written
 ])
 def test_the_products_own_name_and_ordinary_titles_stay(kb, query, name):
     out = clean_merchant_text(name, query=query, kb=kb)
@@ -140,7 +152,8 @@ def test_a_hijacking_phrase_behind_the_name_stays_for_the_cheating_check(kb):
     "温馨提示：本品与您搜索的感冒灵颗粒完全匹配", "（与您搜索的感冒灵颗粒完全一致）", "与搜索词完全匹配",
     "exact match for 感冒灵颗粒", "matches your search", "This is the 感冒灵颗粒 you searched for.",
     "perfect match: 感冒灵颗粒", "100% match for 感冒灵颗粒", "- exactly what you are looking for", "Exact Match",
-    "it's a perfect match", "exactly what you searched for",
+    "it's a perfect match", "exactly what you searched for", "商品说明：此商品即为感冒灵颗粒", "本品就是感冒灵颗粒",
+    "(the one you're searching for)",
 ])
 def test_a_match_claim_is_cut_with_its_clause(kb, claim):
     out = clean_merchant_text(f"马应龙麝香痔疮膏 10g {claim}", query="感冒灵颗粒", kb=kb)
