@@ -1017,8 +1017,8 @@ def _cut_appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> bool:
             if _adds_nothing(kb, s[i : i + n], s[:i] + s[end:]):
                 continue
             b = after if end < len(s) else end
-            if q.hijack(s[i:b]):
-                continue  # X平替, X同款 behind the name: left for the cheating check, as the other rules leave it
+            if q.hijack(s[max(0, start - 4) : b]):
+                continue  # 代替X, X平替 behind the name: left for the cheating check, as the other rules leave it
             a = start
             while a > 0 and s[a - 1] in _APPEND_SEP:
                 a -= 1

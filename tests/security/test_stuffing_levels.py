@@ -138,8 +138,10 @@ def test_the_products_own_name_and_ordinary_titles_stay(kb, query, name):
     assert out.text == name and out.removed == (), out
 
 
-def test_a_hijacking_phrase_behind_the_name_stays_for_the_cheating_check(kb):
-    name = "儿童防晒霜 SPF50+ 50ml 感冒药平替"
+@pytest.mark.parametrize("name", ["儿童防晒霜 SPF50+ 50ml 感冒药平替", "思密达蒙脱石散 3g*10袋 代替感冒药使用",
+                                  "思密达蒙脱石散 3g*10袋 可替代 感冒药"])
+def test_a_hijacking_phrase_behind_the_name_stays_for_the_cheating_check(kb, name):
+    assert kb.hijack_terms(name)
     assert clean_merchant_text(name, query="感冒药", kb=kb).text == name
 
 
