@@ -43,14 +43,16 @@ Rules, in order (each names the kind it reports):
   香痔疮膏 10g 感冒灵颗粒, … 0.3g*24片/盒 感冒灵; the knowledge base's specification patterns, else _SPEC), after a
   separator behind a complete product name (a dosage-form word or another product noun ends it: 马应龙麝香痔疮膏 |
   感冒灵颗粒, 马应龙麝香痔疮膏 感冒灵颗粒 感冒药) or behind a bracketed tag that follows a name, and glued straight
-  to a drug's dosage-form word (马应龙麝香痔疮膏感冒灵颗粒) or to a specification (10g感冒灵颗粒). X here is a product's
-  name (the whole query, one of its drug / brand names, or a piece in which the knowledge base finds one: not 治脚气 of
-  盐酸治脚气). It stays when it heads the name (the query at the start is the product's own name), when it continues
-  the query begun before it, when the name before it lists another part of the query, when the rest of the name
-  already says everything it says (_adds_nothing: [999] 感冒灵颗粒 10g*9袋 感冒灵 is an exact product repeating its
-  name; 修正消栓通络片 behind [康恩贝]消栓通络片 adds another maker and goes), for hijacking phrases as above, and
-  in any text that reads as a question or an article title rather than a listing (_NOT_A_LISTING: KUAKE titles
-  such as 感冒灵颗粒和感冒清热颗粒哪个好, 布洛芬缓释胶囊说明书).
+  to a drug's dosage-form word (马应龙麝香痔疮膏感冒灵颗粒) or to a specification (10g感冒灵颗粒); a short word glued
+  before X behind a spec goes with it (10g 适合X), and a letter-spaced X (感 冒 灵) is read without its spaces. X is
+  a product's name (the whole query, one of its drug / brand names, or a piece in which the knowledge base finds one:
+  not 治脚气 of 盐酸治脚气). It stays when it heads the name (the query at the start is the product's own name), when
+  it continues the query begun before it, when the name before it lists another part of the query or already says
+  all of it (a product behind the query heading the name is not cut), when the rest of the name already says
+  everything it says (_adds_nothing: [999] 感冒灵颗粒 10g*9袋 感冒灵 is an exact product repeating its name; 修正
+  消栓通络片 behind [康恩贝]消栓通络片 adds another maker and goes), for hijacking phrases as above, and behind a head that reads as a question or an article title rather than a listing (_NOT_A_LISTING: KUAKE titles
+  such as 感冒灵颗粒和感冒清热颗粒哪个好, 布洛芬缓释胶囊说明书; only the text before X counts, so a particle the
+  merchant puts behind X does not protect it). Prepended (X 马应龙麝香痔疮膏 10g) is not caught: X heads the name.
 """
 
 from __future__ import annotations
