@@ -50,9 +50,10 @@ Rules, in order (each names the kind it reports):
   it continues the query begun before it, when the name before it lists another part of the query or already says
   all of it (a product behind the query heading the name is not cut), when the rest of the name already says
   everything it says (_adds_nothing: [999] 感冒灵颗粒 10g*9袋 感冒灵 is an exact product repeating its name; 修正
-  消栓通络片 behind [康恩贝]消栓通络片 adds another maker and goes), for hijacking phrases as above, and behind a head that reads as a question or an article title rather than a listing (_NOT_A_LISTING: KUAKE titles
-  such as 感冒灵颗粒和感冒清热颗粒哪个好, 布洛芬缓释胶囊说明书; only the text before X counts, so a particle the
-  merchant puts behind X does not protect it). Prepended (X 马应龙麝香痔疮膏 10g) is not caught: X heads the name.
+  消栓通络片 behind [康恩贝]消栓通络片 adds another maker and goes), for hijacking phrases as above, and behind a
+  head that reads as a question or an article title rather than a listing (_NOT_A_LISTING: KUAKE titles such as 感冒
+  灵颗粒和感冒清热颗粒哪个好, 布洛芬缓释胶囊说明书; only the text before X counts, so a particle the merchant puts
+  behind X does not protect it). Prepended (X 马应龙麝香痔疮膏 10g) is not caught: X heads the name.
 """
 
 from __future__ import annotations
