@@ -23,16 +23,37 @@ Rules, in order (each names the kind it reports):
   you are now …, note to the AI …) to the end of their sentence;
 - judgment_words: the relevance vocabulary itself (highly relevant, 高度相关 …): a product name never needs it;
 - hashtag: #keywords;
-- padding / repetition / length: a filler run (_FILLER_RUN spaces or punctuation marks) and, after the head of the
-  name, everything behind it; a phrase repeated _REPEATS times (and, after the head, the rest); then the cap
-  MAX_JUDGED_NAME_CHARS (names only);
+- padding / repetition: a filler run (_FILLER_RUN spaces or punctuation marks) and, after the head of the name,
+  everything behind it; a phrase repeated _REPEATS times (and, after the head, the rest);
+- match_claim: a claim that the product matches the search, Chinese or English (本品与您搜索的X完全匹配, 与您搜索的X
+  一致, 正是您要找的X, 您搜索的X就是本品, 搜X就选本品, X 官方正品 完全匹配, 100%匹配, 精准匹配, exact match for X,
+  matches your search, this is the X you searched for), with its clause and the query it names; with or without the
+  query, so attributes lose it too. A bare match verdict (完全匹配) counts only where it ends its clause: 骨髓配型完全
+  匹配的几率 is a question about marrow donors;
+- length: the cap MAX_JUDGED_NAME_CHARS (names only);
 - with the query (names only; a mention is a piece of the query holding at least half of it, or one of its drug or
   brand names): negated_query (不含X, 无X, 非X, 不是X, 替代X, X平替, without X …: the product says it is not X, so X
   goes with its marker); compared_query (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X); stuffed_query (X
   after an SEO word: 热搜X, X同款, 关键词：X, 适用于X …; the whole query alone or with sales filler in brackets; X
   heading a keyword list; the whole query _QUERY_REPEATS times). A bracketed or listed X stays when the knowledge base
   finds the rest of the name to name the same product (布洛芬缓释胶囊（芬必得）: 芬必得 is 布洛芬), and a phrase the
-  knowledge base calls traffic hijacking (X同款, X平替, 替代X) stays for the cheating check to judge.
+  knowledge base calls traffic hijacking (X同款, X平替, 替代X) stays for the cheating check to judge;
+- appended_query (names only, last): X standing after the product's own name has ended, cut with what trails it (a
+  specification right behind X excepted: it is the product's). The name has ended after its specification (马应龙麝
+  香痔疮膏 10g 感冒灵颗粒, … 0.3g*24片/盒 感冒灵; the knowledge base's specification patterns, else _SPEC), after a
+  separator behind a complete product name (a dosage-form word or another product noun ends it: 马应龙麝香痔疮膏 |
+  感冒灵颗粒, 马应龙麝香痔疮膏 感冒灵颗粒 感冒药) or behind a bracketed tag that follows a name, and glued straight
+  to a drug's dosage-form word (马应龙麝香痔疮膏感冒灵颗粒) or to a specification (10g感冒灵颗粒); a short word glued
+  before X behind a spec goes with it (10g 适合X), and a letter-spaced X (感 冒 灵) is read without its spaces. X is
+  a product's name (the whole query, one of its drug / brand names, or a piece in which the knowledge base finds one:
+  not 治脚气 of 盐酸治脚气). It stays when it heads the name (the query at the start is the product's own name), when
+  it continues the query begun before it, when the name before it lists another part of the query or already says
+  all of it (a product behind the query heading the name is not cut), when the rest of the name already says
+  everything it says (_adds_nothing: [999] 感冒灵颗粒 10g*9袋 感冒灵 is an exact product repeating its name; 修正
+  消栓通络片 behind [康恩贝]消栓通络片 adds another maker and goes), for hijacking phrases as above, and behind a
+  head that reads as a question or an article title rather than a listing (_NOT_A_LISTING: KUAKE titles such as 感冒
+  灵颗粒和感冒清热颗粒哪个好, 布洛芬缓释胶囊说明书; only the text before X counts, so a particle the merchant puts
+  behind X does not protect it). Prepended (X 马应龙麝香痔疮膏 10g) is not caught: X heads the name.
 """
 
 from __future__ import annotations
@@ -62,8 +83,8 @@ EMPTY_NAME = "未命名商品"
 
 KINDS = (
     "invisible", "template_token", "markup", "delimiter", "role_turn", "answer_label", "instruction",
-    "judgment_words", "hashtag", "padding", "repetition", "length", "negated_query", "compared_query",
-    "stuffed_query",
+    "judgment_words", "hashtag", "padding", "repetition", "length", "match_claim", "negated_query", "compared_query",
+    "stuffed_query", "appended_query",
 )
 
 
@@ -127,6 +148,16 @@ class _Shadow:
     def sub(self, pattern: re.Pattern[str], kind: str | None, span: Callable[[re.Match[str]], tuple[int, int]]
             | None = None) -> bool:
         return self.cut([span(m) if span else m.span() for m in pattern.finditer(self.text)], kind)
+
+    def copy(self) -> _Shadow:
+        """A trial copy: cut on it, and `adopt` it if the trial is kept."""
+        out = _Shadow.__new__(_Shadow)
+        out.original, out.text, out.origin = self.original, self.text, list(self.origin)
+        out.removed, out.invisible = list(self.removed), self.invisible
+        return out
+
+    def adopt(self, trial: _Shadow) -> None:
+        self.text, self.origin, self.removed = trial.text, trial.origin, trial.removed
 
     def result(self) -> str:
         kept = sorted(set(self.origin))
@@ -530,6 +561,7 @@ def _query_stuffing(sh: _Shadow, query: str, kb: KnowledgeBase | None, keep_hija
     _brackets(sh, q, kb)
     _lists(sh, q, kb)
     _repeated_query(sh, q)
+    _appended(sh, q, kb)
 
 
 def _comparisons(sh: _Shadow, q: _Query) -> None:
@@ -676,6 +708,331 @@ def _repeated_query(sh: _Shadow, q: _Query) -> None:
         sh.cut([(_glue_left(s, m.start()), m.end()) for m in re.finditer(re.escape(q.text), s)], "stuffed_query")
 
 
+# ------------------------------------------------------------------------------------ match claims (issue 22)
+
+# Where a Chinese claim's clause ends.
+_CLAIM_BOUND = "。！？!?\n，,；;：:|"
+# The claim's own lead-in: a label (温馨提示：), the product as its subject (本品, 这款), the copula or the preposition
+# (正是, 就是, 与, 和).
+_ZH_CLAIM_LABEL = r"(?:(?:温馨提示|友情提示|商品说明|提示|说明|注意)\s*[:：]?\s*)?"
+_ZH_CLAIM_LEAD = (rf"{_ZH_CLAIM_LABEL}"
+                  r"(?:(?:本品|本商品|此商品|该商品|本产品|此产品|该产品|这款|此款|本款|这个|这就|它)\s*)?"
+                  r"(?:就|正|即|便|恰|恰好|刚好)?(?:是|为|与|和|跟|同)?\s*")
+# "what you searched for": the user's search as the object of the claim (您搜索的, 你要找的, 您需要的).
+_ZH_SEARCHED = (r"(?:您|你|亲)(?:所|正在|刚刚|刚才|想|要)?"
+                r"(?:搜索|搜寻|搜|要找|寻找|在找|找|查找|查询|检索|需要|想要|要买|想买)的")
+_ZH_VERDICT = (r"(?:完全|精准|精确|百分百|100%|百分之百|绝对|高度|一模一样)?\s*(?:匹配|一致|相符|吻合|相同|对应)"
+               r"|就是(?:本品|本商品|这款|此款|它|我们|这个|我家)")
+_ZH_CLAIMS = (
+    # 本品与您搜索的X完全匹配, 您搜索的X就是本品, 与您搜索的X一致: up to the verdict
+    re.compile(rf"{_ZH_CLAIM_LEAD}{_ZH_SEARCHED}[^{_CLAIM_BOUND}]{{0,30}}?(?:{_ZH_VERDICT})"),
+    # 正是您要找的X: to the end of its clause (or the first space after the object)
+    re.compile(rf"{_ZH_CLAIM_LEAD}{_ZH_SEARCHED}\s*[^\s{_CLAIM_BOUND}]*"),
+    # 与搜索词完全匹配, 和您的搜索结果一致
+    re.compile(rf"{_ZH_CLAIM_LEAD}(?:您的|你的)?(?:搜索|检索)(?:词|结果|关键词|内容|需求)?\s*(?:{_ZH_VERDICT})"),
+    # 此商品即为X, 本品就是X: the product says it is what was searched
+    re.compile(rf"{_ZH_CLAIM_LABEL}(?:本品|本商品|此商品|该商品|本产品|此产品|该产品|这款|此款|本款)\s*(?:即为|就是|正是|即是|便是)"
+               rf"\s*[^\s{_CLAIM_BOUND}]*"),
+    # 搜X就选本品
+    re.compile(rf"(?:想|要)?搜(?:索)?[^{_CLAIM_BOUND}]{{0,20}}?就(?:选|买|认准|来|找|拍|下单|购买)"
+               r"(?:本品|本店|我们|这款|这里|我家|它|我)?"),
+)
+# 100%匹配, 精准匹配, X 官方正品 完全匹配: a bare match verdict, only where it ends its clause (完全匹配的几率 is
+# ordinary language); the query and sales filler before it go with it.
+_ZH_MATCH = re.compile(r"(?:(?:完全|精准|精确|百分百|100%|百分之百|高度|智能|绝对)\s*匹配(?:度)?"
+                       r"|匹配度\s*(?:100%|百分百|百分之百|最高))"
+                       r"(?=$|[\s。！？!?，,；;：:|)）】\]」』])")
+_EN_CLAIMS = re.compile(
+    r"(?<![a-z])(?:(?:this|it|that)(?:\s+(?:product|item|listing))?\s*(?:is|'s)\s+)?(?:an?\s+|the\s+)?"
+    r"(?:exact|perfect|precise|100%|best|complete|full|direct|total)\s*-?\s*match(?:es|ed|ing)?(?![a-z])"
+    r"|(?<![a-z])(?:match(?:es|ed|ing)?|fits?)\s+(?:exactly\s+)?(?:your|the|what\s+you)\s+(?:search(?:ed)?|query|"
+    r"keywords?|search\s+terms?)(?![a-z])"
+    r"|(?<![a-z])(?:(?:this|it)\s*(?:is|'s)\s+)?(?:exactly\s+)?(?:the|what)\s+[^.!?\n]{0,40}?you(?:'re|\s+are|\s+were)?"
+    r"\s+(?:searched|searching|search|looked|looking|look|want|wanted|need|needed)(?:\s+for)?(?![a-z])"
+    r"|(?<![a-z])(?:you\s+searched\s+for|as\s+searched)(?![a-z])"
+)
+# Sales filler a bare match verdict may carry (X 官方正品 完全匹配).
+_CLAIM_FILLER = sorted({*_FILLER, "官方正品", "保证", "保障", "品质", "放心购"}, key=len, reverse=True)
+
+
+def _match_claims(sh: _Shadow, q: _Query | None) -> None:
+    """A claim that the product matches the search (本品与您搜索的X完全匹配, 正是您要找的X, 搜X就选本品, 100%匹配,
+    exact match for X, matches your search): the listing says what the judge is to conclude. The claim goes with its
+    clause, and the query it names with it. Runs with or without the query (a claim needs no X to be one)."""
+    s = sh.text
+    spans = []
+    for pat in _ZH_CLAIMS:
+        spans += [(_lead_in_start(s, m.start()), m.end()) for m in pat.finditer(s) if m.group(0).strip()]
+    for m in _ZH_MATCH.finditer(s):
+        a = m.start()
+        while True:  # left over spaces, sales filler and the query (X 官方正品 完全匹配)
+            k = a
+            while k > 0 and s[k - 1] in " \t-,，、":
+                k -= 1
+            word = next((w for w in _CLAIM_FILLER if s.endswith(w, 0, k)), None)
+            start = k - len(word) if word else (_mention_ending(q, s, k) if q else -1)
+            if start < 0 or start == k:
+                break
+            a = start
+        spans.append((_glue_left(s, a), m.end()))
+    for m in _EN_CLAIMS.finditer(s):
+        spans.append((_glue_left(s, m.start()), _claim_tail(s, m.end(), q)))
+    sh.cut(spans, "match_claim")
+
+
+def _claim_tail(s: str, k: int, q: _Query | None) -> int:
+    """End of an English claim: its Latin run, and the query it names even in Chinese (exact match for 感冒灵颗粒)."""
+    for _ in range(4):
+        k0 = k
+        k = _latin_run_end(s, k)
+        j = k
+        while j < len(s) and s[j] in " \t:：-":
+            j += 1
+        n = _mention_at(q, s, j) if q else 0
+        if n:
+            k = j + n
+        if k == k0:
+            break
+    return k
+
+
+# ------------------------------------------------------------------------------------ appended query (issue 22)
+
+# Dosage-form words a drug's name ends with (the seed's dosage-form variants), longest first.
+_FORM_WORDS = sorted({
+    "片", "片剂", "薄膜衣片", "糖衣片", "缓释片", "控释片", "肠溶片", "分散片", "咀嚼片", "泡腾片", "含片", "口含片",
+    "胶囊", "软胶囊", "硬胶囊", "缓释胶囊", "肠溶胶囊", "颗粒", "颗粒剂", "冲剂", "泡腾颗粒", "口服液", "合剂",
+    "口服溶液", "混悬液", "混悬剂", "干混悬剂", "糖浆", "气雾剂", "喷雾剂", "喷剂", "软膏", "乳膏", "凝胶", "膏",
+    "膏剂", "贴", "贴剂", "贴膏", "膏药", "滴眼液", "眼药水", "滴眼剂", "眼膏", "滴鼻液", "滴耳液", "滴丸", "丸",
+    "水丸", "蜜丸", "大蜜丸", "浓缩丸", "散", "散剂", "酊", "酊剂", "滴剂", "注射液", "栓", "栓剂", "搽剂", "洗剂",
+    "正气水", "液", "剂",
+}, key=len, reverse=True)
+# What else ends a product's name (a non-drug product: 避孕套, 口罩, 血压计, 防晒霜, 创可贴).
+_PRODUCT_ENDINGS = (*_FORM_WORDS, "套", "罩", "仪", "器", "计", "霜", "露", "棉", "垫", "巾", "裤", "贴")
+# What separates a product's name from text appended to it.
+_APPEND_SEP = " \t|/,，、;；:：+·~-_"
+# Without a knowledge base: a pack size or strength (the seed's specification pattern, simplified).
+_SPEC = re.compile(r"\d+(?:\.\d+)?\s*(?:mg|g|ml|μg|ug|mcg|kg|iu|万单位|单位|克|毫克|毫升|片|粒|袋|支|贴|丸|瓶|"
+                   r"盒|板|包|枚|只|揿|喷|张)(?:\s*[*×x]\s*\d+(?:\.\d+)?\s*(?:mg|g|ml|片|粒|袋|支|贴|丸|瓶|盒|板|包|枚|只|张)?)*"
+                   r"(?:\s*/\s*(?:盒|瓶|袋|板|支|包|罐|张))?")
+# A question or an article title, not a product listing (KUAKE titles: 感冒灵颗粒和感冒清热颗粒哪个好, 布洛芬缓释胶囊
+# 说明书): the appended-query rule leaves such text alone.
+_NOT_A_LISTING = re.compile(
+    r"[?？]|吗|呢|么|怎|如何|为何|为啥|什么|哪|是否|能否|能不能|可不可以|可以|有没有|会不会|多少|多久|第几"
+    r"|几[天次片粒岁个号代种年月周]|区别|好不好|有用|有效|副作用|作用|功效|用法|用量|说明书|禁忌|注意|原因|还是|一起"
+    r"|同时|之后|以后|百科|知道|问答|医生|网站|_|我|你|吃了|喝了|用了|服了|吃过|用过|服用"
+)
+
+
+def _mention_at(q: _Query, s: str, i: int) -> int:
+    """Length of the mention of the query starting at s[i], with a dosage-form suffix it carries (0: none)."""
+    n = q.at(s, i)
+    if n:
+        n += next((len(w) for w in _FORM_WORDS if s.startswith(w, i + n)), 0)
+    return n
+
+
+def _mention_ending(q: _Query, s: str, k: int) -> int:
+    """Start of a mention of the query ending at s[k] (a dosage-form suffix allowed), else -1."""
+    for w in ("", *_FORM_WORDS):
+        if s.endswith(w, 0, k):
+            a = q.ending(s, k - len(w))
+            if a >= 0:
+                return a
+    return -1
+
+
+def _names_a_product(q: _Query, kb: KnowledgeBase | None, core: str) -> bool:
+    """Is this mention a product's name (what a merchant appends), not a fragment of a longer query (治脚气 of
+    盐酸治脚气, 一大一小 of 婴儿睾丸一大一小)? The whole query, one of its drug / brand names, or (with the knowledge
+    base) a piece in which it finds a drug name or a brand; without it, a leading piece of the query."""
+    if core == q.text or any(n in core for n in q.names):
+        return True
+    if kb is not None:
+        e = kb.extract(core)
+        return bool(e.common_name or e.brand)
+    return q.text.startswith(core)
+
+
+def _query_span(q: _Query, core: str) -> tuple[int, int]:
+    k = q.text.find(core)
+    return (k, k + len(core)) if k >= 0 else (0, len(q.text))
+
+
+def _said_before(q: _Query, s: str, i: int, core: str) -> bool:
+    """Does the name before s[i] already mention another part of the query (蒲地蓝消炎片，复方北豆根氨酚那敏片 for the
+    query 复方北豆根氨酚那敏片 蒲地蓝: the name lists what the query lists), or all of what this mention says (阿莫西林
+    胶囊 阿莫西林颗粒 0.125g*12袋 for 阿莫西林胶囊: the query heads the name, and cutting the product behind it would
+    leave only the query)? Then nothing was appended here."""
+    a, b = _query_span(q, core)
+    for k in range(i):
+        n = q.at(s, k)
+        if n:
+            c, d = _query_span(q, s[k : k + n])
+            if d <= a or c >= b or (c <= a and b <= d):
+                return True
+    return False
+
+
+def _specs(s: str, kb: KnowledgeBase | None) -> list[tuple[int, int]]:
+    """Specifications in s (the knowledge base's patterns, else _SPEC), with the 装 of a pack count (12只装)."""
+    found = [(a, b) for a, b, _ in kb.specifications(s)] if kb is not None else [m.span() for m in _SPEC.finditer(s)]
+    return [(a, b + 1 if s.startswith("装", b) else b) for a, b in found]
+
+
+def _name_chars(text: str) -> int:
+    return len(re.findall(r"[a-z]|[\u3400-\u9fff]", re.sub(r"[(（【\[][^)）】\]]*[)）】\]]", "", text)))
+
+
+def _ends_name(t: str, word: str) -> bool:
+    """Does t end with this dosage-form word or product noun as a name's end, not as a count (吃一片, 3片)?"""
+    return t.endswith(word) and not re.search(r"[0-9一二三四五六七八九十两几半百千]$", t[: len(t) - len(word)])
+
+
+def _appendix_start(s: str, i: int, specs: list[tuple[int, int]]) -> int | None:
+    """Where the text appended to the product's name starts, if the name has ended before the mention at s[i]
+    (None: the mention is part of the name). The name has ended after its specification (马应龙麝香痔疮膏 10g |感冒灵
+    颗粒; a short word glued before the mention goes with it: 10g 适合感冒灵颗粒), after a separator behind a complete
+    product name (马应龙麝香痔疮膏 | 感冒灵颗粒: a dosage-form word or another product noun ends it) or behind a
+    bracketed tag that follows the name, or glued straight to the end of a drug's name (马应龙麝香痔疮膏感冒灵颗粒) or
+    of a specification (10g感冒灵颗粒)."""
+    t = s[:i].rstrip(_APPEND_SEP)
+    separated = len(t) < i
+    if not separated and i > 0 and not (_CJK.match(s[i - 1]) or s[i - 1].isalnum() or s[i - 1] in _CLOSE):
+        return None
+    # After the specification: the head (a name before the spec) has ended with it.
+    for a, b in specs:
+        if b <= len(t) and (separated or b == i) and _name_chars(s[:a]) >= 2:
+            return i
+    if not separated:
+        # Glued: straight behind a drug's dosage-form word (the name before it at least two characters) or another
+        # product noun (a name of three characters or more: 杜蕾斯避孕套).
+        token = t.split(" ")[-1]
+        for w in _FORM_WORDS:
+            if _ends_name(t, w) and _name_chars(token[: len(token) - len(w)]) >= 2:
+                return i
+        if any(_ends_name(t, w) for w in _PRODUCT_ENDINGS) and _name_chars(token) >= 3:
+            return i
+        # A short word between a specification (or a separator behind it) and the mention: 10g 适合感冒灵颗粒.
+        w = i
+        while w > 0 and i - w < 4 and _CJK.match(s[w - 1]):
+            w -= 1
+        if w < i and (w == 0 or not _CJK.match(s[w - 1])):
+            if any(b <= w and _name_chars(s[:a]) >= 2 and not s[b:w].strip(_APPEND_SEP) for a, b in specs):
+                return w
+        return None
+    # Behind a separator: the token before it ends a product's name, or is a bracket tag behind the name.
+    token = re.split(r"[\s|/,，、;；:+·~]", t)[-1]
+    if any(_ends_name(t, w) for w in _PRODUCT_ENDINGS) and _name_chars(token) >= 3:
+        return i
+    if t and t[-1] in _CLOSE:
+        opened = max(t.rfind(o) for o in _OPEN)
+        if opened > 0 and _name_chars(t[:opened]) >= 2:
+            return i
+    return None
+
+
+def _adds_nothing(kb: KnowledgeBase | None, mention: str, rest: str) -> bool:
+    """Does the rest of the name already say everything the mention says? Then it is the product's own name repeated
+    ([999] 感冒灵颗粒 10g*9袋 感冒灵) and stays. With the knowledge base: every drug name, brand, dosage form,
+    efficacy and category the mention names is named by the rest too (修正消栓通络片 behind [康恩贝]消栓通络片 adds a
+    brand; 布洛芬缓释胶囊 behind 布洛芬混悬液 a dosage form: both go)."""
+    if mention in rest:
+        return True
+    if kb is None or not rest.strip():
+        return False
+    me, re_ = kb.enrich(kb.extract(mention)), kb.enrich(kb.extract(rest))
+    cn_m = set(kb.resolve_common_names(me.common_name).values()) | kb.canonical_common_names(me.common_name)
+    cn_r = set(kb.resolve_common_names(re_.brand + re_.common_name).values()) | kb.canonical_common_names(
+        re_.common_name)
+    said = False
+    if me.common_name:
+        if not cn_m <= cn_r:
+            return False
+        said = True
+    if me.brand:
+        # Another maker's brand adds one; a bare brand behind a name that names none may be the product's own maker
+        # (感冒灵颗粒 10g 999).
+        if (re_.brand and not kb.same_brand(me.brand, re_.brand)) or (not re_.brand and me.common_name):
+            return False
+        said = True
+    if me.dosage_form:
+        if not (re_.dosage_form and kb.dosage_forms_equal(me.dosage_form, re_.dosage_form)):
+            return False
+    if me.efficacy:
+        if not kb.efficacy_groups_of(me.efficacy) <= kb.efficacy_groups_of(re_.efficacy):
+            return False
+        said = True
+    if me.category:
+        if not set(me.category) <= set(re_.category):
+            return False
+        said = True
+    return said
+
+
+# Chinese written letter-spaced (布 洛 芬): a disguise, never how a product's name is written.
+_SPACED = re.compile(r"(?<![\u3400-\u9fff0-9a-z])[\u3400-\u9fff0-9a-z](?: [\u3400-\u9fff0-9a-z]){2,}"
+                     r"(?![\u3400-\u9fff0-9a-z])")
+
+
+def _appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
+    """The query appended behind the product's name (_cut_appended), also when it is letter-spaced (… 100片 布 洛 芬):
+    a spaced run is read without its spaces, and kept as written unless the query in it is cut."""
+    if _cut_appended(sh, q, kb):
+        return
+    for m in list(_SPACED.finditer(sh.text)):
+        if len(_CJK.findall(m.group(0))) < 2:
+            continue
+        trial = sh.copy()
+        trial.cut([(k, k + 1) for k in range(m.start(), m.end()) if sh.text[k] == " "], None)
+        if _cut_appended(trial, q, kb):
+            sh.adopt(trial)
+            return
+
+
+def _cut_appended(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> bool:
+    """The query appended behind the product's own name (马应龙麝香痔疮膏 10g 感冒灵颗粒, … | 感冒灵颗粒,
+    马应龙麝香痔疮膏感冒灵颗粒): cut with what trails it, a specification right behind it excepted (it is the
+    product's). Kept: the query heading the name (it is the product's own name), a mention the rest of the name already
+    says (_adds_nothing), and a mention behind text that reads as a question or an article title (_NOT_A_LISTING;
+    what the appendix itself says does not count: 马应龙麝香痔疮膏 10g 感冒灵颗粒吗 is still a listing)."""
+    done = False
+    for _ in range(4):
+        s = sh.text
+        specs = _specs(s, kb)
+        cut = None
+        for i in range(1, len(s)):
+            n = _mention_at(q, s, i)
+            # (A mention that continues the query begun before it is the head's own text: 天津血液|病研究所.)
+            if not n or s[i - 1 : i + q.at(s, i)] in q.text:
+                continue
+            start = _appendix_start(s, i, specs)
+            if start is None or _NOT_A_LISTING.search(s[:start]):
+                continue
+            core = s[i : i + q.at(s, i)]
+            if not _names_a_product(q, kb, core) or _said_before(q, s, i, core):
+                continue
+            after = i + n
+            k = after
+            while k < len(s) and s[k] in " \t":
+                k += 1
+            end = next((a for a, _ in specs if a == k and k > after), len(s))
+            if _adds_nothing(kb, s[i : i + n], s[:i] + s[end:]):
+                continue
+            b = after if end < len(s) else end
+            if q.hijack(s[max(0, start - 4) : b]):
+                continue  # 代替X, X平替 behind the name: left for the cheating check, as the other rules leave it
+            a = start
+            while a > 0 and s[a - 1] in _APPEND_SEP:
+                a -= 1
+            cut = (a, b)
+            break
+        if cut is None or not sh.cut([cut], "appended_query"):
+            break
+        done = True
+    return done
+
+
 def _tidy(sh: _Shadow) -> None:
     """After a removal: brackets left empty and dangling separators go (an unchanged name is never tidied)."""
     for _ in range(3):
@@ -729,6 +1086,7 @@ def clean_merchant_text(text: str, *, query: str | None = None, kb: KnowledgeBas
     sh = _Shadow(text)
     for rule in _PIPELINE:
         rule(sh)
+    _match_claims(sh, _Query.of(query, kb, keep_hijack) if query else None)
     if max_chars is not None:
         _cap(sh, max_chars)
     if query:
