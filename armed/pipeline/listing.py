@@ -62,6 +62,7 @@ _SALT_PREFIX = re.compile(
 _SALT_SUFFIX = re.compile(r"(?<!酸)(?:钠|钾|钙|镁)$")  # 阿托伐他汀钙 = 阿托伐他汀; 枸橼酸钾 ≠ 枸橼酸钙
 # Words joining two products into one listing (a combination pack), as opposed to a trailing search term.
 _COMBINE = re.compile(r"^\s*(?:\+|＋|加|和|与|及|&|组合|套装)\s*")
+_COMPOUND_MARKERS = ("复方", "复合", "强力", "精制", "加味", "加减")
 _SEP = set(" \t,，、/|;；:：·-_+＋()（）[]【】")
 _MAX_CORE_GAP = 10  # CJK characters between a known name and the dosage form that still belong to its core
 
@@ -278,9 +279,14 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
         head_at = _boundary_before(clean, m.start, stops, MAX_GLUED_CHARS)
         # (Modifiers the lexicon knows may be glued on: 小儿 in 小儿敷脐止泻; another name, brand or form may not.)
         prefix_matches = [x for x in matches if x is not m and x.start < m.start and x.end > head_at]
-        # A population or a description glued on (儿童医用口罩) leaves the name what it is.
-        modifier_only = all("population" in _fields(x) for x in prefix_matches) and _only_words(
-            clean[head_at : m.start], (*DESCRIPTIVE, *(x.surface for x in prefix_matches)))
+        # A population, a description or a use glued on (儿童医用口罩, 舒敏保湿面膜) leaves the name what it is; a
+        # compound marker (复方) or unknown characters make another name.
+        prefix = clean[head_at : m.start]
+        rest = prefix
+        for w in sorted((*DESCRIPTIVE, *(x.surface for x in prefix_matches)), key=len, reverse=True):
+            rest = rest.replace(w, "")
+        modifier_only = all(_fields(x) & {"population", "efficacy", "region"} for x in prefix_matches) and (
+            not rest or (prefix_matches and len(rest) <= 2 and not prefix.startswith(_COMPOUND_MARKERS)))
         if head_at < m.start and not any(_fields(x) & {"brand", "common_name", "dosage_form", "category"}
                                          for x in prefix_matches) and not modifier_only:
             maker = glued_maker(clean[head_at : m.start], kb)

@@ -64,8 +64,22 @@ def branch_audit(x: np.ndarray, y: np.ndarray, probs: np.ndarray, spec: FeatureS
     return out
 
 
-AUDIT_MIN_N = 30
-AUDIT_MARGIN = 0.02
+AUDIT_ALPHA = 0.05
+
+
+def _mcnemar_one_sided(b: int, c: int) -> float:
+    """P(at least b of the b + c discordant pairs favour the student | both equally good): exact binomial, p = 1/2."""
+    from math import comb
+
+    n = b + c
+    return sum(comb(n, k) for k in range(b, n + 1)) / 2 ** n if n else 1.0
+
+
+def _vetoed(pair: D.StudentPair, kb: Any) -> bool:
+    from armed.knowledge.rules import recall, veto
+
+    qe, pe = kb.extract(pair.query), kb.extract(pair.product)
+    return veto(recall(kb, qe, pe, kb.query_specificity(qe, pair.query))) is not None
 
 
 def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: np.ndarray,
@@ -83,6 +97,8 @@ def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: n
     for i, pair in enumerate(tune_pairs):
         if pair.kind == "query":
             continue  # a second query (KUAKE-QQR) is never a product listing: the branches do not see it
+        if kb.hijack_terms(pair.product) or _vetoed(pair, kb):
+            continue  # the cheating check and the expert-rule vetoes decide these before the branches do
         d = product_search.decide(pair.query, pair.product, kb)
         if d is not None:
             fired.setdefault(d.clause, []).append((i, band[d.level.value], D.domain(pair)))
@@ -98,10 +114,16 @@ def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: n
                     "student_accuracy": float(np.mean(student[idx] == gold[idx])) if rows else None}
         row = acc(hits)
         row["by_domain"] = {dom: acc([h for h in hits if h[2] == dom]) for dom in sorted({h[2] for h in hits})}
-        # The guideline is the contract: a clause is switched off only where the student is better by more than
-        # AUDIT_MARGIN on at least AUDIT_MIN_N pairs (fewer pairs are no evidence either way).
-        row["keep"] = bool(row["n"] < AUDIT_MIN_N
-                           or row["clause_accuracy"] >= row["student_accuracy"] - AUDIT_MARGIN)
+        # The guideline is the contract: a clause is switched off only where the student is significantly better on
+        # the same pairs (McNemar's exact test on the pairs where exactly one of them is right, one-sided).
+        idx = [i for i, _, _ in hits]
+        clause_right = [gold[i] == b for i, b, _ in hits]
+        student_right = [bool(student[i] == gold[i]) for i in idx]
+        only_student = sum(s_ and not c for c, s_ in zip(clause_right, student_right, strict=True))
+        only_clause = sum(c and not s_ for c, s_ in zip(clause_right, student_right, strict=True))
+        row["discordant"] = {"student_only_right": only_student, "clause_only_right": only_clause}
+        row["p_student_better"] = _mcnemar_one_sided(only_student, only_clause)
+        row["keep"] = row["p_student_better"] >= AUDIT_ALPHA
         clauses[clause] = row
     out["clauses"] = clauses
     return out
@@ -428,18 +450,20 @@ def _guideline_card(audit: dict[str, Any] | None) -> list[str]:
         "",
         "Where each clause of the product-search branches would decide (read with this student's knowledge base), the",
         "accuracy of its level against the student's on the same pairs, over both domains and per domain "
-        f"({audit['by_domain_n']} tuning pairs). `keep`: unless, over both, the student is better by more than "
-        f"{AUDIT_MARGIN:.0%} on at least {AUDIT_MIN_N} pairs (the guideline is the contract; fewer pairs are no "
-        "evidence); `judge.guideline_clauses` in armed/settings.py follows this column.",
+        f"({audit['by_domain_n']} tuning pairs; pairs the cheating check or a rule veto decides first are left "
+        "out). `keep`: unless the student is significantly better on the same pairs (McNemar's exact test, one-sided, "
+        f"p < {AUDIT_ALPHA}: the guideline is the contract); `judge.guideline_clauses` in armed/settings.py follows "
+        "this column.",
         "",
-        "| clause | n | clause accuracy | student accuracy | per domain (n: clause / student) | keep |",
-        "|---|---|---|---|---|---|",
+        "| clause | n | clause accuracy | student accuracy | per domain (n: clause / student) | p (student better) "
+        "| keep |",
+        "|---|---|---|---|---|---|---|",
     ]
     for clause, v in audit["clauses"].items():
         per = "; ".join(f"{d} {r['n']}: {_pct(r['clause_accuracy'])} / {_pct(r['student_accuracy'])}"
                         for d, r in v["by_domain"].items())
         lines.append(f"| {clause} | {v['n']} | {_pct(v['clause_accuracy'])} | {_pct(v['student_accuracy'])} | {per} | "
-                     f"{v['keep']} |")
+                     f"{v['p_student_better']:.2f} | {v['keep']} |")
     return [*lines, ""]
 
 
