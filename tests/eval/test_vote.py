@@ -52,7 +52,7 @@ async def test_vote_end_to_end_with_scripted_models(armed_set: Path, tmp_path: P
 
     make = factory_for(kb, ModelClients(llm=judge_llm(rule)))
     s = await run_vote(f"armed:{armed_set}", tmp_path, ["prompt=default", "prompt=strict", "prompt=default,weight=0.9"],
-                       settings=settings(), factory=make, progress=False)
+                       settings=settings(stages={"product_search": False}), factory=make, progress=False)
     votes = [json.loads(x) for x in (tmp_path / "votes.jsonl").read_text().splitlines()]
     review = [json.loads(x) for x in (tmp_path / "review.jsonl").read_text().splitlines()]
     assert len(votes) == 18 and s["n"] == 18

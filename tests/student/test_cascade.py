@@ -12,7 +12,10 @@ from armed.eval.cascade import calibration, cascade_curve
 from armed.student.engine import LABELS, QUERY_PAIR_PREFIX
 from tests.pipeline.conftest import make_pipeline
 
-UNDECIDED = ("头痛", "复方对乙酰氨基酚片")
+# A pair the guideline's branches leave open (a need for children, a product that states no population).
+UNDECIDED = ("儿童感冒药", "[999] 感冒灵颗粒 10g*9袋")
+# Algorithm 1's own branches, tested with the product-search branches off (those decide product pairs first).
+ALGORITHM_1 = {"product_search": False}
 
 
 def student(level: str, confidence: float, **kw) -> ScriptedPairClassifier:
@@ -60,20 +63,22 @@ async def test_failed_student_falls_back_to_the_knowledge_prior(kb):
 async def test_branches_only_decide_when_listed(kb):
     clients = ModelClients(student=student("irrelevant", 0.9))
     pair = ("布洛芬", "布洛芬缓释胶囊 0.3g*20粒")
-    j = await make_pipeline(kb, clients).judge(*pair)  # default: no branch before the student
+    j = await make_pipeline(kb, clients, stages=ALGORITHM_1).judge(*pair)  # default: no branch before the student
     assert j.branch is Branch.student and j.level is RelevanceLevel.irrelevant
-    j = await make_pipeline(kb, clients, judge={"branches": ["name_containment"]}).judge(*pair)
+    j = await make_pipeline(kb, clients, stages=ALGORITHM_1, judge={"branches": ["name_containment"]}).judge(*pair)
     assert j.branch is Branch.name_containment
-    j = await make_pipeline(kb, ModelClients()).judge(*pair)  # no student: Algorithm 1's branches as before
+    j = await make_pipeline(kb, ModelClients(), stages=ALGORITHM_1).judge(*pair)  # no student: Algorithm 1 as before
     assert j.branch is Branch.name_containment
+    j = await make_pipeline(kb, clients).judge(*pair)  # the guideline's clause decides a product-search pair first
+    assert j.branch is Branch.guideline and j.guideline == "exact.generic" and j.student is None
 
 
 async def test_rule_caps_bound_the_student(kb):
     clients = ModelClients(student=student("highly_relevant", 0.95))
-    j = await make_pipeline(kb, clients).judge("修正消栓通络片", "[德济]消栓通络片1.8g*12片*3板/盒")
+    j = await make_pipeline(kb, clients, stages=ALGORITHM_1).judge("修正消栓通络片", "[德济]消栓通络片1.8g*12片*3板/盒")
     assert j.branch is Branch.student and j.level is RelevanceLevel.moderately  # brand differs: capped
-    j = await make_pipeline(kb, clients, judge={"rule_caps": False}).judge("修正消栓通络片",
-                                                                           "[德济]消栓通络片1.8g*12片*3板/盒")
+    j = await make_pipeline(kb, clients, stages=ALGORITHM_1, judge={"rule_caps": False}).judge(
+        "修正消栓通络片", "[德济]消栓通络片1.8g*12片*3板/盒")
     assert j.level is RelevanceLevel.highly
 
 

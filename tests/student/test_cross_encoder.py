@@ -149,7 +149,11 @@ def test_packaged_student_blends_its_cross_encoder() -> None:
     items = [("布洛芬", "布洛芬缓释胶囊 0.3g*20粒", "title"), ("布洛芬", "榴莲千层蛋糕 6寸", "title")]
     mlp = student.net.probabilities(student.featurizer.matrix(items))
     cross = student.meta["cross_encoder"]
-    weights = CE.kind_weights([kind for _, _, kind in items], cross["weight_by_kind"], cross["weight"])
+    from armed.student.features import blend_kind
+
+    kinds = [blend_kind(p, kind, student.featurizer.kb) for _, p, kind in items]
+    assert kinds == ["listing", "title"]  # a product listing and a cake
+    weights = CE.kind_weights(kinds, cross["weight_by_kind"], cross["weight"])
     expected = CE.blend(mlp, student.cross_encoder.logits(items), cross["temperature"], weights)
     served = student.classify_sync([(q, p) for q, p, _ in items])
     assert np.allclose([[d[k] for k in student.labels] for d in served], expected, atol=1e-6)
