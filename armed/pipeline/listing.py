@@ -21,16 +21,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from armed.knowledge import spelling
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.brands import ORDINARY, PLACES, maker_core
 from armed.knowledge.index import Match, Payload, is_cjk, normalise
 
 # Words that make a text a question or a page about a product rather than the product (KUAKE's titles).
 QUESTION_MARKERS = (
-    "?", "？", "吗", "呢", "怎么", "怎样", "什么", "如何", "为什么", "为何", "哪个", "哪些", "哪里", "哪种",
+    "?", "？", "怎么", "怎样", "什么", "如何", "为什么", "为何", "哪个", "哪些", "哪里", "哪种",
     "能不能", "能否", "可不可以", "可以吃", "能吃", "是否", "有没有", "多少", "多久", "几天", "原因", "区别",
     "作用", "副作用", "说明书", "用法", "用量", "禁忌", "注意事项", "好不好", "有用吗", "图片", "多钱", "百度",
-    "知乎", "_", "办", "患者", "医生", "问题",
+    "知乎", "_", "怎么办", "患者", "医生", "问题",
 )
 # Listing vocabulary: packaging, marketing and product-type words a listing carries besides its name.
 LISTING_WORDS = (
@@ -135,6 +136,15 @@ class NameParse:
                 and (residual <= MAX_RESIDUAL_CHARS or residual <= MAX_RESIDUAL_SHARE * cjk))
 
 
+# Sentence particles, only where a clause ends (吗啡, 吗丁啉 and 吗替麦考酚酯 are drugs).
+_PARTICLE_END = re.compile(r"[吗呢](?:$|[\s?？,，.。!！])")
+
+
+def is_question(clean: str) -> bool:
+    """Does the (normalised) text ask something, or read as a page about a product rather than the product?"""
+    return bool(_PARTICLE_END.search(clean)) or any(mk in clean for mk in QUESTION_MARKERS)
+
+
 def _fields(m: Match) -> set[str]:
     return {p.field for p in m.payloads}
 
@@ -190,8 +200,13 @@ def same_maker(a: list[str] | tuple[str, ...], b: list[str] | tuple[str, ...], k
         return True
     ca = {maker_core(x) for x in a} | {normalise(x) for x in a}
     cb = {maker_core(x) for x in b} | {normalise(x) for x in b}
-    return bool({x for x in ca if len(x) >= 2} & cb) or any(
-        len(x) >= 2 and len(y) >= 2 and (x in y or y in x) for x in ca for y in cb)
+    if {x for x in ca if len(x) >= 2} & cb or any(len(x) >= 2 and len(y) >= 2 and (x in y or y in x)
+                                                  for x in ca for y in cb):
+        return True
+    # A brand misspelt by a homophone (汤臣倍建 for 汤臣倍健) is that brand.
+    return any(len(x) == len(y) >= 2 and sum(c != d for c, d in zip(x, y, strict=True)) <= spelling.MAX_TYPO_CHARS
+               and all(is_cjk(c) for c in x + y) and set(spelling.pinyin_keys(x)) & set(spelling.pinyin_keys(y))
+               for x in ca for y in cb)
 
 
 def _only_words(text: str, words: tuple[str, ...]) -> bool:
@@ -225,7 +240,7 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
     clean = normalise(kb.strip_noise(text))
     specs = kb.specifications(clean)
     matches = kb.lexicon_matches(clean)
-    question = any(mk in clean for mk in QUESTION_MARKERS)
+    question = is_question(clean)
     covered = bytearray(len(clean))
 
     def cover(a: int, b: int) -> None:
@@ -237,9 +252,9 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
     for m in matches:
         cover(m.start, m.end)
     form_at = {m.start: m for m in matches if "dosage_form" in _fields(m)}
-    # A category or efficacy word that ends in a dosage form (钙片 in 枸橼酸钙片) still ends a name in that form.
+    # A category word that ends in a dosage form (钙片 in 枸橼酸钙片) still ends a name in that form.
     for m in matches:
-        if _fields(m) & {"category", "efficacy"} and "common_name" not in _fields(m):
+        if "category" in _fields(m) and "common_name" not in _fields(m):
             found = kb.form_suffix(m.surface)
             if found:
                 at = m.end - len(found[0])
@@ -345,8 +360,8 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
         cover(a, f.end)
         mentions.append(Mention(a, f.end, core, canonical, _value(f, "dosage_form"), need_word=need_word))
     if query and not any(not m.need_word for m in mentions) and not question:
-        runs = [(r.start(), r.end()) for r in re.finditer(r"[\u3400-\u9fff\uf900-\ufaff]+", clean)
-                if not any(covered[r.start() : r.end()])]
+        runs = [(r.start(), r.end()) for r in re.finditer(r"[\u3400-\u9fff\uf900-\ufaffa-z0-9]+", clean)
+                if not any(covered[r.start() : r.end()]) and is_cjk(r.group(0)[0])]
         if len(runs) == 1 and 2 <= runs[0][1] - runs[0][0] <= 10:
             a, b = runs[0]
             mentions.append(Mention(a, b, clean[a:b], kb.common_name_of(clean[a:b])))

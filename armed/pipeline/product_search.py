@@ -191,8 +191,9 @@ def _need_query(qi: QueryIntent, p: NameParse, qe: Entities, pe: Entities,
 @dataclass(frozen=True)
 class DrugMatch:
     """How the query's name meets the product's: the same name (`name`), one side's name with a maker's name glued
-    before it (`maker`: 信邦木瓜丸 for 木瓜丸, 紫光辰济磁朱丸 for 【紫光辰济】磁朱丸), or a spelling of it (`spelling`:
-    pinyin or a homophone typo of the product's name)."""
+    before it (`maker`: 信邦木瓜丸 for 木瓜丸, 紫光辰济磁朱丸 for 【紫光辰济】磁朱丸), a spelling of it (`spelling`:
+    pinyin or a homophone typo of the product's name), or the name the product is sold under (`brand`: the
+    query names what the listing tags as its maker or trade name)."""
 
     name: str
     how: str
@@ -258,6 +259,11 @@ def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -
                 maker = _maker_prefix(b, a, kb)
                 if maker is not None:
                     return DrugMatch(pm.key, "maker", query_maker=maker or None)
+    # The name the product is sold under, as its maker tags it ([罗每乐]盐酸阿莫罗芬乳膏 for the query 罗每乐).
+    if p.mentions and p.brands:
+        for qc in dict.fromkeys(normalise(c) for c in q_cores):
+            if len(qc) >= 2 and same_maker([qc], p.brands, kb):
+                return DrugMatch(p.mentions[0].key, "brand", query_maker=qc)
     return None
 
 
