@@ -129,7 +129,8 @@ def main() -> int:
                "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed, "limit": args.limit,
                "train_pairs": len(train_idx), "tune_pairs": len(tune_idx),
                "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-               "torch": torch.__version__, "seconds": time.perf_counter() - started}
+               "torch": torch.__version__, "seconds": time.perf_counter() - started,
+               "pack_sha256": CE.pack_sha256(args.pack)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(summary["best"]), flush=True)
     return 0

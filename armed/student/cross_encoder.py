@@ -119,6 +119,14 @@ class TrainingPack:
     pad: int
 
 
+def pack_sha256(folder: Path) -> dict[str, str]:
+    """sha256 of each file of a training pack (what a cross-encoder run was trained on; its card records them)."""
+    import hashlib
+
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+            for name in sorted((PACK_PAIRS, PACK_ENCODER, "pack.json")) if (folder / name).is_file()}
+
+
 def read_training_pack(folder: Path) -> TrainingPack:
     with np.load(folder / PACK_ENCODER, allow_pickle=False) as npz:
         enc = {k: npz[k] for k in npz.files}

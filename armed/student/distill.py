@@ -236,10 +236,10 @@ def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D
                       "max_probability_difference": float(np.abs(M.softmax(ref) - M.softmax(logits)).max()),
                       "gpu_tune_macro_f1": M.macro_f1_3(M.softmax(ref), y_tune),
                       "cpu_tune_macro_f1": M.macro_f1_3(M.softmax(logits), y_tune)}
-        members.append({"file": name, "cpu_gpu_parity": parity,
+        members.append({"file": name, "sha256": D.file_sha256(out / name), "cpu_gpu_parity": parity,
                         "training": {k: summary.get(k) for k in ("best", "runs", "batch_size", "epochs", "seed",
                                                                   "device", "torch", "seconds", "train_pairs",
-                                                                  "tune_pairs")}})
+                                                                  "tune_pairs", "pack_sha256")}})
         all_logits.append(logits)
     logits = np.mean(all_logits, axis=0)
     temperature = M.fit_temperature(logits, y_tune)
@@ -439,6 +439,12 @@ def _cross_encoder_lines(ce: dict[str, Any] | None) -> list[str]:
             f"{parity.get('max_probability_difference', float('nan')):.3f}, macro-F1 GPU "
             f"{_pct(parity.get('gpu_tune_macro_f1'))} vs CPU {_pct(parity.get('cpu_tune_macro_f1'))} (GPU: bf16, "
             "full-precision weights; CPU: fp32 with the stored 4-bit deltas).")
+        pack = t.get("pack_sha256")
+        lines.append(
+            f"    sha256 {m.get('sha256', '–')}; trained on a pack of {t['train_pairs']} train / {t['tune_pairs']} "
+            "tune pairs, " + (", ".join(f"{k} {v}" for k, v in pack.items()) if pack else
+                              "pack hashes not recorded (trained before packs recorded them: the pack was built by "
+                              "`make student-pack` from the training files listed below, KUAKE's part of the split)"))
     return lines
 
 
