@@ -117,13 +117,13 @@ def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: n
         # The guideline is the contract: a clause is switched off only where the student is significantly better on
         # the same pairs (McNemar's exact test on the pairs where exactly one of them is right, one-sided).
         idx = [i for i, _, _ in hits]
-        clause_right = [gold[i] == b for i, b, _ in hits]
+        clause_right = [bool(gold[i] == b) for i, b, _ in hits]
         student_right = [bool(student[i] == gold[i]) for i in idx]
-        only_student = sum(s_ and not c for c, s_ in zip(clause_right, student_right, strict=True))
-        only_clause = sum(c and not s_ for c, s_ in zip(clause_right, student_right, strict=True))
+        only_student = int(sum(s_ and not c for c, s_ in zip(clause_right, student_right, strict=True)))
+        only_clause = int(sum(c and not s_ for c, s_ in zip(clause_right, student_right, strict=True)))
         row["discordant"] = {"student_only_right": only_student, "clause_only_right": only_clause}
         row["p_student_better"] = _mcnemar_one_sided(only_student, only_clause)
-        row["keep"] = row["p_student_better"] >= AUDIT_ALPHA
+        row["keep"] = bool(row["p_student_better"] >= AUDIT_ALPHA)
         clauses[clause] = row
     out["clauses"] = clauses
     return out
