@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from armed.eval.bench import BenchOptions, run_ablation, run_bench
+from armed.eval.bench import BenchOptions, PipelineFactory, run_ablation, run_bench
 from armed.eval.datasets import parse_spec
 from armed.settings import ArmedSettings, overlay
 
@@ -43,20 +44,24 @@ def slug(spec: str) -> str:
 
 async def run_side_by_side(opts: BenchOptions, datasets: list[str], kbs: list[str], settings: ArmedSettings,
                            baseline_train: dict[str, str], ablation: bool = False,
-                           ablation_limit: int | None = None) -> dict[str, Any]:
-    """Every (knowledge base, set) run, then the summary. `baseline_train`: a training set per format."""
+                           ablation_limit: int | None = None,
+                           factories: Callable[[str], PipelineFactory | None] | None = None) -> dict[str, Any]:
+    """Every (knowledge base, set) run, then the summary. `baseline_train`: a training set per format;
+    `factories`: the pipeline factory of a knowledge base (default: bench's own, which loads what settings name)."""
     runs: list[dict[str, Any]] = []
     for kb in kbs:
         s = kb_settings(settings, kb)
+        factory = factories(kb) if factories else None
         for spec in datasets:
             fmt, _ = parse_spec(spec)
             out = opts.out / kb_label(kb) / slug(spec)
-            result = await run_bench(replace(opts, dataset=spec, out=out, baseline_train=baseline_train.get(fmt)), s)
+            result = await run_bench(replace(opts, dataset=spec, out=out, baseline_train=baseline_train.get(fmt)), s,
+                                     factory)
             row: dict[str, Any] = {"kb": kb_label(kb), "dataset": spec, "format": fmt, "dir": str(out),
                                    "result": result}
             if ablation:
                 ladder = await run_ablation(replace(opts, dataset=spec, out=out.with_name(out.name + "-ablation"),
-                                                    limit=ablation_limit), s)
+                                                    limit=ablation_limit), s, factory)
                 row["ladder"] = [(name, m) for name, m in ladder]
             runs.append(row)
     summary = summarise(runs)
