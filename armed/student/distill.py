@@ -488,7 +488,9 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
         "## What it reads",
         f"- {len(meta['features']['lexical'])} lexical features, {len(meta['features']['knowledge'])} knowledge-base "
-        f"features and {len(meta['features']['rules'])} expert-rule flags (knowledge base "
+        f"features, {len(meta['features'].get('guideline', []))} product-search features (the query's intent, the "
+        "listing, brand / trade-name / dosage-form / specification relations, the clause the guideline's branches "
+        f"would apply) and {len(meta['features']['rules'])} expert-rule flags (knowledge base "
         f"{meta['knowledge_base']['version']}, "
         f"rules {meta['knowledge_base']['rules']}), a pair-kind flag, and the frozen embeddings of both texts from "
         f"`{meta['embedder']['model']}` as [u, v, |u-v|, u*v, cos] ({meta['architecture']['inputs']} inputs).",
