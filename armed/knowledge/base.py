@@ -36,6 +36,7 @@ from armed.knowledge.brands import (
     bracket_brands,
     in_brand_position,
     maker_brands,
+    maker_core,
     plausible_brand,
     prefix_brand,
 )
@@ -839,8 +840,14 @@ class KnowledgeBase:
         return {self._brand.get(normalise(n), normalise(n)) for n in names if normalise(n)}
 
     def same_brand(self, a: Sequence[str], b: Sequence[str]) -> bool:
-        """Do the two sides share a brand, aliases resolved (北京同仁堂 = 同仁堂, 三九 = 999)?"""
-        return bool(self.canonical_brands(a) & self.canonical_brands(b))
+        """Do the two sides share a brand, aliases resolved (北京同仁堂 = 同仁堂, 三九 = 999), and a maker's seat and
+        company words set aside (安徽永生堂 = 永生堂, 维威制药 = 维威)?"""
+        ca, cb = self.canonical_brands(a), self.canonical_brands(b)
+        if ca & cb:
+            return True
+        ka = {k for x in ca if len(k := maker_core(x)) >= 2}
+        kb_ = {k for x in cb if len(k := maker_core(x)) >= 2}
+        return bool(ka & kb_) or any(x in y or y in x for x in ka for y in kb_)
 
     def canonical_forms(self, forms: Sequence[str]) -> set[str]:
         return {self._form.get(normalise(f), normalise(f)) for f in forms if normalise(f)}

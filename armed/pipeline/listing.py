@@ -194,16 +194,11 @@ def glued_maker(prefix: str, kb: KnowledgeBase) -> str | None:
 
 
 def same_maker(a: list[str] | tuple[str, ...], b: list[str] | tuple[str, ...], kb: KnowledgeBase) -> bool:
-    """Do two brand lists share a maker, aliases, places and maker words set aside (重庆东方 = 东方,
-    维威制药 = 维威)?"""
+    """`KnowledgeBase.same_brand`, and a brand misspelt by a homophone (汤臣倍建 for 汤臣倍健) is that brand."""
     if kb.same_brand(list(a), list(b)):
         return True
     ca = {maker_core(x) for x in a} | {normalise(x) for x in a}
     cb = {maker_core(x) for x in b} | {normalise(x) for x in b}
-    if {x for x in ca if len(x) >= 2} & cb or any(len(x) >= 2 and len(y) >= 2 and (x in y or y in x)
-                                                  for x in ca for y in cb):
-        return True
-    # A brand misspelt by a homophone (汤臣倍建 for 汤臣倍健) is that brand.
     return any(len(x) == len(y) >= 2 and sum(c != d for c, d in zip(x, y, strict=True)) <= spelling.MAX_TYPO_CHARS
                and all(is_cjk(c) for c in x + y) and set(spelling.pinyin_keys(x)) & set(spelling.pinyin_keys(y))
                for x in ca for y in cb)

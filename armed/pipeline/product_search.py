@@ -103,7 +103,7 @@ def _product_query(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
             maker = next((x.trade_brand for x in q.mentions if x.trade == trade and x.trade_brand), None)
             if trade in p_trades:
                 return _d("exact.trade", f"the product is sold under the trade name {trade} the query asks for")
-            if maker and p_brands and same_maker([maker], p_brands, kb) and not _form_differs(qi, p, kb):
+            if maker and p_brands and same_maker([maker], p_brands, kb) and not _form_differs(qi, p, kb, q):
                 return _d("exact.trade", f"{trade} is {maker}'s {name}: the product is {maker}'s {name}")
             return _d("less.brand", f"the query asks for {trade} (a trade name of {name}"
                       f"{f' by {maker}' if maker else ''}); the product is {name} by {_brand_text(p_brands)} "
@@ -115,7 +115,7 @@ def _product_query(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
             if not same_maker(q_brands, p_brands, kb):
                 return _d("less.brand", f"the query asks for {_brand_text(q_brands)}'s {name}; the product is "
                           f"{_brand_text(p_brands)}'s")
-        if _form_differs(qi, p, kb):
+        if _form_differs(qi, p, kb, q):
             return _d("less.form", f"the query asks for {name} as {'、'.join(qi.forms)}; the product is "
                       f"{'、'.join(p.forms)}")
         if qi.specifications and p.specifications and not same_spec(qi.specifications, p.specifications):
@@ -144,8 +144,18 @@ def _product_query(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
                    met_clause=None)
 
 
-def _form_differs(qi: QueryIntent, p: NameParse, kb: KnowledgeBase) -> bool:
-    return bool(qi.forms and p.forms and not kb.dosage_forms_equal(list(qi.forms), list(p.forms)))
+def _form_differs(qi: QueryIntent, p: NameParse, kb: KnowledgeBase, q: NameParse | None = None) -> bool:
+    """The query names a dosage form the product does not have. Not when the query's name, form word and all, stands
+    inside the product's own name: its "form" was part of the name (复方肝浸膏 in 复方肝浸膏片, 十一味甘露 in
+    十一味甘露胶囊)."""
+    if not (qi.forms and p.forms) or kb.dosage_forms_equal(list(qi.forms), list(p.forms)):
+        return False
+    if q is not None:
+        heads = [p.text[m.start : m.end].replace(" ", "") for m in p.mentions]
+        asked = [q.text[m.start : m.end].replace(" ", "") for m in q.mentions if m.form]
+        if asked and all(any(x in h for h in heads) for x in asked):
+            return False
+    return True
 
 
 def _by_use(qe: Entities, pe: Entities, kb: KnowledgeBase, what: str,
