@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from armed.domain import BenchmarkLevel, Branch
+from armed.domain import BenchmarkLevel, Branch, RelevanceLevel
 from armed.knowledge.base import KnowledgeBase
 from armed.pipeline.dag import Pipeline
 from armed.settings import ArmedSettings
@@ -36,8 +36,22 @@ async def test_table10_on_the_embedded_default(pipeline):
     assert statuses["two_stage_filter"] == "ok" and statuses["search"] == "ok"
 
 
+# A pair the guideline's branches leave open: a need for children, a product that states no population.
+UNDECIDED = ("儿童感冒药", "[999] 感冒灵颗粒 10g*9袋")
+
+
+@pytest.mark.parametrize(("query", "product", "level", "clause"), [
+    ("感冒灵颗粒", "[999] 感冒灵颗粒 10g*9袋", RelevanceLevel.highly, "exact.generic"),
+    ("修正消栓通络片", "[德济]消栓通络片", RelevanceLevel.moderately, "less.brand"),
+    ("云南白药气雾剂", "云南白药膏", RelevanceLevel.moderately, "less.form"),
+])
+async def test_readme_demo_pairs_on_the_embedded_default(pipeline, query, product, level, clause):
+    j = await pipeline.judge(query, product)
+    assert (j.level, j.guideline, j.intent) == (level, clause, "product"), j.reason
+
+
 async def test_undecided_pair_reaches_the_student(pipeline):
-    j = await pipeline.judge("头痛", "复方对乙酰氨基酚片")
+    j = await pipeline.judge(*UNDECIDED)
     assert j.branch is Branch.student and j.student is not None and not j.student.escalated
     assert abs(sum(j.probabilities.values()) - 1) < 1e-6
     assert abs(sum(j.student.probabilities.values()) - 1) < 1e-6
@@ -48,7 +62,7 @@ async def test_smollm2_stays_an_option_behind_the_cascade():
     """SmolLM2 left the default path; as `models.llm.kind=smollm2` with every pair escalated it still judges."""
     settings = ArmedSettings(models={"llm": {"kind": "smollm2"}, "ocr": {"kind": "none"}, "vl": {"kind": "none"}},
                              stages={"cheating_check": False}, judge={"escalate_below": 1.0})
-    j = await Pipeline.from_settings(settings).judge("头痛", "复方对乙酰氨基酚片")
+    j = await Pipeline.from_settings(settings).judge(*UNDECIDED)
     assert j.branch is Branch.llm_judge and j.student is not None and j.student.escalated
     judge = next(s for s in j.stages if s.name == "llm_judge")
     assert judge.status == "ok" and "smollm2" in judge.detail

@@ -170,3 +170,39 @@ def test_serving_cache_keeps_nothing_between_calls() -> None:
     texts = ["布洛芬", "头痛", "布洛芬"]
     assert np.array_equal(serving.get_many(texts), training.get_many(texts))
     assert not serving._vectors and len(training._vectors) == 2
+
+
+def test_guideline_defaults_follow_the_packaged_audit() -> None:
+    """judge.guideline_clauses is what the packaged student's guideline audit kept (a clause it never saw stays on:
+    the guideline is the contract)."""
+    import json
+
+    from armed.guideline import CLAUSE
+    from armed.settings import JudgeSettings
+    from armed.student.engine import PACKAGED
+
+    audit = json.loads((PACKAGED / "student.json").read_text(encoding="utf-8"))["guideline_audit"]
+    dropped = {c for c, row in audit["clauses"].items() if not row["keep"]}
+    assert set(JudgeSettings().guideline_clauses) == set(CLAUSE) - dropped - {"irrelevant.cheating"}
+    assert audit["by_domain_n"]["pharmacy"] > 0 and audit["by_domain_n"]["default"] > 0
+
+
+def test_mcnemar_and_the_audit_keep_rule() -> None:
+    from armed.student.distill import _mcnemar_one_sided
+
+    assert _mcnemar_one_sided(0, 0) == 1.0
+    assert _mcnemar_one_sided(5, 0) == 1 / 32  # five pairs only the student gets right: significant
+    assert _mcnemar_one_sided(1, 0) == 0.5 and _mcnemar_one_sided(3, 3) > 0.5
+
+
+def test_tuning_split_per_domain_keeps_kuake_as_it_was() -> None:
+    from armed.student.data import PHARMACY_TUNE_FRACTION, StudentPair, group_split
+
+    kuake = [StudentPair(f"k{i}", f"q{i % 40}", "t", "title", (1.0, 0, 0, 0), "human:kuake-qtr") for i in range(200)]
+    pharmacy = [StudentPair(f"p{i}", f"药{i % 30}", "t", "title", (1.0, 0, 0, 0), "human:pharmacy")
+                for i in range(90)]
+    alone = group_split(kuake, 0.1, 0)
+    _, tune = group_split(kuake + pharmacy, 0.1, 0)
+    assert [i for i in tune if i < 200] == alone[1]  # KUAKE's tuning split does not move
+    tuned_pharmacy = {pharmacy[i - 200].group for i in tune if i >= 200}
+    assert len(tuned_pharmacy) == round(30 * PHARMACY_TUNE_FRACTION)
