@@ -7,6 +7,7 @@ is only accepted when what it says can be found in one of those.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,9 @@ from armed.settings import ArmedSettings
 from armed.text import char_overlap, jaccard, ngrams, normalise
 
 log = get_logger(__name__)
+
+# Document vectors kept in memory per query side (least recently used go first): a few MB.
+DOC_CACHE_ENTRIES = 4096
 
 
 class QueryUnderstanding(BaseModel):
@@ -66,6 +70,9 @@ class QuerySide:
         self.clients = clients
         self.search_provider = search
         self._doc_vectors: DocVectors | None = None
+        # Documents this side's embedder has embedded, by the exact text it embedded (the same text is the same
+        # vector for the same engine): the seed's and a register's documents are few and come back on every query.
+        self._doc_cache: OrderedDict[str, list[float]] = OrderedDict()
         if doc_vectors_model and clients.embedder is not None and getattr(kb, "artefact_path", None) is not None:
             try:  # an accelerator only: without it the filter embeds every document, as before
                 self._doc_vectors = open_doc_vectors(kb.artefact_path, doc_vectors_model)
@@ -254,7 +261,16 @@ class QuerySide:
         if self.clients.embedder is not None:
             texts = [filter_text(d.doc.title, d.doc.text, self.s.search.max_doc_chars) for d in live]
             known, missing = split_known(self._doc_vectors, texts)
+            for i in list(missing):
+                if texts[i] in self._doc_cache:
+                    known[i] = self._doc_cache[texts[i]]
+                    self._doc_cache.move_to_end(texts[i])
+                    missing.remove(i)
             fresh = await self.clients.embedder.embed([query] + [texts[i] for i in missing])
+            for i, vec in zip(missing, fresh[1:], strict=True):
+                self._doc_cache[texts[i]] = vec
+                if len(self._doc_cache) > DOC_CACHE_ENTRIES:
+                    self._doc_cache.popitem(last=False)
             vecs = {**known, **dict(zip(missing, fresh[1:], strict=True))}
             sims = {d.doc.id: cosine(fresh[0], vecs[i]) for i, d in enumerate(live)}
             stored_note = f" ({len(known)} document vectors precomputed)" if known else ""

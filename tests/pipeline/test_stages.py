@@ -130,6 +130,20 @@ async def test_two_stage_filter_records_why_each_document_went(kb):
     assert scored and set(sent) == scored
 
 
+async def test_documents_are_embedded_once_per_query_side(kb):
+    """A document the side has embedded is not embedded again (the seed's documents come back on every query); the
+    filter decides the same."""
+    embedder = ScriptedEmbedder()
+    pipe = make_pipeline(kb, ModelClients(embedder=embedder), filter={"similarity_threshold": -1.0})
+    first = await pipe.judge("布洛芬", "布洛芬缓释胶囊")
+    texts_first = [t for method, batch in embedder.calls if method == "embed" for t in batch]
+    again = await pipe.judge("布洛芬", "布洛芬缓释胶囊 0.3g")  # the library does not cache the query side
+    texts_again = [t for method, batch in embedder.calls if method == "embed" for t in batch][len(texts_first):]
+    assert len(texts_first) > 1 and texts_again == ["布洛芬"]  # only the query
+    assert [(d.doc.id, d.kept, d.similarity) for d in first.evidence.documents] == [
+        (d.doc.id, d.kept, d.similarity) for d in again.evidence.documents]
+
+
 async def test_similarity_threshold_drops_documents(kb):
     pipe = make_pipeline(kb, ModelClients(embedder=ScriptedEmbedder()), filter={"similarity_threshold": 0.999})
     j = await pipe.judge("布洛芬", "布洛芬缓释胶囊")
