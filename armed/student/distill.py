@@ -184,7 +184,7 @@ def _files_sha256(train_specs: Sequence[str], teacher_files: Sequence[Path]) -> 
 
 def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D.StudentPair], y_tune: np.ndarray,
                          student_tune: np.ndarray, n_train: int, kinds: Sequence[str] | None = None,
-                         ce_splits: Sequence[tuple[int, int]] = (),
+                         ce_splits: Sequence[tuple[int, int]] = (), trained_on: Sequence[bool] | None = None,
                          log: Callable[[str], None] | None = print) -> tuple[dict[str, Any], np.ndarray]:
     """Join cross-encoders trained by ops/train_cross_encoder_gpu.py (RUNS: their output folders; several are
     averaged) to the student in OUT: store their weights, fit one temperature and the blend weight of each pair
@@ -192,7 +192,9 @@ def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D
     tuning logits. A RUN may also be a student artefact with cross-encoders (the packaged one, to rebuild the
     student without a GPU): its members are kept as they are. `kinds`: each tuning pair's blend kind (query, listing,
     title; default: the pair's own kind); `ce_splits`: other (train, tune) pair counts a member may have been trained
-    on besides this student's whole split (KUAKE's part alone: members trained before the pharmacy pairs existed)."""
+    on besides this student's whole split (KUAKE's part alone: members trained before the pharmacy pairs existed);
+    `trained_on`: per tuning pair, whether it is of the part the members were trained on (their temperature is
+    fitted there)."""
     from armed.student import cross_encoder as CE
 
     sources: list[tuple[Path, dict[str, Any], Path | None]] = []  # (weights source, summary, GPU tune logits)
@@ -242,7 +244,11 @@ def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D
                                                                   "tune_pairs", "pack_sha256")}})
         all_logits.append(logits)
     logits = np.mean(all_logits, axis=0)
-    temperature = M.fit_temperature(logits, y_tune)
+    # The temperature belongs to the members: fitted on the tuning pairs of the domain they were trained on (KUAKE's
+    # part when they predate the pharmacy pairs), so product pairs they never saw do not flatten them everywhere;
+    # the blend weight per kind then sets how much each kind trusts them.
+    own = np.asarray(list(trained_on)) if trained_on is not None else np.ones(len(tune_pairs), dtype=bool)
+    temperature = M.fit_temperature(logits[own], y_tune[own])
     grid = [round(0.1 * i, 1) for i in range(11)]
 
     def best_weight(mask: np.ndarray) -> tuple[float, dict[float, float]]:
@@ -272,6 +278,15 @@ def attach_cross_encoder(out: Path, runs: Sequence[Path], tune_pairs: Sequence[D
         "alone": evaluate(M.softmax(logits, temperature), y_tune),
     }
     return meta, blended
+
+
+def _members_split(runs: Sequence[Path]) -> tuple[int, int] | None:
+    """The (train, tune) pair counts the first cross-encoder member was trained on, as its run or artefact says."""
+    run = runs[0]
+    earlier = _earlier_cross_encoders(run)
+    summary = earlier["members"][0]["training"] if earlier else (
+        json.loads((run / "summary.json").read_text(encoding="utf-8")) if (run / "summary.json").is_file() else {})
+    return (summary["train_pairs"], summary["tune_pairs"]) if "train_pairs" in summary else None
 
 
 def _member_weights(source: Path) -> Callable[[Path], None]:
@@ -372,8 +387,11 @@ def build_mlp_student(
         kinds = [blend_kind(pairs[i].product, pairs[i].kind, kb) for i in tune_idx]
         default = (sum(D.domain(pairs[i]) == "default" for i in train_idx),
                    sum(D.domain(pairs[i]) == "default" for i in tune_idx))
+        members_split = _members_split(cross_encoder_runs)
+        own = ([D.domain(pairs[i]) == "default" for i in tune_idx] if members_split == default else None)
         cross, tune_probs = attach_cross_encoder(out, cross_encoder_runs, [pairs[i] for i in tune_idx],
-                                                 y[tune_idx], tune_probs, len(train_idx), kinds, [default], log)
+                                                 y[tune_idx], tune_probs, len(train_idx), kinds, [default],
+                                                 trained_on=own, log=log)
     blended = evaluate(tune_probs, y[tune_idx])
     by_source = {}
     for src in sorted({pairs[i].source for i in tune_idx}):
