@@ -145,6 +145,9 @@ class KnowledgeBase:
         self._pop: dict[str, str] = {}
         self._region: dict[str, str] = {}
         self._cat_related: dict[str, set[str]] = {}
+        # Words that name a class of drugs (感冒药, 抗生素: the seed's category names and triggers), which sources
+        # annotate as DRUG where an insert says 不宜与感冒药同时服用: never a drug's common name.
+        self._class_words: set[str] = set()
         self._pop_conflicts: dict[str, set[str]] = {}
         self._records: dict[str, DrugRecord] = {}
         # Trade names (芬必得) → their common name, and → the brand of their maker where a source says: a trade name
@@ -305,6 +308,7 @@ class KnowledgeBase:
             self._cat_related[cat.name] = {cat.name, *cat.related}
             for t in (cat.name, *cat.triggers):
                 self._matcher.add(t, Payload("category", cat.name))
+                self._class_words.add(normalise(t))
         for name, related in list(self._cat_related.items()):  # relatedness is symmetric
             for other in related:
                 self._cat_related.setdefault(other, {other}).add(name)
@@ -579,6 +583,10 @@ class KnowledgeBase:
     # because an insert names them as often in its contraindications (孕妇禁用) as in its indications.
     _NER_EFFICACY = ("DRUG_EFFICACY", "SYMPTOM", "DISEASE", "SYNDROME")
 
+    def _names_a_class(self, key: str) -> bool:
+        """A class of drugs, not a drug: a category word (感冒药, 抗生素) or a kind of one (四环素类抗生素)."""
+        return key in self._class_words or any(key.endswith("类" + w) for w in self._class_words)
+
     def _ingest_ner(self, src: LoadedSource) -> None:
         """Annotated inserts (tcm-insert-ner, one split): lexicon entries from their spans, a record for each
         named drug (with the insert's DRUG_EFFICACY terms), and the insert text as a searchable document."""
@@ -590,7 +598,7 @@ class KnowledgeBase:
                 key = normalise(term)
                 if span.label == "DRUG":
                     core, _ = self._canonical_core(term)
-                    if len(core) >= 2 and core not in self._form:
+                    if len(core) >= 2 and core not in self._form and not self._names_a_class(key):
                         canonical = self._add_common_name(core, [term], 1)
                         drug = drug or canonical
                 elif span.label in self._NER_EFFICACY:

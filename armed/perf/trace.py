@@ -25,8 +25,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from armed.domain import Branch
+
 SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("armed_perf_side", default="join")
-DETERMINISTIC = {"name_containment", "all_characters", "core_match", "cheating", "rule_veto"}
+# Every branch that decides without a model call at the join (the hierarchy's own branches, guideline included).
+DETERMINISTIC = {b.value for b in Branch} - {Branch.student.value, Branch.llm_judge.value, Branch.fallback.value}
 CHAT_OVERHEAD_PER_MESSAGE = 5  # <|im_start|>role\n ... <|im_end|>\n
 CHAT_OPEN_ANSWER = 3 + 4  # <|im_start|>assistant\n + <think>\n\n</think>\n\n
 

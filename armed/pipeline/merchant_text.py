@@ -885,8 +885,10 @@ def _name_chars(text: str) -> int:
 
 
 def _ends_name(t: str, word: str) -> bool:
-    """Does t end with this dosage-form word or product noun as a name's end, not as a count (吃一片, 3片)?"""
-    return t.endswith(word) and not re.search(r"[0-9一二三四五六七八九十两几半百千]$", t[: len(t) - len(word)])
+    """Does t end with this dosage-form word or product noun as a name's end, not as a count (吃一片, 3片)? Digits
+    behind a Latin letter are the name's own (碳酸钙D3片, 辅酶Q10胶囊)."""
+    return t.endswith(word) and not re.search(r"(?:(?<![A-Za-z0-9])[0-9]+|[一二三四五六七八九十两几半百千])$",
+                                              t[: len(t) - len(word)])
 
 
 def _appendix_start(s: str, i: int, specs: list[tuple[int, int]]) -> int | None:

@@ -84,3 +84,19 @@ def test_inserts_give_records_and_search_hits(full_kb: KnowledgeBase) -> None:
     assert any(d.source == "kb:originator-drugs" and "芬必得" in d.title for d in top)
     ids = [d.id for d in full_kb.search("布洛芬", top_k=50)]
     assert len(ids) == len(set(ids))
+
+
+def test_a_class_of_drugs_annotated_as_drug_is_no_common_name(tmp_path: Path) -> None:
+    """tcm-insert-ner labels 感冒药 DRUG where an insert says 不宜与感冒药同时服用: a class, not a drug (it had become a
+    common name carrying one insert's efficacy, and turned the need query 儿童感冒药 into a product query)."""
+    text = "不宜与感冒药同时服用。忌与四环素类抗生素合用。艾附暖宫丸用于月经不调。"
+    spans = [("DRUG", "感冒药"), ("DRUG", "四环素类抗生素"), ("DRUG", "艾附暖宫丸"), ("SYMPTOM", "月经不调")]
+    ann = "\n".join(f"T{k}\t{label} {text.index(s)} {text.index(s) + len(s)}\t{s}"
+                    for k, (label, s) in enumerate(spans, 1))
+    for stem in ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"):  # some stems fall in the train split
+        (tmp_path / f"{stem}.txt").write_text(text, encoding="utf-8")
+        (tmp_path / f"{stem}.ann").write_text(ann + "\n", encoding="utf-8")
+    kb = KnowledgeBase.load(sources=[f"tcm-insert-ner:{tmp_path}@all"])
+    assert kb.extract("艾附暖宫丸").common_name == ["艾附暖宫"]
+    assert kb.drug_record("感冒药") is None and kb.drug_record("四环素类抗生素") is None
+    assert kb.extract("儿童感冒药").common_name == [] and kb.extract("儿童感冒药").category == ["感冒用药"]

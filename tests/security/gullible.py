@@ -55,9 +55,11 @@ def read(text: str) -> str:
 
 
 def _armed_own(text: str) -> str:
-    """The prompt without the level names armed itself writes (its level definitions, rule effects)."""
+    """The prompt without the level names armed itself writes (its level definitions, the guideline's clauses, rule
+    effects)."""
     for lvl, definition in prompts.LEVEL_DEFINITIONS.items():
         text = text.replace(read(f"{lvl.value}: {definition}"), " ")
+    text = text.replace(read(prompts.GUIDELINE_TEXT), " ")
     return re.sub(r"(?:cap|set):[a-z_]+", " ", text)
 
 

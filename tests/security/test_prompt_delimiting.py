@@ -77,6 +77,9 @@ def test_the_judge_prompt_names_no_level_outside_its_definitions():
     text = "\n".join(m.content for m in msgs)
     for lvl, definition in prompts.LEVEL_DEFINITIONS.items():
         text = text.replace(f"- {lvl.value}: {definition}", "")
+    # the guideline's clauses, each with its level (armed's own text too)
+    assert prompts.GUIDELINE_TEXT in text
+    text = text.replace(prompts.GUIDELINE_TEXT, "")
     assert not re.search(r"(?:highly|moderately|weakly|less)[\s_-]*relevant|irrelevant|[高中弱不]度?相关", text), text
 
 

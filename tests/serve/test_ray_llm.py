@@ -34,6 +34,9 @@ PROFILE = "cpu-ray-llm"
 # vLLM's CPU kernels and torch's compute the same float32 sums in another order: label probabilities agree to this
 # (the bound armed's other vLLM-vs-transformers checks use, tests/engines/test_vllm_engine.py).
 TOLERANCE = 2e-3
+# A pair the product-search branch leaves open (a question, not a product query), with the seed and with the
+# public-source artefact alike: the LLM judges it. (感冒 发烧 is a need the cold medicine meets: decided before it.)
+OPEN_PAIR = ("感冒了吃什么药好", "感冒灵颗粒 10g*9袋")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +105,7 @@ def test_the_label_distribution_is_the_engines_and_matches_the_transformers_scor
 
 
 def test_a_judgment_through_ray_llm_carries_the_llms_distribution(stack: str) -> None:
-    body = {"query": "感冒 发烧", "product": {"name": "感冒灵颗粒 10g*9袋"}}
+    body = {"query": OPEN_PAIR[0], "product": {"name": OPEN_PAIR[1]}}
     r = httpx.post(stack + "/v1/judge", json=body, timeout=300)
     assert r.status_code == 200, r.text
     j = r.json()
@@ -116,7 +119,7 @@ def test_a_judgment_through_ray_llm_carries_the_llms_distribution(stack: str) ->
 def test_an_answer_outside_the_labels_degrades_the_judgment(stack: str) -> None:
     from tests.serve.ray_llm_doubles import GARBAGE_MARK
 
-    body = {"query": f"感冒 {GARBAGE_MARK}", "product": {"name": "感冒灵颗粒 10g*9袋"}}
+    body = {"query": f"{OPEN_PAIR[0]} {GARBAGE_MARK}", "product": {"name": OPEN_PAIR[1]}}
     r = httpx.post(stack + "/v1/judge", json=body, timeout=300)
     assert r.status_code == 200, r.text
     j = r.json()
