@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 FORMAT = 2
 MANIFEST = "manifest.json"
 # Attributes that describe where a KB came from, not what it knows: not part of the version.
-_NOT_CONTENT = {"version", "source_names", "artefact_path"}
+# (_class_words: build-time only, derived from the seed's categories, which the matcher already hashes.)
+_NOT_CONTENT = {"version", "source_names", "artefact_path", "_class_words"}
 # A str→str dict at least this large is memory-mapped rather than pickled (small ones stay plain dicts: a dict
 # lookup is ~20x faster than a binary search, and they are hit on every comparison).
 MAP_MIN_ENTRIES = 5000
