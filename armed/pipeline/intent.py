@@ -54,13 +54,22 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
     unknown = [m for m in p.mentions if m.canonical is None and not m.need_word and not m.inner]
     if unknown and len(unknown) == len(names):
         spelled_name = kb.spelled(unknown[0].core)
+    whole_spelt = False
     if spelled_name is None and not names and not p.mentions:
         spelled_name = kb.spelled(query)
+    elif spelled_name is None and p.mentions:
+        # A known name inside a misspelt one (止泻 in 小儿辅脐止泻散, 消肿 in 竹瘀消肿) is not what the query asks for
+        # when the whole query spells a longer known name that holds it (小儿敷脐止泻散, 逐瘀消肿).
+        whole = kb.spelled(query)
+        if whole is not None and all(m.core in whole.surface and len(m.core) < len(whole.surface)
+                                     for m in p.mentions):
+            spelled_name, whole_spelt = whole, True
     if spelled_name is not None:
         spelt = parse_name(spelled_name.surface, kb, query=True)
         found = sorted(spelt.names) or [spelled_name.surface]
         return QueryIntent(kind="product", names=found, trade_names=[m.trade for m in spelt.mentions if m.trade],
-                           brands=[b for b in p.brands if b not in found], forms=list(p.forms),
+                           # (what was read as a maker inside a wholly misspelt query is part of the name: 竹瘀)
+                           brands=[] if whole_spelt else [b for b in p.brands if b not in found], forms=list(p.forms),
                            specifications=list(p.specifications), spelled=spelled_name.surface,
                            spelled_how=spelled_name.how, reason=f"spells {spelled_name.surface} ({spelled_name.how})")
     # A brand that is also the name asked for (云南白药 in 云南白药气雾剂) asks for that product, not a maker.

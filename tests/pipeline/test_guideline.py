@@ -114,3 +114,16 @@ async def test_product_search_switch_and_clause_list(kb: KnowledgeBase) -> None:
 async def test_a_second_query_is_not_a_listing(kb: KnowledgeBase) -> None:
     j = await make_pipeline(kb).judge("感冒灵颗粒", {"name": "感冒灵颗粒", "kind": "query"})
     assert j.branch is not Branch.guideline
+
+
+def test_a_misspelt_name_holding_a_shorter_known_one_means_the_longer(tmp_path) -> None:
+    """With the public lists a short name is known inside a longer one (消肿 in 逐瘀消肿): the query 竹瘀消肿 spells
+    逐瘀消肿 as a whole, and 竹瘀 is part of the misspelt name, not a maker (it was read as 竹瘀's 消肿: less.brand)."""
+    (tmp_path / "drug.txt").write_text("消肿片\n逐瘀消肿膏\n", encoding="utf-8")
+    kb = KnowledgeBase.load(sources=[f"drug-dicts:{tmp_path}"])
+    assert kb.common_name_of("消肿") and kb.common_name_of("逐瘀消肿")
+    qi = query_intent("竹瘀消肿", kb)
+    assert (qi.kind, qi.spelled, qi.brands) == ("product", "逐瘀消肿", [])
+    assert query_intent("消肿", kb).spelled is None  # a known name itself is not re-spelt
+    verdict = decide("竹瘀消肿", "逐瘀消肿膏 1盒装 朱养心", kb)
+    assert verdict is not None and verdict.clause == "exact.spelling", verdict
