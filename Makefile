@@ -65,7 +65,7 @@ pharmacy: setup
 
 # Both domains side by side (README "Evaluation"): the pharmacy report half and both KUAKE dev sets, full, with the
 # seed and with the public-source artefact (`make kb` first), plus the Table 5 ladder on a seeded 400-pair sample of
-# each; one run per (knowledge base, set) in benchmarks/eval/side-by-side/<kb>/<set>/ and SUMMARY.md (~1.5 h here).
+# each; one run per (knowledge base, set) in benchmarks/eval/side-by-side/<kb>/<set>/ and SUMMARY.md (21 min on this 2-core machine).
 EVAL ?= ../shared/data/eval
 BENCH_OUT ?= benchmarks/eval/side-by-side
 bench: setup pharmacy
