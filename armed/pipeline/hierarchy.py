@@ -33,7 +33,6 @@ from armed.guideline import CHEATING_CLAUSE, RULE_CLAUSES
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, veto
 from armed.pipeline import product_search, prompts
-from armed.pipeline.listing import parse_name
 from armed.pipeline.product_side import ProductUnderstanding
 from armed.pipeline.query_side import QueryUnderstanding
 from armed.pipeline.stages import Detailed, StageRecorder
@@ -204,10 +203,8 @@ async def decide(
             f"cheating product: {p.cheating_reason}",
             guideline=CHEATING_CLAUSE,
         )
-    # Expert rules that set a level are product rules: they decide a listing, not a question or a page title (on a
-    # 4,000-pair sample of KUAKE-QTR train they fired 14 times on such texts and were right 4 times; README).
-    listing = product_kind != "query" and parse_name(p.side.original, kb).is_listing
-    forced = veto(hits) if settings.judge.rule_vetoes and listing else None
+    vetoes_on = settings.judge.rule_vetoes and product_search.vetoes_decide(p.side.original, kb, product_kind)
+    forced = veto(hits) if vetoes_on else None
     if forced is not None:
         level, hit = forced
         return Decision(level, one_hot(level), Branch.rule_veto, f"expert rule {hit.id}: {hit.because}",

@@ -76,10 +76,13 @@ def _mcnemar_one_sided(b: int, c: int) -> float:
 
 
 def _vetoed(pair: D.StudentPair, kb: Any) -> bool:
+    """Would an expert rule decide this pair before the guideline's branches (as armed/pipeline/hierarchy.py does)?"""
     from armed.knowledge.rules import recall, veto
+    from armed.pipeline.product_search import vetoes_decide
 
     qe, pe = kb.extract(pair.query), kb.extract(pair.product)
-    return veto(recall(kb, qe, pe, kb.query_specificity(qe, pair.query))) is not None
+    return (veto(recall(kb, qe, pe, kb.query_specificity(qe, pair.query))) is not None
+            and vetoes_decide(pair.product, kb, pair.kind))
 
 
 def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: np.ndarray,

@@ -127,3 +127,12 @@ def test_a_misspelt_name_holding_a_shorter_known_one_means_the_longer(tmp_path) 
     assert query_intent("消肿", kb).spelled is None  # a known name itself is not re-spelt
     verdict = decide("竹瘀消肿", "逐瘀消肿膏 1盒装 朱养心", kb)
     assert verdict is not None and verdict.clause == "exact.spelling", verdict
+
+
+def test_expert_rule_vetoes_decide_listings_only(kb: KnowledgeBase) -> None:
+    """Vetoes are product rules (README: on KUAKE-QTR train they misfired on questions and page titles)."""
+    from armed.pipeline.product_search import vetoes_decide
+
+    assert vetoes_decide("[江中] 健胃消食片 0.8g*32片", kb)
+    assert not vetoes_decide("[江中] 健胃消食片 0.8g*32片", kb, "query")  # KUAKE-QQR's second query
+    assert not vetoes_decide("排卵期白带出血是什么原因引起的？", kb)  # a question
