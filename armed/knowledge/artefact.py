@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from armed.settings import KnowledgeSettings
 
 # 2: trade names and their makers, the pinyin index, complementary efficacy groups (issue 22).
-FORMAT = 2
+# 3: the seed carries therapeutic_areas; insert names cleaned of makers and specs (issue 22).
+FORMAT = 3
 MANIFEST = "manifest.json"
 # Attributes that describe where a KB came from, not what it knows: not part of the version.
 # (_class_words: build-time only, derived from the seed's categories, which the matcher already hashes.)

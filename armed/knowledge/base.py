@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import unicodedata
+import weakref
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from armed.domain import Entities, WebDoc
 from armed.knowledge import spelling
+from armed.knowledge.areas import AreaTable
 from armed.knowledge.brands import (
     PLACES,
     BrandGuess,
@@ -42,7 +44,7 @@ from armed.knowledge.brands import (
 )
 from armed.knowledge.index import BM25, Match, Matcher, Payload, is_cjk, normalise
 from armed.knowledge.schema import HijackPattern, Rule, Seed
-from armed.knowledge.sources import KnowledgeSourceError, LoadedSource, read_source
+from armed.knowledge.sources import InsertRow, KnowledgeSourceError, LoadedSource, read_source
 
 if TYPE_CHECKING:
     from armed.settings import KnowledgeSettings
@@ -126,6 +128,22 @@ def rules_hash(rules: Sequence[Rule]) -> str:
     return _sha12(payload.encode())
 
 
+# Efficacy term → the drugs whose records list it, built on first use per knowledge base (one pass over the records)
+# and kept beside it, not in it: derived data is neither content (the version) nor artefact state.
+_EFFICACY_INDEX: weakref.WeakKeyDictionary[KnowledgeBase, dict[str, tuple[str, ...]]] = weakref.WeakKeyDictionary()
+
+
+def _efficacy_index(kb: KnowledgeBase) -> dict[str, tuple[str, ...]]:
+    index = _EFFICACY_INDEX.get(kb)
+    if index is None:
+        found: dict[str, list[str]] = {}
+        for name in kb._records:
+            for term in kb._records[name].efficacy:
+                found.setdefault(term, []).append(name)
+        index = _EFFICACY_INDEX[kb] = {t: tuple(ns) for t, ns in found.items()}
+    return index
+
+
 class KnowledgeBase:
     """Lexicons, drug records and a BM25 index, built once by `load`; every method is read-only and cheap."""
 
@@ -178,6 +196,40 @@ class KnowledgeBase:
         from armed.knowledge.artefact import content_version
 
         self.version = content_version(self)
+
+    @property
+    def areas(self) -> AreaTable:
+        """The seed's therapeutic-area table (armed/knowledge/areas.py). Derived from the seed on each read rather
+        than stored, so it is never state of its own in an artefact or the version (the seed is both)."""
+        return AreaTable(self.seed.therapeutic_areas)
+
+    def record_areas(self, names: Sequence[str], efficacy: Sequence[str] = (),
+                     category: Sequence[str] = ()) -> set[str] | None:
+        """The therapeutic areas of a product: those its indications and categories name (its records' and the
+        ones given). None when one of its drugs spans areas or nothing names an area: then no use is "entirely
+        different" from it."""
+        table = self.areas
+        if any(table.spans_areas(n) for n in names):
+            return None
+        words, cats = list(efficacy), list(category)
+        for n in names:
+            rec = self._records.get(n)
+            if rec is not None:
+                words += rec.efficacy
+                cats += rec.categories
+        return (table.text_areas(" ".join(words)) | table.category_areas(cats)) or None
+
+    def need_areas(self, terms: Sequence[str]) -> set[str]:
+        """The therapeutic areas of a need: what its words name; for words that name none (骨蒸劳热), the areas of
+        every drug whose indication lists them."""
+        table = self.areas
+        out = table.text_areas(" ".join(terms))
+        if out:  # its own words say where it belongs
+            return out
+        index = _efficacy_index(self)
+        for name in sorted({n for t in terms for n in index.get(t, ())}):
+            out |= self.record_areas([name]) or set()
+        return out
 
     # ------------------------------------------------------------------ loading
 
@@ -484,7 +536,7 @@ class KnowledgeBase:
                 brand = self._maker_brand(row.maker) if row.maker else None
                 if brand:
                     brand = self._add_brand(brand, [], 1)
-                core, form = self._canonical_core(row.name)
+                core, form = self._canonical_core(self._insert_name(row, brand))
                 efficacy = [t for t in row.efficacy_terms if self._source_efficacy(t)]
                 for m in self._eff_matcher.extract(normalise(row.efficacy_text)):
                     _add_unique(efficacy, [m.surface])
@@ -514,6 +566,29 @@ class KnowledgeBase:
                     if v
                 )
                 self._docs.append(WebDoc(id=f"insert:{row.id}", source="kb:drug-inserts", title=row.title, text=text))
+
+    def _insert_name(self, row: InsertRow, brand: str | None) -> str:
+        """The drug's own name in an insert's name / title fields, which are often a listing: a maker, a spec
+        glued on, a bracketed form, the name twice (凤凰制药 女珍颗粒 6g*12袋, 参茸鹿胎丸参茸鹿胎丸9g*12丸,
+        一正 女金丸(水蜜丸), 八珍益母丸药品名称】 八珍益母丸, 兆誉隆舒泌通片). Of the tokens that end in a dosage
+        form, a name the knowledge base knows, else the shortest; the field itself when none does."""
+        candidates: list[str] = []
+        for field in (row.name, row.title):
+            bare = re.sub(r"[(（][^()（）]*[)）]", " ", normalise(field))
+            for tok in re.split(r"[\s\-—【】\[\]/]+", bare):
+                tok = re.sub(r"[\d.]+.*$", "", tok)  # a spec glued on: 泌淋清胶囊0.4g*36粒
+                half = len(tok) // 2
+                if len(tok) % 2 == 0 and tok[:half] == tok[half:]:
+                    tok = tok[:half]
+                if brand and tok.startswith(brand) and self.split_form(tok[len(brand) :])[1]:
+                    tok = tok[len(brand) :]  # the maker glued before the name (兆誉隆舒泌通片)
+                core, form = self.split_form(tok)
+                if form and len(core) >= 2 and all(is_cjk(ch) for ch in core) and tok not in candidates:
+                    candidates.append(tok)
+        if not candidates:
+            return row.name
+        known = [c for c in candidates if self._canonical_core(c)[0] in self._records]
+        return min(known or candidates, key=len)
 
     def _register_form(self, row_form: str, name_form: str | None) -> str | None:
         """The canonical form of a register's dosage_form cell (a variant, or a word ending in one: 薄膜衣片 → 片剂);

@@ -114,6 +114,42 @@ class SourceGroup(_Strict):
                                 "every drug of it treats (高血压 → 降压), never for mixed groups.")
 
 
+class TherapeuticAreas(_Strict):
+    """Body systems / therapeutic areas (妇科, 消化, 心脑血管 ...) an indication belongs to, read from its words,
+    and the pairs of areas whose uses are entirely different: a product of one never answers a need of the other.
+    The expert table behind the guideline's irrelevant.efficacy where the efficacy lexicon cannot tell (尿血 vs
+    降压)."""
+
+    keywords: dict[str, list[str]] = Field(
+        min_length=1, description="Area → words whose presence in an indication puts it there (TCM wording too). "
+        "A text gets every area any of its words names: more areas, fewer 'disjoint' pairs, so over-matching errs "
+        "on the safe side.")
+    disjoint: list[tuple[str, str]] = Field(
+        default_factory=list, description="Pairs of areas written out one by one; a pair not listed (妇科–泌尿, "
+        "疼痛–骨伤风湿, 呼吸–抗感染) is never read as entirely different. An area in no pair (男科, 补益) never is.")
+    categories: dict[str, list[str]] = Field(
+        default_factory=dict, description="A category (lexicons.categories) → the areas its drugs treat; a category "
+        "in no entry (营养补充, 抗肿瘤药, 医疗器械) names no area. Category names are not read by keyword: 糖尿病用药 "
+        "holds 尿 and is not 泌尿.")
+    unknown_names: list[str] = Field(
+        default_factory=list, description="Name parts of drugs whose uses span areas or are not what their group "
+        "says (激素, 阿司匹林, 加巴林): a product holding one has no area.")
+
+    @model_validator(mode="after")
+    def _known_areas(self) -> TherapeuticAreas:
+        for a, b in self.disjoint:
+            for x in (a, b):
+                if x not in self.keywords:
+                    raise ValueError(f"therapeutic_areas.disjoint: unknown area {x!r}")
+        for cat, areas in self.categories.items():
+            for x in areas:
+                if x not in self.keywords:
+                    raise ValueError(f"therapeutic_areas.categories[{cat}]: unknown area {x!r}")
+        for area, words in self.keywords.items():
+            _nonblank(words, f"therapeutic_areas.keywords[{area}]")
+        return self
+
+
 class Lexicons(_Strict):
     brands: list[BrandEntry] = Field(default_factory=list)
     common_names: list[CommonNameEntry] = Field(default_factory=list)
@@ -224,6 +260,7 @@ class Seed(_Strict):
     )
     hijack_patterns: list[HijackPattern] = Field(default_factory=list)
     source_groups: list[SourceGroup] = Field(default_factory=list)
+    therapeutic_areas: TherapeuticAreas | None = None
     specification_patterns: list[str] = Field(default_factory=list, min_length=1)
     rules: list[Rule] = Field(default_factory=list)
 
@@ -291,6 +328,8 @@ class Seed(_Strict):
         for i, sg in enumerate(self.source_groups):
             check(sg.categories, cats, f"source_groups[{i}].categories", "category")
             check(sg.efficacy, efficacy, f"source_groups[{i}].efficacy", "efficacy term")
+        if self.therapeutic_areas is not None:
+            check(list(self.therapeutic_areas.categories), cats, "therapeutic_areas.categories", "category")
         for d in lx.dosage_forms:
             check(d.regions, regions, f"lexicons.dosage_forms[{d.name}].regions", "region")
         for c in lx.categories:

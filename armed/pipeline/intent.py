@@ -41,6 +41,15 @@ class QueryIntent(BaseModel):
     reason: str = ""
 
 
+def _whole_need_term(text: str, kb: KnowledgeBase) -> str | None:
+    """The efficacy / category term the whole query is (胃痛, 遗精, 退烧药), or None."""
+    text = text.strip()
+    for m in kb.lexicon_matches(text):
+        if m.start == 0 and m.end == len(text) and {x.field for x in m.payloads} & {"efficacy", "category"}:
+            return m.surface
+    return None
+
+
 def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None) -> QueryIntent:
     """Classify the query (see the module doc). `parsed`: its `parse_name`, when the caller has it."""
     p = parsed or parse_name(query, kb, query=True)
@@ -55,9 +64,14 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
     if unknown and len(unknown) == len(names):
         spelled_name = kb.spelled(unknown[0].core)
     whole_spelt = False
-    if spelled_name is None and not names and not p.mentions:
+    term = _whole_need_term(p.text, kb)
+    if term and not p.forms and not p.brands and set(names) <= {term}:
+        # A symptom typed alone that is also a drug's bare core (胃痛: a 胃痛片 exists) states the need, and a need word
+        # is not a misspelt name (遗精 is not 益精 mistyped).
+        names, trades, spelled_name = [], [], None
+    if spelled_name is None and not names and not p.mentions and not term:
         spelled_name = kb.spelled(query)
-    elif spelled_name is None and p.mentions:
+    elif spelled_name is None and p.mentions and not term:
         # A known name inside a misspelt one (止泻 in 小儿辅脐止泻散, 消肿 in 竹瘀消肿) is not what the query asks for
         # when the whole query spells a longer known name that holds it (小儿敷脐止泻散, 逐瘀消肿).
         whole = kb.spelled(query)

@@ -41,6 +41,8 @@ LISTING_WORDS = (
     "适用于", "所致", "引起的", "的", "和", "与", "及", "或", "加", "成人", "儿童", "中老年", "老人", "男士",
     "女士", "男女", "通用", "便携式", "便携", "全自动", "电子", "智能", "上臂式", "腕式", "手腕式", "手指",
     "指夹式", "医疗", "器械", "防水", "透气", "独立", "软胶囊", "口服", "外用", "片", "粒", "丸",
+    # a maker's company words after its brand (九芝堂股份有限公司 妇科十味片): the brand is matched, they are not
+    "股份有限公司", "有限责任公司", "有限公司", "股份", "公司", "集团", "制药厂", "制药", "药业", "药厂",
 )
 # Words that describe a device or a pack, glued before its name (红外额温枪): not part of the name.
 DESCRIPTIVE = (

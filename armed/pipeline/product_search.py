@@ -171,6 +171,9 @@ def _by_use(qe: Entities, pe: Entities, kb: KnowledgeBase, what: str,
         shown = (f"{'、'.join(qe.efficacy[:3])} vs {'、'.join(pe.efficacy[:3])}" if eff == 0.0 else
                  f"{'、'.join(qe.category)} vs {'、'.join(pe.category)}")
         return _d("irrelevant.efficacy", f"{what}: entirely different uses ({shown})")
+    if eff is None and cat is None and (areas := _disjoint_areas(qe, pe, kb)) is not None:
+        return _d("irrelevant.efficacy", f"{what}: entirely different uses ({'、'.join(sorted(areas[0]))} vs "
+                  f"{'、'.join(sorted(areas[1]))}, therapeutic areas the knowledge base holds apart)")
     if eff is not None and eff > 0:
         return _d("less.related_use", f"{what}: their uses overlap ({'、'.join(qe.efficacy[:3])} / "
                   f"{'、'.join(pe.efficacy[:3])})")
@@ -178,6 +181,17 @@ def _by_use(qe: Entities, pe: Entities, kb: KnowledgeBase, what: str,
         return _d("less.related_use", f"{what}: related categories ({'、'.join(qe.category)} / "
                   f"{'、'.join(pe.category)})")
     return None
+
+
+def _disjoint_areas(qe: Entities, pe: Entities, kb: KnowledgeBase) -> tuple[set[str], set[str]] | None:
+    """(the query's areas, the product's) when the knowledge base's therapeutic areas hold them apart
+    (armed/knowledge/areas.py): the evidence for "entirely different" where the efficacy lexicon cannot tell."""
+    if qe.common_name:
+        qa = kb.record_areas(qe.common_name, qe.efficacy, qe.category)
+    else:
+        qa = kb.need_areas([*qe.efficacy, *qe.category]) or None
+    pa = kb.record_areas(pe.common_name, pe.efficacy, pe.category)
+    return (qa, pa) if qa and pa and kb.areas.disjoint_areas(qa, pa) else None
 
 
 def _need_query(qi: QueryIntent, p: NameParse, qe: Entities, pe: Entities,
@@ -245,6 +259,18 @@ def _spelling(q: NameParse, p: NameParse) -> tuple[str, str, str | None] | None:
     return None
 
 
+# Words after a name that describe the same preparation, not another ingredient (葡萄籽精华 is 葡萄籽's).
+_SAME_PREPARATION = ("精华", "提取物")
+
+
+def _names_a_use(rest: str, kb: KnowledgeBase) -> bool:
+    """Is `rest` wholly an efficacy term (消炎, 清热) or a word for the same preparation (精华)?"""
+    if rest in _SAME_PREPARATION:
+        return True
+    return len(rest) >= 2 and any(m.start == 0 and m.end == len(rest) and any(x.field == "efficacy" for x in m.payloads)
+                                  for m in kb.lexicon_matches(rest))
+
+
 def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -> DrugMatch | None:
     """Does the product name what the query names? (see DrugMatch)"""
     shared = set(qi.names) & p.names
@@ -254,6 +280,12 @@ def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -
     for qc in dict.fromkeys(normalise(c) for c in q_cores):
         for pm in p.mentions:
             if core_key(qc) == core_key(normalise(pm.core)):
+                return DrugMatch(pm.key, "name")
+    # The asked name with its use after it is that product's full name (蒲地蓝 / 蒲地蓝消炎口服液), not a compound.
+    for qc in dict.fromkeys(core_key(normalise(c)) for c in q_cores):
+        for pm in p.mentions:
+            pc = core_key(normalise(pm.core))
+            if len(qc) >= 2 and pc.startswith(qc) and _names_a_use(pc[len(qc):], kb):
                 return DrugMatch(pm.key, "name")
     # A spelling of the product's name comes before reading an unknown word as a maker (粟黄止咳 is 苏黄止咳 misspelt).
     found = _spelling(q, p)
