@@ -32,13 +32,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed import images, roles
+from armed import roles
 from armed.errors import InputError, JudgmentTimeout
 from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
 from armed.roles import ROLES
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, ProfileRef, resolve_profile
+from armed.settings import image_settings
 from armed.text import invalid_unicode_path, normalise
 from deployments import api, auth, loopback
 from deployments.cache import TTLCache
@@ -416,7 +417,7 @@ class Gateway:
         self.args = JudgeArgs.model_validate(args)
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
-        images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
+        image_settings()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         profile = resolve_profile(self.args.profile)
         api.set_limits(profile.limits)  # before the first request: this replica's routes enforce the profile's
         self.max_batch_pairs = profile.judge.max_batch_pairs
