@@ -9,7 +9,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from armed.cli_common import load_settings
 from armed.eval.vote import DEFAULT_VOTERS
+from armed.log import configure_logging
 
 
 def _command() -> str:
@@ -17,9 +19,6 @@ def _command() -> str:
 
 
 def _settings():
-    from armed.cli import load_settings
-    from armed.log import configure_logging
-
     settings = load_settings()
     configure_logging(settings.logging)
     return settings
