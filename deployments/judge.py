@@ -152,12 +152,12 @@ class JudgeService:
     @classmethod
     def from_profile(cls, profile: Profile, metrics: MetricsRecorder | None = None) -> JudgeService:
         """Load the knowledge base and wire handle clients; contacts no model deployment."""
-        from armed.knowledge.base import KnowledgeBase
+        from armed.knowledge.artefact import load_knowledge
         from armed.pipeline.dag import Pipeline
 
         settings = profile.to_settings()
         clients = handle_clients_for(profile)
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
         required = [getattr(clients, r) for r in profile.judge.required_roles]
         # the embedder handle serves the profile's embedder spec: its documents' stored vectors are that spec's
         pipeline = Pipeline(settings, kb, clients, doc_vectors_model=settings.models.embedder.identity())

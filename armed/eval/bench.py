@@ -84,13 +84,13 @@ def default_factory() -> PipelineFactory:
     cache: dict[str, Any] = {}
 
     def make(settings: ArmedSettings) -> Any:
-        from armed.knowledge.base import KnowledgeBase
+        from armed.knowledge.artefact import load_knowledge
         from armed.pipeline.dag import Pipeline
 
         if "kb" not in cache:
             from armed.engines.factory import build_clients
 
-            cache["kb"] = KnowledgeBase.from_settings(settings.knowledge)
+            cache["kb"] = load_knowledge(settings.knowledge)
             cache["clients"] = build_clients(settings.models)
         # the clients are this settings' engines, so the embedder's identity is its spec's
         return Pipeline(settings, cache["kb"], cache["clients"], doc_vectors_model=settings.models.embedder.identity())
@@ -189,9 +189,9 @@ def baseline_compare(
 def _kb_for_categories(factory: PipelineFactory | None, settings: ArmedSettings, pipeline: Any) -> Any:
     if pipeline is not None:
         return pipeline.kb
-    from armed.knowledge.base import KnowledgeBase
+    from armed.knowledge.artefact import load_knowledge
 
-    return KnowledgeBase.from_settings(settings.knowledge)
+    return load_knowledge(settings.knowledge)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -222,9 +222,9 @@ async def run_bench(
             raise RuntimeError("report-only: nothing is judged")
 
         system = "armed (report over an interrupted run's predictions)"
-        from armed.knowledge.base import KnowledgeBase
+        from armed.knowledge.artefact import load_knowledge
 
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
     elif opts.endpoint:
         judge: Any = EndpointJudge(opts.endpoint)
         system = f"armed endpoint {opts.endpoint}"

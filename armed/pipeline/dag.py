@@ -16,6 +16,7 @@ import armed
 from armed.domain import Evidence, Judgment, Product, Query, Versions
 from armed.engines.base import ModelClients
 from armed.errors import InputError, JudgmentTimeout, from_validation_error
+from armed.knowledge.artefact import load_knowledge
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import recall
 from armed.log import bound_request, get_logger, new_request_id
@@ -82,7 +83,7 @@ class Pipeline:
         from armed.engines.factory import build_clients
 
         settings = settings or ArmedSettings()
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
         return cls(settings, kb, build_clients(settings.models), doc_vectors_model=settings.models.embedder.identity())
 
     def versions(self) -> Versions:
