@@ -161,12 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from armed.eval.cli import add_eval_commands
     from armed.knowledge.cli import add_kb_commands
-    from armed.perf.cli import add_perf_commands
     from armed.serving.cli import add_serving_commands
 
     add_serving_commands(sub)
     add_eval_commands(sub)
-    add_perf_commands(sub)
     add_kb_commands(sub)
     return parser
 
