@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import armed
 from armed.domain import BenchmarkLevel
 from armed.eval import cascade
 from armed.eval import metrics as M
@@ -108,8 +109,6 @@ def _git_commit() -> str | None:
 
 
 def software_versions() -> dict[str, str | None]:
-    import armed
-
     out: dict[str, str | None] = {"armed": armed.__version__, "git": _git_commit(), "python": platform.python_version()}
     for mod in ("torch", "transformers"):
         try:
@@ -210,9 +209,7 @@ async def run_bench(
     opts.out.mkdir(parents=True, exist_ok=True)
     pipeline = None
     if opts.report_only:
-        from armed.eval.runner import read_predictions
-
-        have = read_predictions(opts.out / "predictions.jsonl")
+        have = read_predictions_file(opts.out / "predictions.jsonl")
         ds.items = [it for it in ds.items if it.id in have]
         ds.sample["scored"] = len(ds.items)
         if not ds.items:

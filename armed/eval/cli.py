@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 from armed.cli_common import load_settings
-from armed.eval.vote import DEFAULT_VOTERS
+from armed.errors import InputError
+from armed.eval.bench import BenchOptions, run_ablation, run_bench
+from armed.eval.datasets import parse_spec
+from armed.eval.metrics import table4
+from armed.eval.vote import DEFAULT_VOTERS, run_vote
 from armed.log import configure_logging
 
 
@@ -25,9 +29,6 @@ def _settings():
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from armed.eval.bench import BenchOptions, run_ablation, run_bench
-    from armed.eval.metrics import table4
-
     datasets, kbs = args.dataset, args.kb or []
     opts = BenchOptions(
         dataset=datasets[0], out=Path(args.out), limit=args.limit, seed=args.seed, endpoint=args.endpoint,
@@ -38,7 +39,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     settings = _settings()
     if len(datasets) > 1 or len(kbs) > 1:  # side by side: one run per (knowledge base, set), then SUMMARY.md
-        from armed.eval.datasets import parse_spec
         from armed.eval.side_by_side import run_side_by_side
 
         try:
@@ -77,8 +77,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
-    from armed.eval.vote import run_vote
-
     summary = asyncio.run(run_vote(
         args.dataset, Path(args.out), args.voter or DEFAULT_VOTERS, settings=_settings(), limit=args.limit,
         seed=args.seed, concurrency=args.concurrency, progress=not args.quiet, command=_command(),
@@ -114,7 +112,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def _distill_mlp(args: argparse.Namespace) -> int:
     from armed.engines.cache import cache_dir
-    from armed.errors import InputError
     from armed.student.distill import build_mlp_student
     from armed.student.model import TrainConfig
 
@@ -135,7 +132,6 @@ def _distill_mlp(args: argparse.Namespace) -> int:
 
 
 def _distill_pack(args: argparse.Namespace) -> int:
-    from armed.errors import InputError
     from armed.student.distill import write_cross_encoder_pack
 
     try:
@@ -150,8 +146,6 @@ def _distill_pack(args: argparse.Namespace) -> int:
 
 
 def _distill_classifier(args: argparse.Namespace) -> int:
-    from armed.errors import InputError
-
     if args.task == "consistency":  # the profiles' models.consistency (armed/student/consistency.py)
         from armed.student.consistency import train_consistency_classifier as train
     else:  # the profiles' models.student

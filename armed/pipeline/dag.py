@@ -27,6 +27,7 @@ from armed.pipeline.query_side import QuerySide, QueryUnderstanding
 from armed.pipeline.search import SearchProvider, build_search
 from armed.pipeline.stages import Detailed, StageRecorder
 from armed.settings import ArmedSettings
+from armed.student.engine import student_text
 
 log = get_logger("armed.pipeline")
 
@@ -121,8 +122,6 @@ class Pipeline:
         hits = await rec.run(
             "rules", run_rules, enabled=self.settings.stages.rules, timeout=self.settings.timeouts.ner, default=[]
         )
-        from armed.student.engine import student_text
-
         decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec,
                                 product_text=student_text(product.name, product.kind), product_kind=product.kind)
         return Judgment(
