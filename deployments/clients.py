@@ -6,7 +6,7 @@ app exists and has a running replica) is read first from the handle's own router
 keeps up to date by long poll, so the request path costs a few attribute reads. Only when the router cannot
 vouch for a running replica (handle not used yet, scaled to zero, deleted) is the controller asked, through
 `serve.status()`, cached for a second: that call builds pydantic models of the whole instance (~100 ms of the
-replica's CPU with six apps), and reading it on every request made up most of the DAG overhead `armed perf`
+replica's CPU with six apps), and reading it on every request made up most of the DAG overhead `armed-ops perf`
 measured.
 
 A role with no running replica raises `ModelUnavailable` at once instead of queueing forever behind a

@@ -32,13 +32,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed import images, roles
+from armed import roles
 from armed.errors import InputError, JudgmentTimeout
 from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
 from armed.roles import ROLES
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, ProfileRef, resolve_profile
+from armed.settings import image_settings
 from armed.text import invalid_unicode_path, normalise
 from deployments import api, auth, loopback
 from deployments.cache import TTLCache
@@ -151,12 +152,12 @@ class JudgeService:
     @classmethod
     def from_profile(cls, profile: Profile, metrics: MetricsRecorder | None = None) -> JudgeService:
         """Load the knowledge base and wire handle clients; contacts no model deployment."""
-        from armed.knowledge.base import KnowledgeBase
+        from armed.knowledge.artefact import load_knowledge
         from armed.pipeline.dag import Pipeline
 
         settings = profile.to_settings()
         clients = handle_clients_for(profile)
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
         required = [getattr(clients, r) for r in profile.judge.required_roles]
         # the embedder handle serves the profile's embedder spec: its documents' stored vectors are that spec's
         pipeline = Pipeline(settings, kb, clients, doc_vectors_model=settings.models.embedder.identity())
@@ -416,7 +417,7 @@ class Gateway:
         self.args = JudgeArgs.model_validate(args)
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
-        images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
+        image_settings()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         profile = resolve_profile(self.args.profile)
         api.set_limits(profile.limits)  # before the first request: this replica's routes enforce the profile's
         self.max_batch_pairs = profile.judge.max_batch_pairs

@@ -27,13 +27,13 @@ from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed import images, roles
+from armed import roles
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.engines.batching import DynamicBatcher
 from armed.images import ImageError
 from armed.log import get_logger
 from armed.serving.limits import InputLimits
-from armed.settings import EngineSpec
+from armed.settings import EngineSpec, image_settings
 from deployments import api, auth, loopback
 from deployments.deadlines import EngineTimeout, engine_health, within_deadline
 from deployments.engines import EngineSource, build_role_engine, spec_model_id
@@ -104,7 +104,7 @@ class _ModelBase:
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         api.set_limits(self.args.limits)  # before the first request: this replica's routes enforce the profile's
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
-        images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
+        image_settings()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         started = time.perf_counter()
         self.engine = _AnswerClock(
             build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)

@@ -50,6 +50,7 @@ from armed.engines.base import (
     normalise_vector,
     softmax,
 )
+from armed.settings import image_settings
 from deployments.clients import HandleClient
 
 # ChatML's end of turn (Qwen, SmolLM2): appended to each scored choice when the rendered prompt uses it, so the score
@@ -120,7 +121,7 @@ class RayLLMChatModel(RayLLMClient):
         for m in messages:
             if m.images:
                 # the replica's own image limits (ARMED_IMAGES__*), the ones the judge checked the bytes with
-                limits = images.configured()
+                limits = image_settings()
                 parts: list[dict[str, Any]] = [
                     {"type": "image_url", "image_url": {"url": images.data_uri(data, limits)}} for data in m.images]
                 out.append({"role": m.role, "content": [*parts, {"type": "text", "text": m.content}]})

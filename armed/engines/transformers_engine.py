@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from armed import images
 from armed.engines.base import (
     CONSISTENCY_TEMPLATE,
     BlockingWorker,
@@ -25,6 +26,7 @@ from armed.engines.base import (
     cut_at_stop,
     softmax,
 )
+from armed.settings import image_settings
 
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
@@ -452,10 +454,8 @@ class TransformersPairClassifier:
 def decode_image(data: bytes, name: str) -> Any:
     """Open encoded image bytes as an RGB PIL image within the image limits (armed/images.py: size checked before
     decoding, pixel count before decompressing), or raise an ImageError (a ValueError) that says which image."""
-    from armed import images
-
     try:
-        return images.decode(data, images.configured())
+        return images.decode(data, image_settings())
     except images.ImageError as exc:
         raise images.ImageError(f"{name}: {exc.message}", exc.too_large) from None
 

@@ -16,6 +16,7 @@ import armed
 from armed.domain import Evidence, Judgment, Product, Query, Versions
 from armed.engines.base import ModelClients
 from armed.errors import InputError, JudgmentTimeout, from_validation_error
+from armed.knowledge.artefact import load_knowledge
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import recall
 from armed.log import bound_request, get_logger, new_request_id
@@ -26,6 +27,7 @@ from armed.pipeline.query_side import QuerySide, QueryUnderstanding
 from armed.pipeline.search import SearchProvider, build_search
 from armed.pipeline.stages import Detailed, StageRecorder
 from armed.settings import ArmedSettings
+from armed.student.engine import student_text
 
 log = get_logger("armed.pipeline")
 
@@ -82,7 +84,7 @@ class Pipeline:
         from armed.engines.factory import build_clients
 
         settings = settings or ArmedSettings()
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
         return cls(settings, kb, build_clients(settings.models), doc_vectors_model=settings.models.embedder.identity())
 
     def versions(self) -> Versions:
@@ -120,8 +122,6 @@ class Pipeline:
         hits = await rec.run(
             "rules", run_rules, enabled=self.settings.stages.rules, timeout=self.settings.timeouts.ner, default=[]
         )
-        from armed.student.engine import student_text
-
         decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec,
                                 product_text=student_text(product.name, product.kind), product_kind=product.kind)
         return Judgment(

@@ -159,11 +159,11 @@ async def fuzz(url: str, args: argparse.Namespace, extra_meta: dict[str, Any] | 
 def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
     """A fresh private Ray (never a cluster someone else started), the profile deployed as `armed up` deploys it,
     the fuzz run, the replicas' logs searched for the failures' tracebacks, then Serve and that Ray stopped."""
-    from armed.perf.stack import LocalStack, write_profile, zero_work_profile
     from armed.serving.cli import deploy_and_wait
     from armed.serving.config import serve_config
     from armed.serving.profiles import load_profile
     from ops.fuzz.raylogs import tracebacks
+    from ops.perf.stack import LocalStack, write_profile, zero_work_profile
 
     profile_ref = args.local_stack
     if args.all_roles:

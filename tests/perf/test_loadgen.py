@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from armed.perf.loadgen import (
+from ops.perf.loadgen import (
     LatencyRecorder,
     arrival_times,
     closed_loop,
@@ -16,7 +16,7 @@ from armed.perf.loadgen import (
     over_runs,
     percentile,
 )
-from armed.perf.workload import all_pairs, zipf_mix, zipf_weights
+from ops.perf.workload import all_pairs, zipf_mix, zipf_weights
 
 
 def test_percentile_hand_computed() -> None:

@@ -1,4 +1,4 @@
-"""`armed perf` end to end on a fresh local Ray with zero-work engines: tiny counts, checks the files it writes."""
+"""`armed-ops perf` end to end on a fresh local Ray with zero-work engines: tiny counts, checks the files it writes."""
 
 from __future__ import annotations
 
@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from armed.cli import build_parser
+from ops.cli import parser
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_perf_is_an_armed_command() -> None:
-    args = build_parser().parse_args(["perf", "--out", "x", "--local", "--quick"])
-    assert args.command == "perf" and args.quick and args.func.__name__ == "cmd_perf"
+def test_perf_is_an_armed_ops_command() -> None:
+    args = parser().parse_args(["perf", "--out", "x", "--local", "--quick"])
+    assert args.cmd == "perf" and args.quick and args.func.__name__ == "cmd_perf"
 
 
 def test_perf_smoke_zero_work(tmp_path: Path) -> None:
     out = tmp_path / "perf"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "armed.cli", "perf", "--local", "--out", str(out), "--quick", "--repeats", "1",
+    cmd = [sys.executable, "-m", "ops.cli", "perf", "--local", "--out", str(out), "--quick", "--repeats", "1",
            "--no-tokens", "--no-progress", "--engine-source", "zero-work",
            "--only", "dag,e2e,batching,caching,engines,cost", "--concurrency", "1,4", "--delay", "0.02"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -58,10 +58,10 @@ def profile_file(tiny_checkpoints, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def stack(profile_file: Path) -> Iterator[str]:
-    from armed.perf.stack import LocalStack
     from armed.serving.cli import deploy_and_wait
     from armed.serving.config import serve_config
     from armed.serving.profiles import load_profile
+    from ops.perf.stack import LocalStack
 
     local = LocalStack(num_cpus=4).start()
     try:

@@ -1,6 +1,6 @@
-"""One function per measurement of `armed perf`. Each returns a JSON-able section of perf.json.
+"""One function per measurement of `armed-ops perf`. Each returns a JSON-able section of perf.json.
 
-Local scenarios deploy what they measure on a fresh local Ray (armed.perf.stack); `--endpoint` runs only what
+Local scenarios deploy what they measure on a fresh local Ray (ops.perf.stack); `--endpoint` runs only what
 HTTP alone can measure against an already deployed stack (end-to-end and the repeated-pair mix).
 Every figure is a median over `repeats` runs of the run's own median / p99; every ratio is taken inside one run
 (both sides measured back to back) and then its median over runs is reported.
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from armed.perf import workload
-from armed.perf.loadgen import closed_loop, median_of, over_runs, percentile
-from armed.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
+from ops.perf import workload
+from ops.perf.loadgen import closed_loop, median_of, over_runs, percentile
+from ops.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
 
 QUERY_STAGES = ("query_rewrite", "query_change", "common_name", "search", "identical_page", "two_stage_filter",
                 "ner_llm")
@@ -343,7 +343,7 @@ async def autoscaling(ctx: Ctx, app: str, watched: list[str], clients: int = 12,
 
 async def _scale_cycle(h: Any, app: str, watched: list[str], clients: int, step_s: float,
                        settle_timeout_s: float) -> dict[str, Any]:
-    from armed.perf.stack import replica_counts
+    from ops.perf.stack import replica_counts
 
     base = await asyncio.to_thread(replica_counts)
     start_n = base[f"{app}/{app}"]
@@ -480,7 +480,7 @@ async def cost_per_judgment(ctx: Ctx, profile_refs: list[str]) -> dict[str, Any]
     out: dict[str, Any] = {
         "what": "in-process traces of every catalogue pair (zero-work engines in every deployed role; their "
                 "answers decide which path a pair takes, so the path shares are this workload's, not production's); "
-                "tokens on the real Qwen tokenizer (see armed/perf/trace.py); generate() output counted at its "
+                "tokens on the real Qwen tokenizer (see ops/perf/trace.py); generate() output counted at its "
                 "max_tokens budget (upper bound). No caching (multiply by the miss rate for cached traffic).",
         "paths": {"deterministic": "cheating, rule veto, name containment, all characters, core match: no LLM "
                                    "judge call", "llm_judge": "the constrained LLM judge (the llm role)",

@@ -125,7 +125,7 @@ def qwen_token_counter() -> Any:
 def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = None) -> Any:
     """A Pipeline of `profile` (its settings, the KB) whose deployed roles are traced zero-work engines."""
     from armed.engines.base import ModelClients
-    from armed.knowledge.base import KnowledgeBase
+    from armed.knowledge.artefact import load_knowledge
     from armed.pipeline.dag import Pipeline
     from armed.roles import ROLES
     from armed.settings import overlay
@@ -139,7 +139,7 @@ def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = Non
         eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if ROLES[role].labels
                                         else {}))
         setattr(clients, role, TracedEngine(eng, role, tracer))
-    kb = KnowledgeBase.from_settings(settings.knowledge)
+    kb = load_knowledge(settings.knowledge)
     return Pipeline(settings, kb, clients)
 
 

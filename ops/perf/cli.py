@@ -1,4 +1,4 @@
-"""`armed perf --out DIR [--endpoint URL | --local] [--profile P]`: measure, then write perf.json, perf.md and
+"""`armed-ops perf --out DIR [--endpoint URL | --local] [--profile P]`: measure, then write perf.json, perf.md and
 capacity.json (the benchmark file `armed-ops capacity` reads).
 
 --local (the default) starts a fresh local Ray and deploys each stack it measures: zero-work engines for the DAG
@@ -50,19 +50,19 @@ def cmd_perf(args: argparse.Namespace) -> int:
     import logging
 
     from armed.log import configure_logging
-    from armed.perf import report
     from armed.settings import LoggingSettings
+    from ops.perf import report
 
     configure_logging(LoggingSettings(level="error"))
     logging.getLogger("ray").setLevel(logging.ERROR)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(SCENARIOS)
     if unknown:
-        print(f"armed perf: unknown scenarios {sorted(unknown)}", file=sys.stderr)
+        print(f"armed-ops perf: unknown scenarios {sorted(unknown)}", file=sys.stderr)
         return 2
     started = time.time()
     meta: dict[str, Any] = {
-        "command": "armed " + " ".join(sys.argv[1:]) if sys.argv and "perf" in sys.argv else "armed perf",
+        "command": "armed-ops " + " ".join(sys.argv[1:]) if sys.argv and "perf" in sys.argv else "armed-ops perf",
         "profile": args.profile, "mode": "endpoint" if args.endpoint else "local", "endpoint": args.endpoint,
         "repeats": args.repeats, "seed": args.seed, "quick": args.quick, "images_every": args.images_every,
         "engine_source": args.engine_source, "machine": report.machine(), "load_before": report.load_avg(),
@@ -98,11 +98,11 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any]) -> None:
-    from armed.perf import scenarios as sc
-    from armed.perf.stack import LocalStack, variant, write_profile, zero_work_profile
-    from armed.perf.trace import qwen_token_counter
     from armed.roles import ROLES
     from armed.serving.profiles import load_profile
+    from ops.perf import scenarios as sc
+    from ops.perf.stack import LocalStack, variant, write_profile, zero_work_profile
+    from ops.perf.trace import qwen_token_counter
 
     profile = load_profile(args.profile)
     S = result["scenarios"]
@@ -207,7 +207,7 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
                          .get("per_role", {}))
                 cap = sc.capacity_file(profile, S["engines"], S.get("end_to_end"),
                                        {r: v["calls"] for r, v in calls.items()},
-                                       f"armed perf on {result['meta']['machine']['cpu_model']} "
+                                       f"armed-ops perf on {result['meta']['machine']['cpu_model']} "
                                        f"({os.cpu_count()} cores), {result['meta']['started']}")
                 (args.out).mkdir(parents=True, exist_ok=True)
                 (args.out / "capacity.json").write_text(json.dumps(cap, ensure_ascii=False, indent=2),

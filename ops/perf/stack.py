@@ -1,4 +1,4 @@
-"""Local stacks for `armed perf --local`: a fresh Ray, derived profiles, deploy and tear down applications."""
+"""Local stacks for `armed-ops perf --local`: a fresh Ray, derived profiles, deploy and tear down applications."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def zero_work_profile(base: Profile, *, name: str = "perf-zero-work", caches: bo
     each, fast autoscaling, the judge's caches off unless `caches`."""
     d = base.model_dump(mode="json")
     d["name"] = name
-    d["description"] = f"armed perf: {base.name} with every role on a zero-work engine"
+    d["description"] = f"armed-ops perf: {base.name} with every role on a zero-work engine"
     d["pools"] = [{"name": "cpu", "gpu_type": None, "gpus_per_node": 0, "cpus_per_node": 64}]
     j = d["judge"]
     j.update(pool="cpu", replicas={"min": 1, "max": 1, "initial": 1}, resources={"num_cpus": 0.1},
