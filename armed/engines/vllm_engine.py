@@ -165,13 +165,9 @@ class VLLMChatModel:
         one image placeholder per image and vLLM's own processor expands it; images are decoded here first so a
         broken one fails with a ValueError naming it rather than deep inside the engine.
         """
-        from armed.engines.transformers_engine import decode_image
+        from armed.engines.transformers_engine import vl_images
 
-        images = [
-            decode_image(data, f"image {ii} of message {mi} ({m.role})")
-            for mi, m in enumerate(messages)
-            for ii, data in enumerate(m.images)
-        ]
+        images = vl_images(messages)  # the same preparation as the transformers path
         dialog = [
             {
                 "role": m.role,
