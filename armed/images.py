@@ -270,13 +270,22 @@ def open_checked(data: bytes, settings: ImageSettings | None = None) -> PILImage
     return img
 
 
-def decode(data: bytes, settings: ImageSettings | None = None) -> PILImage.Image:
-    """Bytes → a fully decoded RGB PIL image, or ImageError (never another exception for bad bytes)."""
+def decode(data: bytes, settings: ImageSettings | None = None, *,
+           background: tuple[int, int, int] | None = None) -> PILImage.Image:
+    """Bytes → a fully decoded RGB PIL image, or ImageError (never another exception for bad bytes).
+
+    `background`: transparent pixels are composited onto this colour (an alpha channel, LA / PA, or a PNG's tRNS
+    chunk). None: the alpha channel is dropped, leaving whatever colour the encoder stored under it (often black)."""
     from PIL import Image
 
     img = open_checked(data, settings)
     try:
         img.load()
+        if background is not None and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            flat = Image.new("RGB", rgba.size, background)
+            flat.paste(rgba, mask=rgba.getchannel("A"))
+            return flat
         return img.convert("RGB")
     except Image.DecompressionBombError:
         raise ImageError("image has more pixels than the limit") from None

@@ -123,7 +123,8 @@ class ModelsSettings(BaseModel):
 
 
 class StageSwitches(BaseModel):
-    """Turn stages on or off, to rerun the paper's ablation (Table 5) or to save cost."""
+    """Turn stages on or off, to rerun the paper's ablation (Table 5) or to save cost. Which stage each switch
+    turns on is armed/stages.py's table (tests/test_stages.py holds these fields to it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -165,7 +166,8 @@ class StageSwitches(BaseModel):
 
 
 class TimeoutSettings(BaseModel):
-    """Seconds each stage may take before it is cut off (an optional stage then degrades the judgment)."""
+    """Seconds each stage may take before it is cut off (an optional stage then degrades the judgment). Which
+    field bounds which stage is armed/stages.py's table (tests/test_stages.py holds these fields to it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -173,6 +175,7 @@ class TimeoutSettings(BaseModel):
     search: float = Field(default=5.0, gt=0)
     two_stage_filter: float = Field(default=20.0, gt=0)
     ner: float = Field(default=20.0, gt=0)
+    rules: float = Field(default=20.0, gt=0, description="Expert-rule recall (knowledge base only).")
     cheating_check: float = Field(default=30.0, gt=0)
     standardise: float = Field(default=20.0, gt=0)
     extend: float = Field(default=30.0, gt=0, description="Includes OCR of every image.")

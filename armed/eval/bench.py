@@ -34,6 +34,7 @@ from armed.eval.datasets import BenchItem, Dataset, derive_category, hard_subset
 from armed.eval.runner import EndpointJudge, LocalJudge, pred_of, run_predictions
 from armed.eval.runner import read_predictions as read_predictions_file
 from armed.settings import ArmedSettings
+from armed.stages import ABLATION_LADDER, LADDER_SWITCHES  # Table 5, in the stage table
 
 PipelineFactory = Callable[[ArmedSettings], Any]
 
@@ -41,26 +42,6 @@ HARD_RULE = (
     "HARD (paper's rule): query length ≤ the median query length and product-name length ≥ the median name "
     "length of the evaluated items, then balanced 1:1:1 over the three gold levels by a seeded draw"
 )
-
-# Table 5: each rung switches one more module on (cumulative). Switches not in the ladder keep their settings.
-LADDER_SWITCHES = ("query_rewrite", "extend", "search", "identical_page", "two_stage_filter", "common_name",
-                   "query_change", "product_search", "student")
-ABLATION_LADDER: tuple[tuple[str, str | None], ...] = (
-    ("base Q+S", None),
-    ("+QI", "query_rewrite"),
-    ("+SI", "extend"),
-    ("+IS", "search"),
-    ("+ISPI", "identical_page"),
-    ("+TF", "two_stage_filter"),
-    ("+CN", "common_name"),
-    ("+QC", "query_change"),
-    # QI's intent and the guideline's clauses for product-search pairs (armed/pipeline/product_search.py).
-    ("+PS", "product_search"),
-    # Beyond the paper: the distilled student takes the undecided pairs (and, with it on, only the deterministic
-    # branches in judge.branches decide before it).
-    ("+student", "student"),
-)
-
 
 @dataclass
 class BenchOptions:

@@ -119,9 +119,7 @@ class Pipeline:
             hits = recall(self.kb, q.side.entities, p.side.entities, q.specificity)
             return Detailed(hits, ", ".join(h.id for h in hits) or "none fired")
 
-        hits = await rec.run(
-            "rules", run_rules, enabled=self.settings.stages.rules, timeout=self.settings.timeouts.ner, default=[]
-        )
+        hits = await rec.run("rules", run_rules, self.settings, default=[])
         decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec,
                                 product_text=student_text(product.name, product.kind), product_kind=product.kind)
         return Judgment(

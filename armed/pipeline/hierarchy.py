@@ -185,9 +185,7 @@ async def decide(
             probs = await classify_one(student, escape_markup(q.side.original), escape_markup(text))
             return Detailed(probs, f"{student.model_id}: " + ", ".join(f"{k.name} {v:.2f}" for k, v in probs.items()))
 
-        student_probs = await rec.run(
-            "student", run_student, enabled=True, timeout=settings.timeouts.judge, default=None
-        )
+        student_probs = await rec.run("student", run_student, settings, default=None)
         if student_probs is not None:
             s_level, confidence = student_band_confidence(student_probs)
             threshold = settings.judge.escalate_below
@@ -219,9 +217,7 @@ async def decide(
             res = await llm.choose(messages, prompts.JUDGE_CHOICES)
             return Detailed(res, f"{res.model}: {res.label}")
 
-        result: ChoiceResult | None = await rec.run(
-            "llm_judge", run_judge, enabled=True, timeout=settings.timeouts.judge, default=None
-        )
+        result: ChoiceResult | None = await rec.run("llm_judge", run_judge, settings, default=None)
         if result is not None:
             llm_probs = {RelevanceLevel(k): v for k, v in result.probabilities.items()}
             said = LLMOpinion(model=result.model, label=RelevanceLevel(result.label), probabilities=llm_probs)

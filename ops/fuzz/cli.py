@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import ipaddress
 import os
 import subprocess
@@ -204,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_args(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("schemathesis") is None:  # generated cases need it; only the ops extra brings it
+        print("error: armed-ops fuzz needs schemathesis: pip install 'armed[ops]'", file=sys.stderr)
+        return 2
     if args.max_requests < 1 or args.concurrency < 1 or args.timeout <= 0:
         print("error: --max-requests, --concurrency and --timeout must be positive", file=sys.stderr)
         return 2

@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from armed.domain import Branch
+from armed.stages import stage_names
 from ops.perf import workload
 from ops.perf.loadgen import closed_loop, median_of, over_runs, percentile
 from ops.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
 
-QUERY_STAGES = ("query_rewrite", "query_change", "common_name", "search", "identical_page", "two_stage_filter",
-                "ner_llm")
-PRODUCT_STAGES = ("read_images", "cheating_check", "standardise", "extend")
-JOIN_STAGES = ("rules", "llm_judge")
+# Each side's stages, from the stage table: the concurrency figures sum their reported seconds.
+QUERY_STAGES = stage_names("query")
+PRODUCT_STAGES = stage_names("product")
+JOIN_STAGES = stage_names("join")
 
 
 @dataclass
@@ -483,9 +485,9 @@ async def cost_per_judgment(ctx: Ctx, profile_refs: list[str]) -> dict[str, Any]
                 "tokens on the real Qwen tokenizer (see ops/perf/trace.py); generate() output counted at its "
                 "max_tokens budget (upper bound). No caching (multiply by the miss rate for cached traffic).",
         "paths": {"deterministic": "cheating, rule veto, name containment, all characters, core match: no LLM "
-                                   "judge call", "llm_judge": "the constrained LLM judge (the llm role)",
-                  "student": "the distilled student answered (its confidence cleared judge.escalate_below): one "
-                             "student call, no LLM",
+                                   "judge call", Branch.llm_judge.value: "the constrained LLM judge (the llm role)",
+                  Branch.student.value: "the distilled student answered (its confidence cleared "
+                                        "judge.escalate_below): one student call, no LLM",
                   "fallback": "knowledge-base prior when the judge is off or failed"},
         "student_teacher": "the student role answers the student path; pairs below the profile's escalate_below go "
                            "on to the LLM (the teacher-size model on GPU profiles: the llm_judge path, one student "

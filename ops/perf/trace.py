@@ -178,7 +178,7 @@ async def trace_pair(pipeline: Any, tracer: Tracer, query: str, product: Any) ->
 def path_of(branch: str) -> str:
     if branch in DETERMINISTIC:
         return "deterministic"
-    return branch if branch in ("llm_judge", "student") else "fallback"
+    return branch if branch in (Branch.llm_judge.value, Branch.student.value) else "fallback"
 
 
 def cost_table(traces: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,14 +18,14 @@ from armed.pipeline.dag import Pipeline, parse_pair
 from armed.pipeline.query_side import QueryUnderstanding
 from armed.pipeline.stages import StageRecorder
 from armed.settings import ArmedSettings
+from armed.stages import STAGE_TIMEOUTS
 from tests.security.corpus import CORPUS, HELDOUT, HELDOUT_2, BasePair, Variant, base_pairs, variants
 from tests.security.gullible import GullibleChatModel
 
 # No images in the corpus: OCR has nothing to read, so it is left out to save its start-up (the cheating check still
 # runs its name rules); everything else is the embedded default (`ArmedSettings()`).
 # Timeouts are raised (they decide nothing, but on a shared machine a stage cut off would degrade a judgment).
-_PATIENT = {"query_rewrite": 300, "search": 300, "two_stage_filter": 300, "ner": 300, "cheating_check": 300,
-            "standardise": 300, "extend": 300, "judge": 300, "total": 900}
+_PATIENT = {**dict.fromkeys(STAGE_TIMEOUTS, 300), "total": 900}  # every stage's timeout (armed/stages.py)
 CPU_DEFAULT: dict = {"models": {"ocr": {"kind": "none"}, "vl": {"kind": "none"}}, "stages": {}, "timeouts": _PATIENT}
 # The gullible LLM judges every pair (escalate_below=1), its answer alone counts (llm_weight=1), and it also writes
 # the query rewrite, the NER answer and the standard name (llm_text=True), so every prompt armed builds reaches it.
