@@ -21,7 +21,7 @@ from pydantic import SecretStr, ValidationError
 
 from armed.errors import InputError, from_validation_error
 from armed.roles import ROLES
-from armed.serving import local_ray
+from armed.serving import local_ray, ray_compat
 from armed.serving.config import HTTP_PORT, serve_config, serve_config_text
 from armed.serving.profiles import load_profile
 from armed.settings import EngineClass, ServingSettings
@@ -83,18 +83,6 @@ def _connect(home: local_ray.RayHome, record: local_ray.RayRecord) -> Any:
 def _running(home: local_ray.RayHome) -> local_ray.RayRecord | None:
     record = home.read_record()
     return record if record is not None and local_ray.is_running(record) else None
-
-
-def _serve_running() -> bool:
-    """Serve's controller is alive on the Ray this process is connected to."""
-    import ray
-    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
-
-    try:
-        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-    except ValueError:
-        return False
-    return True
 
 
 def _build(import_path: str, args: dict[str, Any], engine_cls: EngineClass | None = None) -> Any:
@@ -197,16 +185,15 @@ def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -
               "run `armed down` first", file=sys.stderr)
         return 1
     from ray import serve
-    from ray.serve.context import _get_global_client
 
-    if not _serve_running() and local_ray.port_open(local_ray.LOOPBACK, args.port):
+    if not ray_compat.serve_controller_alive() and local_ray.port_open(local_ray.LOOPBACK, args.port):
         # A reused Ray without Serve (`down --keep-ray`): the port is someone else's, and the checks below would
         # be talking to them.
         print(f"error: port {args.port} is already in use by something that is not armed's Serve; stop it, or "
               "pass --port", file=sys.stderr)
         return 2
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    serve_port = _get_global_client().get_serve_details().get("http_options", {}).get("port", args.port)
+    serve_port = ray_compat.serve_details().get("http_options", {}).get("port", args.port)
     if serve_port != args.port:
         print(f"error: Serve on armed's Ray listens on port {serve_port}, not {args.port}: pass --port {serve_port}"
               " or run `armed down` first", file=sys.stderr)
@@ -264,9 +251,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def status_rows() -> list[dict[str, Any]]:
     """One row per deployment: app, deployment, status, running replicas, autoscaling bounds."""
     from ray import serve
-    from ray.serve.context import _get_global_client  # its details carry the deployed autoscaling config
 
-    details = _get_global_client().get_serve_details()
+    details = ray_compat.serve_details()  # serve.status() lacks the deployed autoscaling config
     status = serve.status()
     rows = []
     for app_name, app in status.applications.items():

@@ -176,9 +176,9 @@ def _local_stack(args: argparse.Namespace, engine_cls: EngineClass | None) -> di
         profile_ref = write_profile(Path(tempfile.mkdtemp(prefix="armed-fuzz-profile-")), data)
     stack = LocalStack(num_cpus=os.cpu_count()).start()
     try:
-        import ray
+        from armed.serving.ray_compat import session_dir
 
-        logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+        logs = session_dir() / "logs"
         # The stack's own Ray and Serve are already up (LocalStack): deploy what `armed up` deploys onto them.
         cfg = serve_config(load_profile(profile_ref), port=stack.port)
         problem = deploy_and_wait(cfg, 900, engine_cls=engine_cls)
