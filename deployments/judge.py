@@ -327,7 +327,6 @@ class JudgeArgs(BaseModel):
         default="cpu", description="The whole profile (a dict, as serve_config writes it), or a profile name "
         "(gpu_profiles/<name>.yaml) or YAML path."
     )
-    engine_source: str = Field(default="factory", description="Passed to model apps; the judge ignores it.")
 
 
 @serve.deployment(name=serve_cfg.JUDGE_DEPLOYMENT)

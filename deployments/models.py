@@ -36,7 +36,7 @@ from armed.serving.limits import InputLimits
 from armed.settings import EngineSpec, image_settings
 from deployments import api, auth, loopback
 from deployments.deadlines import EngineTimeout, engine_health, within_deadline
-from deployments.engines import EngineSource, build_role_engine, spec_model_id
+from deployments.engines import EngineClass, build_role_engine, spec_model_id
 
 log = get_logger("armed.deployments")
 
@@ -48,8 +48,6 @@ class ModelArgs(BaseModel):
 
     role: str = Field(description="llm, vl, embedder, consistency, ocr or student.")
     engine: EngineSpec = Field(description="The role's engine spec from the profile.")
-    engine_source: EngineSource = Field(default="factory", description="factory, or zero-work (overhead/tests).")
-    engine_options: dict[str, Any] = Field(default_factory=dict, description="zero-work knobs: delay_s, fail.")
     max_batch_size: int = Field(default=32, ge=1, description="Dynamic batching: most requests per engine call.")
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="Dynamic batching: longest a request waits "
                                         "for others while the engine is idle.")
@@ -98,7 +96,9 @@ class _ModelBase:
 
     role: str
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(self, args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> None:
+        """`engine_cls`: injected by the app builder in Python only (tests, the perf stack), never from a Serve
+        config; None builds the profile's engine (deployments.engines.build_role_engine)."""
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
@@ -106,9 +106,7 @@ class _ModelBase:
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         image_settings()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         started = time.perf_counter()
-        self.engine = _AnswerClock(
-            build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
-        )
+        self.engine = _AnswerClock((engine_cls or build_role_engine)(self.role, self.args.engine))
         self.names = api.model_names(self.role, self.args.engine.model)
         self.model_id = spec_model_id(self.args.engine)
         log.info("model_ready", role=self.role, model=self.model_id, seconds=round(time.perf_counter() - started, 3))
@@ -136,7 +134,7 @@ class _ModelBase:
             raise
 
     async def engine_stats(self) -> dict[str, Any]:
-        """Batch sizes the engine saw, where it records them (zero-work engines), and the batcher's recent ones."""
+        """Batch sizes the engine saw, where it records them (the zero-work doubles), and the batcher's recent ones."""
         batcher = getattr(self, "batcher", None)
         return {"batch_sizes": list(getattr(self.engine, "batch_sizes", [])), "calls": getattr(self.engine, "calls", 0),
                 "batcher_batch_sizes": list(batcher.batch_sizes) if batcher is not None else [],
@@ -161,8 +159,8 @@ api.install_error_handlers(embedder_api)
 class EmbedderDeployment(_ModelBase):
     """The embedding role; single texts from concurrent requests are batched into one engine call."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
-        super().__init__(args)
+    def __init__(self, args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> None:
+        super().__init__(args, engine_cls=engine_cls)
         self.batcher: DynamicBatcher[str, list[float]] = self.new_batcher(self.engine.embed)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -206,8 +204,8 @@ api.install_error_handlers(classifier_api)
 class ClassifierDeployment(_ModelBase):
     """The consistency role (pair classifier); pairs from concurrent requests are batched."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
-        super().__init__(args)
+    def __init__(self, args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> None:
+        super().__init__(args, engine_cls=engine_cls)
         self.labels: tuple[str, ...] = tuple(self.engine.labels)
         self.batcher: DynamicBatcher[tuple[str, str], dict[str, float]] = self.new_batcher(self.engine.classify)
 

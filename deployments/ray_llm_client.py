@@ -206,9 +206,9 @@ class RayLLMEmbedder(RayLLMClient):
 
     async def _embeddings(self, texts: Sequence[str]) -> Any:
         # ray.serve.llm's public EmbeddingRequest is a Union (completion | chat input): the completion form is built.
-        from ray.llm._internal.serve.core.configs.openai_api_models import EmbeddingCompletionRequest
+        from armed.serving.ray_compat import llm_embedding_completion_request
 
-        request = EmbeddingCompletionRequest(model=self.model_id, input=list(texts), encoding_format="float")
+        request = llm_embedding_completion_request()(model=self.model_id, input=list(texts), encoding_format="float")
         return await self.guarded(self._first("embeddings", request))
 
     async def embed_with_usage(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:

@@ -1,6 +1,6 @@
 """The import structure of the source tree: no import circle among armed's, the deployments', the Serve apps' and
-the operator tools' modules, and no arrow back from the library (armed/) to the layers built on it (deployments/,
-serve_apps/, ops/).
+the operator tools' modules and the test doubles (armed_testing/), and no arrow back from the library (armed/) to the
+layers built on it (deployments/, serve_apps/, ops/, armed_testing/).
 
 The graph is read from the source (every `import` and `from ... import`, at module level, inside functions and
 under TYPE_CHECKING alike, plus `importlib.import_module("literal")`), never from a list of files: a new module or
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("armed", "deployments", "serve_apps", "ops")
+PACKAGES = ("armed", "deployments", "serve_apps", "ops", "armed_testing")
 LIBRARY = "armed"
-ABOVE_LIBRARY = ("deployments", "serve_apps", "ops")
+ABOVE_LIBRARY = ("deployments", "serve_apps", "ops", "armed_testing")
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def test_no_import_circle() -> None:
 def test_the_library_imports_no_layer_above_it() -> None:
     _, edges = import_graph(REPO, PACKAGES)
     found = sorted(f"{e.source} → {e.target} ({e.where})" for e in back_arrows(edges))
-    assert not found, "armed/ imports deployments/, serve_apps/ or ops/:\n" + "\n".join(found)
+    assert not found, "armed/ imports deployments/, serve_apps/, ops/ or armed_testing/:\n" + "\n".join(found)
 
 
 # ------------------------------------------------------------------------------------- the check can fail

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from armed.domain import Branch
+from armed.settings import EngineClass
 from armed.stages import stage_names
 from ops.perf import workload
 from ops.perf.loadgen import closed_loop, median_of, over_runs, percentile
+from ops.perf.stack import ZeroWorkFamily
 from ops.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
 
 # Each side's stages, from the stage table: the concurrency figures sum their reported seconds.
@@ -40,9 +42,16 @@ class Ctx:
     endpoint: str | None = None
     token_counter: Any = None
     notes: list[str] = field(default_factory=list)
+    zero_work: ZeroWorkFamily | None = None  # passed in by the caller (armed_testing); armed ships no double
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full
+
+    def doubles(self, delay_s: float = 0.0) -> EngineClass:
+        """The zero-work engine class with `delay_s` per call (the scenarios that trace or measure overhead)."""
+        if self.zero_work is None:
+            raise RuntimeError("this scenario needs zero-work engines: run it as `python -m armed_testing.cli perf`")
+        return self.zero_work(delay_s=delay_s)
 
 
 def _ok_judge(result: Any) -> bool:
@@ -73,7 +82,7 @@ async def dag_overhead(ctx: Ctx, zw_profile_path: str, base_url: str, delay_s: f
 
     prof = _profile(zw_profile_path)
     tracer = Tracer()
-    pipe = traced_pipeline(prof, tracer)
+    pipe = traced_pipeline(prof, tracer, ctx.doubles())
     pairs = workload.all_pairs(ctx.images_every)
     traces = [await trace_pair(pipe, tracer, p.query, p.product) for p in pairs]
     ks = Counter(t["critical_path_calls"] for t in traces)
@@ -501,15 +510,16 @@ async def cost_per_judgment(ctx: Ctx, profile_refs: list[str]) -> dict[str, Any]
     for ref in profile_refs:
         prof = _profile(ref)
         tracer = Tracer(ctx.token_counter)
-        pipe = traced_pipeline(prof, tracer)
+        pipe = traced_pipeline(prof, tracer, ctx.doubles())
         traces = [await trace_pair(pipe, tracer, p.query, p.product) for p in pairs]
         out["profiles"][prof.name] = {"llm_text": prof.judge.llm_text, "deployed_roles": prof.deployed_roles(),
                                       **cost_table(traces)}
     return out
 
 
-async def judge_prompts(profile: Any, images_every: int, limit: int = 16) -> list[Any]:
-    """Real LLM-judge prompts of the workload (captured in-process), to load the llm engine with."""
+async def judge_prompts(profile: Any, images_every: int, engine_cls: EngineClass, limit: int = 16) -> list[Any]:
+    """Real LLM-judge prompts of the workload (captured in-process on `engine_cls`'s engines, the zero-work
+    doubles), to load the llm engine with."""
     captured: list[Any] = []
 
     class Capture:
@@ -524,7 +534,7 @@ async def judge_prompts(profile: Any, images_every: int, limit: int = 16) -> lis
             return await self.inner.choose(messages, choices)
 
     tracer = Tracer()
-    pipe = traced_pipeline(profile, tracer)
+    pipe = traced_pipeline(profile, tracer, engine_cls)
     if pipe.clients.llm is None:
         return []
     pipe.clients.llm = Capture(pipe.clients.llm)  # the sides and the hierarchy share this ModelClients object

@@ -1,6 +1,7 @@
 """In-process traces of the judgment DAG: which model calls one judgment makes, on which side, with how many tokens.
 
-The Pipeline runs in this process with zero-work engines (deployments/testing.py) standing in for every role the
+The Pipeline runs in this process with the engines of the `engine_cls` it is given (the zero-work doubles,
+armed_testing/zero_work.py, passed in by `python -m armed_testing.cli perf`) standing in for every role the
 profile deploys; kb / ocr-kb / none roles stay None exactly as in the Serve judge. Each engine is wrapped so each
 call is recorded with the side it ran on (query, product, or the join). The zero-work engines answer from a hash
 of their input, so the same pair always takes the same path: the trace is exact for these inputs.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from armed.domain import Branch
+from armed.settings import EngineClass
 
 SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("armed_perf_side", default="join")
 # Every branch that decides without a model call at the join (the hierarchy's own branches, guideline included).
@@ -122,22 +124,22 @@ def qwen_token_counter() -> Any:
     return lambda text: len(tok.encode(text, add_special_tokens=False))
 
 
-def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = None) -> Any:
-    """A Pipeline of `profile` (its settings, the KB) whose deployed roles are traced zero-work engines."""
+def traced_pipeline(
+    profile: Any, tracer: Tracer, engine_cls: EngineClass, *, llm_text: bool | None = None
+) -> Any:
+    """A Pipeline of `profile` (its settings, the KB) whose deployed roles are traced engines of `engine_cls`
+    (built as a model replica builds its engine: `engine_cls(role, spec)`)."""
     from armed.engines.base import ModelClients
     from armed.knowledge.artefact import load_knowledge
     from armed.pipeline.dag import Pipeline
-    from armed.roles import ROLES
     from armed.settings import overlay
-    from deployments.testing import zero_work_engine
 
     settings = profile.to_settings()
     if llm_text is not None:
         settings = overlay(settings, {"stages": {"llm_text": llm_text}})
     clients = ModelClients()
     for role in profile.deployed_roles():
-        eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if ROLES[role].labels
-                                        else {}))
+        eng = engine_cls(role, profile.models[role].engine)
         setattr(clients, role, TracedEngine(eng, role, tracer))
     kb = load_knowledge(settings.knowledge)
     return Pipeline(settings, kb, clients)

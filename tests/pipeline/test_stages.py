@@ -12,9 +12,9 @@ import pytest
 
 from armed.domain import Branch, RelevanceLevel
 from armed.engines.base import ModelClients, consistency_pair
-from armed.engines.scripted import ScriptedChatModel, ScriptedEmbedder, ScriptedImageReader, ScriptedPairClassifier
 from armed.errors import InputError, JudgmentTimeout
 from armed.pipeline import prompts
+from armed_testing.scripted import ScriptedChatModel, ScriptedEmbedder, ScriptedImageReader, ScriptedPairClassifier
 from tests.pipeline.conftest import label_image, make_pipeline
 
 # No deterministic branch decides this pair: a need query for children, a product that states no population (the

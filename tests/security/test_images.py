@@ -452,7 +452,7 @@ async def test_allow_listed_loopback_is_refused_after_dns(listener: Listener) ->
 
 async def test_the_fetch_path_itself_with_private_networks_allowed(kb, listener: Listener) -> None:
     """allow_private_networks (tests, trusted intranets) proves the fetch works, and that the caps hold."""
-    from armed.engines.scripted import ScriptedImageReader
+    from armed_testing.scripted import ScriptedImageReader
 
     s = ImageSettings(fetch_hosts=[f"localhost:{listener.port}", f"127.0.0.1:{listener.port}"],
                       allow_private_networks=True, max_bytes=20_000, fetch_timeout_s=1.0)

@@ -1,7 +1,7 @@
 """No stalls, without Ray: a blocking call that never returns fails its own request in bounded time, the event loop
 keeps serving everything else, and the health checks say the replica is wedged.
 
-The wedged engine is the zero-work engine with `wedge_on` (deployments/testing.py): a call whose input contains
+The wedged engine is the zero-work engine with `wedge_on` (armed_testing/zero_work.py): a call whose input contains
 the marker blocks the engine's worker thread on an Event, as a hung CUDA kernel would; the wedged image read is a
 real FIFO opened for reading. Replacement by Serve and killed replicas: tests/security/test_stalls_serve.py.
 """
@@ -20,6 +20,7 @@ import pytest
 
 from armed.blocking import BlockingTimeout, BlockingWorker, run_with_deadline, stalled
 from armed.engines.base import ChatMessage
+from armed_testing.zero_work import ZeroWork, release_wedges
 from deployments.clients import (
     UNAVAILABLE_ROLES,
     HandleClient,
@@ -29,7 +30,6 @@ from deployments.clients import (
     Target,
 )
 from deployments.deadlines import EngineTimeout, ReplicaWedged
-from deployments.testing import release_wedges
 
 WEDGE = "WEDGE"
 
@@ -45,14 +45,14 @@ def _unwedge() -> Iterator[None]:
     release_wedges()
 
 
-def _deployment(name: str, role: str, **args: Any) -> Any:
+def _deployment(name: str, role: str, engine: ZeroWork | None = None, **args: Any) -> Any:
     """A model deployment's own class (the one behind Serve's ingress wrapper) with a zero-work engine."""
     import deployments.models as models
 
     wrapped = getattr(models, name).func_or_class
     cls = next(c for c in wrapped.__mro__[1:] if c.__module__ == "deployments.models" and c.__name__ == name)
-    return cls({"role": role, "engine": {"kind": "vllm", "model": f"/models/{role}"}, "engine_source": "zero-work",
-                **args})
+    return cls({"role": role, "engine": {"kind": "vllm", "model": f"/models/{role}"}, **args},
+               engine_cls=engine or ZeroWork())
 
 
 class LoopLag:
@@ -110,7 +110,7 @@ async def test_worker_drops_abandoned_calls_and_reports_the_stuck_one() -> None:
 
 
 async def test_wedged_engine_times_out_requests_while_the_loop_serves_and_health_fails() -> None:
-    dep = _deployment("LLMDeployment", "llm", engine_options={"wedge_on": WEDGE}, call_timeout_s=0.5,
+    dep = _deployment("LLMDeployment", "llm", ZeroWork(wedge_on=WEDGE), call_timeout_s=0.5,
                       wedged_after_s=1.5, health_timeout_s=1.0)
     yes_no = ["yes", "no"]
     assert (await dep.choose([ChatMessage("user", "fine")], yes_no)).label in yes_no
@@ -146,7 +146,7 @@ async def test_wedged_engine_times_out_requests_while_the_loop_serves_and_health
 
 
 async def test_wedged_batch_fails_its_callers_and_frees_the_batcher() -> None:
-    dep = _deployment("ClassifierDeployment", "consistency", engine_options={"wedge_on": WEDGE}, call_timeout_s=0.4,
+    dep = _deployment("ClassifierDeployment", "consistency", ZeroWork(wedge_on=WEDGE), call_timeout_s=0.4,
                       wedged_after_s=5.0, max_batch_size=4, batch_wait_timeout_s=0.01)
     results = await asyncio.gather(
         _timed(dep.classify([(WEDGE, "doc")])),

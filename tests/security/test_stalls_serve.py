@@ -41,14 +41,14 @@ def _profile() -> dict:
 def stack(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> str:  # noqa: F811
     from ray import serve
 
+    from armed_testing.zero_work import ZeroWork
     from serve_apps.judge import build_judge_app
     from serve_apps.models import build_model_app
 
     profile = write_profile(tmp_path_factory.mktemp("stalls"), _profile())
-    options = {"consistency": {"wedge_on": WEDGE}}
+    engines = {"consistency": ZeroWork(wedge_on=WEDGE)}
     for role in MODEL_APPS:
-        serve.run(build_model_app({"profile": profile, "role": role, "engine_source": "zero-work",
-                                   "engine_options": options.get(role, {})}),
+        serve.run(build_model_app({"profile": profile, "role": role}, engine_cls=engines.get(role, ZeroWork())),
                   name=role, route_prefix=f"/models/{role}", blocking=False)
     serve.run(build_judge_app({"profile": profile}), name="judge", route_prefix="/", blocking=False)
     _wait_running(("judge", *MODEL_APPS), 180)

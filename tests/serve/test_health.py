@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from armed.engines.base import ChatMessage
+from armed_testing.zero_work import ZeroWork
 from deployments.models import _ModelBase
 
 
@@ -20,10 +21,9 @@ def _llm(delay_s: float, health_timeout_s: float) -> _Probed:
         {
             "role": "llm",
             "engine": {"kind": "smollm2"},
-            "engine_source": "zero-work",
-            "engine_options": {"delay_s": delay_s},
             "health_timeout_s": health_timeout_s,
-        }
+        },
+        engine_cls=ZeroWork(delay_s=delay_s),
     )
 
 

@@ -23,14 +23,14 @@ pytestmark = [
 ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 
 
-def _deploy(profile: str, roles: tuple[str, ...] = ROLES, options: dict | None = None) -> None:
+def _deploy(profile: str, roles: tuple[str, ...] = ROLES) -> None:
     from ray import serve
 
+    from armed_testing.zero_work import ZeroWork
     from serve_apps.models import build_model_app
 
     for role in roles:
-        serve.run(build_model_app({"profile": profile, "role": role, "engine_source": "zero-work",
-                                   "engine_options": (options or {}).get(role, {})}),
+        serve.run(build_model_app({"profile": profile, "role": role}, engine_cls=ZeroWork()),
                   name=role, route_prefix=f"/models/{role}")
 
 
