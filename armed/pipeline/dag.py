@@ -184,13 +184,16 @@ class Pipeline:
                 )
                 # Each side reports into its own recorder (a cache keeps them with the side), merged here in a
                 # fixed order: query side, product side, then the join's stages.
+                # A side another judgment made (a cache hit) says so instead of replaying its stages; what it
+                # lacked still degrades this judgment (a cache keeps no degraded side, but concurrent judgments
+                # of one query share the one in flight).
                 rec = StageRecorder()
                 for hit, side, name in ((q_hit, qs, "query_side"), (p_hit, ps, "product_side")):
                     if hit:
                         rec.skip(name, "cache hit")
                     else:
                         rec.reports.extend(side.reports)
-                        rec.degraded.extend(side.degraded)
+                    rec.degraded.extend(side.degraded)
                 return await self.conclude(request_id, q_in, p_in, qs.value, ps.value, rec, started)
 
             try:

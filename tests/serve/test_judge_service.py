@@ -43,6 +43,18 @@ async def test_degraded_results_are_returned_but_not_cached() -> None:
     assert svc.stats()["judgment"]["size"] == 0
 
 
+async def test_concurrent_judgments_sharing_a_degraded_side_are_all_degraded() -> None:
+    """Concurrent misses on one query share the query side in flight (single-flight): each judgment that used a
+    degraded side says so, and none is kept."""
+    import asyncio
+
+    pipe = counting_pipeline(zero_work_clients(embedder={"fail": True, "delay_s": 0.05}))
+    svc = judge_service(pipe)
+    rs = await asyncio.gather(*(svc.judge({"query": "感冒", "product": name}) for name in ("感冒灵颗粒", "板蓝根颗粒")))
+    assert [r["body"]["degraded"] for r in rs] == [["two_stage_filter"]] * 2
+    assert pipe.calls["query"] == 1 and svc.stats()["judgment"]["size"] == 0
+
+
 async def test_required_model_down_is_503_with_retry_after() -> None:
     pipe = counting_pipeline()
     r = await judge_service(pipe, [Required(up=False)]).judge({"query": "感冒", "product": "感冒灵颗粒"})
