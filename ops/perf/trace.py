@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import contextvars
 import io
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from armed.domain import Branch
+from armed.domain import Branch, Product, Query
+from armed.pipeline.hooks import JudgmentHooks, SideLoader, Understood
 from armed.settings import EngineClass
 
 SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("armed_perf_side", default="join")
@@ -145,26 +145,28 @@ def traced_pipeline(
     return Pipeline(settings, kb, clients)
 
 
+class _SideLabels(JudgmentHooks):
+    """Labels the model calls each side makes (SIDE), around the pipeline's own side runs: each side runs in its
+    own task, so the label set there stays in that task; what is left runs at the join."""
+
+    async def query_side(self, query: Query, load: SideLoader[Any]) -> tuple[Understood[Any], bool]:
+        SIDE.set("query")
+        return await load(), False
+
+    async def product_side(self, product: Product, load: SideLoader[Any]) -> tuple[Understood[Any], bool]:
+        SIDE.set("product")
+        return await load(), False
+
+
 async def trace_pair(pipeline: Any, tracer: Tracer, query: str, product: Any) -> dict[str, Any]:
-    """Judge one pair the way the Serve judge does (sides concurrent, then the join) and return its trace."""
-    from armed.pipeline.dag import parse_pair
-    from armed.pipeline.stages import StageRecorder
-
-    q_in, p_in = parse_pair(query, product, getattr(pipeline, "kb", None))
+    """Judge one pair through the pipeline's own `judge` (the flow the Serve judge runs, with the same parsing and
+    cheating-check switch) and return its trace."""
     first = len(tracer.calls)
-    rec = StageRecorder()
-
-    async def side(name: str, coro_fn: Any) -> Any:
-        SIDE.set(name)
-        return await coro_fn()
-
-    import asyncio
-
-    started = time.perf_counter()
-    q, p = await asyncio.gather(side("query", lambda: pipeline.understand_query(q_in.text, rec)),
-                                side("product", lambda: pipeline.understand_product(p_in, rec)))
-    SIDE.set("join")
-    j = await pipeline.conclude("perf", q_in, p_in, q, p, rec, started)
+    token = SIDE.set("join")
+    try:
+        j = await pipeline.judge(query, product, request_id="perf", hooks=_SideLabels())
+    finally:
+        SIDE.reset(token)
     calls = tracer.calls[first:]
     by_side = Counter(c.side for c in calls)
     return {

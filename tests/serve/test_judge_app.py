@@ -1,12 +1,10 @@
 """The judge application with the real Pipeline over handle clients (zero-work model engines), and the metrics
-it exports through the Ray node's Prometheus endpoint.
-
-Needs the knowledge base (armed.knowledge.base), which arrives with the kb branch: skipped until then.
+it exports through the Ray node's Prometheus endpoint. (That the served judgment is the library's, pair for pair, is
+tests/serve/test_one_judgment_path.py, in-process.)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import httpx
@@ -14,12 +12,7 @@ import pytest
 
 from tests.serve.conftest import replica_count, write_profile
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("armed.knowledge") is None
-                       or importlib.util.find_spec("armed.knowledge.base") is None,
-                       reason="armed.knowledge.base is not in this branch yet (kb branch); the judge needs the KB"),
-]
+pytestmark = pytest.mark.slow
 ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 
 

@@ -45,7 +45,8 @@ def _bomb() -> str:
 
 @pytest.fixture(scope="module")
 def stack(serve_port: int, profile_path: str, profile_data: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Model apps for all six roles + the gateway alone (no judge app: the KB is not in this branch)."""
+    """Model apps for all six roles + the gateway alone: no judge app, so the gateway's answer for a missing judge
+    can be tested (the judge app itself: test_judge_app.py)."""
     from ray import serve
 
     from armed.serving.config import route_prefix
@@ -258,7 +259,7 @@ def test_api_key_is_required_when_set(stack: dict) -> None:
 
 
 def test_missing_judge_is_503_with_retry_after(stack: dict) -> None:
-    # The gateway runs without a Judge deployment (this branch has no knowledge base to build one).
+    # The stack deploys no judge app: the gateway must answer for it.
     r = httpx.post(stack["base"] + "/v1/judge", json={"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊"}},
                    timeout=30)
     assert r.status_code == 503, r.text
