@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -63,10 +63,12 @@ class ModelArgs(BaseModel):
 
 
 class _AnswerClock:
-    """The engine, plus when it last answered a call (any method), for the health check."""
+    """The engine, plus when it last answered a call (any method), for the health check. `clock` is the time
+    source (monotonic seconds); tests pass a fake one so "answered lately" does not depend on machine load."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._clock = clock
         self._last_answer = float("-inf")
         self._last_miss = float("-inf")
 
@@ -75,10 +77,10 @@ class _AnswerClock:
         vouches for the engine, so the health check probes)."""
         if self._last_miss > self._last_answer:
             return float("inf")
-        return time.monotonic() - self._last_answer
+        return self._clock() - self._last_answer
 
     def missed_deadline(self) -> None:
-        self._last_miss = time.monotonic()
+        self._last_miss = self._clock()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
@@ -87,7 +89,7 @@ class _AnswerClock:
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
             result = await attr(*args, **kwargs)
-            self._last_answer = time.monotonic()
+            self._last_answer = self._clock()
             return result
 
         return timed
@@ -98,7 +100,9 @@ class _ModelBase:
 
     role: str
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(self, args: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> None:
+        """`args`: ModelArgs as a dict (what the app builder binds); `clock`: the health check's time source
+        (Serve never passes it; tests inject a fake one)."""
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
@@ -107,7 +111,8 @@ class _ModelBase:
         images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         started = time.perf_counter()
         self.engine = _AnswerClock(
-            build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
+            build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options),
+            clock,
         )
         self.names = api.model_names(self.role, self.args.engine.model)
         self.model_id = spec_model_id(self.args.engine)
@@ -161,8 +166,8 @@ api.install_error_handlers(embedder_api)
 class EmbedderDeployment(_ModelBase):
     """The embedding role; single texts from concurrent requests are batched into one engine call."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
-        super().__init__(args)
+    def __init__(self, args: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(args, clock)
         self.batcher: DynamicBatcher[str, list[float]] = self.new_batcher(self.engine.embed)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -206,8 +211,8 @@ api.install_error_handlers(classifier_api)
 class ClassifierDeployment(_ModelBase):
     """The consistency role (pair classifier); pairs from concurrent requests are batched."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
-        super().__init__(args)
+    def __init__(self, args: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(args, clock)
         self.labels: tuple[str, ...] = tuple(self.engine.labels)
         self.batcher: DynamicBatcher[tuple[str, str], dict[str, float]] = self.new_batcher(self.engine.classify)
 
