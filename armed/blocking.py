@@ -38,6 +38,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _STOP = object()  # tells an idle thread of a garbage-collected worker to end
+
+
+def clock() -> float:
+    """The time that call starts and `stalled` ages are read from (monotonic seconds). One module-level function
+    so a test can replace it (monkeypatch) and check wedge detection without waiting or racing a busy machine."""
+    return time.monotonic()
+
 _LIVE: weakref.WeakSet[BlockingWorker] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
@@ -89,7 +96,7 @@ def _run_one(state: _State, future: concurrent.futures.Future, fn: Callable[...,
         return  # its caller gave up while it waited: never run it
     ident = threading.get_ident()
     with state.lock:
-        state.running[ident] = (what, time.monotonic())
+        state.running[ident] = (what, clock())
     try:
         result = fn(*args)
     except BaseException as exc:  # handed to the awaiting caller, whatever it is
@@ -142,7 +149,7 @@ class BlockingWorker:
 
     def running(self) -> list[Stall]:
         """Calls running now, with how long each has run."""
-        now = time.monotonic()
+        now = clock()
         with self._state.lock:
             items = list(self._state.running.values())
         return [Stall(self.name, what, now - started) for what, started in items]
