@@ -38,15 +38,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _STOP = object()  # tells an idle thread of a garbage-collected worker to end
+_LIVE: weakref.WeakSet[BlockingWorker] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
 
 
 def clock() -> float:
     """The time that call starts and `stalled` ages are read from (monotonic seconds). One module-level function
     so a test can replace it (monkeypatch) and check wedge detection without waiting or racing a busy machine."""
     return time.monotonic()
-
-_LIVE: weakref.WeakSet[BlockingWorker] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
 
 
 class BlockingTimeout(TimeoutError):
