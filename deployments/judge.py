@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,8 +136,10 @@ class JudgeService:
         max_batch_pairs: int = 64,
         metrics: MetricsRecorder | None = None,
         probe: Any = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.pipeline = pipeline
+        self.clock = clock  # the served judgment's time in the metrics (tests pass a fake one to assert exact times)
         self.probe_pipeline = probe  # what `probe` judges with (probe_pipeline(pipeline) for the real one)
         self.metrics: MetricsRecorder = metrics or NullRecorder()
         self.required = required or []
@@ -199,7 +202,7 @@ class JudgeService:
         from armed.pipeline.product_side import resolve_images
         from armed.pipeline.stages import StageRecorder
 
-        began = time.perf_counter()
+        began = self.clock()
         q_in, p_in = parse_pair(query, product, getattr(self.pipeline, "kb", None))
         # Once per judgment, before any cache or model: URLs fetched where allowed, every image decoded (a broken
         # one is a 400 naming it); the keys below then hash the images' bytes.
@@ -214,11 +217,11 @@ class JudgeService:
         if cached is not None:
             self.judgment_cache.hits += 1
             judgment = cached.model_copy(update={"request_id": request_id, "seconds": 0.0})
-            record_judgment(self.metrics, judgment, time.perf_counter() - began, cached=True)
+            record_judgment(self.metrics, judgment, self.clock() - began, cached=True)
             return judgment
         self.judgment_cache.misses += 1
 
-        started = time.perf_counter()
+        started = time.perf_counter()  # the pipeline's own clock: conclude() reads judgment.seconds from it
         marks: set[str] = set()
         token = UNAVAILABLE_ROLES.set(marks)
         try:
@@ -262,7 +265,7 @@ class JudgeService:
             raise ModelUnavailable(down[0], "no running replica during the judgment", self.retry_after_s)
         if not judgment.degraded:
             self.judgment_cache.put(jkey, judgment)
-        record_judgment(self.metrics, judgment, time.perf_counter() - began)
+        record_judgment(self.metrics, judgment, self.clock() - began)
         return judgment
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:

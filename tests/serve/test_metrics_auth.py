@@ -39,8 +39,23 @@ class FakeRecorder:
         return [s for s, _ in self.stages]
 
 
+class FakeClock:
+    """Seconds that move only when the test (or a fake pipeline) says so."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class StagedPipeline(FakePipeline):
-    """FakePipeline whose sides report timed, disabled and timed-out stages."""
+    """FakePipeline whose sides report timed, disabled and timed-out stages, and whose conclusion takes 0.75 s of
+    `clock` (the service's clock), so the whole judgment's time is known exactly."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
 
     async def understand_query(self, text: str, rec: Any) -> str:
         rec.reports.append(StageReport(name="query_rewrite", status="ok", seconds=0.02))
@@ -51,12 +66,16 @@ class StagedPipeline(FakePipeline):
         rec.reports.append(StageReport(name="cheating_check", status="timeout", seconds=0.5))
         return await super().understand_product(product, rec)
 
+    async def conclude(self, *args: Any, **kwargs: Any) -> Any:
+        self.clock.now += 0.75
+        return await super().conclude(*args, **kwargs)
 
-def _service(pipeline: FakePipeline, recorder: FakeRecorder) -> Any:
+
+def _service(pipeline: FakePipeline, recorder: FakeRecorder, clock: FakeClock | None = None) -> Any:
     from armed.serving.profiles import JudgeCaches
     from deployments.judge import JudgeService
 
-    return JudgeService(pipeline, JudgeCaches(), required=[Required()], metrics=recorder)
+    return JudgeService(pipeline, JudgeCaches(), required=[Required()], metrics=recorder, clock=clock or FakeClock())
 
 
 def test_metric_names_are_the_contract() -> None:
@@ -68,8 +87,8 @@ def test_metric_names_are_the_contract() -> None:
 
 
 async def test_service_records_judgments_stages_and_caches(pipeline_modules: None) -> None:  # noqa: F811
-    rec = FakeRecorder()
-    svc = _service(StagedPipeline(), rec)
+    rec, clock = FakeRecorder(), FakeClock()
+    svc = _service(StagedPipeline(clock), rec, clock)
     pair = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "id": "p1"}}
     assert (await svc.judge(pair))["status"] == 200
     assert rec.judgments == {("highly_relevant", False): 1}
@@ -78,13 +97,13 @@ async def test_service_records_judgments_stages_and_caches(pipeline_modules: Non
     assert sorted(rec.stage_names()) == ["cheating_check", "judge", "query_rewrite"]
     ms = dict(rec.stages)
     assert ms["query_rewrite"] == pytest.approx(20) and ms["cheating_check"] == pytest.approx(500)
-    assert rec.stage_names()[-1] == "judge" and ms["judge"] >= 0
+    assert rec.stage_names()[-1] == "judge" and ms["judge"] == 750.0  # the conclusion's 0.75 s on the service's clock
 
     # the same pair again: a judgment-cache hit counts as a judgment and a "judge" time, no stage re-observed
     rec.stages.clear()
     assert (await svc.judge(pair))["status"] == 200
     assert rec.judgments == {("highly_relevant", False): 2}
-    assert rec.caches[("judgment", True)] == 1 and rec.stage_names() == ["judge"]
+    assert rec.caches[("judgment", True)] == 1 and rec.stages == [("judge", 0.0)]  # no clock time passed
 
     # same query, other product: query side from its cache (its stages not re-observed), product side runs
     rec.stages.clear()
