@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Header, Response
@@ -191,8 +192,10 @@ class JudgeService:
         max_batch_pairs: int = 64,
         metrics: MetricsRecorder | None = None,
         probe: Any = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.pipeline = pipeline
+        self.clock = clock  # the served judgment's time in the metrics (tests pass a fake one to assert exact times)
         self.probe_pipeline = probe  # what `probe` judges with (probe_pipeline(pipeline) for the real one)
         self.metrics: MetricsRecorder = metrics or NullRecorder()
         self.required = required or []
@@ -251,7 +254,7 @@ class JudgeService:
 
     async def judge_one(self, query: object, product: object, request_id: str) -> Judgment:
         """One Judgment; raises InputError, ModelUnavailable (required role down) or JudgmentTimeout."""
-        began = time.perf_counter()
+        began = self.clock()
         marks: set[str] = set()
         token = UNAVAILABLE_ROLES.set(marks)  # the clients add each role they find down during this judgment
         hooks = _ServedHooks(self, marks)
@@ -263,7 +266,7 @@ class JudgeService:
         if down:
             # A required model vanished mid-request: the fallback answer would be silently worse. Say so.
             raise ModelUnavailable(down[0], "no running replica during the judgment", self.retry_after_s)
-        record_judgment(self.metrics, judgment, time.perf_counter() - began, cached=hooks.from_cache)
+        record_judgment(self.metrics, judgment, self.clock() - began, cached=hooks.from_cache)
         return judgment
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -61,10 +61,12 @@ class ModelArgs(BaseModel):
 
 
 class _AnswerClock:
-    """The engine, plus when it last answered a call (any method), for the health check."""
+    """The engine, plus when it last answered a call (any method), for the health check. `clock` is the time
+    source (monotonic seconds); tests pass a fake one so "answered lately" does not depend on machine load."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._clock = clock
         self._last_answer = float("-inf")
         self._last_miss = float("-inf")
 
@@ -73,10 +75,10 @@ class _AnswerClock:
         vouches for the engine, so the health check probes)."""
         if self._last_miss > self._last_answer:
             return float("inf")
-        return time.monotonic() - self._last_answer
+        return self._clock() - self._last_answer
 
     def missed_deadline(self) -> None:
-        self._last_miss = time.monotonic()
+        self._last_miss = self._clock()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
@@ -85,7 +87,7 @@ class _AnswerClock:
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
             result = await attr(*args, **kwargs)
-            self._last_answer = time.monotonic()
+            self._last_answer = self._clock()
             return result
 
         return timed
@@ -96,9 +98,14 @@ class _ModelBase:
 
     role: str
 
-    def __init__(self, args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> None:
-        """`engine_cls`: injected by the app builder in Python only (tests, the perf stack), never from a Serve
-        config; None builds the profile's engine (deployments.engines.build_role_engine)."""
+    def __init__(
+        self, args: dict[str, Any], *, engine_cls: EngineClass | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`args`: ModelArgs as a dict (what the app builder binds). `engine_cls`: injected by the app builder in
+        Python only (tests, the perf stack), never from a Serve config; None builds the profile's engine
+        (deployments.engines.build_role_engine). `clock`: the health check's time source (Serve never passes it;
+        tests inject a fake one)."""
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
@@ -106,7 +113,7 @@ class _ModelBase:
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
         image_settings()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         started = time.perf_counter()
-        self.engine = _AnswerClock((engine_cls or build_role_engine)(self.role, self.args.engine))
+        self.engine = _AnswerClock((engine_cls or build_role_engine)(self.role, self.args.engine), clock)
         self.names = api.model_names(self.role, self.args.engine.model)
         self.model_id = spec_model_id(self.args.engine)
         log.info("model_ready", role=self.role, model=self.model_id, seconds=round(time.perf_counter() - started, 3))
@@ -159,8 +166,11 @@ api.install_error_handlers(embedder_api)
 class EmbedderDeployment(_ModelBase):
     """The embedding role; single texts from concurrent requests are batched into one engine call."""
 
-    def __init__(self, args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> None:
-        super().__init__(args, engine_cls=engine_cls)
+    def __init__(
+        self, args: dict[str, Any], *, engine_cls: EngineClass | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(args, engine_cls=engine_cls, clock=clock)
         self.batcher: DynamicBatcher[str, list[float]] = self.new_batcher(self.engine.embed)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -204,8 +214,11 @@ api.install_error_handlers(classifier_api)
 class ClassifierDeployment(_ModelBase):
     """The consistency role (pair classifier); pairs from concurrent requests are batched."""
 
-    def __init__(self, args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> None:
-        super().__init__(args, engine_cls=engine_cls)
+    def __init__(
+        self, args: dict[str, Any], *, engine_cls: EngineClass | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(args, engine_cls=engine_cls, clock=clock)
         self.labels: tuple[str, ...] = tuple(self.engine.labels)
         self.batcher: DynamicBatcher[tuple[str, str], dict[str, float]] = self.new_batcher(self.engine.classify)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +29,7 @@ from tests.serve.conftest import serve_test_profile, write_profile
 
 JSON = {"content-type": "application/json"}
 CHAT = "/v1/chat/completions"
+ZERO_WORK_PICK = "yes"  # what the zero-work LLM chooses for the message "x" between "yes" and "no" (a fixed hash)
 
 
 def raw(body: Any) -> bytes:
@@ -202,10 +202,10 @@ async def test_a_body_that_trickles_past_the_deadline_is_408() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("the app must not run")
 
-    began = time.monotonic()
-    sent, _ = await _drive(api.BodyLimitMiddleware(app), iter([0.05] * 100))
+    sent, _ = await _drive(api.BodyLimitMiddleware(app), iter([0.05] * 100))  # 5 s of trickle: the deadline ends it
     status, body = _status(sent)
-    assert status == 408 and body["error"]["type"] == "timeout_error" and time.monotonic() - began < 2
+    assert status == 408 and body["error"]["type"] == "timeout_error"
+    assert body["error"]["message"] == "request body took longer than 0.2s to arrive"
 
 
 def test_a_20_mb_chunked_body_is_413_through_the_app(gw: TestClient) -> None:
@@ -330,13 +330,12 @@ def test_guided_choice_entries_are_checked_before_the_engine(gw: TestClient, mod
             ([str(i) for i in range(33)], "guided_choice", "33 choices; the limit is 32"),
         ]
         for choices, param, says in cases:
-            began = time.monotonic()
             r = client.post(CHAT, json={"model": "armed-llm", "messages": user("x"), "guided_choice": choices})
             assert r.status_code == 422 and r.json()["error"]["param"] == param and says in r.text, r.text
-            assert time.monotonic() - began < 2
         assert engine.calls == calls  # the engine never saw any of them
         r = client.post(CHAT, json={"model": "armed-llm", "messages": user("x"), "guided_choice": ["yes", "no"]})
-        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] in ("yes", "no")
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == ZERO_WORK_PICK
+        assert engine.calls == calls + 1
 
 
 def test_the_limits_are_data_read_from_the_profile(tmp_path: Path, deps: dict[str, Any], gateway: Any) -> None:
@@ -604,9 +603,13 @@ async def test_sampling_is_seeded_and_a_prompt_past_the_context_is_refused(smoll
     others = {(await smollm2.complete(messages, SamplingOptions(max_tokens=6, temperature=1.5, seed=s))).text
               for s in range(4)}
     assert len(others) > 1  # temperature is honoured: different seeds, different text
-    began = time.monotonic()
-    with pytest.raises(ContextLengthError, match="the model's context is 256 tokens"):
-        await smollm2.complete([ChatMessage("user", "布洛芬 " * 200)], SamplingOptions(max_tokens=8))
-    with pytest.raises(ContextLengthError):
-        await smollm2.choose([ChatMessage("user", "布洛芬 " * 200)], ["yes", "no"])
-    assert time.monotonic() - began < 5  # refused before any forward pass
+    forward_passes: list[str] = []  # counted by a hook on the model itself: a refusal runs none
+    hook = smollm2.model.register_forward_pre_hook(lambda module, args: forward_passes.append("forward"))
+    try:
+        with pytest.raises(ContextLengthError, match="the model's context is 256 tokens"):
+            await smollm2.complete([ChatMessage("user", "布洛芬 " * 200)], SamplingOptions(max_tokens=8))
+        with pytest.raises(ContextLengthError, match="the model's context is 256 tokens"):
+            await smollm2.choose([ChatMessage("user", "布洛芬 " * 200)], ["yes", "no"])
+    finally:
+        hook.remove()
+    assert forward_passes == [], "refused before any forward pass"

@@ -128,7 +128,6 @@ def test_a_wedged_replica_times_out_its_requests_and_serve_replaces_it(stack: st
         time.sleep(0.5)
     print(f"\nwedged replica: 504 after {answered_s:.1f}s (call_timeout_s 2), its loop answered in {pid_s * 1000:.0f} "
           f"ms meanwhile, replaced by Serve after {replaced}s (wedged_after_s 3, health period 1 s, 3 failures)")
-    assert answered_s < 5
     assert replaced is not None, "Serve did not replace the wedged replica within 60 s"
     r = httpx.post(f"{stack}/models/consistency/v1/classify", json={"model": "armed-consistency",
                                                                      "pairs": [["q", "d"]]}, timeout=30)

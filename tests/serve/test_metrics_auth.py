@@ -10,11 +10,17 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from armed.settings import ServingSettings
+from armed.settings import ArmedSettings, ServingSettings
 from deployments import api, auth
 from deployments import metrics as m
 from ops import metrics as contract
-from tests.serve.judging import counting_pipeline, judge_service, zero_work_clients
+from tests.serve.judging import (
+    CountingPipeline,
+    counting_pipeline,
+    judge_service,
+    packaged_kb,
+    zero_work_clients,
+)
 
 # --- metrics ------------------------------------------------------------------------------------------------------
 
@@ -38,8 +44,31 @@ class FakeRecorder:
         return [s for s, _ in self.stages]
 
 
-def _service(pipeline: Any, recorder: FakeRecorder) -> Any:
-    return judge_service(pipeline, metrics=recorder)
+class FakeClock:
+    """Seconds that move only when the test (or the pipeline below) says so."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ClockedPipeline(CountingPipeline):
+    """The real pipeline (zero-work engines), whose conclusion takes 0.75 s of `clock` (the service's clock), so the
+    whole judgment's time is known exactly."""
+
+    def __init__(self, clock: FakeClock, **overrides: Any) -> None:
+        super().__init__(ArmedSettings(**overrides), packaged_kb(), zero_work_clients())
+        self.clock = clock
+
+    async def conclude(self, *args: Any, **kwargs: Any) -> Any:
+        self.clock.now += 0.75
+        return await super().conclude(*args, **kwargs)
+
+
+def _service(pipeline: Any, recorder: FakeRecorder, clock: FakeClock | None = None) -> Any:
+    return judge_service(pipeline, metrics=recorder, clock=clock or FakeClock())
 
 
 def _timed(body: dict[str, Any]) -> list[tuple[str, float]]:
@@ -56,8 +85,8 @@ def test_metric_names_are_the_contract() -> None:
 
 
 async def test_service_records_judgments_stages_and_caches() -> None:
-    rec = FakeRecorder()
-    svc = _service(counting_pipeline(stages={"search": False}), rec)
+    rec, clock = FakeRecorder(), FakeClock()
+    svc = _service(ClockedPipeline(clock, stages={"search": False}), rec, clock)
     pair = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "id": "p1"}}
     body = (await svc.judge(pair))["body"]
     level = body["level"]
@@ -70,12 +99,13 @@ async def test_service_records_judgments_stages_and_caches() -> None:
     assert {"query_rewrite", "cheating_check", "rules"} <= set(rec.stage_names())
     assert {"name": "search", "status": "disabled", "seconds": 0.0, "detail": "switched off by settings"} in \
         body["stages"] and "search" not in rec.stage_names()
+    assert rec.stages[-1] == ("judge", 750.0)  # the conclusion's 0.75 s on the service's clock
 
     # the same pair again: a judgment-cache hit counts as a judgment and a "judge" time, no stage re-observed
     rec.stages.clear()
     assert (await svc.judge(pair))["status"] == 200
     assert rec.judgments == {(level, False): 2}
-    assert rec.caches[("judgment", True)] == 1 and rec.stage_names() == ["judge"]
+    assert rec.caches[("judgment", True)] == 1 and rec.stages == [("judge", 0.0)]  # no clock time passed
 
     # same query, other product: query side from its cache (its stages not re-observed), product side runs
     rec.stages.clear()
