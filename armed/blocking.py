@@ -42,6 +42,12 @@ _LIVE: weakref.WeakSet[BlockingWorker] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 
+def clock() -> float:
+    """The time that call starts and `stalled` ages are read from (monotonic seconds). One module-level function
+    so a test can replace it (monkeypatch) and check wedge detection without waiting or racing a busy machine."""
+    return time.monotonic()
+
+
 class BlockingTimeout(TimeoutError):
     """A blocking call did not finish within its deadline (it may still be running on its thread)."""
 
@@ -89,7 +95,7 @@ def _run_one(state: _State, future: concurrent.futures.Future, fn: Callable[...,
         return  # its caller gave up while it waited: never run it
     ident = threading.get_ident()
     with state.lock:
-        state.running[ident] = (what, time.monotonic())
+        state.running[ident] = (what, clock())
     try:
         result = fn(*args)
     except BaseException as exc:  # handed to the awaiting caller, whatever it is
@@ -142,7 +148,7 @@ class BlockingWorker:
 
     def running(self) -> list[Stall]:
         """Calls running now, with how long each has run."""
-        now = time.monotonic()
+        now = clock()
         with self._state.lock:
             items = list(self._state.running.values())
         return [Stall(self.name, what, now - started) for what, started in items]

@@ -14,19 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from armed.cli_common import CliError, load_settings
 from armed.domain import Judgment
-from armed.errors import InputError, JudgmentTimeout, from_validation_error
+from armed.errors import InputError, JudgmentTimeout
 from armed.images import ImageError, read_local_image
 from armed.log import configure_logging
 from armed.settings import ArmedSettings
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _utf8(value: str, flag: str) -> str:
@@ -54,14 +47,6 @@ def _cpv(items: Sequence[str]) -> dict[str, str]:
             raise CliError(f"--cpv {item!r}: expected PROPERTY=VALUE")
         out[_utf8(key.strip(), "--cpv")] = _utf8(value.strip(), "--cpv")
     return out
-
-
-def load_settings() -> ArmedSettings:
-    try:
-        return ArmedSettings()
-    except ValidationError as exc:
-        err = from_validation_error(exc)
-        raise CliError(f"setting ARMED_{err.field.replace('.', '__').upper()}: {err.message}") from None
 
 
 def format_judgment(j: Judgment) -> str:
@@ -176,12 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from armed.eval.cli import add_eval_commands
     from armed.knowledge.cli import add_kb_commands
-    from armed.perf.cli import add_perf_commands
     from armed.serving.cli import add_serving_commands
 
     add_serving_commands(sub)
     add_eval_commands(sub)
-    add_perf_commands(sub)
     add_kb_commands(sub)
     return parser
 

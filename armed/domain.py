@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from armed import images
+from armed.labels import LEVEL_TO_BENCHMARK as LEVEL_TO_BENCHMARK  # re-exported: the domain's vocabulary
+from armed.labels import BenchmarkLevel, RelevanceLevel
 
 # Limits on untrusted input. Merchant text is untrusted: the bounds keep a 10 MB product name from ever
 # reaching a model, and they are part of the public contract (errors name the field and the bound).
@@ -213,49 +215,6 @@ class Entities(BaseModel):
 
     def is_empty(self) -> bool:
         return not any(self.get(f) for f in EntityField)
-
-
-class RelevanceLevel(enum.StrEnum):
-    """Algorithm 1's four levels, best first."""
-
-    highly = "highly_relevant"
-    moderately = "moderately_relevant"
-    weakly = "weakly_relevant"
-    irrelevant = "irrelevant"
-
-    @property
-    def rank(self) -> int:
-        """3 for highly down to 0 for irrelevant: higher is more relevant."""
-        return {"highly_relevant": 3, "moderately_relevant": 2, "weakly_relevant": 1, "irrelevant": 0}[self.value]
-
-    @classmethod
-    def from_rank(cls, rank: int) -> RelevanceLevel:
-        return {3: cls.highly, 2: cls.moderately, 1: cls.weakly, 0: cls.irrelevant}[rank]
-
-    def cap(self, ceiling: RelevanceLevel) -> RelevanceLevel:
-        """This level, lowered to `ceiling` if it is above it."""
-        return self if self.rank <= ceiling.rank else ceiling
-
-    def to_benchmark(self) -> BenchmarkLevel:
-        return LEVEL_TO_BENCHMARK[self]
-
-
-class BenchmarkLevel(enum.StrEnum):
-    """The benchmark's three levels (the paper's Table 4 columns)."""
-
-    highly = "highly_relevant"
-    less = "less_relevant"
-    irrelevant = "irrelevant"
-
-
-# The one documented mapping between the two scales: moderately and weakly relevant products are both "less
-# relevant" in the benchmark; the two ends map to themselves.
-LEVEL_TO_BENCHMARK: dict[RelevanceLevel, BenchmarkLevel] = {
-    RelevanceLevel.highly: BenchmarkLevel.highly,
-    RelevanceLevel.moderately: BenchmarkLevel.less,
-    RelevanceLevel.weakly: BenchmarkLevel.less,
-    RelevanceLevel.irrelevant: BenchmarkLevel.irrelevant,
-}
 
 
 class Branch(enum.StrEnum):

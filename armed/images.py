@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import io
 import ipaddress
 import os
@@ -35,6 +34,9 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from armed.errors import InputError
+from armed.log import get_logger
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -124,15 +126,6 @@ def _split_entry(entry: str) -> tuple[str, int | None]:
     if sep and ":" not in host and port.isdigit():
         return host.rstrip("."), int(port)
     return entry.rstrip("."), None
-
-
-@functools.cache
-def configured() -> ImageSettings:
-    """The environment's image settings (ARMED_IMAGES__*), for code that is handed no settings object: the HTTP
-    edge and the engines in model replicas. Read once per process, like every other setting."""
-    from armed.settings import ArmedSettings
-
-    return ArmedSettings().images
 
 
 # --- sources ------------------------------------------------------------------------------------------------------
@@ -232,8 +225,6 @@ def local_images_to_data(items: Any, base_dir: str | os.PathLike[str] | None,
     `file:` URIs (relative to `base_dir`) become `{"data": base64}` (JSON-ready: a benchmark may post the product
     to a remote judge); data: URIs, http(s) URLs and `{"data"}` objects go on as they are, for the pipeline's own
     checks. Raises InputError naming `field[i]`."""
-    from armed.errors import InputError
-
     if not isinstance(items, list):
         raise InputError(field, "must be a list")
     out = []
@@ -279,13 +270,22 @@ def open_checked(data: bytes, settings: ImageSettings | None = None) -> PILImage
     return img
 
 
-def decode(data: bytes, settings: ImageSettings | None = None) -> PILImage.Image:
-    """Bytes → a fully decoded RGB PIL image, or ImageError (never another exception for bad bytes)."""
+def decode(data: bytes, settings: ImageSettings | None = None, *,
+           background: tuple[int, int, int] | None = None) -> PILImage.Image:
+    """Bytes → a fully decoded RGB PIL image, or ImageError (never another exception for bad bytes).
+
+    `background`: transparent pixels are composited onto this colour (an alpha channel, LA / PA, or a PNG's tRNS
+    chunk). None: the alpha channel is dropped, leaving whatever colour the encoder stored under it (often black)."""
     from PIL import Image
 
     img = open_checked(data, settings)
     try:
         img.load()
+        if background is not None and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            flat = Image.new("RGB", rgba.size, background)
+            flat.paste(rgba, mask=rgba.getchannel("A"))
+            return flat
         return img.convert("RGB")
     except Image.DecompressionBombError:
         raise ImageError("image has more pixels than the limit") from None
@@ -420,8 +420,6 @@ async def fetch(url: str, settings: ImageSettings) -> bytes:
     except ImageError:
         raise
     except Exception as exc:  # refused, DNS, connect, TLS, HTTP status, deadline: all one message to the caller
-        from armed.log import get_logger  # here, not at the top: armed.log imports armed.settings, which imports us
-
         reason = "deadline" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"[:300]
         get_logger("armed.images").info("image_fetch_refused", url=url[:200], reason=reason,
                  seconds=round(time.monotonic() - started, 3))

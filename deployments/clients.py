@@ -6,7 +6,7 @@ app exists and has a running replica) is read first from the handle's own router
 keeps up to date by long poll, so the request path costs a few attribute reads. Only when the router cannot
 vouch for a running replica (handle not used yet, scaled to zero, deleted) is the controller asked, through
 `serve.status()`, cached for a second: that call builds pydantic models of the whole instance (~100 ms of the
-replica's CPU with six apps), and reading it on every request made up most of the DAG overhead `armed perf`
+replica's CPU with six apps), and reading it on every request made up most of the DAG overhead `armed-ops perf`
 measured.
 
 A role with no running replica raises `ModelUnavailable` at once instead of queueing forever behind a
@@ -41,6 +41,7 @@ from armed.engines.base import (
 )
 from armed.log import get_logger
 from armed.roles import get_role
+from armed.serving.ray_compat import handle_running_replicas
 
 log = get_logger("armed.clients")
 
@@ -119,27 +120,6 @@ class ReplicaAvailability:
         self._checked = -1e9
 
 
-def router_running_replicas(handle: Any) -> int | None:
-    """Running replicas of a deployment as its handle's router sees them, or None when it cannot tell.
-
-    None: the handle has not been used yet (no router), the router never saw a replica, the controller marked the
-    deployment unavailable, or this Ray version lays its router out differently (these are Ray 2.60 internals;
-    tests/serve/test_handle_availability.py pins them). Callers then ask the controller instead.
-    """
-    router = getattr(getattr(handle, "_router", None), "_asyncio_router", None)
-    if router is None or getattr(router, "_deployment_available", True) is False:
-        return None
-    try:
-        if not router.running_replicas_populated():
-            return None
-        # _request_router, not the request_router property: the property builds the router lazily, and this may
-        # run on another thread than the router's loop
-        replicas = router._request_router.curr_replicas
-    except AttributeError:
-        return None
-    return len(replicas)
-
-
 class HandleClient:
     """Calls one role's deployment through a handle, after checking that it has a running replica."""
 
@@ -169,8 +149,10 @@ class HandleClient:
         return kind(self.target.role, reason, self.retry_after_s)
 
     async def ensure_available(self) -> None:
-        if self._handle is not None and (router_running_replicas(self._handle) or 0) > 0:
-            return  # the router sees a running replica: no controller round trip on the request path
+        # The handle's router (Ray internals, armed/serving/ray_compat.py) sees a running replica: no controller
+        # round trip on the request path. When it cannot tell (None), the controller is asked.
+        if self._handle is not None and (handle_running_replicas(self._handle) or 0) > 0:
+            return
         try:
             running = await self.availability.running(self.target)
         except BlockingTimeout as exc:

@@ -4,27 +4,27 @@ The factory (`armed.engines.factory.build_clients`) builds every configured role
 replica needs one role only, so it asks for that role with every other role set to `none`. The import is lazy:
 this module (and every deployment module) imports on a machine without any engine installed, e.g. in the
 Serve controller, the gateway or the Helm chart's CI.
+
+Engines are injected the way ray.serve.llm's `LLMServer` takes `engine_cls`: a model deployment's constructor
+takes an optional `engine_cls` (bound in Python by the app builder) and calls `engine_cls(role, spec)`; without
+one it calls `build_role_engine`, the factory. Nothing in a Serve config, a profile or a CLI flag can name
+another engine class, so a production deployment always runs the profile's real engines; the test doubles live
+in `armed_testing/`, which the wheel does not ship.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from armed.roles import ROLE_NAMES, get_role
-from armed.settings import EngineSpec, ModelsSettings
+from armed.settings import EngineClass, EngineSpec, ModelsSettings
 
-EngineSource = Literal["factory", "zero-work"]
+__all__ = ["EngineClass", "build_role_engine", "spec_model_id"]
 
 
-def build_role_engine(
-    role: str, spec: EngineSpec, source: EngineSource = "factory", options: dict[str, Any] | None = None
-) -> Any:
-    """The engine serving `role`: from the engine factory, or a zero-work engine (overhead measurement, tests)."""
+def build_role_engine(role: str, spec: EngineSpec) -> Any:
+    """The engine serving `role`, from the engine factory: the default `engine_cls` of every model deployment."""
     get_role(role)  # ValueError for a name the role table (armed/roles.py) does not have
-    if source == "zero-work":
-        from deployments.testing import zero_work_engine
-
-        return zero_work_engine(role, **(options or {}))
     from armed.engines.factory import build_clients  # lazy: the engines are heavy and optional
 
     models = ModelsSettings(**{r: (spec if r == role else EngineSpec(kind="none")) for r in ROLE_NAMES})

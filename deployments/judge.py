@@ -1,9 +1,10 @@
 """The judge (composition) deployment and its HTTP gateway.
 
-`JudgeService` runs the library's Pipeline with handle-backed model clients: query side ∥ product side, then
-`conclude`. It caches query understanding by normalised query, product understanding by product id + content
-hash, and whole judgments by the pair; every key carries the versions (knowledge base, rules, model ids), so a
-new KB or model never serves an old answer. Degraded results are never cached: a model that was down for a
+`JudgeService` runs the library's `Pipeline.judge` with handle-backed model clients, and gives it hooks
+(armed.pipeline.hooks) and nothing else: the flow is the pipeline's, so the served judge and the library judge a
+pair the same way. The hooks cache query understanding by normalised query, product understanding by product id +
+content hash, and whole judgments by the pair; every key carries the versions (knowledge base, rules, model ids),
+so a new KB or model never serves an old answer. Degraded results are never cached: a model that was down for a
 second must not pin a worse answer for the TTL.
 
 No stalls: images are fetched and decoded off the event loop under `timeouts.image_read`, model calls have
@@ -24,21 +25,24 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Header, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed import images, roles
+from armed import roles
+from armed.domain import Judgment, Product, Query
 from armed.errors import InputError, JudgmentTimeout
 from armed.images import ImageError, is_fetchable_uri
 from armed.log import bound_request, get_logger, new_request_id
+from armed.pipeline.hooks import JudgmentHooks, Understood
 from armed.roles import ROLES
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import JudgeCaches, JudgeProfile, Profile, ProfileRef, resolve_profile
+from armed.settings import image_settings
 from armed.text import invalid_unicode_path, normalise
 from deployments import api, auth, loopback
 from deployments.cache import TTLCache
@@ -53,6 +57,12 @@ from deployments.clients import (
 from deployments.deadlines import PROBE_SHARE, ReplicaWedged, raise_if_wedged
 from deployments.engines import spec_model_id
 from deployments.metrics import MetricsRecorder, NullRecorder, RayMetricsRecorder, record_judgment
+
+if TYPE_CHECKING:  # the gateway imports this module and never builds a pipeline: keep the DAG's imports out of it
+    from armed.pipeline.dag import Pipeline
+    from armed.pipeline.hooks import SideLoader
+    from armed.pipeline.product_side import ProductUnderstanding
+    from armed.pipeline.query_side import QueryUnderstanding
 
 log = get_logger("armed.judge")
 
@@ -115,19 +125,66 @@ def probe_pipeline(pipeline: Any) -> Any:
     return Pipeline(pipeline.settings, pipeline.kb, ModelClients(), search=search)
 
 
-@dataclass
-class _Side:
-    value: Any
-    reports: list
-    degraded: list[str]
+class _ServedHooks(JudgmentHooks):
+    """One request's hooks into `Pipeline.judge`: the replica's required-model check and its three caches.
+
+    The query side is cached by normalised query, the product side by product id + content hash (the images'
+    bytes included), the whole judgment by both; every key carries the versions key, so a new knowledge base or
+    model never serves an old answer. Nothing degraded is kept: a model that was down for a second must not pin a
+    worse answer for the TTL; nor is a judgment during which a required model went down (it becomes a 503)."""
+
+    def __init__(self, service: JudgeService, marks: set[str]) -> None:
+        self.service = service
+        self.marks = marks  # the roles found unavailable during this request (UNAVAILABLE_ROLES)
+        self.from_cache = False
+
+    def _judgment_key(self, query: Query, product: Product) -> tuple:
+        return (normalise(query.text), product.id, product.content_hash(), self.service.versions_key())
+
+    async def admit(self, query: Query, product: Product) -> None:
+        for client in self.service.required:  # a cached controller read each, not a model call
+            await client.ensure_available()
+
+    def cached(self, query: Query, product: Product) -> Judgment | None:
+        cache = self.service.judgment_cache
+        judgment = cache.get(self._judgment_key(query, product))
+        self.service.metrics.cache("judgment", judgment is not None)
+        if judgment is None:
+            cache.misses += 1
+        else:
+            cache.hits += 1
+            self.from_cache = True
+        return judgment
+
+    async def _side(self, cache: TTLCache[Understood[Any]], key: tuple, name: str,
+                    load: SideLoader[Any]) -> tuple[Understood[Any], bool]:
+        value, hit = await cache.get_or_load(key, load, keep=lambda s: not s.degraded)
+        self.service.metrics.cache(name, hit)
+        return value, hit
+
+    async def query_side(
+        self, query: Query, load: SideLoader[QueryUnderstanding]
+    ) -> tuple[Understood[QueryUnderstanding], bool]:
+        key = (normalise(query.text), self.service.versions_key())
+        return await self._side(self.service.query_cache, key, "query", load)
+
+    async def product_side(
+        self, product: Product, load: SideLoader[ProductUnderstanding]
+    ) -> tuple[Understood[ProductUnderstanding], bool]:
+        key = (product.id, product.content_hash(), self.service.versions_key())
+        return await self._side(self.service.product_cache, key, "product", load)
+
+    def made(self, query: Query, product: Product, judgment: Judgment) -> None:
+        if not judgment.degraded and not self.marks & self.service.required_roles:
+            self.service.judgment_cache.put(self._judgment_key(query, product), judgment)
 
 
 class JudgeService:
-    """Judgments with caches over a Pipeline (the real one, or any object with the same split API)."""
+    """Judgments with caches over a Pipeline: the pipeline's own `judge`, given this replica's hooks."""
 
     def __init__(
         self,
-        pipeline: Any,
+        pipeline: Pipeline,
         caches: JudgeCaches,
         *,
         required: list[HandleClient] | None = None,
@@ -135,28 +192,30 @@ class JudgeService:
         max_batch_pairs: int = 64,
         metrics: MetricsRecorder | None = None,
         probe: Any = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.pipeline = pipeline
+        self.clock = clock  # the served judgment's time in the metrics (tests pass a fake one to assert exact times)
         self.probe_pipeline = probe  # what `probe` judges with (probe_pipeline(pipeline) for the real one)
         self.metrics: MetricsRecorder = metrics or NullRecorder()
         self.required = required or []
         self.required_roles = {c.target.role for c in self.required}
         self.retry_after_s = retry_after_s
         self.max_batch_pairs = max_batch_pairs
-        self.query_cache: TTLCache[_Side] = TTLCache(caches.query.size, caches.query.ttl_s)
-        self.product_cache: TTLCache[_Side] = TTLCache(caches.product.size, caches.product.ttl_s)
-        self.judgment_cache: TTLCache[Any] = TTLCache(caches.judgment.size, caches.judgment.ttl_s)
+        self.query_cache: TTLCache[Understood[Any]] = TTLCache(caches.query.size, caches.query.ttl_s)
+        self.product_cache: TTLCache[Understood[Any]] = TTLCache(caches.product.size, caches.product.ttl_s)
+        self.judgment_cache: TTLCache[Judgment] = TTLCache(caches.judgment.size, caches.judgment.ttl_s)
         self._versions_key: str | None = None
 
     @classmethod
     def from_profile(cls, profile: Profile, metrics: MetricsRecorder | None = None) -> JudgeService:
         """Load the knowledge base and wire handle clients; contacts no model deployment."""
-        from armed.knowledge.base import KnowledgeBase
+        from armed.knowledge.artefact import load_knowledge
         from armed.pipeline.dag import Pipeline
 
         settings = profile.to_settings()
         clients = handle_clients_for(profile)
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
         required = [getattr(clients, r) for r in profile.judge.required_roles]
         # the embedder handle serves the profile's embedder spec: its documents' stored vectors are that spec's
         pipeline = Pipeline(settings, kb, clients, doc_vectors_model=settings.models.embedder.identity())
@@ -193,76 +252,21 @@ class JudgeService:
                             ("judgment", self.judgment_cache))
         }
 
-    async def judge_one(self, query: object, product: object, request_id: str) -> Any:
+    async def judge_one(self, query: object, product: object, request_id: str) -> Judgment:
         """One Judgment; raises InputError, ModelUnavailable (required role down) or JudgmentTimeout."""
-        from armed.pipeline.dag import parse_pair
-        from armed.pipeline.product_side import resolve_images
-        from armed.pipeline.stages import StageRecorder
-
-        began = time.perf_counter()
-        q_in, p_in = parse_pair(query, product, getattr(self.pipeline, "kb", None))
-        # Once per judgment, before any cache or model: URLs fetched where allowed, every image decoded (a broken
-        # one is a 400 naming it); the keys below then hash the images' bytes.
-        p_in = await resolve_images(p_in, self.pipeline.settings.images, self.pipeline.settings.timeouts.image_read)
-        for client in self.required:
-            await client.ensure_available()
-        vkey = self.versions_key()
-        norm_q = normalise(q_in.text)
-        jkey = (norm_q, p_in.id, p_in.content_hash(), vkey)
-        cached = self.judgment_cache.get(jkey)
-        self.metrics.cache("judgment", cached is not None)
-        if cached is not None:
-            self.judgment_cache.hits += 1
-            judgment = cached.model_copy(update={"request_id": request_id, "seconds": 0.0})
-            record_judgment(self.metrics, judgment, time.perf_counter() - began, cached=True)
-            return judgment
-        self.judgment_cache.misses += 1
-
-        started = time.perf_counter()
+        began = self.clock()
         marks: set[str] = set()
-        token = UNAVAILABLE_ROLES.set(marks)
+        token = UNAVAILABLE_ROLES.set(marks)  # the clients add each role they find down during this judgment
+        hooks = _ServedHooks(self, marks)
         try:
-
-            async def side(cache: TTLCache[_Side], key: tuple, name: str, run: Any) -> tuple[_Side, bool]:
-                async def load() -> _Side:
-                    rec = StageRecorder()
-                    value = await run(rec)
-                    return _Side(value, rec.reports, rec.degraded)
-
-                value, hit = await cache.get_or_load(key, load, keep=lambda s: not s.degraded)
-                self.metrics.cache(name, hit)
-                return value, hit
-
-            async def run() -> Any:
-                (qs, q_hit), (ps, p_hit) = await asyncio.gather(
-                    side(self.query_cache, (norm_q, vkey), "query",
-                         lambda rec: self.pipeline.understand_query(q_in.text, rec)),
-                    side(self.product_cache, (p_in.id, p_in.content_hash(), vkey), "product",
-                         lambda rec: self.pipeline.understand_product(p_in, rec)),
-                )
-                rec = StageRecorder()
-                for hit, s, name in ((q_hit, qs, "query_side"), (p_hit, ps, "product_side")):
-                    if hit:
-                        rec.skip(name, "cache hit")
-                    else:
-                        rec.reports.extend(s.reports)
-                        rec.degraded.extend(s.degraded)
-                return await self.pipeline.conclude(request_id, q_in, p_in, qs.value, ps.value, rec, started)
-
-            total = self.pipeline.settings.timeouts.total
-            try:
-                judgment = await asyncio.wait_for(run(), total)
-            except TimeoutError:
-                raise JudgmentTimeout(f"judgment took longer than {total}s") from None
+            judgment = await self.pipeline.judge(query, product, request_id, hooks=hooks)
         finally:
             UNAVAILABLE_ROLES.reset(token)
         down = sorted(marks & self.required_roles)
         if down:
             # A required model vanished mid-request: the fallback answer would be silently worse. Say so.
             raise ModelUnavailable(down[0], "no running replica during the judgment", self.retry_after_s)
-        if not judgment.degraded:
-            self.judgment_cache.put(jkey, judgment)
-        record_judgment(self.metrics, judgment, time.perf_counter() - began)
+        record_judgment(self.metrics, judgment, self.clock() - began, cached=hooks.from_cache)
         return judgment
 
     async def judge(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -326,7 +330,6 @@ class JudgeArgs(BaseModel):
         default="cpu", description="The whole profile (a dict, as serve_config writes it), or a profile name "
         "(gpu_profiles/<name>.yaml) or YAML path."
     )
-    engine_source: str = Field(default="factory", description="Passed to model apps; the judge ignores it.")
 
 
 @serve.deployment(name=serve_cfg.JUDGE_DEPLOYMENT)
@@ -416,7 +419,7 @@ class Gateway:
         self.args = JudgeArgs.model_validate(args)
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
-        images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
+        image_settings()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         profile = resolve_profile(self.args.profile)
         api.set_limits(profile.limits)  # before the first request: this replica's routes enforce the profile's
         self.max_batch_pairs = profile.judge.max_batch_pairs

@@ -9,19 +9,20 @@ which `armed up` sets for every Ray process), the replica binds that server to 1
 replica at its node IP, which is then 127.0.0.1 too. On a cluster (the Helm chart) nothing changes.
 
 Each armed deployment calls `keep_replica_grpc_on_loopback()` in its constructor, which Serve runs before it
-starts that server. tests/security/test_auth_ray.py checks the listening sockets of a real `armed up`, so a Ray
-upgrade that renames what is patched here shows up as a failing test, not as a silent open port.
+starts that server. The patch itself is Ray's private API, so it lives in armed/serving/ray_compat.py
+(`bind_replica_grpc_to_loopback`, pinned by tests/serve/test_ray_compat.py); tests/security/test_auth_ray.py
+checks the listening sockets of a real `armed up`, so a Ray upgrade that renames what is patched shows up as a
+failing test, not as a silent open port.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from armed.log import get_logger
+from armed.serving.ray_compat import bind_replica_grpc_to_loopback
 
 log = get_logger("armed.loopback")
-_ALL_INTERFACES = "[::]:"
 
 
 def loopback_only_node() -> bool:
@@ -32,20 +33,7 @@ def keep_replica_grpc_on_loopback() -> bool:
     """Patch this replica process so its inter-deployment gRPC server binds 127.0.0.1; True when patched."""
     if not loopback_only_node():
         return False
-    from ray.serve._private import replica
-
-    original = getattr(replica, "add_port_to_grpc_server", None)
-    if original is None:
+    if not bind_replica_grpc_to_loopback():
         log.warning("replica_grpc_not_patched", detail="ray.serve._private.replica.add_port_to_grpc_server is gone")
         return False
-    if getattr(original, "armed_loopback", False):
-        return True
-
-    def on_loopback(server: Any, address: str) -> int:
-        if address.startswith(_ALL_INTERFACES):
-            address = "127.0.0.1:" + address.removeprefix(_ALL_INTERFACES)
-        return original(server, address)
-
-    on_loopback.armed_loopback = True  # type: ignore[attr-defined]
-    replica.add_port_to_grpc_server = on_loopback
     return True

@@ -20,23 +20,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from armed import images, roles
+from armed import roles
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.engines.batching import DynamicBatcher
 from armed.images import ImageError
 from armed.log import get_logger
 from armed.serving.limits import InputLimits
-from armed.settings import EngineSpec
+from armed.settings import EngineSpec, image_settings
 from deployments import api, auth, loopback
 from deployments.deadlines import EngineTimeout, engine_health, within_deadline
-from deployments.engines import EngineSource, build_role_engine, spec_model_id
+from deployments.engines import EngineClass, build_role_engine, spec_model_id
 
 log = get_logger("armed.deployments")
 
@@ -48,8 +48,6 @@ class ModelArgs(BaseModel):
 
     role: str = Field(description="llm, vl, embedder, consistency, ocr or student.")
     engine: EngineSpec = Field(description="The role's engine spec from the profile.")
-    engine_source: EngineSource = Field(default="factory", description="factory, or zero-work (overhead/tests).")
-    engine_options: dict[str, Any] = Field(default_factory=dict, description="zero-work knobs: delay_s, fail.")
     max_batch_size: int = Field(default=32, ge=1, description="Dynamic batching: most requests per engine call.")
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="Dynamic batching: longest a request waits "
                                         "for others while the engine is idle.")
@@ -63,10 +61,12 @@ class ModelArgs(BaseModel):
 
 
 class _AnswerClock:
-    """The engine, plus when it last answered a call (any method), for the health check."""
+    """The engine, plus when it last answered a call (any method), for the health check. `clock` is the time
+    source (monotonic seconds); tests pass a fake one so "answered lately" does not depend on machine load."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._clock = clock
         self._last_answer = float("-inf")
         self._last_miss = float("-inf")
 
@@ -75,10 +75,10 @@ class _AnswerClock:
         vouches for the engine, so the health check probes)."""
         if self._last_miss > self._last_answer:
             return float("inf")
-        return time.monotonic() - self._last_answer
+        return self._clock() - self._last_answer
 
     def missed_deadline(self) -> None:
-        self._last_miss = time.monotonic()
+        self._last_miss = self._clock()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
@@ -87,7 +87,7 @@ class _AnswerClock:
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
             result = await attr(*args, **kwargs)
-            self._last_answer = time.monotonic()
+            self._last_answer = self._clock()
             return result
 
         return timed
@@ -98,17 +98,22 @@ class _ModelBase:
 
     role: str
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(
+        self, args: dict[str, Any], *, engine_cls: EngineClass | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`args`: ModelArgs as a dict (what the app builder binds). `engine_cls`: injected by the app builder in
+        Python only (tests, the perf stack), never from a Serve config; None builds the profile's engine
+        (deployments.engines.build_role_engine). `clock`: the health check's time source (Serve never passes it;
+        tests inject a fake one)."""
         self.args = ModelArgs.model_validate(args)
         self.role = self.args.role
         loopback.keep_replica_grpc_on_loopback()  # before Serve starts this replica's gRPC server
         api.set_limits(self.args.limits)  # before the first request: this replica's routes enforce the profile's
         auth.load_api_key()  # at start-up: a blank key fails here; no key logs its warning once
-        images.configured()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
+        image_settings()  # a bad ARMED_IMAGES__* setting fails start-up here, not the first image request (500)
         started = time.perf_counter()
-        self.engine = _AnswerClock(
-            build_role_engine(self.role, self.args.engine, self.args.engine_source, self.args.engine_options)
-        )
+        self.engine = _AnswerClock((engine_cls or build_role_engine)(self.role, self.args.engine), clock)
         self.names = api.model_names(self.role, self.args.engine.model)
         self.model_id = spec_model_id(self.args.engine)
         log.info("model_ready", role=self.role, model=self.model_id, seconds=round(time.perf_counter() - started, 3))
@@ -136,7 +141,7 @@ class _ModelBase:
             raise
 
     async def engine_stats(self) -> dict[str, Any]:
-        """Batch sizes the engine saw, where it records them (zero-work engines), and the batcher's recent ones."""
+        """Batch sizes the engine saw, where it records them (the zero-work doubles), and the batcher's recent ones."""
         batcher = getattr(self, "batcher", None)
         return {"batch_sizes": list(getattr(self.engine, "batch_sizes", [])), "calls": getattr(self.engine, "calls", 0),
                 "batcher_batch_sizes": list(batcher.batch_sizes) if batcher is not None else [],
@@ -161,8 +166,11 @@ api.install_error_handlers(embedder_api)
 class EmbedderDeployment(_ModelBase):
     """The embedding role; single texts from concurrent requests are batched into one engine call."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
-        super().__init__(args)
+    def __init__(
+        self, args: dict[str, Any], *, engine_cls: EngineClass | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(args, engine_cls=engine_cls, clock=clock)
         self.batcher: DynamicBatcher[str, list[float]] = self.new_batcher(self.engine.embed)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -206,8 +214,11 @@ api.install_error_handlers(classifier_api)
 class ClassifierDeployment(_ModelBase):
     """The consistency role (pair classifier); pairs from concurrent requests are batched."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
-        super().__init__(args)
+    def __init__(
+        self, args: dict[str, Any], *, engine_cls: EngineClass | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(args, engine_cls=engine_cls, clock=clock)
         self.labels: tuple[str, ...] = tuple(self.engine.labels)
         self.batcher: DynamicBatcher[tuple[str, str], dict[str, float]] = self.new_batcher(self.engine.classify)
 

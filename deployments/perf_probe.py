@@ -1,4 +1,4 @@
-"""Deployments `armed perf` adds for measuring (a new module: judge.py itself is not changed).
+"""Deployments `armed-ops perf` adds for measuring (a new module: judge.py itself is not changed).
 
 * `JudgeProbe`: the Judge deployment plus a timer around each judgment *inside* the replica (so a cache hit's
   cost is seen without the handle hop or HTTP around it) and a switch that turns its caches off for cold runs.

@@ -50,6 +50,7 @@ from armed.engines.base import (
     normalise_vector,
     softmax,
 )
+from armed.settings import image_settings
 from deployments.clients import HandleClient
 
 # ChatML's end of turn (Qwen, SmolLM2): appended to each scored choice when the rendered prompt uses it, so the score
@@ -120,7 +121,7 @@ class RayLLMChatModel(RayLLMClient):
         for m in messages:
             if m.images:
                 # the replica's own image limits (ARMED_IMAGES__*), the ones the judge checked the bytes with
-                limits = images.configured()
+                limits = image_settings()
                 parts: list[dict[str, Any]] = [
                     {"type": "image_url", "image_url": {"url": images.data_uri(data, limits)}} for data in m.images]
                 out.append({"role": m.role, "content": [*parts, {"type": "text", "text": m.content}]})
@@ -205,9 +206,9 @@ class RayLLMEmbedder(RayLLMClient):
 
     async def _embeddings(self, texts: Sequence[str]) -> Any:
         # ray.serve.llm's public EmbeddingRequest is a Union (completion | chat input): the completion form is built.
-        from ray.llm._internal.serve.core.configs.openai_api_models import EmbeddingCompletionRequest
+        from armed.serving.ray_compat import llm_embedding_completion_request
 
-        request = EmbeddingCompletionRequest(model=self.model_id, input=list(texts), encoding_format="float")
+        request = llm_embedding_completion_request()(model=self.model_id, input=list(texts), encoding_format="float")
         return await self.guarded(self._first("embeddings", request))
 
     async def embed_with_usage(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:

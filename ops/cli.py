@@ -9,6 +9,8 @@
   chart-readme   regenerate helm/armed/README.md and files/dashboard.json
   kuberay-check  KubeRay 1.7's own validation rules on rendered manifests (`helm template ... | ... -`)
   fuzz           fuzz every HTTP route from its OpenAPI document; report in --out (ops/fuzz)
+  perf           load-test the serving stack (a fresh local Ray, or --endpoint); perf.json, perf.md and the
+                 capacity.json that `capacity` reads (ops/perf)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+
+from ops.perf.cli import add_perf_commands, cmd_perf
 
 EXIT_INPUT, EXIT_API = 2, 3
 
@@ -77,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     from ops.fuzz.cli import add_arguments as fuzz_arguments
 
     fuzz_arguments(sub.add_parser("fuzz", help="fuzz every HTTP route of a running armed (or a private local stack)"))
+    add_perf_commands(sub)
     return ap
 
 
@@ -193,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 
     a = parser().parse_args(argv)
     handler = {"status": _status, "capacity": _capacity, "tune": _tune, "render-values": _render_values,
-               "chart-readme": _chart_readme, "kuberay-check": _kuberay_check, "fuzz": _fuzz}[a.cmd]
+               "chart-readme": _chart_readme, "kuberay-check": _kuberay_check, "fuzz": _fuzz,
+               "perf": cmd_perf}[a.cmd]
     try:
         return handler(a)
     except (InputError, BenchmarkError, ObjectiveError) as exc:

@@ -42,7 +42,7 @@ def _messages(i: int) -> list[ChatMessage]:
 
 
 async def _closed(call: Any, concurrency: int, requests: int) -> dict[str, Any]:
-    from armed.perf.loadgen import closed_loop
+    from ops.perf.loadgen import closed_loop
 
     return await closed_loop(call, concurrency=concurrency, requests=requests, warmup=min(4, requests))
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from armed.perf.report import load_avg, machine
+    from ops.perf.report import load_avg, machine
 
     summary: dict[str, Any] = {
         "device": device, "machine": machine(), "load_before": load_avg(), "torch": torch.__version__,
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.update(PROXY_ENV)
         ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
-        from armed.perf.stack import free_port
+        from ops.perf.stack import free_port
 
         serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
         try:

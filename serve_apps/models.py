@@ -4,6 +4,11 @@ Each builder validates its args (pydantic), reads the role's section of the prof
 deployment class (its entry in armed/roles.py) with the profile's deployment options.
 `serve.run(build_embedder_app({...}))` locally and a `serve deploy` of `armed serve-config` on a cluster therefore
 deploy the same thing.
+
+Engines: a model replica builds the profile's engine. A caller in Python (tests, the perf stack) can inject
+another one with the builder's `engine_cls` keyword, bound into the deployment like ray.serve.llm's
+`LLMServer(llm_config, engine_cls=...)`; the Serve config's `args` cannot carry it (ModelAppArgs forbids extra
+fields), so a deployed config always serves real engines.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from ray.serve import Application
 from armed.roles import IN_PROCESS_KINDS, ROLES
 from armed.serving.config import deployment_name, deployment_options
 from armed.serving.profiles import ProfileRef, resolve_profile
-from deployments.engines import EngineSource
+from deployments.engines import EngineClass
 
 
 class ModelAppArgs(BaseModel):
@@ -29,13 +34,11 @@ class ModelAppArgs(BaseModel):
         "(gpu_profiles/<name>.yaml) or YAML path."
     )
     role: str | None = Field(default=None, description="The role; set by the role-specific builders.")
-    engine_source: EngineSource = Field(
-        default="factory", description="factory: the profile's engines; zero-work: no-op engines (overhead, tests)."
-    )
-    engine_options: dict[str, Any] = Field(default_factory=dict, description="zero-work knobs: delay_s, fail.")
 
 
-def build_model_app(args: dict[str, Any]) -> Application:
+def build_model_app(args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> Application:
+    """The role's deployment bound with its profile's settings; `engine_cls` (Python callers only) replaces the
+    profile's engine in every replica (deployments/engines.py)."""
     a = ModelAppArgs.model_validate(args)
     if a.role not in ROLES:
         raise ValueError(f"role must be one of {sorted(ROLES)}, got {a.role!r}")
@@ -49,8 +52,6 @@ def build_model_app(args: dict[str, Any]) -> Application:
     init_args = {
         "role": a.role,
         "engine": rp.engine.model_dump(),
-        "engine_source": a.engine_source,
-        "engine_options": a.engine_options,
         "call_timeout_s": rp.call_timeout_s,
         "wedged_after_s": rp.wedged_after_s,
         "health_timeout_s": rp.health_check_timeout_s,
@@ -59,12 +60,14 @@ def build_model_app(args: dict[str, Any]) -> Application:
            if batching else {}),
     }
     cls = ROLES[a.role].deployment_class()
-    return cls.options(name=deployment_name(profile, a.role), **deployment_options(profile, a.role)).bind(init_args)
+    bound = {"engine_cls": engine_cls} if engine_cls is not None else {}  # the default stays out of the code version
+    return cls.options(name=deployment_name(profile, a.role), **deployment_options(profile, a.role)).bind(
+        init_args, **bound)
 
 
 def _for(role: str, name: str) -> Any:
-    def build(args: dict[str, Any]) -> Application:
-        return build_model_app({**args, "role": role})
+    def build(args: dict[str, Any], *, engine_cls: EngineClass | None = None) -> Application:
+        return build_model_app({**args, "role": role}, engine_cls=engine_cls)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"Builder of the {role} application (import_path {__name__}:{name})."

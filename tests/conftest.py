@@ -7,9 +7,9 @@ from __future__ import annotations
 # that thread while the interpreter exits crashed pytest with a segfault after every test had passed (a clean-clone
 # CI run, 2026-11-28). Switched off in this process only: not through RAY_ENABLE_AUTO_CONNECT, which the test
 # clusters' workers would inherit (Serve replicas behave differently without it).
-import ray._private.auto_init_hook as _ray_auto_init
+from armed.serving.ray_compat import disable_auto_connect
 
-_ray_auto_init.enable_auto_connect = False
+disable_auto_connect()
 
 import os  # noqa: E402
 

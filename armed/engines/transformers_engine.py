@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from armed import images
 from armed.engines.base import (
     CONSISTENCY_TEMPLATE,
     BlockingWorker,
@@ -25,6 +26,7 @@ from armed.engines.base import (
     cut_at_stop,
     softmax,
 )
+from armed.settings import image_settings
 
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
@@ -449,15 +451,29 @@ class TransformersPairClassifier:
         return await self._worker.run(self._classify, pairs)
 
 
-def decode_image(data: bytes, name: str) -> Any:
+def decode_image(data: bytes, name: str, background: tuple[int, int, int] | None = None) -> Any:
     """Open encoded image bytes as an RGB PIL image within the image limits (armed/images.py: size checked before
-    decoding, pixel count before decompressing), or raise an ImageError (a ValueError) that says which image."""
-    from armed import images
-
+    decoding, pixel count before decompressing), or raise an ImageError (a ValueError) that says which image.
+    `background`: what transparent pixels become (armed.images.decode)."""
     try:
-        return images.decode(data, images.configured())
+        return images.decode(data, image_settings(), background=background)
     except images.ImageError as exc:
         raise images.ImageError(f"{name}: {exc.message}", exc.too_large) from None
+
+
+# Transparent pixels of a VL model's images become white, as the Qwen-VL family's own input preparation does
+# (qwen-vl-utils' to_rgb) and vLLM's image loader does for images sent by URL (the ray-llm path's data: URIs).
+VL_BACKGROUND = (255, 255, 255)
+
+
+def vl_images(messages: Sequence[ChatMessage]) -> list[Any]:
+    """The images of a VL model's messages, in order, as the model family prepares them: decoded within the image
+    limits, transparency on white, RGB (each error names its image). The resizing to the vision tower's patch grid
+    (Qwen's smart resize: sides multiples of 28, pixels within the checkpoint's min/max) is the Qwen2-VL image
+    processor's, in transformers and in vLLM alike. Only bytes come in: nothing here fetches a URL or opens a path
+    (HTTP input reaches the models as checked bytes; armed/images.py)."""
+    return [decode_image(data, f"image {ii} of message {mi} ({m.role})", VL_BACKGROUND)
+            for mi, m in enumerate(messages) for ii, data in enumerate(m.images)]
 
 
 class TransformersVisionChatModel:
@@ -493,10 +509,7 @@ class TransformersVisionChatModel:
 
     def prepare(self, messages: Sequence[ChatMessage]) -> tuple[list[int], dict[str, Any]]:
         """Prompt token ids (image pads expanded) and the vision inputs (pixel_values, image_grid_thw)."""
-        images = []
-        for mi, m in enumerate(messages):
-            for ii, data in enumerate(m.images):
-                images.append(decode_image(data, f"image {ii} of message {mi} ({m.role})"))
+        images = vl_images(messages)
         text = self.tokenizer.apply_chat_template(
             _messages_as_dicts(messages, with_images=True),
             tokenize=False,

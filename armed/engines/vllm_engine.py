@@ -31,7 +31,7 @@ from armed.engines.base import (
     softmax,
 )
 from armed.engines.batching import DynamicBatcher
-from armed.engines.transformers_engine import short_model_id, strip_think
+from armed.engines.transformers_engine import short_model_id, strip_think, vl_images
 from armed.settings import EngineSpec
 
 # Where vLLM-CPU cannot reserve a share of host memory (it refuses to start when other processes hold some),
@@ -165,13 +165,7 @@ class VLLMChatModel:
         one image placeholder per image and vLLM's own processor expands it; images are decoded here first so a
         broken one fails with a ValueError naming it rather than deep inside the engine.
         """
-        from armed.engines.transformers_engine import decode_image
-
-        images = [
-            decode_image(data, f"image {ii} of message {mi} ({m.role})")
-            for mi, m in enumerate(messages)
-            for ii, data in enumerate(m.images)
-        ]
+        images = vl_images(messages)  # the same preparation as the transformers path
         dialog = [
             {
                 "role": m.role,

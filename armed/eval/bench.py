@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import armed
 from armed.domain import BenchmarkLevel
 from armed.eval import cascade
 from armed.eval import metrics as M
@@ -33,6 +34,7 @@ from armed.eval.datasets import BenchItem, Dataset, derive_category, hard_subset
 from armed.eval.runner import EndpointJudge, LocalJudge, pred_of, run_predictions
 from armed.eval.runner import read_predictions as read_predictions_file
 from armed.settings import ArmedSettings
+from armed.stages import ABLATION_LADDER, LADDER_SWITCHES  # Table 5, in the stage table
 
 PipelineFactory = Callable[[ArmedSettings], Any]
 
@@ -40,26 +42,6 @@ HARD_RULE = (
     "HARD (paper's rule): query length ≤ the median query length and product-name length ≥ the median name "
     "length of the evaluated items, then balanced 1:1:1 over the three gold levels by a seeded draw"
 )
-
-# Table 5: each rung switches one more module on (cumulative). Switches not in the ladder keep their settings.
-LADDER_SWITCHES = ("query_rewrite", "extend", "search", "identical_page", "two_stage_filter", "common_name",
-                   "query_change", "product_search", "student")
-ABLATION_LADDER: tuple[tuple[str, str | None], ...] = (
-    ("base Q+S", None),
-    ("+QI", "query_rewrite"),
-    ("+SI", "extend"),
-    ("+IS", "search"),
-    ("+ISPI", "identical_page"),
-    ("+TF", "two_stage_filter"),
-    ("+CN", "common_name"),
-    ("+QC", "query_change"),
-    # QI's intent and the guideline's clauses for product-search pairs (armed/pipeline/product_search.py).
-    ("+PS", "product_search"),
-    # Beyond the paper: the distilled student takes the undecided pairs (and, with it on, only the deterministic
-    # branches in judge.branches decide before it).
-    ("+student", "student"),
-)
-
 
 @dataclass
 class BenchOptions:
@@ -84,13 +66,13 @@ def default_factory() -> PipelineFactory:
     cache: dict[str, Any] = {}
 
     def make(settings: ArmedSettings) -> Any:
-        from armed.knowledge.base import KnowledgeBase
+        from armed.knowledge.artefact import load_knowledge
         from armed.pipeline.dag import Pipeline
 
         if "kb" not in cache:
             from armed.engines.factory import build_clients
 
-            cache["kb"] = KnowledgeBase.from_settings(settings.knowledge)
+            cache["kb"] = load_knowledge(settings.knowledge)
             cache["clients"] = build_clients(settings.models)
         # the clients are this settings' engines, so the embedder's identity is its spec's
         return Pipeline(settings, cache["kb"], cache["clients"], doc_vectors_model=settings.models.embedder.identity())
@@ -108,8 +90,6 @@ def _git_commit() -> str | None:
 
 
 def software_versions() -> dict[str, str | None]:
-    import armed
-
     out: dict[str, str | None] = {"armed": armed.__version__, "git": _git_commit(), "python": platform.python_version()}
     for mod in ("torch", "transformers"):
         try:
@@ -189,9 +169,9 @@ def baseline_compare(
 def _kb_for_categories(factory: PipelineFactory | None, settings: ArmedSettings, pipeline: Any) -> Any:
     if pipeline is not None:
         return pipeline.kb
-    from armed.knowledge.base import KnowledgeBase
+    from armed.knowledge.artefact import load_knowledge
 
-    return KnowledgeBase.from_settings(settings.knowledge)
+    return load_knowledge(settings.knowledge)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -210,9 +190,7 @@ async def run_bench(
     opts.out.mkdir(parents=True, exist_ok=True)
     pipeline = None
     if opts.report_only:
-        from armed.eval.runner import read_predictions
-
-        have = read_predictions(opts.out / "predictions.jsonl")
+        have = read_predictions_file(opts.out / "predictions.jsonl")
         ds.items = [it for it in ds.items if it.id in have]
         ds.sample["scored"] = len(ds.items)
         if not ds.items:
@@ -222,9 +200,9 @@ async def run_bench(
             raise RuntimeError("report-only: nothing is judged")
 
         system = "armed (report over an interrupted run's predictions)"
-        from armed.knowledge.base import KnowledgeBase
+        from armed.knowledge.artefact import load_knowledge
 
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
     elif opts.endpoint:
         judge: Any = EndpointJudge(opts.endpoint)
         system = f"armed endpoint {opts.endpoint}"

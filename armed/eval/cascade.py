@@ -23,7 +23,7 @@ def _student(row: dict[str, Any]) -> tuple[BenchmarkLevel, float] | None:
     s = row.get("student")
     if not isinstance(s, dict) or not isinstance(s.get("probabilities"), dict):
         return None
-    from armed.student.data import decide_level
+    from armed.pipeline.levels import decide_level
 
     probs = [float(s["probabilities"].get(lvl.value, 0.0)) for lvl in RelevanceLevel]
     return decide_level(probs).to_benchmark(), float(s.get("confidence", 0.0))

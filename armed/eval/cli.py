@@ -9,7 +9,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from armed.eval.vote import DEFAULT_VOTERS
+from armed.cli_common import load_settings
+from armed.errors import InputError
+from armed.eval.bench import BenchOptions, run_ablation, run_bench
+from armed.eval.datasets import parse_spec
+from armed.eval.metrics import table4
+from armed.eval.vote import DEFAULT_VOTERS, run_vote
+from armed.log import configure_logging
 
 
 def _command() -> str:
@@ -17,18 +23,12 @@ def _command() -> str:
 
 
 def _settings():
-    from armed.cli import load_settings
-    from armed.log import configure_logging
-
     settings = load_settings()
     configure_logging(settings.logging)
     return settings
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from armed.eval.bench import BenchOptions, run_ablation, run_bench
-    from armed.eval.metrics import table4
-
     datasets, kbs = args.dataset, args.kb or []
     opts = BenchOptions(
         dataset=datasets[0], out=Path(args.out), limit=args.limit, seed=args.seed, endpoint=args.endpoint,
@@ -39,7 +39,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     settings = _settings()
     if len(datasets) > 1 or len(kbs) > 1:  # side by side: one run per (knowledge base, set), then SUMMARY.md
-        from armed.eval.datasets import parse_spec
         from armed.eval.side_by_side import run_side_by_side
 
         try:
@@ -78,8 +77,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
-    from armed.eval.vote import run_vote
-
     summary = asyncio.run(run_vote(
         args.dataset, Path(args.out), args.voter or DEFAULT_VOTERS, settings=_settings(), limit=args.limit,
         seed=args.seed, concurrency=args.concurrency, progress=not args.quiet, command=_command(),
@@ -115,7 +112,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def _distill_mlp(args: argparse.Namespace) -> int:
     from armed.engines.cache import cache_dir
-    from armed.errors import InputError
     from armed.student.distill import build_mlp_student
     from armed.student.model import TrainConfig
 
@@ -136,7 +132,6 @@ def _distill_mlp(args: argparse.Namespace) -> int:
 
 
 def _distill_pack(args: argparse.Namespace) -> int:
-    from armed.errors import InputError
     from armed.student.distill import write_cross_encoder_pack
 
     try:
@@ -151,8 +146,6 @@ def _distill_pack(args: argparse.Namespace) -> int:
 
 
 def _distill_classifier(args: argparse.Namespace) -> int:
-    from armed.errors import InputError
-
     if args.task == "consistency":  # the profiles' models.consistency (armed/student/consistency.py)
         from armed.student.consistency import train_consistency_classifier as train
     else:  # the profiles' models.student

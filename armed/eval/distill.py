@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from armed.domain import BenchmarkLevel
 from armed.engines.base import CONSISTENCY_LABELS, ChatMessage
 from armed.errors import InputError
 from armed.eval import metrics as M
@@ -208,8 +209,6 @@ async def evaluate_student(path: str | Path, eval_rows: Sequence[dict[str, Any]]
     out["student_vs_gold"] = _agreement(preds, gold)
     out["teacher_vs_gold"] = _agreement(teacher, gold)
     if task == "relevance":
-        from armed.domain import BenchmarkLevel
-
         def lv(x: str | None) -> BenchmarkLevel | None:
             return BenchmarkLevel(x) if x else None
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from armed.knowledge.base import KnowledgeBase
-from armed.knowledge.sources import LoadedSource
+from armed.knowledge.sources import LoadedSource, read_ner
 from armed.knowledge.splits import Split
 
 # corpus type → armed field (None: armed does not extract it)
@@ -62,8 +62,6 @@ class Doc:
 def read_brat(folder: Path, split: Split | None = "heldout") -> list[Doc]:
     """The brat pairs (N.txt, N.ann) of `folder` in the given part (None: all), in id order: read by the knowledge
     source loader (armed.knowledge.sources.read_ner), so the evaluation and the KB build read the corpus one way."""
-    from armed.knowledge.sources import read_ner
-
     spec = f"tcm-insert-ner:{folder}@{split or 'all'}"
     loaded = read_ner(Path(f"{folder}@{split or 'all'}"), spec)
     return [Doc(d.id, d.text, tuple(Span(s.start, s.end, s.label) for s in d.spans)) for d in loaded.ner]

@@ -4,111 +4,65 @@
 then writes it here:
 
     <artefact>/manifest.json   format, version, rules version, sources, counts per entity type, built-at
-    <artefact>/state.pkl       the small state (seed, rules, dosage forms, populations, ...): a pickle
+    <artefact>/state.json      the small state (seed, rules, dosage forms, populations, ...) as tagged JSON
     <artefact>/index/*.npy     the big indexes as flat arrays, memory-mapped at load (armed/knowledge/frozen.py):
                                the lexicon matchers, large str→str maps (common names, brands), drug records,
                                documents and the BM25 postings
 
-The version is content-addressed: `content_version` hashes what the KB answers from (every lexicon surface and
-payload, map, record, document, rule and seed field) in a canonical order, never file bytes or paths, so the
-same content built twice, from reordered or reformatted files or another folder, has the same version, and an
-artefact's version equals that of the in-memory KB it was written from (tests/knowledge/test_artefact.py).
+The version is content-addressed (armed/knowledge/content.py): the same content built twice, from reordered or
+reformatted files or another folder, has the same version, and an artefact's version equals that of the in-memory
+KB it was written from (tests/knowledge/test_artefact.py).
 
-state.pkl is a pickle: an artefact is as trusted as code. Load only artefacts you built (the chart syncs them
-from your own PVC or bucket). Pickle keeps this module free of the KB's internals: a field added to
-KnowledgeBase travels in the artefact without a change here (a Matcher or a large str→str dict is mapped; the
-rest is pickled).
+An artefact is data, never code: the chart syncs artefacts from buckets, so whoever can write to the bucket must not
+be able to run code in the judge. The state is JSON whose only constructors are the containers below and the
+pydantic models named in STATE_MODELS (validated like any input); the indexes are .npy read with allow_pickle=False.
+A pickle (state.pkl, format 2 and before) is refused, not loaded. A field added to KnowledgeBase travels in the
+artefact without a change here as long as it is built from str, numbers, lists, tuples, sets, dicts, compiled
+patterns and the models in STATE_MODELS (a Matcher or a large str→str dict is mapped); anything else fails the
+build, naming the field.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import hashlib
 import json
+import math
 import os
-import pickle
 import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from armed import __version__
+from armed.domain import WebDoc
+from armed.engines.cache import cache_dir
+from armed.knowledge.base import DrugRecord, KnowledgeBase, KnowledgeError
 from armed.knowledge.frozen import CsrBM25, FrozenMatcher, FrozenStrMap, LazyDocs, StrTable, model_json
 from armed.knowledge.index import BM25, Matcher
+from armed.knowledge.schema import HijackPattern, Rule, Seed
 
 if TYPE_CHECKING:
-    from armed.knowledge.base import KnowledgeBase
     from armed.settings import KnowledgeSettings
 
 # 2: trade names and their makers, the pinyin index, complementary efficacy groups (issue 22).
-# 3: the seed carries therapeutic_areas; insert names cleaned of makers and specs (issue 22).
+# 3: the state as JSON (state.json) instead of a pickle (state.pkl), same content and versions (issue 23); the seed
+#    carries therapeutic_areas and insert names are cleaned of makers and specs (issue 22).
 FORMAT = 3
 MANIFEST = "manifest.json"
-# Attributes that describe where a KB came from, not what it knows: not part of the version.
-# (_class_words: build-time only, derived from the seed's categories, which the matcher already hashes.)
-_NOT_CONTENT = {"version", "source_names", "artefact_path", "_class_words"}
-# A str→str dict at least this large is memory-mapped rather than pickled (small ones stay plain dicts: a dict
-# lookup is ~20x faster than a binary search, and they are hit on every comparison).
+STATE = "state.json"
+PICKLED_STATE = "state.pkl"  # formats 1-2: never loaded (a pickle runs code)
+# A str→str dict at least this large is memory-mapped rather than kept in the state (small ones stay plain dicts: a
+# dict lookup is ~20x faster than a binary search, and they are hit on every comparison).
 MAP_MIN_ENTRIES = 5000
+# The only classes a state file can name: each is rebuilt by pydantic validation from JSON, as input would be.
+STATE_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (Seed, Rule, HijackPattern, DrugRecord, WebDoc)}
 
 
 class ArtefactError(ValueError):
     """An artefact is missing, malformed, of another format, or a setting names one wrongly."""
-
-
-# ---------------------------------------------------------------------------------------------------- version
-
-
-def _feed(h: Any, obj: Any) -> None:
-    """Feed a canonical, type-tagged encoding of obj into the hash (mappings and sets in sorted order)."""
-    if isinstance(obj, str):
-        b = obj.encode("utf-8")
-        h.update(b"s%d:" % len(b))
-        h.update(b)
-    elif obj is None or isinstance(obj, bool | int | float):
-        h.update(b"v" + repr(obj).encode() + b";")
-    elif isinstance(obj, BaseModel):
-        _feed(h, obj.model_dump_json())
-    elif isinstance(obj, Matcher):
-        h.update(b"M")
-        for surface, payloads in obj.entries():
-            _feed(h, surface)
-            _feed(h, [dataclasses.astuple(p) for p in payloads])
-        h.update(b"m")
-    elif isinstance(obj, BM25):  # derived from the documents; only its parameters are content
-        _feed(h, ["bm25", obj.k1, obj.b])
-    elif isinstance(obj, re.Pattern):
-        _feed(h, ["re", obj.pattern, obj.flags])
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        _feed(h, dataclasses.astuple(obj))
-    elif isinstance(obj, Mapping):
-        h.update(b"d%d{" % len(obj))
-        for k in sorted(obj, key=str):
-            _feed(h, k)
-            _feed(h, obj[k])
-        h.update(b"}")
-    elif isinstance(obj, set | frozenset):
-        _feed(h, ["set", *sorted(obj, key=str)])
-    elif isinstance(obj, Sequence):
-        h.update(b"l%d[" % len(obj))
-        for x in obj:
-            _feed(h, x)
-        h.update(b"]")
-    else:
-        raise TypeError(f"content_version: no canonical form for {type(obj).__name__}")
-
-
-def content_version(kb: KnowledgeBase) -> str:
-    """12 hex digits of sha256 over the KB's content, attribute by attribute in name order (see module doc)."""
-    h = hashlib.sha256(b"armed-kb-content-v1")
-    for name in sorted(vars(kb)):
-        if name not in _NOT_CONTENT:
-            _feed(h, name)
-            _feed(h, getattr(kb, name))
-    return h.hexdigest()[:12]
 
 
 # ---------------------------------------------------------------------------------------------------- counts
@@ -129,6 +83,77 @@ def counts(kb: KnowledgeBase) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+# ---------------------------------------------------------------------------------------------------- state
+
+
+def _json_key(encoded: Any) -> str:
+    return json.dumps(encoded, ensure_ascii=False, sort_keys=True)
+
+
+def encode_state(value: Any, where: str = "state") -> Any:
+    """A state value as JSON-ready data: JSON's own types as they are (lists stay lists), everything else an object
+    {"$": tag, "v": ...}; dicts keep their order (lookups that take the first match depend on it), sets are
+    written sorted. TypeError, naming `where`, for a value with no data form."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
+    if isinstance(value, list):
+        return [encode_state(x, f"{where}[{i}]") for i, x in enumerate(value)]
+    if isinstance(value, tuple):
+        return {"$": "tuple", "v": [encode_state(x, f"{where}[{i}]") for i, x in enumerate(value)]}
+    if isinstance(value, set | frozenset):
+        items = sorted((encode_state(x, f"{where}{{}}") for x in value), key=_json_key)
+        return {"$": "frozenset" if isinstance(value, frozenset) else "set", "v": items}
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) for k in value):
+            return {"$": "dict", "v": {k: encode_state(v, f"{where}[{k!r}]") for k, v in value.items()}}
+        return {"$": "pairs", "v": [[encode_state(k, f"{where} key"), encode_state(v, f"{where}[{k!r}]")]
+                                    for k, v in value.items()]}
+    if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
+        return {"$": "re", "v": value.pattern, "flags": int(value.flags)}
+    if isinstance(value, Path):
+        return {"$": "path", "v": str(value)}
+    if isinstance(value, BaseModel) and STATE_MODELS.get(type(value).__name__) is type(value):
+        return {"$": "model", "cls": type(value).__name__, "v": value.model_dump(mode="json")}
+    raise TypeError(f"{where}: a {type(value).__name__} has no data form in a knowledge-base artefact (build the "
+                    "field from JSON types, tuples, sets, patterns or a model in STATE_MODELS)")
+
+
+def decode_state(data: Any, where: str = "state") -> Any:
+    """The inverse of `encode_state`. ArtefactError, naming `where`, for anything it would not have written."""
+    if data is None or isinstance(data, bool | int | float | str):
+        return data
+    if isinstance(data, list):
+        return [decode_state(x, f"{where}[{i}]") for i, x in enumerate(data)]
+    if not isinstance(data, dict):
+        raise ArtefactError(f"{where}: not state data ({type(data).__name__})")
+    tag, v = data.get("$"), data.get("v")
+    if tag in ("tuple", "set", "frozenset") and isinstance(v, list):
+        items = [decode_state(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        return tuple(items) if tag == "tuple" else set(items) if tag == "set" else frozenset(items)
+    if tag == "dict" and isinstance(v, dict):
+        return {k: decode_state(x, f"{where}[{k!r}]") for k, x in v.items()}
+    if tag == "pairs" and isinstance(v, list) and all(isinstance(kv, list) and len(kv) == 2 for kv in v):
+        return {decode_state(k, f"{where} key"): decode_state(x, f"{where}[{k!r}]") for k, x in v}
+    if tag == "re" and isinstance(v, str) and isinstance(data.get("flags"), int):
+        return re.compile(v, data["flags"])
+    if tag == "float" and v in ("nan", "inf", "-inf"):
+        return float(v)
+    if tag == "path" and isinstance(v, str):
+        return Path(v)
+    if tag == "model":
+        cls = STATE_MODELS.get(data.get("cls"))  # type: ignore[arg-type]
+        if cls is None:
+            raise ArtefactError(f"{where}: {data.get('cls')!r} is not a model a knowledge-base state may hold")
+        try:
+            return cls.model_validate(v)
+        except ValidationError as exc:
+            raise ArtefactError(f"{where}: invalid {cls.__name__}: {exc}") from exc
+    raise ArtefactError(f"{where}: not state data (tag {tag!r})")
+
+
+
 # ---------------------------------------------------------------------------------------------------- write
 
 
@@ -137,12 +162,14 @@ def write_artefact(kb: KnowledgeBase, out: Path, sources: Sequence[str] = (), fo
     manifest. An existing `out` holding the same version is left as it is; another version needs force."""
     out = Path(out)
     if (out / MANIFEST).is_file():
-        old = read_manifest(out)
-        if old.get("version") == kb.version and not force:
+        old = _raw_manifest(out)
+        current = old.get("format") == FORMAT and not (out / PICKLED_STATE).exists()
+        if old.get("version") == kb.version and current and not force:
             return old
-        if not force:
+        if old.get("version") != kb.version and not force:
             raise ArtefactError(f"{out} holds knowledge base {old.get('version')}, not {kb.version}: "
                                 "choose another --out or pass --force to replace it")
+        # else the same content in an older format (a pickled state): rewritten in this one
     elif out.exists() and any(out.iterdir()):
         raise ArtefactError(f"{out} exists and is not a knowledge-base artefact")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -166,12 +193,9 @@ def write_artefact(kb: KnowledgeBase, out: Path, sources: Sequence[str] = (), fo
               and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
             FrozenStrMap.save(value, index, name)
             frozen[name] = {"kind": "strmap"}
-        else:
-            state[name] = value
-    with (tmp / "state.pkl").open("wb") as fh:
-        pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    from armed import __version__
-
+        elif name != "artefact_path":  # where a KB was loaded from is set at load, not stored
+            state[name] = encode_state(value, name)
+    (tmp / STATE).write_text(json.dumps(state, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
     manifest = {
         "format": FORMAT,
         "version": kb.version,
@@ -194,8 +218,6 @@ def write_artefact(kb: KnowledgeBase, out: Path, sources: Sequence[str] = (), fo
 def build_artefact(out: Path, seed: Path | None = None, sources: Sequence[str] = (),
                    force: bool = False) -> dict[str, Any]:
     """`armed kb build`: the seed plus sources, built in memory once, written to `out`."""
-    from armed.knowledge.base import KnowledgeBase
-
     return write_artefact(KnowledgeBase.load(seed, sources), out, sources, force)
 
 
@@ -213,12 +235,24 @@ def install(artefact: Path, root: Path | None = None) -> Path:
 # ---------------------------------------------------------------------------------------------------- read
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def _raw_manifest(path: Path) -> dict[str, Any]:
     f = Path(path) / MANIFEST
     try:
         manifest = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ArtefactError(f"{path} is not a knowledge-base artefact ({f}: {exc})") from exc
+    if not isinstance(manifest, dict):
+        raise ArtefactError(f"{path} is not a knowledge-base artefact ({f} is not a JSON object)")
+    return manifest
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of an artefact this armed loads; ArtefactError for anything else (a pickled state included)."""
+    if (Path(path) / PICKLED_STATE).exists():
+        raise ArtefactError(f"{path} holds a pickled state ({PICKLED_STATE}, artefact format 2 or before), which "
+                            "armed refuses to load: a pickle runs code when read. Rebuild it with `armed kb build` "
+                            f"(format {FORMAT} stores the state as JSON; same content, same version)")
+    manifest = _raw_manifest(path)
     if manifest.get("format") != FORMAT:
         raise ArtefactError(f"{path}: artefact format {manifest.get('format')!r}, this armed reads {FORMAT}: "
                             "rebuild it with `armed kb build`")
@@ -226,15 +260,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def load_artefact(path: Path) -> KnowledgeBase:
-    """Open a built artefact: unpickle the small state, memory-map the indexes; nothing is rebuilt."""
-    from armed.domain import WebDoc
-    from armed.knowledge.base import DrugRecord, KnowledgeBase
-
+    """Open a built artefact: read the small state (JSON), memory-map the indexes; nothing is rebuilt."""
     path = Path(path)
     manifest = read_manifest(path)
     try:
-        with (path / "state.pkl").open("rb") as fh:
-            state = pickle.load(fh)
+        raw = json.loads((path / STATE).read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ArtefactError(f"{STATE} is not a JSON object")
+        state = {name: decode_state(value, name) for name, value in raw.items()}
         index = path / "index"
         kb = KnowledgeBase.__new__(KnowledgeBase)
         vars(kb).update(state)
@@ -253,7 +286,7 @@ def load_artefact(path: Path) -> KnowledgeBase:
             else:
                 raise ArtefactError(f"{path}: unknown index kind {kind!r} for {name}")
             setattr(kb, name, value)
-    except (OSError, pickle.UnpicklingError, KeyError, EOFError, ValueError) as exc:
+    except (OSError, KeyError, ValueError) as exc:  # ArtefactError is a ValueError: it gets the path too
         raise ArtefactError(f"{path}: cannot load the artefact: {exc}") from exc
     kb.version = manifest["version"]
     kb.source_names = list(manifest.get("sources", []))
@@ -263,8 +296,6 @@ def load_artefact(path: Path) -> KnowledgeBase:
 
 def default_root() -> Path:
     """$ARMED_CACHE_DIR/kb: where `armed kb build --install` puts artefacts and `current`."""
-    from armed.engines.cache import cache_dir
-
     return cache_dir() / "kb"
 
 
@@ -292,9 +323,8 @@ def resolve_artefact(settings: KnowledgeSettings) -> Path | None:
 
 
 def load_knowledge(settings: KnowledgeSettings) -> KnowledgeBase:
-    """The KB of a process: the configured artefact, else the seed + sources (see resolve_artefact)."""
-    from armed.knowledge.base import KnowledgeBase, KnowledgeError
-
+    """The KB a process judges with: the configured artefact (built by `armed kb build`, loaded without
+    rebuilding), else the seed + sources built here (see resolve_artefact)."""
     try:
         path = resolve_artefact(settings)
         if path is not None:
@@ -307,8 +337,6 @@ def load_knowledge(settings: KnowledgeSettings) -> KnowledgeBase:
 def open_kb(ref: str) -> KnowledgeBase:
     """What the curator commands open: "seed" (the packaged seed alone), "current" (the installed artefact), or a
     path to an artefact."""
-    from armed.knowledge.base import KnowledgeBase
-
     if ref == "seed":
         return KnowledgeBase.load()
     if ref == "current":

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,12 +42,10 @@ from armed.knowledge.brands import (
     plausible_brand,
     prefix_brand,
 )
+from armed.knowledge.content import content_version
 from armed.knowledge.index import BM25, Match, Matcher, Payload, is_cjk, normalise
 from armed.knowledge.schema import HijackPattern, Rule, Seed
 from armed.knowledge.sources import InsertRow, KnowledgeSourceError, LoadedSource, read_source
-
-if TYPE_CHECKING:
-    from armed.settings import KnowledgeSettings
 
 Specificity = Literal["generic", "specific"]
 
@@ -192,9 +190,7 @@ class KnowledgeBase:
         self._bm25 = BM25(f"{d.title} {d.text}" for d in self._docs)
         # The version is a hash of what the KB answers from (lexicons, records, documents, rules), not of the
         # source files' bytes: a reformatted or reordered file keeps it, any change of content moves it, and a
-        # built artefact carries the same version as this in-memory build (armed/knowledge/artefact.py).
-        from armed.knowledge.artefact import content_version
-
+        # built artefact carries the same version as this in-memory build (armed/knowledge/content.py).
         self.version = content_version(self)
 
     @property
@@ -261,14 +257,6 @@ class KnowledgeBase:
                 raise KnowledgeError(f"seed {seed}: cannot read: {exc}") from exc
             where = f"seed {seed}"
         return cls(cls.parse_seed(seed_bytes, where), sources)
-
-    @classmethod
-    def from_settings(cls, settings: KnowledgeSettings) -> KnowledgeBase:
-        """The KB a process judges with: the configured artefact (built by `armed kb build`, loaded without
-        rebuilding), else the seed plus sources built here (see armed.knowledge.artefact.load_knowledge)."""
-        from armed.knowledge.artefact import load_knowledge
-
-        return load_knowledge(settings)
 
     @staticmethod
     def parse_seed(data: bytes, where: str = "seed") -> Seed:

@@ -20,8 +20,10 @@ from armed.knowledge.artefact import (
     counts,
     default_root,
     install,
+    load_artefact,
     open_kb,
     read_manifest,
+    write_artefact,
 )
 from armed.knowledge.base import KnowledgeBase, KnowledgeError
 
@@ -125,8 +127,6 @@ def _print(data: dict[str, Any]) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     kb = KnowledgeBase.load(Path(args.seed) if args.seed else None, args.source)
-    from armed.knowledge.artefact import write_artefact
-
     out = Path(args.out) if args.out else default_root() / kb.version
     manifest = write_artefact(kb, out, args.source, force=args.force)
     seconds = time.perf_counter() - started
@@ -142,7 +142,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from armed.engines.factory import build_engine
-    from armed.knowledge.artefact import load_artefact
     from armed.knowledge.doc_vectors import DocVectorsError, embed_documents
     from armed.settings import ArmedSettings
 

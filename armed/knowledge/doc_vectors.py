@@ -63,9 +63,10 @@ class DocVectors:
     def __init__(self, folder: Path) -> None:
         try:
             self.meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            self._vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-            self._keys = np.load(folder / "keys.npy", mmap_mode="r")
-            self._order = np.load(folder / "order.npy", mmap_mode="r")
+            # allow_pickle=False: artefacts are synced from buckets; an object array would be code, not vectors
+            self._vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+            self._keys = np.load(folder / "keys.npy", mmap_mode="r", allow_pickle=False)
+            self._order = np.load(folder / "order.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, json.JSONDecodeError) as exc:
             raise DocVectorsError(f"{folder}: cannot load document vectors: {exc}") from exc
         if not (len(self._vectors) == len(self._keys) == len(self._order) == int(self.meta.get("count", -1))):
@@ -126,9 +127,9 @@ async def embed_documents(
     final = Path(artefact) / VECTORS_DIR / model_slug(model_id)
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    np.save(tmp / "vectors.npy", vectors)
-    np.save(tmp / "keys.npy", keys[order])
-    np.save(tmp / "order.npy", order.astype(np.int64))
+    np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+    np.save(tmp / "keys.npy", keys[order], allow_pickle=False)
+    np.save(tmp / "order.npy", order.astype(np.int64), allow_pickle=False)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     if final.exists():
         old = final.with_name(final.name + ".old")

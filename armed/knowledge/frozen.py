@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from armed.knowledge.index import BM25, Match, Matcher, Payload, bm25_tokens
+from armed.knowledge.index import BM25, Match, Matcher, Payload, bm25_tokens, normalise
 
 _MASK = (1 << 64) - 1
 _P = 0x100000001B3  # FNV-1 64-bit prime: odd, so multiplication is a bijection mod 2**64
@@ -225,8 +225,6 @@ class FrozenMatcher(Matcher):
         return None
 
     def lookup(self, surface: str) -> list[Payload]:
-        from armed.knowledge.index import normalise
-
         k = self._find(normalise(surface))
         return list(self._payloads(k)) if k is not None else []
 

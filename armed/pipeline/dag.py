@@ -1,14 +1,18 @@
 """The judgment DAG: query side ∥ product side → expert-rule recall → hierarchy → Judgment with evidence.
 
-One definition, two runtimes: the library runs it in-process with local engines; the Serve judge deployment
-runs the same class with model clients that are deployment handles, and caches the two sides separately
-(`understand_query`, `understand_product`), then calls `conclude`.
+One definition, one flow, every runtime: the library runs `Pipeline.judge` in-process with local engines; the Serve
+judge deployment runs the same `judge` with model clients that are deployment handles and hooks
+(armed.pipeline.hooks) for its caches and its required-model check; the perf tracer with hooks that label each
+side's calls. Nobody else strings `understand_query`, `understand_product` and `conclude` together, so the pair is
+parsed, sanitised and judged the same way wherever it is judged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -16,18 +20,23 @@ import armed
 from armed.domain import Evidence, Judgment, Product, Query, Versions
 from armed.engines.base import ModelClients
 from armed.errors import InputError, JudgmentTimeout, from_validation_error
+from armed.knowledge.artefact import load_knowledge
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import recall
 from armed.log import bound_request, get_logger, new_request_id
 from armed.pipeline.hierarchy import decide
+from armed.pipeline.hooks import NO_HOOKS, JudgmentHooks, Understood
 from armed.pipeline.merchant_text import clean_product
 from armed.pipeline.product_side import ProductSide, ProductUnderstanding, resolve_images
 from armed.pipeline.query_side import QuerySide, QueryUnderstanding
 from armed.pipeline.search import SearchProvider, build_search
 from armed.pipeline.stages import Detailed, StageRecorder
 from armed.settings import ArmedSettings
+from armed.student.engine import student_text
 
 log = get_logger("armed.pipeline")
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def parse_pair(query: object, product: object, kb: KnowledgeBase | None = None, *,
@@ -82,7 +91,7 @@ class Pipeline:
         from armed.engines.factory import build_clients
 
         settings = settings or ArmedSettings()
-        kb = KnowledgeBase.from_settings(settings.knowledge)
+        kb = load_knowledge(settings.knowledge)
         return cls(settings, kb, build_clients(settings.models), doc_vectors_model=settings.models.embedder.identity())
 
     def versions(self) -> Versions:
@@ -117,11 +126,7 @@ class Pipeline:
             hits = recall(self.kb, q.side.entities, p.side.entities, q.specificity)
             return Detailed(hits, ", ".join(h.id for h in hits) or "none fired")
 
-        hits = await rec.run(
-            "rules", run_rules, enabled=self.settings.stages.rules, timeout=self.settings.timeouts.ner, default=[]
-        )
-        from armed.student.engine import student_text
-
+        hits = await rec.run("rules", run_rules, self.settings, default=[])
         decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec,
                                 product_text=student_text(product.name, product.kind), product_kind=product.kind)
         return Judgment(
@@ -154,19 +159,40 @@ class Pipeline:
             seconds=time.perf_counter() - started,
         )
 
-    async def judge(self, query: object, product: object, request_id: str | None = None) -> Judgment:
-        """One judgment. Raises InputError for bad input and JudgmentTimeout past `timeouts.total`."""
+    async def judge(self, query: object, product: object, request_id: str | None = None,
+                    hooks: JudgmentHooks = NO_HOOKS) -> Judgment:
+        """One judgment. Raises InputError for bad input and JudgmentTimeout past `timeouts.total`; whatever
+        `hooks.admit` raises. `hooks`: what the runtime adds (caches, admission); the default adds nothing."""
         q_in, p_in = parse_pair(query, product, self.kb, keep_hijack=self.settings.stages.cheating_check)
         request_id = request_id or new_request_id()
         started = time.perf_counter()
         with bound_request(request_id):
-            # Images are fetched and decoded once, before any model runs: a broken one is the caller's error.
+            # Images are fetched and decoded once, before any model runs or any cache is read: a broken one is the
+            # caller's error, and a cache key can then hash the images' bytes.
             p_in = await resolve_images(p_in, self.settings.images, self.settings.timeouts.image_read)
-            rec = StageRecorder()
+            await hooks.admit(q_in, p_in)
+            cached = hooks.cached(q_in, p_in)
+            if cached is not None:
+                return cached.model_copy(update={"request_id": request_id, "seconds": 0.0})
 
             async def run() -> Judgment:
-                q, p = await asyncio.gather(self.understand_query(q_in.text, rec), self.understand_product(p_in, rec))
-                return await self.conclude(request_id, q_in, p_in, q, p, rec, started)
+                (qs, q_hit), (ps, p_hit) = await asyncio.gather(
+                    hooks.query_side(q_in, lambda: self._understood(self.understand_query, q_in.text)),
+                    hooks.product_side(p_in, lambda: self._understood(self.understand_product, p_in)),
+                )
+                # Each side reports into its own recorder (a cache keeps them with the side), merged here in a
+                # fixed order: query side, product side, then the join's stages.
+                # A side another judgment made (a cache hit) says so instead of replaying its stages; what it
+                # lacked still degrades this judgment (a cache keeps no degraded side, but concurrent judgments
+                # of one query share the one in flight).
+                rec = StageRecorder()
+                for hit, side, name in ((q_hit, qs, "query_side"), (p_hit, ps, "product_side")):
+                    if hit:
+                        rec.skip(name, "cache hit")
+                    else:
+                        rec.reports.extend(side.reports)
+                    rec.degraded.extend(side.degraded)
+                return await self.conclude(request_id, q_in, p_in, qs.value, ps.value, rec, started)
 
             try:
                 judgment = await asyncio.wait_for(run(), self.settings.timeouts.total)
@@ -179,4 +205,11 @@ class Pipeline:
                 degraded=judgment.degraded,
                 seconds=round(judgment.seconds, 4),
             )
+            hooks.made(q_in, p_in, judgment)
             return judgment
+
+    @staticmethod
+    async def _understood(understand: Callable[[T, StageRecorder], Awaitable[U]], subject: T) -> Understood[U]:
+        rec = StageRecorder()
+        value = await understand(subject, rec)
+        return Understood(value, rec.reports, rec.degraded)

@@ -27,18 +27,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from armed.domain import Branch, Entities, LLMOpinion, RelevanceLevel, RuleHit, StudentOpinion
+from armed.domain import Branch, LLMOpinion, RelevanceLevel, RuleHit, StudentOpinion
 from armed.engines.base import ChoiceResult, ModelClients
 from armed.guideline import CHEATING_CLAUSE, RULE_CLAUSES
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, veto
 from armed.pipeline import product_search, prompts
+from armed.pipeline.levels import core_match, decide_level, knowledge_prior_of, query_chars_in_name, query_in_name
 from armed.pipeline.product_side import ProductUnderstanding
 from armed.pipeline.query_side import QueryUnderstanding
 from armed.pipeline.stages import Detailed, StageRecorder
 from armed.settings import ArmedSettings
 from armed.student.engine import classify_one
-from armed.text import char_overlap, char_set, escape_markup, normalise
+from armed.text import escape_markup
 
 LEVELS = list(RelevanceLevel)
 
@@ -56,11 +57,6 @@ class Decision:
 
 def one_hot(level: RelevanceLevel) -> dict[RelevanceLevel, float]:
     return {lvl: (1.0 if lvl is level else 0.0) for lvl in LEVELS}
-
-
-def _dist(hi: float, mod: float, weak: float, irr: float) -> dict[RelevanceLevel, float]:
-    total = hi + mod + weak + irr
-    return dict(zip(LEVELS, (hi / total, mod / total, weak / total, irr / total), strict=True))
 
 
 def fold_above(probs: dict[RelevanceLevel, float], cap: RelevanceLevel | None) -> dict[RelevanceLevel, float]:
@@ -86,54 +82,6 @@ def knowledge_prior(q: QueryUnderstanding, p: ProductUnderstanding, kb: Knowledg
     Hand-set from the level definitions (not fitted to any evaluation set); the student and the LLM judge refine it.
     """
     return knowledge_prior_of(q.side.entities, p.side.entities, q.side.original, p.standard_name, kb)
-
-
-def knowledge_prior_of(
-    qe: Entities, pe: Entities, query: str, product_name: str, kb: KnowledgeBase
-) -> dict[RelevanceLevel, float]:
-    """`knowledge_prior` on bare entities and texts (the student's features use it without a pipeline)."""
-    q_cn, p_cn = set(qe.common_name), set(pe.common_name)
-    eff = kb.efficacy_relation(qe.efficacy, pe.efficacy)  # None: a side has none, or the KB cannot tell
-    cat = bool(set(qe.category) & set(pe.category)) if qe.category and pe.category else None
-    if q_cn and p_cn:
-        if q_cn & p_cn:
-            return _dist(0.55, 0.3, 0.1, 0.05)
-        if eff:
-            return _dist(0.05, 0.25, 0.5, 0.2)
-        return _dist(0.02, 0.08, 0.3, 0.6)
-    if eff is not None:
-        if eff > 0:
-            return _dist(0.2, 0.35, 0.3, 0.15) if cat is not False else _dist(0.05, 0.2, 0.45, 0.3)
-        return _dist(0.03, 0.07, 0.25, 0.65)
-    if cat is True:
-        return _dist(0.1, 0.3, 0.4, 0.2)
-    overlap = char_overlap(query, product_name)
-    if overlap >= 0.8:
-        return _dist(0.4, 0.3, 0.2, 0.1)
-    if overlap >= 0.5:
-        return _dist(0.15, 0.3, 0.35, 0.2)
-    return _dist(0.05, 0.15, 0.3, 0.5)
-
-
-def query_in_name(query: str, names: list[str]) -> bool:
-    """Branch (a): the normalised query stands inside one of the names."""
-    q = normalise(query)
-    return bool(q) and any(q in normalise(n) for n in names)
-
-
-def query_chars_in_name(query: str, names: list[str], min_chars: int) -> bool:
-    """Branch (b): every character of a query of at least `min_chars` characters appears in one of the names."""
-    return len(normalise(query)) >= min_chars and any(char_set(query) <= set(normalise(n)) for n in names)
-
-
-def core_match(qe: Entities, pe: Entities, kb: KnowledgeBase) -> list[str] | None:
-    """Branch (c): the shared common names when efficacy and category agree where both are known, else None."""
-    shared = set(qe.common_name) & set(pe.common_name)
-    if not shared:
-        return None
-    eff_ok = kb.efficacy_relation(qe.efficacy, pe.efficacy) != 0.0  # only a known disagreement blocks
-    cat_ok = not (qe.category and pe.category) or bool(set(qe.category) & set(pe.category))
-    return sorted(shared) if eff_ok and cat_ok else None
 
 
 def deterministic_branch(
@@ -164,18 +112,14 @@ def blend(
 
 
 def student_band_confidence(probs: dict[RelevanceLevel, float]) -> tuple[RelevanceLevel, float]:
-    """(level, confidence): the student's level (band first, see armed.student.data.decide_level) and the
+    """(level, confidence): the student's level (band first, see armed.pipeline.levels.decide_level) and the
     probability of its benchmark band."""
-    from armed.student.data import decide_level
-
     level = decide_level([probs[lvl] for lvl in LEVELS])
     band = level.to_benchmark()
     return level, sum(v for lvl, v in probs.items() if lvl.to_benchmark() is band)
 
 
 def band_argmax(probs: dict[RelevanceLevel, float]) -> RelevanceLevel:
-    from armed.student.data import decide_level
-
     return decide_level([probs[lvl] for lvl in LEVELS])
 
 
@@ -241,9 +185,7 @@ async def decide(
             probs = await classify_one(student, escape_markup(q.side.original), escape_markup(text))
             return Detailed(probs, f"{student.model_id}: " + ", ".join(f"{k.name} {v:.2f}" for k, v in probs.items()))
 
-        student_probs = await rec.run(
-            "student", run_student, enabled=True, timeout=settings.timeouts.judge, default=None
-        )
+        student_probs = await rec.run("student", run_student, settings, default=None)
         if student_probs is not None:
             s_level, confidence = student_band_confidence(student_probs)
             threshold = settings.judge.escalate_below
@@ -275,9 +217,7 @@ async def decide(
             res = await llm.choose(messages, prompts.JUDGE_CHOICES)
             return Detailed(res, f"{res.model}: {res.label}")
 
-        result: ChoiceResult | None = await rec.run(
-            "llm_judge", run_judge, enabled=True, timeout=settings.timeouts.judge, default=None
-        )
+        result: ChoiceResult | None = await rec.run("llm_judge", run_judge, settings, default=None)
         if result is not None:
             llm_probs = {RelevanceLevel(k): v for k, v in result.probabilities.items()}
             said = LLMOpinion(model=result.model, label=RelevanceLevel(result.label), probabilities=llm_probs)

@@ -94,29 +94,25 @@ class ProductSide:
         self.clients = clients
 
     async def run(self, product: Product, images: list[bytes], rec: StageRecorder) -> ProductUnderstanding:
-        st, to = self.s.stages, self.s.timeouts
         notes: list[str] = []
         no_read = "no images" if not images else ("no OCR engine" if self.clients.ocr is None else None)
         image_text: list[str] = await rec.run(
             "read_images",
             lambda: self._read_images(images),
-            enabled=st.cheating_check or st.extend,
-            timeout=to.extend,
+            self.s,
             default=[],
             skip_reason=no_read,
         )
         cheat = await rec.run(
             "cheating_check",
             lambda: self._cheating(product.name, images, image_text),
-            enabled=st.cheating_check,
-            timeout=to.cheating_check,
+            self.s,
             default=_Cheating(False, None),
         )
         standard = await rec.run(
             "standardise",
             lambda: self._standardise(product),
-            enabled=st.standardise,
-            timeout=to.standardise,
+            self.s,
             default=product.name,
         )
         entities = self.kb.extract(standard)
@@ -127,8 +123,7 @@ class ProductSide:
         entities = await rec.run(
             "extend",
             lambda: self._extend(product, entities, image_text, notes),
-            enabled=st.extend,
-            timeout=to.extend,
+            self.s,
             default=entities,
         )
         if product.category:

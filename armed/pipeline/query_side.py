@@ -80,21 +80,19 @@ class QuerySide:
                 log.warning("doc_vectors_unusable", error=str(exc))
 
     async def run(self, query: str, rec: StageRecorder) -> QueryUnderstanding:
-        st, to = self.s.stages, self.s.timeouts
+        st = self.s.stages
         notes: list[str] = []
 
         intent = await rec.run(
             "query_intent",
             lambda: self._intent(query),
-            enabled=st.product_search,
-            timeout=to.ner,
+            self.s,
             default=None,
         )
         rw = await rec.run(
             "query_rewrite",
             lambda: self._rewrite(query),
-            enabled=st.query_rewrite,
-            timeout=to.query_rewrite,
+            self.s,
             default=_Rewrite(None, [], []),
         )
         notes += rw.notes
@@ -109,8 +107,7 @@ class QuerySide:
             keep = await rec.run(
                 "query_change",
                 lambda: self._query_change(query, base_entities, rewritten),
-                enabled=st.query_change,
-                timeout=to.query_rewrite,
+                self.s,
                 default=True,
             )
             if not keep:
@@ -122,32 +119,28 @@ class QuerySide:
         entities = await rec.run(
             "common_name",
             lambda: self._common_names(entities, notes),
-            enabled=st.common_name,
-            timeout=to.ner,
+            self.s,
             default=entities,
         )
 
         found: list[WebDoc] = await rec.run(
             "search",
             lambda: self._search(effective),
-            enabled=st.search,
-            timeout=to.search,
+            self.s,
             default=[],
         )
         decisions: list[DocDecision] = [DocDecision(doc=d, kept=True, reason="retrieved") for d in found]
         decisions = await rec.run(
             "identical_page",
             lambda: self._identical_pages(decisions),
-            enabled=st.identical_page,
-            timeout=to.search,
+            self.s,
             default=decisions,
             skip_reason=None if decisions else "nothing retrieved",
         )
         decisions = await rec.run(
             "two_stage_filter",
             lambda: self._two_stage_filter(effective, entities, decisions),
-            enabled=st.two_stage_filter,
-            timeout=to.two_stage_filter,
+            self.s,
             default=decisions,
             skip_reason=None if any(d.kept for d in decisions) else "no documents to filter",
         )
@@ -155,8 +148,7 @@ class QuerySide:
         llm_entities = await rec.run(
             "ner_llm",
             lambda: self._llm_ner(effective),
-            enabled=st.ner_llm,
-            timeout=to.ner,
+            self.s,
             default=Entities(),
             skip_reason=(
                 "no LLM configured" if self.clients.llm is None else (None if st.llm_text else "stages.llm_text is off")

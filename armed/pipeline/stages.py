@@ -1,5 +1,7 @@
 """Running one stage: switch, timeout, timing, and what a failure does to the judgment.
 
+Which switch turns a stage on and which timeout bounds it is armed/stages.py's table: `StageRecorder.run` reads
+both from there by the stage's name, so no caller picks its own, and an unknown name is refused.
 A required stage that fails fails the judgment. An optional stage that fails or times out returns its default
 and the stage's name goes into `degraded`, so the judgment says which evidence it lacked.
 """
@@ -15,6 +17,8 @@ from typing import Generic, TypeVar
 from armed.domain import Entities, StageReport
 from armed.knowledge.base import KnowledgeBase
 from armed.log import get_logger
+from armed.settings import ArmedSettings
+from armed.stages import get_stage
 
 T = TypeVar("T")
 log = get_logger("armed.stage")
@@ -42,16 +46,18 @@ class StageRecorder:
         self,
         name: str,
         fn: Callable[[], Awaitable[T | Detailed[T]]],
+        settings: ArmedSettings,
         *,
-        enabled: bool,
-        timeout: float,
         default: T,
         optional: bool = True,
         skip_reason: str | None = None,
     ) -> T:
-        """Run `fn` under `timeout`. `enabled` is the settings switch; `skip_reason` says why an enabled stage
-        has nothing to do this time (no documents, no model for the role)."""
-        if not enabled:
+        """Run the stage `name` (armed/stages.py) with `fn`, if its switch in `settings.stages` is on, under its
+        timeout in `settings.timeouts`. `skip_reason` says why an enabled stage has nothing to do this time (no
+        documents, no model for the role). ValueError for a name the table does not list."""
+        stage = get_stage(name)
+        timeout = stage.timeout_s(settings.timeouts)
+        if not stage.enabled(settings.stages):
             self.skip(name, "switched off by settings", status="disabled")
             return default
         if skip_reason:

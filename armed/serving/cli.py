@@ -20,12 +20,16 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from armed.errors import InputError, from_validation_error
-from armed.serving import local_ray
+from armed.roles import ROLES
+from armed.serving import local_ray, ray_compat
 from armed.serving.config import HTTP_PORT, serve_config, serve_config_text
 from armed.serving.profiles import load_profile
-from armed.settings import ServingSettings
+from armed.settings import EngineClass, ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
+# The Serve config builders of armed's own model deployments (armed/roles.py): the ones an injected engine_cls
+# reaches. Read from the role table, so a new role is covered without an edit here.
+MODEL_BUILDERS = frozenset(r.builder for r in ROLES.values())
 
 
 def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +41,6 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     up.add_argument("--profile", default="cpu", help="profile name (gpu_profiles/) or YAML path [cpu]")
     up.add_argument("--port", type=int, default=HTTP_PORT, help="HTTP port of Serve's proxy, on 127.0.0.1 [8000]")
-    up.add_argument("--engine-source", choices=["factory", "zero-work"], default="factory",
-                    help="zero-work: no-op engines, to measure serving overhead without models")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every app to be healthy")
     up.add_argument("--ray-node-ip", default=local_ray.LOOPBACK,
                     help="node IP of a newly started Ray [127.0.0.1]. Any other address makes Ray listen on all "
@@ -54,7 +56,6 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     sc = subparsers.add_parser("serve-config", help="write the Serve config (serveConfigV2) of a profile")
     sc.add_argument("--profile", required=True, help="profile name or YAML path")
     sc.add_argument("--out", type=Path, help="file to write (stdout when omitted)")
-    sc.add_argument("--engine-source", choices=["factory", "zero-work"], default="factory")
     sc.set_defaults(func=cmd_serve_config)
 
 
@@ -84,21 +85,15 @@ def _running(home: local_ray.RayHome) -> local_ray.RayRecord | None:
     return record if record is not None and local_ray.is_running(record) else None
 
 
-def _serve_running() -> bool:
-    """Serve's controller is alive on the Ray this process is connected to."""
-    import ray
-    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
-
-    try:
-        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-    except ValueError:
-        return False
-    return True
-
-
-def _build(import_path: str, args: dict[str, Any]) -> Any:
+def _build(import_path: str, args: dict[str, Any], engine_cls: EngineClass | None = None) -> Any:
+    """The app of a Serve config entry, as `serve deploy` builds it; `engine_cls` goes to armed's model builders."""
     module, _, attr = import_path.partition(":")
-    return getattr(importlib.import_module(module), attr)(args)
+    builder = getattr(importlib.import_module(module), attr)
+    if engine_cls is None:
+        return builder(args)
+    if import_path not in MODEL_BUILDERS:  # the judge, and ray.serve.llm's LLM app, build no armed engine
+        return builder(args)
+    return builder(args, engine_cls=engine_cls)
 
 
 def data_routes(cfg: dict[str, Any]) -> list[str]:
@@ -129,14 +124,15 @@ def unguarded_routes(base: str, routes: list[str], key: SecretStr) -> list[str]:
     return bad
 
 
-def deploy_and_wait(cfg: dict[str, Any], timeout_s: float) -> str | None:
+def deploy_and_wait(cfg: dict[str, Any], timeout_s: float, *, engine_cls: EngineClass | None = None) -> str | None:
     """Deploy a Serve config's applications on the Ray and Serve this process is connected to, and wait until all
-    run. None when healthy, else what is wrong (`armed up`, and `armed-ops fuzz --local-stack`, use it)."""
+    run. None when healthy, else what is wrong (`armed up`, and `armed-ops fuzz --local-stack`, use it).
+    `engine_cls` (Python callers only: armed_testing's entry points) replaces the engine of every armed model app."""
     from ray import serve
 
     for app in cfg["applications"]:
-        serve.run(_build(app["import_path"], app["args"]), name=app["name"], route_prefix=app["route_prefix"],
-                  blocking=False)
+        serve.run(_build(app["import_path"], app["args"], engine_cls), name=app["name"],
+                  route_prefix=app["route_prefix"], blocking=False)
     names = [a["name"] for a in cfg["applications"]]
     deadline = time.monotonic() + timeout_s
     while True:
@@ -150,7 +146,8 @@ def deploy_and_wait(cfg: dict[str, Any], timeout_s: float) -> str | None:
         time.sleep(1)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -> int:
+    """`armed up`; `engine_cls` is for Python callers only (`python -m armed_testing.cli up` injects doubles)."""
     try:
         profile = load_profile(args.profile)
         serving = _serving()
@@ -159,7 +156,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     key = serving.api_key
-    cfg = serve_config(profile, engine_source=args.engine_source, port=args.port)
+    cfg = serve_config(profile, port=args.port)
     record = _running(home)
     if record is not None:
         refusal = local_ray.reuse_refusal(record, key)
@@ -188,21 +185,20 @@ def cmd_up(args: argparse.Namespace) -> int:
               "run `armed down` first", file=sys.stderr)
         return 1
     from ray import serve
-    from ray.serve.context import _get_global_client
 
-    if not _serve_running() and local_ray.port_open(local_ray.LOOPBACK, args.port):
+    if not ray_compat.serve_controller_alive() and local_ray.port_open(local_ray.LOOPBACK, args.port):
         # A reused Ray without Serve (`down --keep-ray`): the port is someone else's, and the checks below would
         # be talking to them.
         print(f"error: port {args.port} is already in use by something that is not armed's Serve; stop it, or "
               "pass --port", file=sys.stderr)
         return 2
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    serve_port = _get_global_client().get_serve_details().get("http_options", {}).get("port", args.port)
+    serve_port = ray_compat.serve_details().get("http_options", {}).get("port", args.port)
     if serve_port != args.port:
         print(f"error: Serve on armed's Ray listens on port {serve_port}, not {args.port}: pass --port {serve_port}"
               " or run `armed down` first", file=sys.stderr)
         return 2
-    problem = deploy_and_wait(cfg, args.timeout)
+    problem = deploy_and_wait(cfg, args.timeout, engine_cls=engine_cls)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
@@ -255,9 +251,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def status_rows() -> list[dict[str, Any]]:
     """One row per deployment: app, deployment, status, running replicas, autoscaling bounds."""
     from ray import serve
-    from ray.serve.context import _get_global_client  # its details carry the deployed autoscaling config
 
-    details = _get_global_client().get_serve_details()
+    details = ray_compat.serve_details()  # serve.status() lacks the deployed autoscaling config
     status = serve.status()
     rows = []
     for app_name, app in status.applications.items():
@@ -313,7 +308,7 @@ def cmd_serve_config(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = serve_config_text(profile, engine_source=args.engine_source)
+    text = serve_config_text(profile)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)

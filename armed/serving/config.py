@@ -186,9 +186,7 @@ def _model_app(profile: Profile, role: str, builder_args: dict[str, Any]) -> dic
     }
 
 
-def serve_config(
-    profile: Profile, *, engine_source: str = "factory", host: str = "0.0.0.0", port: int = HTTP_PORT,
-) -> dict[str, Any]:
+def serve_config(profile: Profile, *, host: str = "0.0.0.0", port: int = HTTP_PORT) -> dict[str, Any]:
     """The whole Serve config (serveConfigV2): model apps, then the judge app at `/`.
 
     Each armed app's `profile` arg is the whole validated profile (its JSON dict), not a name: a replica builds
@@ -198,9 +196,9 @@ def serve_config(
     armed apps' replicas; changes made only in an app's `deployments` section (autoscaling, as `armed-ops tune`
     makes) stay lightweight. Every app gets its own copy, so the YAML carries no anchors/aliases.
     """
+    # The profile only: no arg can select an engine other than the profile's (test doubles are injected in Python,
+    # deployments/engines.py).
     args: dict[str, Any] = {"profile": profile.model_dump(mode="json")}
-    if engine_source != "factory":
-        args["engine_source"] = engine_source
     judge_opts = deployment_options(profile, "judge")
     gateway_opts = deployment_options(profile, "gateway")
     return {
@@ -222,7 +220,6 @@ def serve_config(
     }
 
 
-def serve_config_text(profile: Profile, *, engine_source: str = "factory") -> str:
+def serve_config_text(profile: Profile) -> str:
     """serve_config as YAML: what `armed serve-config` writes and, byte for byte, the chart's serveConfigV2."""
-    return yaml.safe_dump(serve_config(profile, engine_source=engine_source), sort_keys=False, allow_unicode=True,
-                          width=1000)
+    return yaml.safe_dump(serve_config(profile), sort_keys=False, allow_unicode=True, width=1000)

@@ -259,12 +259,9 @@ def prepare_driver(home_: RayHome, node_ip: str) -> None:
             os.environ.pop(var, None)
     os.environ.update(env)
     if "ray" in sys.modules:
-        from ray._private import ray_constants
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from armed.serving.ray_compat import refresh_driver_auth
 
-        ray_constants.ENABLE_RAY_CLUSTER = not is_loopback(node_ip)
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
+        refresh_driver_auth(cluster=not is_loopback(node_ip))
 
 
 def session_processes(temp_dir: str) -> list[Any]:

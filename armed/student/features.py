@@ -31,6 +31,7 @@ from armed.domain import Entities, RelevanceLevel
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import ceiling, recall, veto
 from armed.pipeline import product_search
+from armed.pipeline.levels import core_match, knowledge_prior_of, query_chars_in_name, query_in_name
 from armed.text import char_overlap, char_set, jaccard, ngrams, normalise
 
 PairKind = Literal["title", "query"]
@@ -153,8 +154,6 @@ def _common_prefix(a: str, b: str) -> str:
 
 def knowledge_features(query: str, product: str, kb: KnowledgeBase, rule_ids: Sequence[str]) -> list[float]:
     """The knowledge base's reading of the pair (entities, rules, branches, prior), as numbers."""
-    from armed.pipeline.hierarchy import knowledge_prior_of
-
     qe = kb.extract(query)
     pe = kb.extract(product)
     specificity = kb.query_specificity(qe, query)
@@ -222,8 +221,6 @@ def guideline_features(query: str, product: str, kb: KnowledgeBase) -> list[floa
 
 def branch_flags(query: str, product: str, qe: Entities, pe: Entities, kb: KnowledgeBase) -> tuple[float, ...]:
     """Which of Algorithm 1's deterministic branches would fire (as features, not as decisions)."""
-    from armed.pipeline.hierarchy import core_match, query_chars_in_name, query_in_name
-
     return (float(query_in_name(query, [product])), float(query_chars_in_name(query, [product], 2)),
             float(core_match(qe, pe, kb) is not None))
 

@@ -2,6 +2,7 @@
 
   python -m ops.fuzz --url http://127.0.0.1:8000 --out benchmarks/security/run
   python -m ops.fuzz --local-stack cpu --out benchmarks/security/run          # starts and stops its own Ray
+  python -m armed_testing.cli fuzz --local-stack cpu --all-roles --out ...     # every role, zero-work engines
 
 The API key, if the server needs one, is read from $ARMED_API_KEY (never from the command line, which `ps` shows)
 and is written nowhere. Exit code: 0 the gate passed (no response >= 500, none slower than --slow, judging
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import ipaddress
 import os
 import subprocess
@@ -20,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
@@ -29,17 +31,19 @@ from ops.fuzz import cases as C
 from ops.fuzz import runner as R
 from ops.fuzz.report import ReportWriter
 
+if TYPE_CHECKING:
+    from armed.settings import EngineClass
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="base URL of a running armed (Serve's proxy), e.g. http://127.0.0.1:8000")
     where.add_argument("--local-stack", metavar="PROFILE",
                        help="start a private local Ray, deploy PROFILE as `armed up` does, fuzz it, stop it")
-    p.add_argument("--engine-source", choices=["factory", "zero-work"], default="factory",
-                   help="--local-stack: the profile's engines, or zero-work engines [factory]")
     p.add_argument("--all-roles", action="store_true",
-                   help="--local-stack: deploy every role (zero-work engines where the profile has none), so the "
-                        "chat, classify and vl routes have a model behind them")
+                   help="--local-stack: deploy every role, so the chat, classify and vl routes have a model behind "
+                        "them; the roles the profile does not deploy have no real model, so this needs engines "
+                        "passed in: run it as `python -m armed_testing.cli fuzz` (zero-work engines)")
     p.add_argument("--out", type=Path, required=True, help="report directory (report.json, report.md, cases/)")
     p.add_argument("--max-requests", type=int, default=2500, help="requests to send, shrinking aside [2500]")
     p.add_argument("--max-seconds", type=float, default=1800, help="no new request after this many seconds [1800]")
@@ -156,14 +160,15 @@ async def fuzz(url: str, args: argparse.Namespace, extra_meta: dict[str, Any] | 
     return report
 
 
-def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
-    """A fresh private Ray (never a cluster someone else started), the profile deployed as `armed up` deploys it,
-    the fuzz run, the replicas' logs searched for the failures' tracebacks, then Serve and that Ray stopped."""
-    from armed.perf.stack import LocalStack, write_profile, zero_work_profile
+def _local_stack(args: argparse.Namespace, engine_cls: EngineClass | None) -> dict[str, Any]:
+    """A fresh private Ray (never a cluster someone else started), the profile deployed as `armed up` deploys it
+    (with `engine_cls` in every model app when one is passed in), the fuzz run, the replicas' logs searched for the
+    failures' tracebacks, then Serve and that Ray stopped."""
     from armed.serving.cli import deploy_and_wait
     from armed.serving.config import serve_config
     from armed.serving.profiles import load_profile
     from ops.fuzz.raylogs import tracebacks
+    from ops.perf.stack import LocalStack, write_profile, zero_work_profile
 
     profile_ref = args.local_stack
     if args.all_roles:
@@ -172,13 +177,12 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
         profile_ref = write_profile(Path(tempfile.mkdtemp(prefix="armed-fuzz-profile-")), data)
     stack = LocalStack(num_cpus=os.cpu_count()).start()
     try:
-        import ray
+        from armed.serving.ray_compat import session_dir
 
-        logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+        logs = session_dir() / "logs"
         # The stack's own Ray and Serve are already up (LocalStack): deploy what `armed up` deploys onto them.
-        cfg = serve_config(load_profile(profile_ref), engine_source=args.engine_source,
-                           port=stack.port)
-        problem = deploy_and_wait(cfg, 900)
+        cfg = serve_config(load_profile(profile_ref), port=stack.port)
+        problem = deploy_and_wait(cfg, 900, engine_cls=engine_cls)
         if problem:
             raise SystemExit(f"error: the local stack did not come up: {problem}")
 
@@ -189,7 +193,7 @@ def _local_stack(args: argparse.Namespace) -> dict[str, Any]:
                 r.server = found.get(r.request_id, "")
 
         meta = {"local_stack": {"profile": args.local_stack, "all_roles": args.all_roles,
-                                "engine_source": args.engine_source}}
+                                "engines": "profile" if engine_cls is None else f"injected {engine_cls!r}"}}
         report = asyncio.run(fuzz(stack.url, args, meta, annotate))
         return report
     finally:
@@ -203,12 +207,21 @@ def main(argv: list[str] | None = None) -> int:
     return run_args(ap.parse_args(argv))
 
 
-def run_args(args: argparse.Namespace) -> int:
+def run_args(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -> int:
+    """Run the fuzz. `engine_cls` (Python callers only: armed_testing.cli) replaces the engines of a --local-stack's
+    model apps; no flag can."""
+    if importlib.util.find_spec("schemathesis") is None:  # generated cases need it; only the ops extra brings it
+        print("error: armed-ops fuzz needs schemathesis: pip install 'armed[ops]'", file=sys.stderr)
+        return 2
     if args.max_requests < 1 or args.concurrency < 1 or args.timeout <= 0:
         print("error: --max-requests, --concurrency and --timeout must be positive", file=sys.stderr)
         return 2
+    if args.all_roles and engine_cls is None:
+        print("error: --all-roles deploys roles the profile has no model for; run it as `python -m armed_testing.cli "
+              "fuzz ...` (a source checkout), which passes zero-work engines in", file=sys.stderr)
+        return 2
     try:
-        report = _local_stack(args) if args.local_stack else asyncio.run(fuzz(args.url, args))
+        report = _local_stack(args, engine_cls) if args.local_stack else asyncio.run(fuzz(args.url, args))
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -65,18 +65,16 @@ def test_an_idle_engine_waits_at_most_max_wait_for_company() -> None:
     engine = SlowEngine(0.0)
     batcher = DynamicBatcher(engine, max_batch_size=8, max_wait_s=0.2)
 
-    async def run() -> float:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+    async def run() -> list[str]:
         a = asyncio.ensure_future(batcher.submit("a"))
         await asyncio.sleep(0.02)
         b = asyncio.ensure_future(batcher.submit("b"))  # arrives inside a's wait: rides along
-        await asyncio.gather(a, b)
-        return loop.time() - start
+        # 6 more would fill the batch; none come, so only max_wait_s ends the wait (the guard, 150 times that,
+        # turns a batcher that waited for a full batch into a failure instead of a hang)
+        return list(await asyncio.wait_for(asyncio.gather(a, b), 30))
 
-    took = asyncio.run(run())
-    assert engine.calls == [["a", "b"]]
-    assert 0.15 < took < 2.0
+    assert asyncio.run(run()) == ["A", "B"]
+    assert engine.calls == [["a", "b"]]  # a waited for company: b, sent 0.02 s later, went in its call
 
 
 def test_a_full_batch_does_not_wait() -> None:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from armed.engines.base import ChatMessage, ChatModel, Embedder, ImageReader, PairClassifier, cosine
-from armed.engines.scripted import (
+from armed_testing.scripted import (
     ScriptedChatModel,
     ScriptedEmbedder,
     ScriptedImageReader,

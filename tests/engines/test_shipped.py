@@ -47,7 +47,7 @@ async def test_smollm2_choose_and_generate(smollm2: SmolLM2ChatModel) -> None:
     r = await smollm2.choose(
         [ChatMessage("user", "Is ibuprofen used to treat fever? Answer yes or no.")], ["yes", "no"]
     )
-    assert r.label in ("yes", "no")
+    assert r.label == "yes"  # the real weights know ibuprofen treats fever (p(yes) is about 0.82)
     assert math.isclose(sum(r.probabilities.values()), 1.0, abs_tol=1e-6)
     text = await smollm2.generate([ChatMessage("user", "What is the capital of France?")], max_tokens=12)
     assert "Paris" in text  # greedy decoding of the real weights: proves the GGUF dequantised correctly

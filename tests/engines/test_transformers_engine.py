@@ -144,7 +144,9 @@ async def test_vl_choose_with_image(vl: TransformersVisionChatModel) -> None:
     grid = vision["image_grid_thw"][0]
     assert prompt.count(151655) == int(grid.prod()) // 4  # <|image_pad|> expanded per merged patch
     result = await vl.choose(msgs, ["一致", "不一致"])
-    assert result.label in ("一致", "不一致")
+    # a tiny random model: which label wins is arbitrary, but it must be the one its distribution ranks first
+    assert list(result.probabilities) == ["一致", "不一致"]
+    assert result.label == max(result.probabilities, key=result.probabilities.__getitem__)
     assert math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-6)
     other = await vl.choose(
         [ChatMessage("user", msgs[0].content, images=(png_bytes(color=(10, 10, 240)),))], ["一致", "不一致"]
@@ -155,6 +157,53 @@ async def test_vl_choose_with_image(vl: TransformersVisionChatModel) -> None:
 
 async def test_vl_text_only_and_broken_image(vl: TransformersVisionChatModel) -> None:
     result = await vl.choose([ChatMessage("user", "只有文字")], ["是", "否"])
-    assert result.label in ("是", "否")
+    assert list(result.probabilities) == ["是", "否"]
+    assert result.label == max(result.probabilities, key=result.probabilities.__getitem__)
     with pytest.raises(ValueError, match=r"image 1 of message 0 .*not a readable image"):
         await vl.choose([ChatMessage("user", "x", images=(png_bytes(), b"\x89PNG broken"))], ["是", "否"])
+
+
+def _half_transparent_png(size: tuple[int, int] = (120, 90)) -> bytes:
+    """Left half opaque red, right half fully transparent over black (what many encoders store under alpha 0)."""
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGBA", size, (0, 0, 0, 0))
+    img.paste((200, 30, 30, 255), (0, 0, size[0] // 2, size[1]))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_vl_inputs_put_transparency_on_white_in_both_paths(vl: TransformersVisionChatModel) -> None:
+    """The Qwen-VL family's preparation (qwen-vl-utils' to_rgb; vLLM's loader for URLs): transparent pixels are
+    white, not the black stored under them, and the transformers and the vLLM engines hand the model the same
+    pixels."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from armed.engines.vllm_engine import VLLMChatModel
+
+    def msgs(data: bytes) -> list[ChatMessage]:
+        return [ChatMessage("user", "名称与图片是否一致？", images=(data,))]
+
+    white = io.BytesIO()
+    expected = Image.new("RGB", (120, 90), (255, 255, 255))
+    expected.paste((200, 30, 30), (0, 0, 60, 90))
+    expected.save(white, "PNG")
+    _, seen = vl.prepare(msgs(_half_transparent_png()))
+    _, flat = vl.prepare(msgs(white.getvalue()))
+    assert torch.equal(seen["pixel_values"], flat["pixel_values"])
+    _, dropped = vl.prepare(msgs(png_bytes(color=(0, 0, 0))))
+    assert not torch.equal(seen["pixel_values"], dropped["pixel_values"])
+    # the vLLM engine's multimodal prompt (built without an engine: only its tokenizer is read)
+    engine = object.__new__(VLLMChatModel)
+    engine.tokenizer = vl.tokenizer
+    prompt = engine.prompt(msgs(_half_transparent_png()))
+    (image,) = prompt["multi_modal_data"]["image"]
+    assert image.mode == "RGB" and image.getpixel((10, 10)) == (200, 30, 30) and image.getpixel((100, 10)) == (255,) * 3
+    assert list(image.getdata()) == list(expected.getdata())
+    assert prompt["prompt"].count("<|image_pad|>") == 1  # vLLM's processor expands the one placeholder

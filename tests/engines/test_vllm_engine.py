@@ -140,10 +140,12 @@ async def test_classify_matches_transformers(probe: dict, tiny_checkpoints: Tiny
 
 
 def test_probe_timings_reported(probe: dict) -> None:
-    # Timings are reported (pytest -s), not asserted: a timed test only measures how busy the machine was.
+    # Timings are reported (pytest -s), not bounded: a timed test only measures how busy the machine was. What is
+    # asserted is that every timed phase of the probe ran and reported its time.
     timings = {k: v for k, v in probe.items() if k.endswith("_s")}
     print({k: round(v, 1) for k, v in timings.items()})
-    assert timings and all(v >= 0 for v in timings.values())
+    assert sorted(timings) == ["chat_start_s", "choose_concurrent_s", "choose_s", "classify_s", "consistency_s",
+                               "embed_s"]
 
 
 async def test_distilled_student_loads_the_same_in_vllm_and_transformers(probe: dict, distilled_student: Path) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from armed.engines.base import ChatMessage, ModelClients
-from armed.engines.scripted import ScriptedChatModel
 from armed.knowledge.base import KnowledgeBase
 from armed.pipeline import prompts
 from armed.pipeline.dag import Pipeline
 from armed.settings import ArmedSettings
+from armed_testing.scripted import ScriptedChatModel
 
 REPO = Path(__file__).resolve().parents[2]
 

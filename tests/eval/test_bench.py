@@ -73,7 +73,7 @@ async def test_bench_refuses_to_resume_another_judges_rows(armed_set: Path, tmp_
 
 
 async def test_failed_judgments_count_as_loss(armed_set: Path, tmp_path: Path, kb) -> None:
-    from armed.engines.scripted import ScriptedChatModel
+    from armed_testing.scripted import ScriptedChatModel
 
     # an LLM that raises on the judge: the pipeline degrades to its fallback, so nothing is FAILED...
     broken = ScriptedChatModel(fail=True)

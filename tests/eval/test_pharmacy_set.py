@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -339,12 +338,11 @@ def test_real_build_covers_every_type_and_clause_in_both_halves(tmp_path: Path) 
     knowledge = shared_knowledge_dir()
     if knowledge is None:
         pytest.skip("public knowledge data not found (set ARMED_SHARED_DATA or provide ../shared/data/knowledge)")
-    started = time.perf_counter()
     built = P.build(knowledge, seed=0)
     paths = P.write(built, tmp_path / "gen")
-    assert time.perf_counter() - started < 60
     rows = [json.loads(line) for s in P.SPLITS for line in paths[s].read_text(encoding="utf-8").splitlines()]
-    assert rows == built.rows or sorted(r["id"] for r in rows) == sorted(r["id"] for r in built.rows)
+    by_id = sorted(built.rows, key=lambda r: r["id"])
+    assert sorted(rows, key=lambda r: r["id"]) == by_id  # every built row written, as built (files go by split)
     generated = [r for r in rows if r["source"] != "hand"]
     assert 2400 <= len(generated) <= 3200
     for s in P.SPLITS:

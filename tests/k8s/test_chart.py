@@ -159,7 +159,7 @@ def test_render_values_file_path_gives_the_same_serve_config(helm, tmp_path, nam
     copy = tmp_path / f"{name}.yaml"
     shutil.copy(PROFILE_DIR / f"{name}.yaml", copy)
     out = tmp_path / "serve.yaml"
-    assert cmd_serve_config(argparse.Namespace(profile=str(copy), engine_source="factory", out=out)) == 0
+    assert cmd_serve_config(argparse.Namespace(profile=str(copy), out=out)) == 0
     values.write_text(values_file(load_profile(copy)), encoding="utf-8")
     rs = rayservice(ch.template(values_files=(values,), sets=with_weights()))
     assert rs["spec"]["serveConfigV2"] == out.read_text(encoding="utf-8")

@@ -50,7 +50,7 @@ def test_a_custom_profile_travels_whole_in_serve_config_v2(helm, tmp_path, custo
     text = rs["spec"]["serveConfigV2"]
 
     out = tmp_path / "serve.yaml"  # `armed serve-config --profile ./my-l4.yaml` writes the same bytes
-    assert cmd_serve_config(argparse.Namespace(profile=str(custom), engine_source="factory", out=out)) == 0
+    assert cmd_serve_config(argparse.Namespace(profile=str(custom), out=out)) == 0
     assert out.read_text(encoding="utf-8") == text
 
     custom.unlink()  # from here on, only serveConfigV2 knows the profile

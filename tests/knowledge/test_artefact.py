@@ -12,7 +12,8 @@ import pytest
 
 from armed.cli import main
 from armed.knowledge import KnowledgeBase, KnowledgeError
-from armed.knowledge.artefact import content_version, install, load_artefact, write_artefact
+from armed.knowledge.artefact import install, load_artefact, load_knowledge, write_artefact
+from armed.knowledge.content import content_version
 from armed.knowledge.frozen import FrozenMatcher
 from armed.knowledge.index import normalise
 from armed.knowledge.register import read_register
@@ -169,23 +170,23 @@ def test_real_tcm_insert_ner_split(knowledge_dir: Path) -> None:
 def test_settings_pick_the_artefact(built: tuple[KnowledgeBase, Path], tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     kb, out = built
-    assert KnowledgeBase.from_settings(KnowledgeSettings(artefact=str(out))).version == kb.version
+    assert load_knowledge(KnowledgeSettings(artefact=str(out))).version == kb.version
     monkeypatch.setenv("ARMED_CACHE_DIR", str(tmp_path / "cache"))
     seed = KnowledgeBase.load().version
-    assert KnowledgeBase.from_settings(KnowledgeSettings()).version == seed  # auto, nothing installed
+    assert load_knowledge(KnowledgeSettings()).version == seed  # auto, nothing installed
     install(out)
-    assert KnowledgeBase.from_settings(KnowledgeSettings()).version == kb.version  # auto finds current
-    assert KnowledgeBase.from_settings(KnowledgeSettings(artefact="none")).version == seed
-    assert KnowledgeBase.from_settings(KnowledgeSettings(sources=[f"register:{REGISTER}"])).version not in (
+    assert load_knowledge(KnowledgeSettings()).version == kb.version  # auto finds current
+    assert load_knowledge(KnowledgeSettings(artefact="none")).version == seed
+    assert load_knowledge(KnowledgeSettings(sources=[f"register:{REGISTER}"])).version not in (
         seed, kb.version)  # sources name another KB: auto steps aside
     monkeypatch.setenv("ARMED_KNOWLEDGE__ARTEFACT", str(out))
     assert ArmedSettings().knowledge.artefact == str(out)
     with pytest.raises(ValueError, match="already holds its seed and sources"):
         KnowledgeSettings(artefact=str(out), sources=[f"register:{REGISTER}"])
     with pytest.raises(KnowledgeError, match=r"no manifest\.json"):
-        KnowledgeBase.from_settings(KnowledgeSettings(artefact=str(tmp_path)))
+        load_knowledge(KnowledgeSettings(artefact=str(tmp_path)))
     with pytest.raises(KnowledgeError, match="sync an object-store"):
-        KnowledgeBase.from_settings(KnowledgeSettings(artefact="s3://bucket/kb"))
+        load_knowledge(KnowledgeSettings(artefact="s3://bucket/kb"))
 
 
 def test_write_refuses_to_overwrite_another_version(built: tuple[KnowledgeBase, Path], tmp_path: Path) -> None:

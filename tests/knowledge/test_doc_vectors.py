@@ -12,7 +12,6 @@ import pytest
 from armed.cli import main
 from armed.domain import Judgment
 from armed.engines.base import ModelClients
-from armed.engines.scripted import ScriptedEmbedder
 from armed.knowledge import KnowledgeBase
 from armed.knowledge.artefact import load_artefact, write_artefact
 from armed.knowledge.doc_vectors import (
@@ -24,6 +23,7 @@ from armed.knowledge.doc_vectors import (
 )
 from armed.pipeline.dag import Pipeline
 from armed.settings import ArmedSettings
+from armed_testing.scripted import ScriptedEmbedder
 
 REGISTER = Path(__file__).parent / "data" / "register-example.jsonl"
 

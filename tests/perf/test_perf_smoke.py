@@ -1,4 +1,5 @@
-"""`armed perf` end to end on a fresh local Ray with zero-work engines: tiny counts, checks the files it writes."""
+"""`armed-ops perf` end to end on a fresh local Ray with zero-work engines (passed in by `python -m armed_testing.cli
+perf`, as armed ships none): tiny counts, checks the files it writes."""
 
 from __future__ import annotations
 
@@ -10,28 +11,29 @@ from pathlib import Path
 
 import pytest
 
-from armed.cli import build_parser
+from ops.cli import parser
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_perf_is_an_armed_command() -> None:
-    args = build_parser().parse_args(["perf", "--out", "x", "--local", "--quick"])
-    assert args.command == "perf" and args.quick and args.func.__name__ == "cmd_perf"
+def test_perf_is_an_armed_ops_command() -> None:
+    args = parser().parse_args(["perf", "--out", "x", "--local", "--quick"])
+    assert args.cmd == "perf" and args.quick and args.func.__name__ == "cmd_perf"
 
 
 def test_perf_smoke_zero_work(tmp_path: Path) -> None:
     out = tmp_path / "perf"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "armed.cli", "perf", "--local", "--out", str(out), "--quick", "--repeats", "1",
-           "--no-tokens", "--no-progress", "--engine-source", "zero-work",
+    cmd = [sys.executable, "-m", "armed_testing.cli", "perf", "--local", "--out", str(out), "--quick", "--repeats", "1",
+           "--no-tokens", "--no-progress",
            "--only", "dag,e2e,batching,caching,engines,cost", "--concurrency", "1,4", "--delay", "0.02"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((out / "perf.json").read_text())
     s = data["scenarios"]
     assert data["meta"]["machine"]["cores"] and data["meta"]["load_before"]
+    assert data["meta"]["profile_engines"] == "injected ZeroWork(delay_s=0.0, fail=False, wedge_on=None)"
     d = s["dag_overhead"]
     assert d["critical_path_calls_k"] >= 2 and d["judge_p50_ms"] > d["model_time_on_critical_path_ms"]
     assert d["runs"][0]["judge"]["failed"] == 0 and d["runs"][0]["relay"]["failed"] == 0

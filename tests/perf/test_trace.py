@@ -6,16 +6,17 @@ import asyncio
 import json
 from pathlib import Path
 
-from armed.perf.scenarios import capacity_file
-from armed.perf.stack import zero_work_profile
-from armed.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
-from armed.perf.workload import all_pairs
 from armed.serving.profiles import Profile, load_profile
+from armed_testing.zero_work import ZeroWork
+from ops.perf.scenarios import capacity_file
+from ops.perf.stack import zero_work_profile
+from ops.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
+from ops.perf.workload import all_pairs
 
 
 def _traces(profile: Profile, counter=None) -> list[dict]:
     tracer = Tracer(counter)
-    pipe = traced_pipeline(profile, tracer)
+    pipe = traced_pipeline(profile, tracer, ZeroWork())
 
     async def go() -> list[dict]:
         return [await trace_pair(pipe, tracer, p.query, p.product) for p in all_pairs(images_every=3)]

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import pytest
 
 from armed.domain import Branch, RelevanceLevel
-from armed.engines.base import ModelClients, consistency_pair
-from armed.engines.scripted import ScriptedChatModel, ScriptedEmbedder, ScriptedImageReader, ScriptedPairClassifier
+from armed.engines.base import ChatMessage, ChoiceResult, ModelClients, consistency_pair
 from armed.errors import InputError, JudgmentTimeout
 from armed.pipeline import prompts
+from armed_testing.scripted import ScriptedChatModel, ScriptedEmbedder, ScriptedImageReader, ScriptedPairClassifier
 from tests.pipeline.conftest import label_image, make_pipeline
 
 # No deterministic branch decides this pair: a need query for children, a product that states no population (the
@@ -259,18 +261,59 @@ async def test_bad_input_names_the_field(kb, query, product, field):
     assert err.value.field.startswith(field)
 
 
+class Meeting:
+    """Where model calls wait for one another: each call waits until a call of another model is in flight too,
+    and the first such moment is recorded. Sides that run concurrently meet at once, whatever the machine's
+    load; sides run one after the other never meet (each call gives up after `patience_s` and goes on)."""
+
+    def __init__(self, patience_s: float = 5.0) -> None:
+        self.patience_s = patience_s
+        self.in_flight: list[str] = []
+        self.together: list[str] | None = None  # the calls in flight when two models first overlapped
+        self._met = asyncio.Event()
+
+    async def attend(self, call: str) -> None:
+        self.in_flight.append(call)
+        try:
+            if self.together is None and len({c.split(".")[0] for c in self.in_flight}) > 1:
+                self.together = sorted(self.in_flight)
+                self._met.set()
+            try:
+                await asyncio.wait_for(self._met.wait(), self.patience_s)
+            except TimeoutError:
+                pass  # never met: the assert on `together` says so
+        finally:
+            self.in_flight.remove(call)
+
+
+class MeetingChatModel(ScriptedChatModel):
+    """A scripted model whose every call attends `meeting` before it answers."""
+
+    def __init__(self, meeting: Meeting, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.meeting = meeting
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        await self.meeting.attend(f"{self.model_id}.choose")
+        return await super().choose(messages, choices)
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        await self.meeting.attend(f"{self.model_id}.generate")
+        return await super().generate(messages, max_tokens=max_tokens)
+
+
 async def test_query_and_product_sides_run_concurrently(kb):
-    """Each side waits on 0.5 s model calls: query side one (rewrite), product side two (cheating check, then
-    standardise). Run one after the other that is 1.5 s; concurrently about 1.0 s."""
-    llm = ScriptedChatModel(default="weakly_relevant", delay_s=0.5)
-    vl = ScriptedChatModel(lambda m, c: "consistent", delay_s=0.5, model_id="vl")
+    """The query side's first model call (the LLM's rewrite) and the product side's (the VL cheating check) are
+    in flight at the same time: each waits for the other, so sides run one after the other would never meet."""
+    meeting = Meeting()
+    llm = MeetingChatModel(meeting, default="weakly_relevant")
+    vl = MeetingChatModel(meeting, lambda m, c: "consistent", model_id="vl")
     image = label_image(["布洛芬"])
     pipe = make_pipeline(
         kb, ModelClients(llm=llm, vl=vl), stages={"ner_llm": False, "query_change": False, "llm_text": True}
     )
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
     j = await pipe.judge("布洛芬", {"name": "布洛芬缓释胶囊", "images": [{"data": image}]})
-    wall = loop.time() - t0
+    assert meeting.together == ["scripted-llm.generate", "vl.choose"]
+    assert [c[0] for c in llm.calls] == ["generate", "generate"]  # query rewrite, then the product's standard name
     assert (j.branch, j.guideline) == (Branch.guideline, "exact.generic")  # the generic name, a maker's product
-    assert 1.0 <= wall < 1.45  # sequential sides would take 1.5 s
+    assert j.degraded == []

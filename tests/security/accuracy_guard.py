@@ -63,7 +63,8 @@ def changed_pairs_scores(examples: list[dict]) -> dict:
     """The student on every train pair whose text the sanitiser changes, as written and as sanitised, against the
     human label (benchmark bands). The student was trained on these rows: the point is the difference."""
     from armed.domain import RelevanceLevel
-    from armed.student.data import KUAKE_FOUR_LEVELS, decide_level
+    from armed.pipeline.levels import decide_level
+    from armed.student.data import KUAKE_FOUR_LEVELS
 
     if not examples:
         return {"pairs": 0}

@@ -8,24 +8,23 @@ import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from armed.domain import Branch, Judgment, RelevanceLevel
+from armed.domain import Branch, Judgment, Query, RelevanceLevel
 from armed.engines.base import ModelClients
 from armed.engines.factory import build_clients
 from armed.knowledge.base import KnowledgeBase
-from armed.log import new_request_id
-from armed.pipeline.dag import Pipeline, parse_pair
-from armed.pipeline.query_side import QueryUnderstanding
-from armed.pipeline.stages import StageRecorder
+from armed.pipeline.dag import Pipeline
+from armed.pipeline.hooks import JudgmentHooks, SideLoader, Understood
 from armed.settings import ArmedSettings
+from armed.stages import STAGE_TIMEOUTS
 from tests.security.corpus import CORPUS, HELDOUT, HELDOUT_2, BasePair, Variant, base_pairs, variants
 from tests.security.gullible import GullibleChatModel
 
 # No images in the corpus: OCR has nothing to read, so it is left out to save its start-up (the cheating check still
 # runs its name rules); everything else is the embedded default (`ArmedSettings()`).
 # Timeouts are raised (they decide nothing, but on a shared machine a stage cut off would degrade a judgment).
-_PATIENT = {"query_rewrite": 300, "search": 300, "two_stage_filter": 300, "ner": 300, "cheating_check": 300,
-            "standardise": 300, "extend": 300, "judge": 300, "total": 900}
+_PATIENT = {**dict.fromkeys(STAGE_TIMEOUTS, 300), "total": 900}  # every stage's timeout (armed/stages.py)
 CPU_DEFAULT: dict = {"models": {"ocr": {"kind": "none"}, "vl": {"kind": "none"}}, "stages": {}, "timeouts": _PATIENT}
 # The gullible LLM judges every pair (escalate_below=1), its answer alone counts (llm_weight=1), and it also writes
 # the query rewrite, the NER answer and the standard name (llm_text=True), so every prompt armed builds reaches it.
@@ -88,25 +87,30 @@ class Outcome:
         return self.changed and not self.caught
 
 
+class _QuerySideOnce(JudgmentHooks):
+    """The query side understood once per query, as the judge deployment's query cache does (concurrent judgments
+    of one query await the first one's). A side that lost a stage to a timeout or a failure is an error here."""
+
+    def __init__(self) -> None:
+        self.sides: dict[str, asyncio.Future[Understood[Any]]] = {}
+
+    async def query_side(self, query: Query, load: SideLoader[Any]) -> tuple[Understood[Any], bool]:
+        pending = self.sides.get(query.text)
+        first = pending is None
+        if pending is None:
+            pending = self.sides[query.text] = asyncio.ensure_future(load())
+        side = await pending
+        assert not side.degraded, (query.text, side.reports)
+        return side, not first
+
+
 async def _judge_all(pipeline: Pipeline, pairs: list[tuple[str, str]], chunk: int) -> list[Judgment]:
-    """Judge pairs the way the Serve judge does (armed.pipeline.dag's split API: parse, both sides, conclude), with
-    the query side understood once per query as the judge deployment caches it; concurrent judgments batch inside
-    the student. A judgment that lost a stage to a timeout or a failure is an error here, not a data point."""
-    queries = sorted({q for q, _ in pairs})
-    q_side: dict[str, QueryUnderstanding] = {}
-
-    async def understand(q: str) -> None:
-        rec = StageRecorder()
-        q_side[q] = await pipeline.understand_query(parse_pair(q, "x")[0].text, rec)
-        assert not rec.degraded, (q, rec.reports)
-
-    await asyncio.gather(*(understand(q) for q in queries))
+    """Judge pairs through the pipeline's own `judge`, the query side once per query; concurrent judgments batch
+    inside the student. A judgment that lost a stage to a timeout or a failure is an error here, not a data point."""
+    hooks = _QuerySideOnce()
 
     async def one(query: str, name: str) -> Judgment:
-        q_in, p_in = parse_pair(query, name, pipeline.kb)
-        rec = StageRecorder()
-        p = await pipeline.understand_product(p_in, rec)
-        j = await pipeline.conclude(new_request_id(), q_in, p_in, q_side[query], p, rec, time.perf_counter())
+        j = await pipeline.judge(query, name, hooks=hooks)
         assert not j.degraded, (query, name, j.stages)
         return j
 

@@ -22,6 +22,7 @@ from typing import Any
 from armed.roles import ROLES
 from armed.serving import config as serve_cfg
 from armed.serving.profiles import load_profile
+from armed_testing.zero_work import ZeroWork
 
 _SERVABLE: contextvars.ContextVar[Any] = contextvars.ContextVar("armed_test_servable")
 
@@ -36,10 +37,10 @@ def user_class(deployment: Any) -> type:
     raise TypeError(f"no armed class behind {deployment!r}")
 
 
-def instantiate(deployment: Any, *args: Any) -> Any:
+def instantiate(deployment: Any, *args: Any, **kwargs: Any) -> Any:
     cls = user_class(deployment)
     obj = cls.__new__(cls)
-    cls.__init__(obj, *args)
+    cls.__init__(obj, *args, **kwargs)
     return obj
 
 
@@ -70,7 +71,8 @@ class LocalHandle:
 class InProcessStack:
     """Replica objects for every deployed role, the judge and the gateway, and an ASGI app routing to them."""
 
-    def __init__(self, profile_ref: str, engine_options: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, profile_ref: str, engines: dict[str, ZeroWork] | None = None) -> None:
+        """Every deployed role on a zero-work engine: `engines[role]` where given (slow, failing), else ZeroWork()."""
         from deployments.judge import Gateway, JudgeDeployment, gateway_api
         from deployments.models import _chat_api  # noqa: F401
         from serve_apps.models import ModelAppArgs  # noqa: F401
@@ -79,16 +81,15 @@ class InProcessStack:
         self.handles: dict[tuple[str, str], LocalHandle] = {}
         self.apps: dict[str, tuple[Any, Any]] = {}  # route prefix -> (FastAPI app, replica)
         self.down: set[str] = set()  # roles reported with no running replica (tests of the 503 path)
-        options = engine_options or {}
         for role in self.profile.deployed_roles():
             rp = self.profile.models[role]
-            args = {"role": role, "engine": rp.engine.model_dump(), "engine_source": "zero-work",
-                    "engine_options": options.get(role, {}), "health_timeout_s": rp.health_check_timeout_s}
+            args = {"role": role, "engine": rp.engine.model_dump(), "health_timeout_s": rp.health_check_timeout_s}
             if rp.batching:
                 args |= {"max_batch_size": rp.batching.max_batch_size,
                          "batch_wait_timeout_s": rp.batching.batch_wait_timeout_s}
             with self.patched():
-                replica = instantiate(ROLES[role].deployment_class(), args)
+                replica = instantiate(ROLES[role].deployment_class(), args,
+                                      engine_cls=(engines or {}).get(role, ZeroWork()))
             key = (serve_cfg.deployment_name(self.profile, role), serve_cfg.app_name(role))
             self.handles[key] = LocalHandle(replica)
             self.apps[serve_cfg.route_prefix(role)] = (_ingress_app(ROLES[role].deployment_class()), replica)

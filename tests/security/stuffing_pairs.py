@@ -188,7 +188,7 @@ def allowed_kinds(v: Variant) -> set[str]:
 
 
 async def judge_all(pipeline, pairs: list[tuple[str, str]]) -> list:
-    """Each pair as the Serve judge judges it (tests.security.harness: parse, both sides, conclude; the query side
+    """Each pair through `Pipeline.judge`, as the Serve judge judges it (tests.security.harness: the query side
     understood once per query), batched into the student; a degraded judgment is an error."""
     from tests.security.harness import _judge_all
 

@@ -211,12 +211,14 @@ def test_up_refuses_a_port_already_in_use_before_starting_anything() -> None:
 # --- the real `armed up` ----------------------------------------------------------------------------------------
 
 
-def _armed(args: list[str], ray_dir: Path, key: str | None, timeout: float = 600) -> subprocess.CompletedProcess:
+def _armed(args: list[str], ray_dir: Path, key: str | None, timeout: float = 600,
+           module: str = "armed.cli") -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess; `module="armed_testing.cli"` is `armed up` with zero-work engines injected."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "ARMED_RAY_DIR": str(ray_dir), "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("ARMED_API_KEY", None)
     if key is not None:
         env["ARMED_API_KEY"] = key
-    return subprocess.run([sys.executable, "-m", "armed.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
 
 
@@ -226,10 +228,10 @@ def keyed_stack() -> Iterator[dict[str, Any]]:
     ray_dir = Path(tempfile.mkdtemp(prefix="arx-", dir="/tmp"))
     home = local_ray.home(ray_dir)
     port = local_ray.free_port()
-    up = ["up", "--engine-source", "zero-work", "--profile", "cpu", "--port", str(port), "--timeout", "300"]
+    up = ["up", "--profile", "cpu", "--port", str(port), "--timeout", "300"]
     try:
         keyless = local_ray.start(home, None)  # what an earlier keyless `armed up` leaves running
-        refused = _armed(up, ray_dir, KEY)
+        refused = _armed(up, ray_dir, KEY, module="armed_testing.cli")
         assert refused.returncode == 2, refused.stderr
         assert f"the Ray at {keyless.address}" in refused.stderr
         assert "was started without ARMED_API_KEY; run `armed down` first" in refused.stderr
@@ -238,7 +240,7 @@ def keyed_stack() -> Iterator[dict[str, Any]]:
         assert down.returncode == 0 and "armed is down" in down.stdout, down.stderr
         assert not local_ray.session_processes(keyless.temp_dir)
 
-        started = _armed(up, ray_dir, KEY)
+        started = _armed(up, ray_dir, KEY, module="armed_testing.cli")
         assert started.returncode == 0, started.stderr[-3000:]
         record = home.read_record()
         assert record is not None and record.api_key is not None and record.api_key.matches(SecretStr(KEY))

@@ -270,8 +270,9 @@ async def test_ocr_route_maps_an_engine_decode_failure_to_400(ocr) -> None:
 # --- the command line reads local files, safely ---------------------------------------------------------------------
 
 
-def _with_deadline(fn: Callable[[], Any], seconds: float = 5.0) -> Any:
-    """Run fn in a daemon thread: a hang fails the test instead of hanging the suite."""
+def _with_deadline(fn: Callable[[], Any], seconds: float = 30.0) -> Any:
+    """Run fn in a daemon thread: a hang (a FIFO opened for reading waits for a writer that never comes) fails the
+    test instead of hanging the suite. A guard, not a timing assert: far past what a busy machine needs."""
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -281,11 +282,9 @@ def _with_deadline(fn: Callable[[], Any], seconds: float = 5.0) -> Any:
             box["error"] = exc
 
     t = threading.Thread(target=run, daemon=True)
-    started = time.monotonic()
     t.start()
     t.join(seconds)
     assert not t.is_alive(), f"still blocked after {seconds}s"
-    box["seconds"] = time.monotonic() - started
     return box
 
 
@@ -296,7 +295,7 @@ def test_cli_fifo_image_is_refused_at_once(tmp_path, capsys) -> None:
     fifo = tmp_path / "label.png"
     os.mkfifo(fifo)
     box = _with_deadline(lambda: images.read_local_image(str(fifo)))
-    assert isinstance(box["error"], ImageError) and box["seconds"] < 2
+    assert isinstance(box["error"], ImageError) and str(box["error"]) == str(images.local_unreadable())
     argv = ["judge", "--query", "布洛芬", "--product", "布洛芬片", "--image", str(fifo)]
     box = _with_deadline(lambda: cli.main(argv))
     assert box["value"] == 2
@@ -452,7 +451,7 @@ async def test_allow_listed_loopback_is_refused_after_dns(listener: Listener) ->
 
 async def test_the_fetch_path_itself_with_private_networks_allowed(kb, listener: Listener) -> None:
     """allow_private_networks (tests, trusted intranets) proves the fetch works, and that the caps hold."""
-    from armed.engines.scripted import ScriptedImageReader
+    from armed_testing.scripted import ScriptedImageReader
 
     s = ImageSettings(fetch_hosts=[f"localhost:{listener.port}", f"127.0.0.1:{listener.port}"],
                       allow_private_networks=True, max_bytes=20_000, fetch_timeout_s=1.0)
@@ -461,10 +460,8 @@ async def test_the_fetch_path_itself_with_private_networks_allowed(kb, listener:
         with pytest.raises(ImageError) as err:
             await images.load(ImageRef(uri=listener.url(path)), s)
         assert err.value.too_large
-    started = time.monotonic()
-    with pytest.raises(ImageError):
+    with pytest.raises(ImageError):  # the 1 s deadline: past it the server would send a good PNG (after 3 s)
         await images.load(ImageRef(uri=listener.url("/slow")), s)
-    assert time.monotonic() - started < 2.0  # the 1 s deadline, not the server's 3 s
     # end to end: the pipeline fetches once per judgment and the OCR reads the fetched bytes
     before = len(listener.paths)
     reader = ScriptedImageReader(texts={PNG: ["布洛芬缓释胶囊"]})

@@ -1,12 +1,10 @@
 """The judge application with the real Pipeline over handle clients (zero-work model engines), and the metrics
-it exports through the Ray node's Prometheus endpoint.
-
-Needs the knowledge base (armed.knowledge.base), which arrives with the kb branch: skipped until then.
+it exports through the Ray node's Prometheus endpoint. (That the served judgment is the library's, pair for pair, is
+tests/serve/test_one_judgment_path.py, in-process.)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import httpx
@@ -14,23 +12,18 @@ import pytest
 
 from tests.serve.conftest import replica_count, write_profile
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("armed.knowledge") is None
-                       or importlib.util.find_spec("armed.knowledge.base") is None,
-                       reason="armed.knowledge.base is not in this branch yet (kb branch); the judge needs the KB"),
-]
+pytestmark = pytest.mark.slow
 ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 
 
-def _deploy(profile: str, roles: tuple[str, ...] = ROLES, options: dict | None = None) -> None:
+def _deploy(profile: str, roles: tuple[str, ...] = ROLES) -> None:
     from ray import serve
 
+    from armed_testing.zero_work import ZeroWork
     from serve_apps.models import build_model_app
 
     for role in roles:
-        serve.run(build_model_app({"profile": profile, "role": role, "engine_source": "zero-work",
-                                   "engine_options": (options or {}).get(role, {})}),
+        serve.run(build_model_app({"profile": profile, "role": role}, engine_cls=ZeroWork()),
                   name=role, route_prefix=f"/models/{role}")
 
 

@@ -1,148 +1,80 @@
 """JudgeService (the judge deployment's core) in-process: caches, versions in keys, 503 / 400 / degraded paths.
 
-A recording fake stands in for the Pipeline's split API, so these tests check the service's own logic. Until the
-knowledge-base branch is merged, `armed.pipeline.dag` cannot import its KB modules; placeholder modules are put in
-sys.modules for these tests only (the service uses parse_pair / load_image_bytes / StageRecorder from there,
-none of which touch the KB), and removed afterwards.
+The real Pipeline judges (zero-work engines at the model boundary, tests/serve/judging.py); the service gives it
+its hooks, and these tests check what the hooks do: which sides and judgments are reused, what is never kept, and
+when the answer is a 503.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-from armed.domain import (
-    Branch,
-    Evidence,
-    Judgment,
-    RelevanceLevel,
-    SideUnderstanding,
-    Versions,
-)
-from armed.serving.profiles import JudgeCaches
-from armed.settings import ArmedSettings
-from deployments.clients import UNAVAILABLE_ROLES, ModelUnavailable, Target
+from tests.serve.judging import Required, Vanishing, counting_pipeline, judge_service, zero_work_clients
 
 
-@pytest.fixture
-def pipeline_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    if importlib.util.find_spec("armed.knowledge.base") is not None:
-        yield
-        return
-    before = set(sys.modules)
-    base = types.ModuleType("armed.knowledge.base")
-    base.KnowledgeBase = type("KnowledgeBase", (), {})  # type: ignore[attr-defined]
-    rules = types.ModuleType("armed.knowledge.rules")
-    rules.recall = lambda *a, **k: []  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "armed.knowledge.base", base)
-    monkeypatch.setitem(sys.modules, "armed.knowledge.rules", rules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith("armed.pipeline"):
-            del sys.modules[name]
-
-
-class FakePipeline:
-    def __init__(self, degrade_query: bool = False, mark_unavailable: str | None = None) -> None:
-        self.settings = ArmedSettings()
-        self.calls = {"query": 0, "product": 0, "conclude": 0}
-        self.degrade_query = degrade_query
-        self.mark_unavailable = mark_unavailable
-        self.model = "m1"
-
-    def versions(self) -> Versions:
-        return Versions(knowledge_base="kb1", rules="r1", models={"llm": self.model}, armed="0")
-
-    async def understand_query(self, text: str, rec: Any) -> str:
-        self.calls["query"] += 1
-        if self.degrade_query:
-            rec.degraded.append("two_stage_filter")
-        if self.mark_unavailable:
-            UNAVAILABLE_ROLES.get().add(self.mark_unavailable)
-        return text
-
-    async def understand_product(self, product: Any, rec: Any) -> str:
-        self.calls["product"] += 1
-        return product.name
-
-    async def conclude(self, request_id: str, query: Any, product: Any, q: str, p: str, rec: Any,
-                       started: float) -> Judgment:
-        self.calls["conclude"] += 1
-        side = SideUnderstanding(original=q)
-        return Judgment(
-            request_id=request_id, query=query.text, product_name=product.name, level=RelevanceLevel.highly,
-            benchmark_level=RelevanceLevel.highly.to_benchmark(), probabilities={RelevanceLevel.highly: 1.0},
-            branch=Branch.name_containment, reason="fake", degraded=list(rec.degraded),
-            evidence=Evidence(query=side, product=SideUnderstanding(original=p)), stages=rec.reports,
-            versions=self.versions(),
-        )
-
-
-class Required:
-    def __init__(self, up: bool = True) -> None:
-        self.target = Target("llm", "llm", "llm")
-        self.up = up
-
-    async def ensure_available(self) -> None:
-        if not self.up:
-            raise ModelUnavailable("llm", "no running replica", 9)
-
-
-def _service(pipeline: FakePipeline, required: Required | None = None) -> Any:
-    from deployments.judge import JudgeService
-
-    return JudgeService(pipeline, JudgeCaches(), required=[required or Required()], retry_after_s=9)
-
-
-async def test_sides_and_judgments_are_cached_by_normalised_query_and_content(pipeline_modules: None) -> None:
-    fake = FakePipeline()
-    svc = _service(fake)
+async def test_sides_and_judgments_are_cached_by_normalised_query_and_content() -> None:
+    pipe = counting_pipeline()
+    svc = judge_service(pipe)
     r1 = await svc.judge({"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "id": "p1"}, "request_id": "a"})
     assert r1["status"] == 200 and r1["body"]["request_id"] == "a"
     r2 = await svc.judge({"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "id": "p1"}, "request_id": "b"})
-    assert r2["status"] == 200 and r2["body"]["request_id"] == "b"
-    assert fake.calls == {"query": 1, "product": 1, "conclude": 1}  # the whole judgment came from the cache
-    # same query, other product: the query side is reused, the product side is computed
-    await svc.judge({"query": "布洛芬 ", "product": {"name": "对乙酰氨基酚片", "id": "p2"}})
-    assert fake.calls == {"query": 1, "product": 2, "conclude": 2}
+    assert r2["status"] == 200 and r2["body"]["request_id"] == "b" and r2["body"]["seconds"] == 0.0
+    assert pipe.calls == {"query": 1, "product": 1, "conclude": 1}  # the whole judgment came from the cache
+    # same query (once normalised), other product: the query side is reused and says so, the product side runs
+    r3 = await svc.judge({"query": "布洛芬 ", "product": {"name": "对乙酰氨基酚片", "id": "p2"}})
+    assert pipe.calls == {"query": 1, "product": 2, "conclude": 2}
+    assert r3["body"]["stages"][0] == {"name": "query_side", "status": "skipped", "seconds": 0.0,
+                                       "detail": "cache hit"}
     # same product id, changed content: a new content hash, so the product side runs again
     await svc.judge({"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊 新包装", "id": "p1"}})
-    assert fake.calls["product"] == 3
+    assert pipe.calls["product"] == 3
     # a new model id changes the versions key: nothing cached under the old versions is served
-    svc._versions_key, fake.model = None, "m2"
+    svc._versions_key, pipe.clients.llm.model_id = None, "zero-work-llm-2"
     await svc.judge({"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "id": "p1"}})
-    assert fake.calls == {"query": 2, "product": 4, "conclude": 4}
+    assert pipe.calls == {"query": 2, "product": 4, "conclude": 4}
 
 
-async def test_degraded_results_are_returned_but_not_cached(pipeline_modules: None) -> None:
-    fake = FakePipeline(degrade_query=True)
-    svc = _service(fake)
+async def test_degraded_results_are_returned_but_not_cached() -> None:
+    pipe = counting_pipeline(zero_work_clients(embedder={"fail": True}))  # the query side's filter fails
+    svc = judge_service(pipe)
     for _ in range(2):
         r = await svc.judge({"query": "感冒", "product": "感冒灵颗粒"})
         assert r["status"] == 200 and r["body"]["degraded"] == ["two_stage_filter"]
-    assert fake.calls["query"] == 2 and fake.calls["conclude"] == 2
+    # the degraded query side ran twice, the clean product side once (kept), and each judgment was made
+    assert pipe.calls == {"query": 2, "product": 1, "conclude": 2}
+    assert svc.stats()["judgment"]["size"] == 0
 
 
-async def test_required_model_down_is_503_with_retry_after(pipeline_modules: None) -> None:
-    fake = FakePipeline()
-    r = await _service(fake, Required(up=False)).judge({"query": "感冒", "product": "感冒灵颗粒"})
+async def test_concurrent_judgments_sharing_a_degraded_side_are_all_degraded() -> None:
+    """Concurrent misses on one query share the query side in flight (single-flight): each judgment that used a
+    degraded side says so, and none is kept."""
+    import asyncio
+
+    pipe = counting_pipeline(zero_work_clients(embedder={"fail": True, "delay_s": 0.05}))
+    svc = judge_service(pipe)
+    rs = await asyncio.gather(*(svc.judge({"query": "感冒", "product": name}) for name in ("感冒灵颗粒", "板蓝根颗粒")))
+    assert [r["body"]["degraded"] for r in rs] == [["two_stage_filter"]] * 2
+    assert pipe.calls["query"] == 1 and svc.stats()["judgment"]["size"] == 0
+
+
+async def test_required_model_down_is_503_with_retry_after() -> None:
+    pipe = counting_pipeline()
+    r = await judge_service(pipe, [Required(up=False)]).judge({"query": "感冒", "product": "感冒灵颗粒"})
     assert r["status"] == 503 and r["headers"] == {"Retry-After": "9"}
-    assert fake.calls["query"] == 0  # decided before any model work
-    # a required model that vanished during the run is a 503 too, not a silently worse fallback answer
-    r = await _service(FakePipeline(mark_unavailable="llm")).judge({"query": "感冒", "product": "感冒灵颗粒"})
-    assert r["status"] == 503
+    assert pipe.calls == {"query": 0, "product": 0, "conclude": 0}  # decided before any model work
+    # a required model that vanished during the run is a 503 too, not a silently worse fallback answer, and the
+    # judgment made without it is not kept
+    clients = zero_work_clients()
+    clients.embedder = Vanishing(clients.embedder, "embedder")
+    svc = judge_service(counting_pipeline(clients), [Required("embedder")])
+    r = await svc.judge({"query": "感冒", "product": "感冒灵颗粒"})
+    assert r["status"] == 503 and svc.stats()["judgment"]["size"] == 0
     # an optional one only degrades
-    r = await _service(FakePipeline(mark_unavailable="vl")).judge({"query": "感冒", "product": "感冒灵颗粒"})
-    assert r["status"] == 200
+    r = await judge_service(counting_pipeline(clients), [Required("llm")]).judge({"query": "感冒",
+                                                                               "product": "感冒灵颗粒"})
+    assert r["status"] == 200 and r["body"]["degraded"] == ["two_stage_filter"]
 
 
-async def test_bad_input_is_400_naming_the_field_and_batch_reports_per_item(pipeline_modules: None) -> None:
-    svc = _service(FakePipeline())
+async def test_bad_input_is_400_naming_the_field_and_batch_reports_per_item() -> None:
+    svc = judge_service(counting_pipeline())
     r = await svc.judge({"query": "x" * 300, "product": "p"})
     assert r["status"] == 400 and r["body"]["error"]["field"].startswith("query")
     r = await svc.judge({"query": "q", "product": {"name": "p", "images": [{"data": "bm90IGFuIGltYWdl"}]}})
@@ -152,6 +84,12 @@ async def test_bad_input_is_400_naming_the_field_and_batch_reports_per_item(pipe
     assert [i["status"] for i in r["body"]["results"]] == [200, 400]
     r = await svc.judge_batch({"pairs": [{"query": "q", "product": "p"}] * 65})
     assert r["status"] == 413
+
+
+async def test_a_bad_pair_is_400_even_while_a_required_model_is_down() -> None:
+    """The input is checked before the required models: a client's mistake is not hidden behind a 503."""
+    r = await judge_service(counting_pipeline(), [Required(up=False)]).judge({"query": "", "product": "p"})
+    assert r["status"] == 400
 
 
 async def test_ttl_cache_single_flight_and_bounds() -> None:

@@ -10,12 +10,17 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from armed.domain import StageReport
-from armed.settings import ServingSettings
+from armed.settings import ArmedSettings, ServingSettings
 from deployments import api, auth
 from deployments import metrics as m
 from ops import metrics as contract
-from tests.serve.test_judge_service import FakePipeline, Required, pipeline_modules  # noqa: F401 (fixture)
+from tests.serve.judging import (
+    CountingPipeline,
+    counting_pipeline,
+    judge_service,
+    packaged_kb,
+    zero_work_clients,
+)
 
 # --- metrics ------------------------------------------------------------------------------------------------------
 
@@ -39,24 +44,36 @@ class FakeRecorder:
         return [s for s, _ in self.stages]
 
 
-class StagedPipeline(FakePipeline):
-    """FakePipeline whose sides report timed, disabled and timed-out stages."""
+class FakeClock:
+    """Seconds that move only when the test (or the pipeline below) says so."""
 
-    async def understand_query(self, text: str, rec: Any) -> str:
-        rec.reports.append(StageReport(name="query_rewrite", status="ok", seconds=0.02))
-        rec.reports.append(StageReport(name="search", status="disabled"))
-        return await super().understand_query(text, rec)
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
 
-    async def understand_product(self, product: Any, rec: Any) -> str:
-        rec.reports.append(StageReport(name="cheating_check", status="timeout", seconds=0.5))
-        return await super().understand_product(product, rec)
+    def __call__(self) -> float:
+        return self.now
 
 
-def _service(pipeline: FakePipeline, recorder: FakeRecorder) -> Any:
-    from armed.serving.profiles import JudgeCaches
-    from deployments.judge import JudgeService
+class ClockedPipeline(CountingPipeline):
+    """The real pipeline (zero-work engines), whose conclusion takes 0.75 s of `clock` (the service's clock), so the
+    whole judgment's time is known exactly."""
 
-    return JudgeService(pipeline, JudgeCaches(), required=[Required()], metrics=recorder)
+    def __init__(self, clock: FakeClock, **overrides: Any) -> None:
+        super().__init__(ArmedSettings(**overrides), packaged_kb(), zero_work_clients())
+        self.clock = clock
+
+    async def conclude(self, *args: Any, **kwargs: Any) -> Any:
+        self.clock.now += 0.75
+        return await super().conclude(*args, **kwargs)
+
+
+def _service(pipeline: Any, recorder: FakeRecorder, clock: FakeClock | None = None) -> Any:
+    return judge_service(pipeline, metrics=recorder, clock=clock or FakeClock())
+
+
+def _timed(body: dict[str, Any]) -> list[tuple[str, float]]:
+    """The stages of a served judgment that took time (what the stage-latency histogram observes), in ms."""
+    return [(s["name"], s["seconds"] * 1000.0) for s in body["stages"] if s["status"] in m.TIMED_STATUSES]
 
 
 def test_metric_names_are_the_contract() -> None:
@@ -67,37 +84,43 @@ def test_metric_names_are_the_contract() -> None:
     assert list(m.STAGE_BUCKETS_MS) == sorted(set(m.STAGE_BUCKETS_MS)) and m.STAGE_BUCKETS_MS[-1] >= 180_000
 
 
-async def test_service_records_judgments_stages_and_caches(pipeline_modules: None) -> None:  # noqa: F811
-    rec = FakeRecorder()
-    svc = _service(StagedPipeline(), rec)
+async def test_service_records_judgments_stages_and_caches() -> None:
+    rec, clock = FakeRecorder(), FakeClock()
+    svc = _service(ClockedPipeline(clock, stages={"search": False}), rec, clock)
     pair = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊", "id": "p1"}}
-    assert (await svc.judge(pair))["status"] == 200
-    assert rec.judgments == {("highly_relevant", False): 1}
+    body = (await svc.judge(pair))["body"]
+    level = body["level"]
+    assert rec.judgments == {(level, False): 1}
     assert rec.caches == {("judgment", False): 1, ("query", False): 1, ("product", False): 1}
-    # one observation per stage that ran (the disabled search took no time), in ms, then the whole judgment
-    assert sorted(rec.stage_names()) == ["cheating_check", "judge", "query_rewrite"]
-    ms = dict(rec.stages)
-    assert ms["query_rewrite"] == pytest.approx(20) and ms["cheating_check"] == pytest.approx(500)
-    assert rec.stage_names()[-1] == "judge" and ms["judge"] >= 0
+    # one observation per stage that ran, in ms, then the whole judgment; the switched-off search took no time
+    timed = _timed(body)
+    assert rec.stage_names() == [name for name, _ in timed] + ["judge"]
+    assert rec.stages[:-1] == timed  # the same floats: the body is the judgment that was recorded
+    assert {"query_rewrite", "cheating_check", "rules"} <= set(rec.stage_names())
+    assert {"name": "search", "status": "disabled", "seconds": 0.0, "detail": "switched off by settings"} in \
+        body["stages"] and "search" not in rec.stage_names()
+    assert rec.stages[-1] == ("judge", 750.0)  # the conclusion's 0.75 s on the service's clock
 
     # the same pair again: a judgment-cache hit counts as a judgment and a "judge" time, no stage re-observed
     rec.stages.clear()
     assert (await svc.judge(pair))["status"] == 200
-    assert rec.judgments == {("highly_relevant", False): 2}
-    assert rec.caches[("judgment", True)] == 1 and rec.stage_names() == ["judge"]
+    assert rec.judgments == {(level, False): 2}
+    assert rec.caches[("judgment", True)] == 1 and rec.stages == [("judge", 0.0)]  # no clock time passed
 
     # same query, other product: query side from its cache (its stages not re-observed), product side runs
     rec.stages.clear()
-    await svc.judge({"query": "布洛芬", "product": {"name": "对乙酰氨基酚片", "id": "p2"}})
+    body = (await svc.judge({"query": "布洛芬", "product": {"name": "对乙酰氨基酚片", "id": "p2"}}))["body"]
     assert rec.caches[("query", True)] == 1 and rec.caches[("product", False)] == 2
-    assert sorted(rec.stage_names()) == ["cheating_check", "judge"]
+    assert rec.stage_names() == [name for name, _ in _timed(body)] + ["judge"]
+    assert "query_rewrite" not in rec.stage_names() and "cheating_check" in rec.stage_names()
 
 
-async def test_degraded_and_failed_requests(pipeline_modules: None) -> None:  # noqa: F811
+async def test_degraded_and_failed_requests() -> None:
     rec = FakeRecorder()
-    svc = _service(FakePipeline(degrade_query=True), rec)
-    await svc.judge({"query": "感冒", "product": "感冒灵颗粒"})
-    assert rec.judgments == {("highly_relevant", True): 1}
+    svc = _service(counting_pipeline(zero_work_clients(embedder={"fail": True})), rec)
+    body = (await svc.judge({"query": "感冒", "product": "感冒灵颗粒"}))["body"]
+    assert body["degraded"] == ["two_stage_filter"]
+    assert rec.judgments == {(body["level"], True): 1}
     # a 400 is not a judgment
     r = await svc.judge({"query": "", "product": "p"})
     assert r["status"] == 400 and sum(rec.judgments.values()) == 1

@@ -58,10 +58,10 @@ def profile_file(tiny_checkpoints, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def stack(profile_file: Path) -> Iterator[str]:
-    from armed.perf.stack import LocalStack
     from armed.serving.cli import deploy_and_wait
     from armed.serving.config import serve_config
     from armed.serving.profiles import load_profile
+    from ops.perf.stack import LocalStack
 
     local = LocalStack(num_cpus=4).start()
     try:
@@ -150,7 +150,7 @@ def test_text_stages_run_through_the_production_client_and_keep_their_grounding(
     query, name = "晚上咳嗽睡不着吃什么", "【买2送1】川贝枇杷膏 150ml 润肺止咳 老少皆宜"
     # What is checked here is grounding, not speed: generous stage deadlines, so a busy 2-core CI box never turns
     # SmolLM2's answer into a timeout (the deadlines themselves are tested in tests/security/test_stalls*.py).
-    slow = {"query_rewrite": 120, "ner": 120, "standardise": 120, "judge": 120, "total": 600}
+    slow = {"query_rewrite": 120, "ner": 120, "rules": 120, "standardise": 120, "judge": 120, "total": 600}
     pipeline = Pipeline(ArmedSettings(stages={"llm_text": True}, timeouts=slow), KnowledgeBase.load(),
                         ModelClients(llm=_client()))
     j = asyncio.run(pipeline.judge(query, name))

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from armed_testing.zero_work import ZeroWork
 from tests.serve.conftest import REPO, replica_count, write_profile
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,8 @@ def _bomb() -> str:
 
 @pytest.fixture(scope="module")
 def stack(serve_port: int, profile_path: str, profile_data: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Model apps for all six roles + the gateway alone (no judge app: the KB is not in this branch)."""
+    """Model apps for all six roles + the gateway alone: no judge app, so the gateway's answer for a missing judge
+    can be tested (the judge app itself: test_judge_app.py)."""
     from ray import serve
 
     from armed.serving.config import route_prefix
@@ -52,7 +54,7 @@ def stack(serve_port: int, profile_path: str, profile_data: dict, tmp_path_facto
     from serve_apps.models import build_model_app
 
     for role in ROLES:
-        app = build_model_app({"profile": profile_path, "role": role, "engine_source": "zero-work"})
+        app = build_model_app({"profile": profile_path, "role": role}, engine_cls=ZeroWork())
         serve.run(app, name=role, route_prefix=route_prefix(role), blocking=False)
     # A second profile whose OCR may scale to zero, for the 503 test: the gateway reads the same file.
     serve.run(build_gateway_app({"profile": profile_path}), name="judge", route_prefix="/", blocking=False)
@@ -235,7 +237,7 @@ def test_api_key_is_required_when_set(stack: dict) -> None:
             mp.setattr(module, "deployment_options", keyed(module.deployment_options))
         serve.run(build_gateway_app({"profile": stack["profile"]}), name="keyed-gateway",
                   route_prefix="/keyed-gateway")
-        serve.run(build_model_app({"profile": stack["profile"], "role": "embedder", "engine_source": "zero-work"}),
+        serve.run(build_model_app({"profile": stack["profile"], "role": "embedder"}, engine_cls=ZeroWork()),
                   name="keyed-embedder", route_prefix="/keyed-embedder")
     try:
         for prefix in ("/keyed-gateway", "/keyed-embedder"):
@@ -256,29 +258,8 @@ def test_api_key_is_required_when_set(stack: dict) -> None:
         serve.delete("keyed-embedder")
 
 
-def test_handle_router_reports_running_replicas(stack: dict) -> None:
-    """The request path reads availability from the handle's router (Ray internals): pin what it sees."""
-    from ray.serve.handle import DeploymentHandle
-
-    from deployments.clients import router_running_replicas
-
-    handle = DeploymentHandle("embedder", "embedder")  # a fresh handle (get_deployment_handle may reuse one)
-    assert router_running_replicas(handle) is None  # no router before the first call: ask the controller
-
-    async def call_then_read() -> int | None:
-        try:
-            await handle.embed.remote(["布洛芬"])
-            return router_running_replicas(handle)
-        finally:
-            # Not in Serve's handle cache, so serve.shutdown() would not stop its router: its metrics pusher would
-            # outlive Ray and log "Ray has not been started yet" at interpreter exit.
-            await handle.shutdown_async()
-
-    assert asyncio.run(call_then_read()) == replica_count("embedder", "embedder") == 1
-
-
 def test_missing_judge_is_503_with_retry_after(stack: dict) -> None:
-    # The gateway runs without a Judge deployment (this branch has no knowledge base to build one).
+    # The stack deploys no judge app: the gateway must answer for it.
     r = httpx.post(stack["base"] + "/v1/judge", json={"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊"}},
                    timeout=30)
     assert r.status_code == 503, r.text
@@ -296,7 +277,7 @@ def test_scaled_to_zero_model_is_503_then_wakes_up(stack: dict, profile_data: di
     data["models"]["ocr"]["replicas"] = {"min": 0, "max": 1, "initial": 0}
     data["models"]["ocr"]["autoscaling"]["downscale_delay_s"] = 60
     path = write_profile(tmp_path_factory.mktemp("zero"), data)
-    serve.run(build_model_app({"profile": path, "role": "ocr", "engine_source": "zero-work"}), name="ocr",
+    serve.run(build_model_app({"profile": path, "role": "ocr"}, engine_cls=ZeroWork()), name="ocr",
               route_prefix="/models/ocr", blocking=False)
     deadline = time.monotonic() + 60
     while replica_count("ocr", "ocr") and time.monotonic() < deadline:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from armed.domain import Branch, RelevanceLevel
 from armed.engines.base import ModelClients
-from armed.engines.scripted import ScriptedChatModel, ScriptedPairClassifier
 from armed.eval.cascade import calibration, cascade_curve
 from armed.student.engine import LABELS, QUERY_PAIR_PREFIX
+from armed_testing.scripted import ScriptedChatModel, ScriptedPairClassifier
 from tests.pipeline.conftest import make_pipeline
 
 # A pair the guideline's branches leave open (a need for children, a product that states no population).

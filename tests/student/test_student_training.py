@@ -10,6 +10,7 @@ import pytest
 
 from armed.domain import RelevanceLevel
 from armed.knowledge.base import KnowledgeBase
+from armed.pipeline.levels import decide_level
 from armed.student import data as D
 from armed.student import model as M
 from armed.student.distill import build_mlp_student
@@ -40,9 +41,9 @@ def test_lexical_features_see_stuffing_and_questions() -> None:
 
 def test_band_first_decision() -> None:
     # A plurality for "highly" loses to the less band's combined mass: the benchmark band decides first.
-    assert D.decide_level([0.4, 0.3, 0.3, 0.0]) is RelevanceLevel.moderately
-    assert D.decide_level([0.5, 0.2, 0.1, 0.2]) is RelevanceLevel.highly
-    assert D.decide_level([0.1, 0.1, 0.3, 0.5]) is RelevanceLevel.irrelevant
+    assert decide_level([0.4, 0.3, 0.3, 0.0]) is RelevanceLevel.moderately
+    assert decide_level([0.5, 0.2, 0.1, 0.2]) is RelevanceLevel.highly
+    assert decide_level([0.1, 0.1, 0.3, 0.5]) is RelevanceLevel.irrelevant
 
 
 def test_numpy_inference_matches_torch() -> None:

@@ -1,4 +1,4 @@
-"""What `armed perf` sends: a small self-written pharmacy workload, a seeded Zipf mix of queries, label images.
+"""What `armed-ops perf` sends: a small self-written pharmacy workload, a seeded Zipf mix of queries, label images.
 
 Queries and products are written for this tool (no external data is copied). Each query has a few candidate
 products; together they cover the hierarchy's paths: the deterministic branches (the query inside the name,

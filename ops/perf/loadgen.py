@@ -9,14 +9,13 @@
 Both run `warmup` unrecorded requests first. A request fails when its call raises or returns False; failures are
 counted (with the error's type) and excluded from the latency percentiles.
 
-Percentiles use linear interpolation between closest ranks (numpy's default "linear" method): for sorted values
+Percentiles are numpy's, method "linear" (its default: interpolation between closest ranks): for sorted values
 v[0..n-1], the q-th percentile is v[lo] + (v[hi] - v[lo]) * (h - lo) where h = (n - 1) * q / 100.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import statistics
 import time
@@ -25,19 +24,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 Call = Callable[[int], Awaitable[Any]]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100) with linear interpolation; None for no values."""
+    """The q-th percentile (0..100) with linear interpolation (np.percentile); None for no values, ValueError for
+    q outside [0, 100]."""
     if not values:
         return None
-    if not 0 <= q <= 100:
-        raise ValueError("q must be within [0, 100]")
-    v = sorted(values)
-    h = (len(v) - 1) * q / 100
-    lo, hi = math.floor(h), math.ceil(h)
-    return v[lo] + (v[hi] - v[lo]) * (h - lo)
+    return float(np.percentile(values, q, method="linear"))
 
 
 def _ms(x: float | None) -> float | None:

@@ -1,6 +1,6 @@
-"""One function per measurement of `armed perf`. Each returns a JSON-able section of perf.json.
+"""One function per measurement of `armed-ops perf`. Each returns a JSON-able section of perf.json.
 
-Local scenarios deploy what they measure on a fresh local Ray (armed.perf.stack); `--endpoint` runs only what
+Local scenarios deploy what they measure on a fresh local Ray (ops.perf.stack); `--endpoint` runs only what
 HTTP alone can measure against an already deployed stack (end-to-end and the repeated-pair mix).
 Every figure is a median over `repeats` runs of the run's own median / p99; every ratio is taken inside one run
 (both sides measured back to back) and then its median over runs is reported.
@@ -16,14 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from armed.perf import workload
-from armed.perf.loadgen import closed_loop, median_of, over_runs, percentile
-from armed.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
+from armed.domain import Branch
+from armed.settings import EngineClass
+from armed.stages import stage_names
+from ops.perf import workload
+from ops.perf.loadgen import closed_loop, median_of, over_runs, percentile
+from ops.perf.stack import ZeroWorkFamily
+from ops.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
 
-QUERY_STAGES = ("query_rewrite", "query_change", "common_name", "search", "identical_page", "two_stage_filter",
-                "ner_llm")
-PRODUCT_STAGES = ("read_images", "cheating_check", "standardise", "extend")
-JOIN_STAGES = ("rules", "llm_judge")
+# Each side's stages, from the stage table: the concurrency figures sum their reported seconds.
+QUERY_STAGES = stage_names("query")
+PRODUCT_STAGES = stage_names("product")
+JOIN_STAGES = stage_names("join")
 
 
 @dataclass
@@ -38,9 +42,16 @@ class Ctx:
     endpoint: str | None = None
     token_counter: Any = None
     notes: list[str] = field(default_factory=list)
+    zero_work: ZeroWorkFamily | None = None  # passed in by the caller (armed_testing); armed ships no double
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full
+
+    def doubles(self, delay_s: float = 0.0) -> EngineClass:
+        """The zero-work engine class with `delay_s` per call (the scenarios that trace or measure overhead)."""
+        if self.zero_work is None:
+            raise RuntimeError("this scenario needs zero-work engines: run it as `python -m armed_testing.cli perf`")
+        return self.zero_work(delay_s=delay_s)
 
 
 def _ok_judge(result: Any) -> bool:
@@ -71,7 +82,7 @@ async def dag_overhead(ctx: Ctx, zw_profile_path: str, base_url: str, delay_s: f
 
     prof = _profile(zw_profile_path)
     tracer = Tracer()
-    pipe = traced_pipeline(prof, tracer)
+    pipe = traced_pipeline(prof, tracer, ctx.doubles())
     pairs = workload.all_pairs(ctx.images_every)
     traces = [await trace_pair(pipe, tracer, p.query, p.product) for p in pairs]
     ks = Counter(t["critical_path_calls"] for t in traces)
@@ -343,7 +354,7 @@ async def autoscaling(ctx: Ctx, app: str, watched: list[str], clients: int = 12,
 
 async def _scale_cycle(h: Any, app: str, watched: list[str], clients: int, step_s: float,
                        settle_timeout_s: float) -> dict[str, Any]:
-    from armed.perf.stack import replica_counts
+    from ops.perf.stack import replica_counts
 
     base = await asyncio.to_thread(replica_counts)
     start_n = base[f"{app}/{app}"]
@@ -480,12 +491,12 @@ async def cost_per_judgment(ctx: Ctx, profile_refs: list[str]) -> dict[str, Any]
     out: dict[str, Any] = {
         "what": "in-process traces of every catalogue pair (zero-work engines in every deployed role; their "
                 "answers decide which path a pair takes, so the path shares are this workload's, not production's); "
-                "tokens on the real Qwen tokenizer (see armed/perf/trace.py); generate() output counted at its "
+                "tokens on the real Qwen tokenizer (see ops/perf/trace.py); generate() output counted at its "
                 "max_tokens budget (upper bound). No caching (multiply by the miss rate for cached traffic).",
         "paths": {"deterministic": "cheating, rule veto, name containment, all characters, core match: no LLM "
-                                   "judge call", "llm_judge": "the constrained LLM judge (the llm role)",
-                  "student": "the distilled student answered (its confidence cleared judge.escalate_below): one "
-                             "student call, no LLM",
+                                   "judge call", Branch.llm_judge.value: "the constrained LLM judge (the llm role)",
+                  Branch.student.value: "the distilled student answered (its confidence cleared "
+                                        "judge.escalate_below): one student call, no LLM",
                   "fallback": "knowledge-base prior when the judge is off or failed"},
         "student_teacher": "the student role answers the student path; pairs below the profile's escalate_below go "
                            "on to the LLM (the teacher-size model on GPU profiles: the llm_judge path, one student "
@@ -499,15 +510,16 @@ async def cost_per_judgment(ctx: Ctx, profile_refs: list[str]) -> dict[str, Any]
     for ref in profile_refs:
         prof = _profile(ref)
         tracer = Tracer(ctx.token_counter)
-        pipe = traced_pipeline(prof, tracer)
+        pipe = traced_pipeline(prof, tracer, ctx.doubles())
         traces = [await trace_pair(pipe, tracer, p.query, p.product) for p in pairs]
         out["profiles"][prof.name] = {"llm_text": prof.judge.llm_text, "deployed_roles": prof.deployed_roles(),
                                       **cost_table(traces)}
     return out
 
 
-async def judge_prompts(profile: Any, images_every: int, limit: int = 16) -> list[Any]:
-    """Real LLM-judge prompts of the workload (captured in-process), to load the llm engine with."""
+async def judge_prompts(profile: Any, images_every: int, engine_cls: EngineClass, limit: int = 16) -> list[Any]:
+    """Real LLM-judge prompts of the workload (captured in-process on `engine_cls`'s engines, the zero-work
+    doubles), to load the llm engine with."""
     captured: list[Any] = []
 
     class Capture:
@@ -522,7 +534,7 @@ async def judge_prompts(profile: Any, images_every: int, limit: int = 16) -> lis
             return await self.inner.choose(messages, choices)
 
     tracer = Tracer()
-    pipe = traced_pipeline(profile, tracer)
+    pipe = traced_pipeline(profile, tracer, engine_cls)
     if pipe.clients.llm is None:
         return []
     pipe.clients.llm = Capture(pipe.clients.llm)  # the sides and the hierarchy share this ModelClients object

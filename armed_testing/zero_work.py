@@ -8,6 +8,10 @@ wedged (`delay_s`, `fail`, `wedge_on`) to test timeouts, degradation, autoscalin
 failing engine still answers the health probe (inputs equal to PROBE_TEXT): it models a replica that is up but
 whose answers fail, which is what the judge must turn into a degraded judgment; a failing probe would instead
 keep the replica from starting.
+
+They reach a model deployment only by injection: `ZeroWork(...)` is the `engine_cls` a test or the perf stack
+binds into the deployment (`serve_apps.models.build_model_app(args, engine_cls=ZeroWork(delay_s=0.05))`), the
+way ray.serve.llm's LLMServer takes its `engine_cls`; no setting, flag or Serve config arg can name it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import hashlib
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from armed.blocking import BlockingWorker
@@ -32,8 +37,9 @@ from armed.engines.base import (
     normalise_vector,
     softmax,
 )
-from armed.engines.scripted import char_completion
 from armed.roles import get_role
+from armed.settings import EngineSpec
+from armed_testing.scripted import char_completion
 
 PROBE_TEXT = "health"  # what the model deployments' check_health sends
 _WEDGES: list[threading.Event] = []  # what wedged calls wait for; nothing sets them in a replica
@@ -174,3 +180,23 @@ def zero_work_engine(role: str, **options: Any) -> Any:
     if entry.labels:
         options.setdefault("labels", entry.labels)
     return _BY_PROTOCOL[entry.protocol](**options)
+
+
+@dataclass(frozen=True)
+class ZeroWork:
+    """The injectable engine class of every role: `ZeroWork(delay_s=...)(role, spec)` builds the role's zero-work
+    engine, as a model deployment calls its `engine_cls` (deployments.engines.EngineClass).
+
+    Frozen and defined at module level, so Ray pickles it by reference into the bound deployment and the replica
+    imports it from this package (a source checkout on the workers' PYTHONPATH). A classifier role answers with
+    the spec's labels when the spec names them, else the role's own (the student's four levels)."""
+
+    delay_s: float = 0.0
+    fail: bool = False
+    wedge_on: str | None = None
+
+    def __call__(self, role: str, spec: EngineSpec) -> Any:
+        options: dict[str, Any] = {"delay_s": self.delay_s, "fail": self.fail, "wedge_on": self.wedge_on}
+        if get_role(role).labels and "labels" in spec.model_fields_set:
+            options["labels"] = spec.labels
+        return zero_work_engine(role, **options)

@@ -88,7 +88,7 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
                        "others_untouched": a["others_untouched"]},
                       a["failed"] == 0 and a["back_to_min_s_after_step"] is not None and a["others_untouched"]))
     out.append(_t("gpu_engine_ratio", "armed deployment ≥ 0.95 × raw vLLM engine throughput (ops/gpu_perf.py)",
-                  None, None, "measured by ops/gpu_perf.py, not by armed perf; see its own result file"))
+                  None, None, "measured by ops/gpu_perf.py, not by armed-ops perf; see its own result file"))
     return out
 
 
@@ -109,7 +109,7 @@ def _f(x: Any, nd: int = 1) -> str:
 
 def markdown(r: dict[str, Any]) -> str:
     m, s = r["meta"], r["scenarios"]
-    lines = [f"# armed perf — profile `{m['profile']}` ({m['mode']})", "",
+    lines = [f"# armed-ops perf — profile `{m['profile']}` ({m['mode']})", "",
              f"Machine: {m['machine']['cpu_model']}, {m['machine']['cores']} cores, {m['machine']['memory_mib']} MiB, "
              f"no GPU. Load average (1/5/15 min) before: {m['load_before']}, after: {m['load_after']}. "
              f"Commit {m['commit']}, {m['started']}, {m['duration_s']} s.", "",

@@ -1,6 +1,7 @@
 """In-process traces of the judgment DAG: which model calls one judgment makes, on which side, with how many tokens.
 
-The Pipeline runs in this process with zero-work engines (deployments/testing.py) standing in for every role the
+The Pipeline runs in this process with the engines of the `engine_cls` it is given (the zero-work doubles,
+armed_testing/zero_work.py, passed in by `python -m armed_testing.cli perf`) standing in for every role the
 profile deploys; kb / ocr-kb / none roles stay None exactly as in the Serve judge. Each engine is wrapped so each
 call is recorded with the side it ran on (query, product, or the join). The zero-work engines answer from a hash
 of their input, so the same pair always takes the same path: the trace is exact for these inputs.
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import contextvars
 import io
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from armed.domain import Branch
+from armed.domain import Branch, Product, Query
+from armed.pipeline.hooks import JudgmentHooks, SideLoader, Understood
+from armed.settings import EngineClass
 
 SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("armed_perf_side", default="join")
 # Every branch that decides without a model call at the join (the hierarchy's own branches, guideline included).
@@ -122,47 +124,49 @@ def qwen_token_counter() -> Any:
     return lambda text: len(tok.encode(text, add_special_tokens=False))
 
 
-def traced_pipeline(profile: Any, tracer: Tracer, *, llm_text: bool | None = None) -> Any:
-    """A Pipeline of `profile` (its settings, the KB) whose deployed roles are traced zero-work engines."""
+def traced_pipeline(
+    profile: Any, tracer: Tracer, engine_cls: EngineClass, *, llm_text: bool | None = None
+) -> Any:
+    """A Pipeline of `profile` (its settings, the KB) whose deployed roles are traced engines of `engine_cls`
+    (built as a model replica builds its engine: `engine_cls(role, spec)`)."""
     from armed.engines.base import ModelClients
-    from armed.knowledge.base import KnowledgeBase
+    from armed.knowledge.artefact import load_knowledge
     from armed.pipeline.dag import Pipeline
-    from armed.roles import ROLES
     from armed.settings import overlay
-    from deployments.testing import zero_work_engine
 
     settings = profile.to_settings()
     if llm_text is not None:
         settings = overlay(settings, {"stages": {"llm_text": llm_text}})
     clients = ModelClients()
     for role in profile.deployed_roles():
-        eng = zero_work_engine(role, **({"labels": profile.models[role].engine.labels} if ROLES[role].labels
-                                        else {}))
+        eng = engine_cls(role, profile.models[role].engine)
         setattr(clients, role, TracedEngine(eng, role, tracer))
-    kb = KnowledgeBase.from_settings(settings.knowledge)
+    kb = load_knowledge(settings.knowledge)
     return Pipeline(settings, kb, clients)
 
 
+class _SideLabels(JudgmentHooks):
+    """Labels the model calls each side makes (SIDE), around the pipeline's own side runs: each side runs in its
+    own task, so the label set there stays in that task; what is left runs at the join."""
+
+    async def query_side(self, query: Query, load: SideLoader[Any]) -> tuple[Understood[Any], bool]:
+        SIDE.set("query")
+        return await load(), False
+
+    async def product_side(self, product: Product, load: SideLoader[Any]) -> tuple[Understood[Any], bool]:
+        SIDE.set("product")
+        return await load(), False
+
+
 async def trace_pair(pipeline: Any, tracer: Tracer, query: str, product: Any) -> dict[str, Any]:
-    """Judge one pair the way the Serve judge does (sides concurrent, then the join) and return its trace."""
-    from armed.pipeline.dag import parse_pair
-    from armed.pipeline.stages import StageRecorder
-
-    q_in, p_in = parse_pair(query, product, getattr(pipeline, "kb", None))
+    """Judge one pair through the pipeline's own `judge` (the flow the Serve judge runs, with the same parsing and
+    cheating-check switch) and return its trace."""
     first = len(tracer.calls)
-    rec = StageRecorder()
-
-    async def side(name: str, coro_fn: Any) -> Any:
-        SIDE.set(name)
-        return await coro_fn()
-
-    import asyncio
-
-    started = time.perf_counter()
-    q, p = await asyncio.gather(side("query", lambda: pipeline.understand_query(q_in.text, rec)),
-                                side("product", lambda: pipeline.understand_product(p_in, rec)))
-    SIDE.set("join")
-    j = await pipeline.conclude("perf", q_in, p_in, q, p, rec, started)
+    token = SIDE.set("join")
+    try:
+        j = await pipeline.judge(query, product, request_id="perf", hooks=_SideLabels())
+    finally:
+        SIDE.reset(token)
     calls = tracer.calls[first:]
     by_side = Counter(c.side for c in calls)
     return {
@@ -178,7 +182,7 @@ async def trace_pair(pipeline: Any, tracer: Tracer, query: str, product: Any) ->
 def path_of(branch: str) -> str:
     if branch in DETERMINISTIC:
         return "deterministic"
-    return branch if branch in ("llm_judge", "student") else "fallback"
+    return branch if branch in (Branch.llm_judge.value, Branch.student.value) else "fallback"
 
 
 def cost_table(traces: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""Local stacks for `armed perf --local`: a fresh Ray, derived profiles, deploy and tear down applications."""
+"""Local stacks for `armed-ops perf --local`: a fresh Ray, derived profiles, deploy and tear down applications."""
 
 from __future__ import annotations
 
 import copy
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,12 @@ import yaml
 from armed.roles import BATCHED_ROLES, IN_PROCESS_KINDS, ROLES
 from armed.serving.profiles import Profile, load_profile
 from armed.serving.proxy_guard import PROXY_ENV
+from armed.settings import EngineClass
+
+# The zero-work engine classes, by time per engine call: `zero_work(delay_s=0.05)` is an EngineClass whose every
+# call sleeps 0.05 s. armed ships no such engine: the caller passes it in (armed_testing.zero_work.ZeroWork, through
+# `python -m armed_testing.cli perf`), so no armed setting or flag can deploy a double.
+ZeroWorkFamily = Callable[..., EngineClass]
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_AUTOSCALING = {"target_ongoing_requests": 2, "upscale_delay_s": 1, "downscale_delay_s": 5,
@@ -31,7 +38,7 @@ def zero_work_profile(base: Profile, *, name: str = "perf-zero-work", caches: bo
     each, fast autoscaling, the judge's caches off unless `caches`."""
     d = base.model_dump(mode="json")
     d["name"] = name
-    d["description"] = f"armed perf: {base.name} with every role on a zero-work engine"
+    d["description"] = f"armed-ops perf: {base.name} with every role on a zero-work engine"
     d["pools"] = [{"name": "cpu", "gpu_type": None, "gpus_per_node": 0, "cpus_per_node": 64}]
     j = d["judge"]
     j.update(pool="cpu", replicas={"min": 1, "max": 1, "initial": 1}, resources={"num_cpus": 0.1},
@@ -115,16 +122,16 @@ class LocalStack:
             ray.shutdown()
 
     @staticmethod
-    def deploy_models(profile_path: str, roles: list[str], engine_source: str = "zero-work",
-                      options: dict[str, dict[str, Any]] | None = None, app_prefix: str = "") -> None:
+    def deploy_models(profile_path: str, roles: list[str], engine_cls: EngineClass | None = None,
+                      app_prefix: str = "") -> None:
+        """One model app per role; `engine_cls` None: the profile's engines, else that class in every replica."""
         from ray import serve
 
         from serve_apps.models import build_model_app
 
         for role in roles:
             name = app_prefix + role
-            serve.run(build_model_app({"profile": profile_path, "role": role, "engine_source": engine_source,
-                                       "engine_options": (options or {}).get(role, {})}),
+            serve.run(build_model_app({"profile": profile_path, "role": role}, engine_cls=engine_cls),
                       name=name, route_prefix=f"/models/{name}")
 
     @staticmethod

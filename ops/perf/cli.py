@@ -1,10 +1,14 @@
-"""`armed perf --out DIR [--endpoint URL | --local] [--profile P]`: measure, then write perf.json, perf.md and
+"""`armed-ops perf --out DIR [--endpoint URL | --local] [--profile P]`: measure, then write perf.json, perf.md and
 capacity.json (the benchmark file `armed-ops capacity` reads).
 
 --local (the default) starts a fresh local Ray and deploys each stack it measures: zero-work engines for the DAG
 overhead, batching mechanics and autoscaling; the profile's own engines for end to end, caching, batching of the
 real embedder and per-model throughput. --endpoint measures an already deployed stack over HTTP only (end to end
 and the repeated-pair mix). The cost table is computed in-process for every profile either way.
+
+armed ships no zero-work engine (they are test doubles): the scenarios that need them (DOUBLES_SCENARIOS) run
+when the caller passes them in, which `python -m armed_testing.cli perf ...` does from a source checkout. A plain
+`armed-ops perf` measures the profile's own engines only, and says so.
 """
 
 from __future__ import annotations
@@ -17,9 +21,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from armed.settings import EngineClass
+    from ops.perf.stack import ZeroWorkFamily
 
 SCENARIOS = ("dag", "e2e", "batching", "caching", "autoscaling", "engines", "cost")
+# Scenarios that deploy or trace zero-work engines (the DAG overhead, synthetic batching, autoscaling, the cost
+# traces, the captured judge prompts of `engines`): they need cmd_perf's `zero_work`.
+DOUBLES_SCENARIOS = ("dag", "batching", "autoscaling", "engines", "cost")
 
 
 def add_perf_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -31,12 +42,12 @@ def add_perf_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="cpu", help="profile name or YAML path [cpu]")
     p.add_argument("--repeats", type=int, default=3, help="runs of each measurement (medians over runs) [3]")
     p.add_argument("--seed", type=int, default=7, help="seed of every request stream [7]")
-    p.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    plain = ",".join(s for s in SCENARIOS if s not in DOUBLES_SCENARIOS)
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)} [all that the engines allow: "
+                   f"without zero-work engines passed in, {plain}]")
     p.add_argument("--concurrency", default="1,8,32", help="end-to-end concurrencies [1,8,32]")
     p.add_argument("--delay", type=float, default=0.05, help="zero-work seconds per model call (DAG overhead)")
     p.add_argument("--images-every", type=int, default=4, help="every n-th product carries a label image [4]")
-    p.add_argument("--engine-source", choices=["factory", "zero-work"], default="factory",
-                   help="engines of the profile stack (e2e, caching, per-model): factory = the profile's models")
     p.add_argument("--cache-concurrency", type=int, default=8, help="concurrency of the caching scenario [8]")
     p.add_argument("--merge", action="store_true",
                    help="keep the scenarios of an existing DIR/perf.json that this run does not measure")
@@ -46,26 +57,38 @@ def add_perf_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_perf)
 
 
-def cmd_perf(args: argparse.Namespace) -> int:
+def cmd_perf(
+    args: argparse.Namespace, *, zero_work: ZeroWorkFamily | None = None, engine_cls: EngineClass | None = None
+) -> int:
+    """`armed-ops perf`. Python callers only (armed_testing.cli) pass `zero_work`, the zero-work engine classes by
+    delay, which the DOUBLES_SCENARIOS need, and `engine_cls`, which replaces the profile's engines in the profile
+    stack (e2e, caching, per-model); no flag can."""
     import logging
 
     from armed.log import configure_logging
-    from armed.perf import report
     from armed.settings import LoggingSettings
+    from ops.perf import report
 
     configure_logging(LoggingSettings(level="error"))
     logging.getLogger("ray").setLevel(logging.ERROR)
-    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    available = SCENARIOS if zero_work is not None else tuple(s for s in SCENARIOS if s not in DOUBLES_SCENARIOS)
+    only = {s.strip() for s in (args.only or ",".join(available)).split(",") if s.strip()}
     unknown = only - set(SCENARIOS)
     if unknown:
-        print(f"armed perf: unknown scenarios {sorted(unknown)}", file=sys.stderr)
+        print(f"armed-ops perf: unknown scenarios {sorted(unknown)}", file=sys.stderr)
+        return 2
+    needs_doubles = sorted(only - set(available))
+    if needs_doubles:
+        print(f"armed-ops perf: {','.join(needs_doubles)} run on zero-work engines, which armed does not ship: from a "
+              "source checkout, run `python -m armed_testing.cli perf ...`", file=sys.stderr)
         return 2
     started = time.time()
     meta: dict[str, Any] = {
-        "command": "armed " + " ".join(sys.argv[1:]) if sys.argv and "perf" in sys.argv else "armed perf",
+        "command": "armed-ops " + " ".join(sys.argv[1:]) if sys.argv and "perf" in sys.argv else "armed-ops perf",
         "profile": args.profile, "mode": "endpoint" if args.endpoint else "local", "endpoint": args.endpoint,
         "repeats": args.repeats, "seed": args.seed, "quick": args.quick, "images_every": args.images_every,
-        "engine_source": args.engine_source, "machine": report.machine(), "load_before": report.load_avg(),
+        "profile_engines": "profile" if engine_cls is None else f"injected {engine_cls!r}",
+        "machine": report.machine(), "load_before": report.load_avg(),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": report.git_commit(Path(__file__).resolve().parents[2]),
     }
@@ -84,7 +107,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         meta["merged_from"] = [*prev["meta"].get("merged_from", []), {k: prev["meta"].get(k) for k in (
             "command", "started", "duration_s", "load_before", "load_after", "commit", "repeats")}]
     try:
-        asyncio.run(_run(args, only, result))
+        asyncio.run(_run(args, only, result, zero_work, engine_cls))
     finally:
         meta["load_after"] = report.load_avg()
         meta["duration_s"] = round(time.time() - started, 1)
@@ -97,18 +120,19 @@ def cmd_perf(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any]) -> None:
-    from armed.perf import scenarios as sc
-    from armed.perf.stack import LocalStack, variant, write_profile, zero_work_profile
-    from armed.perf.trace import qwen_token_counter
+async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any], zero_work: ZeroWorkFamily | None,
+               engine_cls: EngineClass | None) -> None:
     from armed.roles import ROLES
     from armed.serving.profiles import load_profile
+    from ops.perf import scenarios as sc
+    from ops.perf.stack import LocalStack, variant, write_profile, zero_work_profile
+    from ops.perf.trace import qwen_token_counter
 
     profile = load_profile(args.profile)
     S = result["scenarios"]
     ctx = sc.Ctx(out=args.out, profile_ref=args.profile, repeats=args.repeats, seed=args.seed,
                  progress=not args.no_progress and sys.stderr.isatty(), quick=args.quick,
-                 images_every=args.images_every, endpoint=args.endpoint)
+                 images_every=args.images_every, endpoint=args.endpoint, zero_work=zero_work)
     concurrencies = tuple(int(c) for c in args.concurrency.split(","))
     work = args.out / "profiles"
 
@@ -137,7 +161,7 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
         zw = zero_work_profile(profile)
         zw_path = write_profile(work, zw)
         if only & {"dag", "batching", "autoscaling"}:
-            stack.deploy_models(zw_path, list(ROLES), "zero-work", {r: {"delay_s": args.delay} for r in ROLES})
+            stack.deploy_models(zw_path, list(ROLES), ctx.doubles(args.delay))
             if "dag" in only:
                 stack.deploy_judge(zw_path)
                 stack.deploy_relay()
@@ -155,9 +179,8 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
                         ("embedder", 0.0, "embedder (synthetic, 0 ms: per-request ceiling)")]
                 S["batching"] = {"roles": {}}
                 for i, (r, delay, label) in enumerate(rows):
-                    opts = {r: {"delay_s": delay}}
-                    stack.deploy_models(zw_path, [r], "zero-work", opts, app_prefix=f"syn{i}-b-")
-                    stack.deploy_models(p_one, [r], "zero-work", opts, app_prefix=f"syn{i}-u-")
+                    stack.deploy_models(zw_path, [r], ctx.doubles(delay), app_prefix=f"syn{i}-b-")
+                    stack.deploy_models(p_one, [r], ctx.doubles(delay), app_prefix=f"syn{i}-u-")
                     part = await sc.batching(ctx, {label: (serve.get_deployment_handle(r, f"syn{i}-b-{r}"),
                                                            serve.get_deployment_handle(r, f"syn{i}-u-{r}"))},
                                              {label: f"zero-work, {delay * 1000:.0f} ms per engine call"})
@@ -171,15 +194,14 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
                     "autoscaling": {"target_ongoing_requests": 1, "upscale_delay_s": 1, "downscale_delay_s": 5,
                                     "metrics_interval_s": 1, "look_back_period_s": 2},
                     "batching": {"max_batch_size": 1, "batch_wait_timeout_s": 0}})
-                stack.deploy_models(write_profile(work, auto), ["embedder"], "zero-work",
-                                    {"embedder": {"delay_s": 0.2}})
+                stack.deploy_models(write_profile(work, auto), ["embedder"], ctx.doubles(0.2))
                 watched = [f"{r}/{r}" for r in ROLES if r != "embedder"]
                 S["autoscaling"] = await sc.autoscaling(ctx, "embedder", watched)
             stack.delete_all()
 
         if only & {"e2e", "caching", "engines", "batching"}:
             roles = profile.deployed_roles()
-            stack.deploy_models(args.profile, roles, args.engine_source)
+            stack.deploy_models(args.profile, roles, engine_cls)
             stack.deploy_judge(args.profile)
             judge = serve.get_deployment_handle("Judge", "judge")
             if "e2e" in only:
@@ -190,24 +212,24 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any])
                 one = profile.model_dump(mode="json")
                 one["name"] = f"{profile.name}-nobatch"
                 one["models"]["embedder"]["batching"] = {"max_batch_size": 1, "batch_wait_timeout_s": 0}
-                stack.deploy_models(write_profile(work, one), ["embedder"], args.engine_source, app_prefix="nobatch-")
+                stack.deploy_models(write_profile(work, one), ["embedder"], engine_cls, app_prefix="nobatch-")
                 real = await sc.batching(ctx, {"embedder": (serve.get_deployment_handle("embedder", "embedder"),
                                                             serve.get_deployment_handle("embedder",
                                                                                         "nobatch-embedder"))},
                                          {"embedder": f"{profile.models['embedder'].engine.kind} "
-                                                      f"({args.engine_source})"})
+                                                      f"({result['meta']['profile_engines']})"})
                 S.setdefault("batching", {"roles": {}})["roles"] = {**real["roles"],
                                                                     **S.get("batching", {}).get("roles", {})}
                 S["batching"]["what"] = real["what"]
                 serve.delete("nobatch-embedder")
             if "engines" in only:
-                prompts = await sc.judge_prompts(profile, args.images_every)
+                prompts = await sc.judge_prompts(profile, args.images_every, ctx.doubles())
                 S["engines"] = await sc.engine_throughput(ctx, profile, prompts)
                 calls = (S.get("cost", {}).get("profiles", {}).get(profile.name, {}).get("all", {})
                          .get("per_role", {}))
                 cap = sc.capacity_file(profile, S["engines"], S.get("end_to_end"),
                                        {r: v["calls"] for r, v in calls.items()},
-                                       f"armed perf on {result['meta']['machine']['cpu_model']} "
+                                       f"armed-ops perf on {result['meta']['machine']['cpu_model']} "
                                        f"({os.cpu_count()} cores), {result['meta']['started']}")
                 (args.out).mkdir(parents=True, exist_ok=True)
                 (args.out / "capacity.json").write_text(json.dumps(cap, ensure_ascii=False, indent=2),

@@ -1,1 +1,0 @@
-"""`armed perf`: load generator, measurement scenarios and reports (perf.json, perf.md, capacity.json)."""

@@ -1,0 +1,1 @@
+"""`armed-ops perf`: load generator, measurement scenarios and reports (perf.json, perf.md, capacity.json)."""
