@@ -63,7 +63,7 @@ pharmacy: setup
 	@test -d $(KNOWLEDGE) || { echo "no $(KNOWLEDGE): set KNOWLEDGE=... (../shared/data/knowledge)"; exit 2; }
 	$(BIN)/armed eval pharmacy --knowledge $(KNOWLEDGE) --out $(PHARMACY_OUT) --seed $(PHARMACY_SEED)
 
-# Both domains side by side (README "Evaluation"): the pharmacy report half and both KUAKE dev sets, full, with the
+# Both domains side by side (docs/relevance.md, "Pharmacy relevance" and "Evaluation"): the pharmacy report half and both KUAKE dev sets, full, with the
 # seed and with the public-source artefact (`make kb` first), plus the Table 5 ladder on a seeded 400-pair sample of
 # each; one run per (knowledge base, set) in benchmarks/eval/side-by-side/<kb>/<set>/ and SUMMARY.md (21 min on this 2-core machine).
 EVAL ?= ../shared/data/eval

@@ -1,7 +1,7 @@
 """Product images: where their bytes may come from, and how they are opened without harm.
 
 Images are merchant input, so this module is the one place that turns an image reference into bytes and bytes
-into pixels, with one policy (README, "Security"):
+into pixels, with one policy (docs/security.md, "Images"):
 
 - Accepted from anyone: bytes, base64 and `data:` URIs. http(s) URLs only when the host is on
   `images.fetch_hosts` (empty by default: nothing is fetched); the address the name resolves to must be public

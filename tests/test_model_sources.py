@@ -1,5 +1,5 @@
-"""README's "Where each GPU profile's model path comes from": every `model:` path of every GPU profile has a row whose
-producing command writes exactly that folder, and no row names a path that no profile loads."""
+"""docs/serving.md's "Where each GPU profile's model path comes from": every `model:` path of every GPU profile has
+a row whose producing command writes exactly that folder, and no row names a path that no profile loads."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import yaml
 from armed.engines.shipped import SHIPPED_CHECKPOINTS, SHIPPED_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "serving.md"
 HEADING = "### Where each GPU profile's model path comes from"
 
 
 def _table() -> dict[str, str]:
-    """path → producing step, from the README table under HEADING."""
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    assert HEADING in lines, f"README.md has no {HEADING!r} section"
+    """path → producing step, from the table under HEADING in DOC."""
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    assert HEADING in lines, f"{DOC.relative_to(ROOT)} has no {HEADING!r} section"
     rows: dict[str, str] = {}
     for line in lines[lines.index(HEADING) + 1:]:
         if line.startswith("#"):
@@ -53,9 +54,9 @@ def test_every_profile_model_path_has_a_documented_producer() -> None:
     rows, used = _table(), _profile_paths()
     assert used, "no model paths found in gpu_profiles/*.yaml"
     missing = sorted(set(used) - set(rows))
-    assert not missing, f"README's model-source table has no row for {missing} (used by {[used[m] for m in missing]})"
+    assert not missing, f"{DOC.name}: no model-source row for {missing} (used by {[used[m] for m in missing]})"
     stale = sorted(set(rows) - set(used))
-    assert not stale, f"README's model-source table names paths no profile loads: {stale}"
+    assert not stale, f"{DOC.name}'s model-source table names paths no profile loads: {stale}"
 
 
 def test_each_producer_writes_the_folder_its_row_names() -> None:

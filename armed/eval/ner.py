@@ -223,7 +223,7 @@ def _f1(p: float | None, r: float | None) -> float | None:
 
 
 def markdown(result: dict) -> str:
-    """The per-type table the README shows."""
+    """The per-type table docs/knowledge.md shows."""
 
     def pct(x: float | None) -> str:
         return "–" if x is None else f"{100 * x:.1f}"

@@ -13,7 +13,7 @@ matches on, after the lexicon has had its say):
 The reverse matters as much: a guessed brand caps a judgment, so a word that only modifies a drug name (复方, 小儿,
 强力), a population, efficacy or region word, a specification, a place, a pharmacy or a word of a question (孕妇可以
 吃…) must never become one. Each finder therefore requires the candidate to touch no other lexicon entity and to pass
-`plausible_brand`. Rates on real names are measured by `armed eval brands` (README, knowledge section).
+`plausible_brand`. Rates on real names are measured by `armed eval brands` (docs/knowledge.md).
 """
 
 from __future__ import annotations

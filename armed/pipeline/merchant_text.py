@@ -566,7 +566,8 @@ def _query_stuffing(sh: _Shadow, query: str, kb: KnowledgeBase | None, keep_hija
 
 def _comparisons(sh: _Shadow, q: _Query) -> None:
     """Comparison and kinship claims (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X): the product says it is
-    like X, not that it is X. Added after the held-out family (comparison claims) showed the gap; see the README."""
+    like X, not that it is X. Added after the held-out family (comparison claims) showed the gap; see docs/security.md,
+    "Prompt injection and query stuffing"."""
     s = sh.text
     spans = []
     for marker in _COMPARE_BEFORE:

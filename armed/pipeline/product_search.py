@@ -329,7 +329,7 @@ class PairReading:
 def vetoes_decide(product_text: str, kb: KnowledgeBase, product_kind: str = "title") -> bool:
     """Do expert rules that set a level decide this pair? They are product rules: a listing, never a second query
     (KUAKE-QQR) or a question / page title (on a seeded 4,000-pair sample of KUAKE-QTR train they fired 14 times on
-    such texts and were right 4 times: README, Pharmacy relevance)."""
+    such texts and were right 4 times: docs/relevance.md, Pharmacy relevance)."""
     return product_kind != "query" and parse_name(product_text, kb).is_listing
 
 

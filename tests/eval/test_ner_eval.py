@@ -60,7 +60,7 @@ def test_held_out_scores_on_the_real_corpus(kb: KnowledgeBase) -> None:
     assert 150 < len(docs) < 250 and all(tcm_split(doc.id) == "heldout" for doc in docs)
     r = evaluate(kb, docs)
     f = r["fields"]
-    # Measured with the seed alone (README): dosage form F1 0.59, population 0.55; a regression shows here.
+    # Measured with the seed alone (docs/knowledge.md): dosage form F1 0.59, population 0.55; a regression shows here.
     assert f["dosage_form"]["f1"] > 0.5 and f["population"]["f1"] > 0.45
 
 

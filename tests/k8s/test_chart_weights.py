@@ -109,9 +109,9 @@ def test_hub_render_is_valid(helm, crds):
     assert ch.validate_objects(ch.template(profile="h100-x1", sets=HUB), crds) == {}
 
 
-def test_hub_repos_agree_with_the_readme_model_table():
-    """values.yaml's default repos are the `huggingface-cli download` rows of README's model-source table."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+def test_hub_repos_agree_with_the_documented_model_table():
+    """values.yaml's default repos are the `huggingface-cli download` rows of docs/serving.md's model-source table."""
+    readme = (REPO_ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
     table = dict(re.findall(r"`huggingface-cli download ([\w.-]+/[\w.-]+) --local-dir /models/([\w.-]+)`", readme))
     documented = {folder: repo for repo, folder in table.items()}
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))

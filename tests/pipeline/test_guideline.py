@@ -130,7 +130,7 @@ def test_a_misspelt_name_holding_a_shorter_known_one_means_the_longer(tmp_path) 
 
 
 def test_expert_rule_vetoes_decide_listings_only(kb: KnowledgeBase) -> None:
-    """Vetoes are product rules (README: on KUAKE-QTR train they misfired on questions and page titles)."""
+    """Vetoes are product rules (docs/relevance.md: on KUAKE-QTR train they misfired on questions and page titles)."""
     from armed.pipeline.product_search import vetoes_decide
 
     assert vetoes_decide("[江中] 健胃消食片 0.8g*32片", kb)

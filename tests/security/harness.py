@@ -1,5 +1,5 @@
-"""Runs the injection corpus through a pipeline and counts flips (used by test_injection.py), and prints the README's
-table: `python -m tests.security.harness [corpus] [held-out] [held-out-2]`."""
+"""Runs the injection corpus through a pipeline and counts flips (used by test_injection.py), and prints
+docs/security.md's table: `python -m tests.security.harness [corpus] [held-out] [held-out-2]`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The query-stuffing set of issue 22: containment attacks (the query appended to a product's name, a claim that the
-product matches the search) on hand-written pharmacy pairs in all three bands, and the measure behind the README's
+product matches the search) on hand-written pharmacy pairs in all three bands, and the measure behind docs/security.md's
 before / after figures.
 
 Every base name is `head + " " + spec` (the product's own name, then its specification), so the variants can put
@@ -142,8 +142,9 @@ def variants(bases: tuple[Base, ...] = BASES) -> list[Variant]:
 
 
 def probes(bases: tuple[Base, ...] = BASES) -> list[Variant]:
-    """Shapes written after the rules, to see what they do not cover (measured, not asserted; README): the query with
-    a question particle, spaced out, in front of the name, behind a label or a verb, and claims in other words."""
+    """Shapes written after the rules, to see what they do not cover (measured, not asserted; docs/security.md): the
+    query with a question particle, spaced out, in front of the name, behind a label or a verb, and claims in other
+    words."""
     out: list[Variant] = []
     for b in bases:
         q, n = b.query, b.name

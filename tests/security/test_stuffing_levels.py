@@ -5,7 +5,7 @@ Fast: the new sanitiser rules (`appended_query`, `match_claim`) on each shape, w
 own name is the query, KUAKE-like questions and page titles, a bracket explaining a trade name), and the whole
 stuffing set through the sanitiser. Slow: the stuffing set (tests/security/stuffing_pairs.py, 30 base pairs in three
 bands, 17 variants each) through the embedded default judge: no variant may be judged above its clean pair, and each
-says what was removed. Before the rules 300 of its 510 variants raised the level (README, Security).
+says what was removed. Before the rules 300 of its 510 variants raised the level (docs/security.md).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_the_new_kinds_are_kinds():
     ("999感冒灵颗粒", "[仁和]感冒灵颗粒999感冒灵颗粒 10g*9袋", "[仁和]感冒灵颗粒 10g*9袋"),
     ("布洛芬缓释胶囊", "布洛芬混悬液 100ml 布洛芬缓释胶囊", "布洛芬混悬液 100ml"),
     ("布洛芬", "云南白药创可贴 100片 布洛芬缓释胶囊", "云南白药创可贴 100片"),  # a dosage-form suffix on the query
-    # (found by the probes written after the first rules: README)
+    # (found by the probes written after the first rules: docs/security.md)
     ("感冒灵颗粒", "马应龙麝香痔疮膏 10g 感冒灵颗粒吗", "马应龙麝香痔疮膏 10g"),  # the appendix's own particle
     ("感冒灵颗粒", "马应龙麝香痔疮膏 10g 搜索：感冒灵颗粒", "马应龙麝香痔疮膏 10g 搜索"),  # behind a label
     ("感冒灵颗粒", "马应龙麝香痔疮膏 10g 适合感冒灵颗粒", "马应龙麝香痔疮膏 10g"),  # a short word before it goes too
@@ -128,7 +128,7 @@ def test_without_a_knowledge_base_the_structure_still_decides():
     ("复方北豆根氨酚那敏片 蒲地蓝", "蒲地蓝消炎片，复方北豆根氨酚那敏片"),  # the name lists what the query lists
     ("安眠药能睡多久", "吃一片安眠药能睡多久"),  # 一片 is a count, not the end of a drug's name
     # The query heading the name is kept as the product's own name, and the product behind it is not cut either:
-    # that would leave only the query (prepending is not caught: README).
+    # that would leave only the query (prepending is not caught: docs/security.md).
     ("阿莫西林胶囊", "阿莫西林胶囊 阿莫西林颗粒 0.125g*12袋"),
     ("布洛芬", "布洛芬 [中美史克] 布洛芬缓释胶囊 0.3g*20粒"),
     ("布洛芬", "布 洛 芬 缓释胶囊 0.3g"),  # a spaced head stays as written
