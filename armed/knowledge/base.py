@@ -21,7 +21,7 @@ import json
 import re
 import unicodedata
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -901,9 +901,66 @@ class KnowledgeBase:
             out.append(d.model_copy(update={"score": round(score, 4), "text": d.text[:max_chars]}))
         return out
 
+    # ------------------------------------------------------------------ read API
+    # What tools outside this class (the artefact writer, `armed kb inspect|diff|lookup`, the bench, the document
+    # embedder) read of a built KB. They go through these, never the private fields, so the fields can change shape
+    # (a dict in memory, a memory-mapped index in an artefact) without them (tests/test_structure.py enforces it).
+
     @property
     def documents(self) -> int:
+        """How many documents `search` ranks."""
         return len(self._docs)
+
+    def docs(self) -> Sequence[WebDoc]:
+        """Every document `search` ranks, in index order (a lazily decoded sequence in an artefact)."""
+        return self._docs
+
+    def records(self) -> Mapping[str, DrugRecord]:
+        """Common name → its drug record, every record the KB holds (read-only: a memory-mapped map in an
+        artefact)."""
+        return self._records
+
+    def lexicon_entries(self) -> Iterator[tuple[str, tuple[Payload, ...]]]:
+        """Every lexicon surface with its payloads (field, canonical value, priority: 0 seed, 1+ a source)."""
+        return self._matcher.entries()
+
+    def lexicon_lookup(self, surface: str) -> list[Payload]:
+        """The lexicon's payloads for exactly this surface (normalised first); empty when it is not a surface."""
+        return self._matcher.lookup(surface)
+
+    def brand_names(self) -> set[str]:
+        """The canonical brands (aliases folded onto them)."""
+        return set(self._brand.values())
+
+    def common_names(self) -> set[str]:
+        """The canonical common names (synonyms, trade and English names folded onto them)."""
+        return set(self._cn.values())
+
+    def counts(self) -> dict[str, int]:
+        """What a curator checks after a build: lexicon surfaces per entity type, brands, common names, records,
+        documents and rules (the artefact manifest's `counts`)."""
+        out: dict[str, int] = {}
+        for _, payloads in self.lexicon_entries():
+            for field in sorted({p.field for p in payloads}):
+                out[f"surfaces.{field}"] = out.get(f"surfaces.{field}", 0) + 1
+        out["brands"] = len(self.brand_names())
+        out["common_names"] = len(self.common_names())
+        out["records"] = len(self._records)
+        out["documents"] = len(self._docs)
+        out["rules"] = len(self.rules)
+        return dict(sorted(out.items()))
+
+    def state(self) -> dict[str, object]:
+        """Every field by name, as the artefact writer stores it (armed/knowledge/artefact.py) and the version
+        hashes it (armed/knowledge/content.py): a shallow copy, so the caller cannot add or drop a field."""
+        return dict(vars(self))
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, object]) -> KnowledgeBase:
+        """A KB from the fields `state` gave (the artefact loader's way in): nothing is rebuilt or re-versioned."""
+        kb = cls.__new__(cls)
+        vars(kb).update(state)
+        return kb
 
     # ------------------------------------------------------------------ comparisons
 
@@ -938,9 +995,9 @@ class KnowledgeBase:
     def efficacy_groups_of(self, terms: Sequence[str]) -> set[str]:
         """Efficacy keys: a term's group; else the groups of group terms inside it (活血止痛 → 活血化瘀,
         解热镇痛); else the term itself (an indication the seed does not group is only equal to itself)."""
-        return {key for key, _ in self._efficacy_keys(terms)}
+        return {key for key, _ in self.efficacy_keys(terms)}
 
-    def _efficacy_keys(self, terms: Sequence[str]) -> set[tuple[str, bool]]:
+    def efficacy_keys(self, terms: Sequence[str]) -> set[tuple[str, bool]]:
         """(key, grouped) per term: grouped keys are the seed's curated efficacy groups; a free key is a term no
         group covers (most of what public sources bring: diseases, symptoms, annotated indications)."""
         keys: set[tuple[str, bool]] = set()
@@ -963,7 +1020,7 @@ class KnowledgeBase:
         only asserted when every key on both sides is a curated group: two free terms that differ as strings
         may still name one thing (胃痛 / 胃疼, 心率失常 / 心律失常), so their disagreement is unknown, not evidence.
         """
-        ka, kb_ = self._efficacy_keys(a), self._efficacy_keys(b)
+        ka, kb_ = self.efficacy_keys(a), self.efficacy_keys(b)
         if not ka or not kb_:
             return None
 
@@ -984,8 +1041,8 @@ class KnowledgeBase:
 
     def efficacy_complements(self, a: Sequence[str], b: Sequence[str]) -> bool:
         """Do the two efficacy lists have complementary uses (a seed group's `complements`: 测血压 and 降压)?"""
-        ga = {k for k, grouped in self._efficacy_keys(a) if grouped}
-        gb = {k for k, grouped in self._efficacy_keys(b) if grouped}
+        ga = {k for k, grouped in self.efficacy_keys(a) if grouped}
+        gb = {k for k, grouped in self.efficacy_keys(b) if grouped}
         return any(y in self._eff_complements.get(x, ()) for x in ga for y in gb)
 
     def efficacy_overlap(self, a: Sequence[str], b: Sequence[str]) -> float:
