@@ -21,7 +21,7 @@ import json
 import re
 import unicodedata
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -273,35 +273,32 @@ class KnowledgeBase:
             )
             raise KnowledgeError(f"{where} is invalid: {details}") from exc
 
-    def _add_brand(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
-        """Register a brand; a surface already known maps the whole group onto the existing canonical."""
+    def _add_group(self, field: str, table: dict[str, str], canonical: str, surfaces: Sequence[str],
+                   priority: int, skip: Callable[[str], bool] = lambda key: False) -> str:
+        """Register a canonical name and its surfaces in `table` (normalised surface → canonical) and the lexicon
+        under `field`; a surface already known maps the whole group onto the existing canonical, and the first
+        registration of a surface wins (seed before sources), so extract and the lookups agree. Surfaces under two
+        characters, and those `skip` refuses, are left out. Returns the canonical name the group got."""
         for s in (canonical, *surfaces):
-            known = self._brand.get(normalise(s))
+            known = table.get(normalise(s))
             if known:
                 canonical = known
                 break
         for s in (canonical, *surfaces):
             key = normalise(s)
-            if len(key) < 2 or (priority > 0 and key in self._cn and key not in self._brand):
-                continue  # a source never turns a known trade / common name (芬必得) into a brand
-            self._brand.setdefault(key, canonical)
-            self._matcher.add(s, Payload("brand", self._brand[key], priority))
+            if len(key) < 2 or skip(key):
+                continue
+            table.setdefault(key, canonical)
+            self._matcher.add(s, Payload(field, table[key], priority))
         return canonical
 
+    def _add_brand(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
+        # A source never turns a known trade / common name (芬必得) into a brand.
+        return self._add_group("brand", self._brand, canonical, surfaces, priority,
+                               skip=lambda key: priority > 0 and key in self._cn and key not in self._brand)
+
     def _add_common_name(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
-        for s in (canonical, *surfaces):
-            known = self._cn.get(normalise(s))
-            if known:
-                canonical = known
-                break
-        for s in (canonical, *surfaces):
-            key = normalise(s)
-            if len(key) < 2:
-                continue
-            # First registration wins (seed before sources), so extract and resolve_common_names agree.
-            self._cn.setdefault(key, canonical)
-            self._matcher.add(s, Payload("common_name", self._cn[key], priority))
-        return canonical
+        return self._add_group("common_name", self._cn, canonical, surfaces, priority)
 
     def _record(self, name: str) -> DrugRecord:
         rec = self._records.get(name)

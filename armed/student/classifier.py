@@ -43,6 +43,12 @@ class ClassifierTask:
     render: Callable[[D.StudentPair], str]  # a training pair as the serving engine's template renders it
     evaluate: Callable[[np.ndarray, np.ndarray], dict[str, Any]]  # (probabilities, targets) of the tuning split
     max_length: int  # tokens per pair in training
+    # Reading the training data: human labels from a FORMAT:PATH spec (spec, limit, seed), the file a spec names,
+    # teacher judgments from a file, each as pairs with targets over `labels`; `data_hint` says what to give.
+    load_human: Callable[[str, int | None, int], list[D.StudentPair]]
+    spec_path: Callable[[str], Path]
+    load_teacher: Callable[[Path], list[D.StudentPair]]
+    data_hint: str
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,9 @@ def _evaluate_student(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 STUDENT = ClassifierTask(role="student", title="armed student (Qwen3 sequence classifier)", labels=LABELS,
-                         template=STUDENT_TEMPLATE, render=render, evaluate=_evaluate_student, max_length=256)
+                         template=STUDENT_TEMPLATE, render=render, evaluate=_evaluate_student, max_length=256,
+                         load_human=D.load_human, spec_path=lambda spec: D.parse_spec(spec)[1],
+                         load_teacher=D.load_teacher, data_hint="at least one training set (FORMAT:PATH)")
 
 
 def _load_base(base: str | Path, labels: Sequence[str], device: str) -> tuple[Any, Any]:
@@ -110,7 +118,8 @@ def _logits(model: Any, tokenizer: Any, texts: Sequence[str], device: str, batch
     return np.concatenate(out) if out else np.zeros((0, int(model.config.num_labels)), dtype=np.float32)
 
 
-def train_classifier_student(
+def train_classifier(
+    task: ClassifierTask,
     base: str,
     train_specs: Sequence[str],
     out: Path,
@@ -118,14 +127,27 @@ def train_classifier_student(
     teacher_files: Sequence[Path] = (),
     **options: Any,
 ) -> dict[str, Any]:
-    """The student: KUAKE human labels (FORMAT:PATH) and teacher judgments as four-level soft labels."""
+    """`armed distill --student classifier:BASE [--task ...]`: read `task`'s human labels (FORMAT:PATH specs) and
+    teacher judgments, then fine-tune `base` (a Qwen3 checkpoint folder, or "tiny") into the folder the profile's
+    `models.<task.role>` loads. `options` are FineTune's fields."""
     if not train_specs and not teacher_files:
-        raise InputError("--train", "give at least one training set (FORMAT:PATH) or --teacher-predictions file")
+        raise InputError("--train", f"give {task.data_hint} or a --teacher-predictions file")
     run = FineTune(**options)
-    human = [p for spec in train_specs for p in D.load_human(spec, run.limit, run.seed)]
-    teacher = [p for f in teacher_files for p in D.load_teacher(Path(f))]
-    files = {s: D.parse_spec(s)[1] for s in train_specs} | {str(f): Path(f) for f in teacher_files}
-    return train_pair_classifier(STUDENT, base, human, teacher, out, files=files, run=run)
+    human = [p for spec in train_specs for p in task.load_human(spec, run.limit, run.seed)]
+    teacher = []
+    for f in teacher_files:
+        rows = task.load_teacher(Path(f))
+        if not rows:  # a file of the wrong shape would otherwise train on the human labels alone, silently
+            raise InputError("--teacher-predictions", f"{f}: no row with a query, a product and votes or "
+                                                      "probabilities")
+        teacher += rows
+    files = {s: task.spec_path(s) for s in train_specs} | {str(f): Path(f) for f in teacher_files}
+    return train_pair_classifier(task, base, human, teacher, out, files=files, run=run)
+
+
+def train_classifier_student(base: str, train_specs: Sequence[str], out: Path, **kw: Any) -> dict[str, Any]:
+    """The student: KUAKE human labels (FORMAT:PATH) and teacher judgments as four-level soft labels."""
+    return train_classifier(STUDENT, base, train_specs, out, **kw)
 
 
 def train_pair_classifier(

@@ -36,7 +36,7 @@ from armed.eval.datasets import json_rows
 from armed.student import data as D
 from armed.student import metrics as SM
 from armed.student import model as M
-from armed.student.classifier import ClassifierTask, FineTune, train_pair_classifier
+from armed.student.classifier import ClassifierTask, train_classifier
 
 HUMAN_FORMAT = "consistency"  # --train consistency:FILE.jsonl
 # The one relevance level that counts as "about what the user meant"; every other level is inconsistent.
@@ -73,11 +73,6 @@ def evaluate(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 # 512 tokens: where TransformersPairClassifier cuts a pair at serving time.
-CONSISTENCY = ClassifierTask(role="consistency", title="armed consistency check (Qwen3 sequence classifier)",
-                             labels=CONSISTENCY_LABELS, template=CONSISTENCY_TEMPLATE, render=render,
-                             evaluate=evaluate, max_length=512)
-
-
 def parse_spec(spec: str) -> tuple[str, Path]:
     fmt, sep, path = spec.partition(":")
     if sep and fmt == HUMAN_FORMAT and path:
@@ -116,26 +111,13 @@ def load_teacher(path: Path) -> list[D.StudentPair]:
     return [from_levels(p) for p in D.load_teacher(path)]
 
 
-def train_consistency_classifier(
-    base: str,
-    train_specs: Sequence[str],
-    out: Path,
-    *,
-    teacher_files: Sequence[Path] = (),
-    **options: Any,
-) -> dict[str, Any]:
+CONSISTENCY = ClassifierTask(role="consistency", title="armed consistency check (Qwen3 sequence classifier)",
+                             labels=CONSISTENCY_LABELS, template=CONSISTENCY_TEMPLATE, render=render,
+                             evaluate=evaluate, max_length=512, load_human=load_human,
+                             spec_path=lambda spec: parse_spec(spec)[1], load_teacher=load_teacher,
+                             data_hint="human labels (consistency:FILE.jsonl, kuake-qtr:FILE, kuake-qqr:FILE)")
+
+
+def train_consistency_classifier(base: str, train_specs: Sequence[str], out: Path, **kw: Any) -> dict[str, Any]:
     """Fine-tune `base` (a Qwen3 checkpoint folder, or "tiny") into the folder `models.consistency` loads."""
-    if not train_specs and not teacher_files:
-        raise InputError("--train", "give human labels (consistency:FILE.jsonl, kuake-qtr:FILE, kuake-qqr:FILE) "
-                                    "or a --teacher-predictions file")
-    run = FineTune(**options)
-    human = [p for spec in train_specs for p in load_human(spec, run.limit, run.seed)]
-    teacher = []
-    for f in teacher_files:
-        rows = load_teacher(Path(f))
-        if not rows:
-            raise InputError("--teacher-predictions", f"{f}: no row with a query, a product and votes or "
-                                                      "probabilities")
-        teacher += rows
-    files = {s: parse_spec(s)[1] for s in train_specs} | {str(f): Path(f) for f in teacher_files}
-    return train_pair_classifier(CONSISTENCY, base, human, teacher, out, files=files, run=run)
+    return train_classifier(CONSISTENCY, base, train_specs, out, **kw)
