@@ -142,7 +142,7 @@ def json_rows(
             if isinstance(row, dict):
                 yield n, at, row
                 continue
-            problem = "expected a JSON object"
+            problem = f"expected an object, not a JSON {type(row).__name__}"
         raise InputError(field, f"{at}: {problem}") if field else InputError(at, problem)
 
 
