@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from armed.engines.base import ChatModel, Embedder, ImageReader, PairClassifier
 from armed.labels import CONSISTENCY_LABELS, RelevanceLevel
+from armed.registry import registry_entry
 
 # The OpenAI-style routes a model answers (on its own app under /models/<role> and on the gateway, which routes
 # by the request's `model`). Every model app also answers GET /v1/models.
@@ -293,10 +294,7 @@ BATCHED_ROLES: frozenset[str] = frozenset(r.name for r in _TABLE if r.batched)
 
 def get_role(name: str) -> Role:
     """The table entry of a role; ValueError naming it when there is none."""
-    try:
-        return ROLES[name]
-    except KeyError:
-        raise ValueError(f"unknown role {name!r}") from None
+    return registry_entry(ROLES, name, "role", "armed/roles.py")
 
 
 def roles_for_route(route: str) -> tuple[str, ...]:

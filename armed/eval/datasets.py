@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,18 +124,31 @@ def _map_label(fmt: str, raw: Any, where: str) -> BenchmarkLevel:
         raise InputError(f"{where}.label", f"{key!r} is not a {fmt} label ({known})") from None
 
 
-def _read_armed(path: Path) -> list[BenchItem]:
-    items = []
+def json_rows(
+    path: Path, where: str = "line {n}", field: str | None = None
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, where, row) of each non-blank line of a JSON-lines file, `where` formatted with the line's
+    number `n` and the `path`. A line that is not a JSON object is an InputError naming its line: `where` is the
+    error's field, or, given a `field` (a command-line option), it leads the message."""
     for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not raw.strip():
             continue
-        where = f"line {n}"
+        at = where.format(n=n, path=path)
         try:
             row = json.loads(raw)
         except ValueError as exc:
-            raise InputError(where, f"not JSON: {exc}") from None
-        if not isinstance(row, dict):
-            raise InputError(where, "a row must be a JSON object")
+            problem = f"not JSON: {exc}"
+        else:
+            if isinstance(row, dict):
+                yield n, at, row
+                continue
+            problem = f"expected an object, not a JSON {type(row).__name__}"
+        raise InputError(field, f"{at}: {problem}") if field else InputError(at, problem)
+
+
+def _read_armed(path: Path) -> list[BenchItem]:
+    items = []
+    for n, where, row in json_rows(path):
         query = row.get("query")
         if not isinstance(query, str):
             raise InputError(f"{where}.query", "missing or not text")
@@ -176,16 +189,7 @@ def read_pharmacy(path: Path) -> list[dict[str, Any]]:
     """The rows of a pharmacy benchmark file, each checked (its label is its clause's level); an InputError names
     the line and the field."""
     rows = []
-    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        where = f"line {n}"
-        try:
-            row = json.loads(raw)
-        except ValueError as exc:
-            raise InputError(where, f"not JSON: {exc}") from None
-        if not isinstance(row, dict):
-            raise InputError(where, "a row must be a JSON object")
+    for _, where, row in json_rows(path):
         for key in ("id", "query", "label", "clause", "query_type", "product_category", "common_name", "split"):
             _text_field(row, key, where)
         product = row.get("product")

@@ -30,7 +30,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,24 +63,6 @@ STATE_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (Seed, Rule, 
 
 class ArtefactError(ValueError):
     """An artefact is missing, malformed, of another format, or a setting names one wrongly."""
-
-
-# ---------------------------------------------------------------------------------------------------- counts
-
-
-def counts(kb: KnowledgeBase) -> dict[str, int]:
-    """What a curator checks after a build: lexicon surfaces per entity type, brands, common names, records,
-    documents and rules."""
-    out: dict[str, int] = {}
-    for _, payloads in kb._matcher.entries():
-        for field in sorted({p.field for p in payloads}):
-            out[f"surfaces.{field}"] = out.get(f"surfaces.{field}", 0) + 1
-    out["brands"] = len(set(kb._brand.values()))
-    out["common_names"] = len(set(kb._cn.values()))
-    out["records"] = len(kb._records)
-    out["documents"] = len(kb._docs)
-    out["rules"] = len(kb.rules)
-    return dict(sorted(out.items()))
 
 
 # ---------------------------------------------------------------------------------------------------- state
@@ -178,7 +160,7 @@ def write_artefact(kb: KnowledgeBase, out: Path, sources: Sequence[str] = (), fo
     index.mkdir(parents=True)
     frozen: dict[str, dict[str, Any]] = {}
     state: dict[str, Any] = {}
-    for name, value in vars(kb).items():
+    for name, value in kb.state().items():
         if isinstance(value, Matcher):
             frozen[name] = {"kind": "matcher", "fields": FrozenMatcher.save(value, index, name)}
         elif isinstance(value, BM25):
@@ -204,7 +186,7 @@ def write_artefact(kb: KnowledgeBase, out: Path, sources: Sequence[str] = (), fo
         "armed_version": __version__,
         "sources": list(kb.source_names),
         "requested_sources": list(sources),
-        "counts": counts(kb),
+        "counts": kb.counts(),
         "frozen": frozen,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -269,8 +251,6 @@ def load_artefact(path: Path) -> KnowledgeBase:
             raise ArtefactError(f"{STATE} is not a JSON object")
         state = {name: decode_state(value, name) for name, value in raw.items()}
         index = path / "index"
-        kb = KnowledgeBase.__new__(KnowledgeBase)
-        vars(kb).update(state)
         for name, spec in manifest["frozen"].items():
             kind = spec["kind"]
             if kind == "matcher":
@@ -285,7 +265,8 @@ def load_artefact(path: Path) -> KnowledgeBase:
                 value = FrozenStrMap.open(index, name)
             else:
                 raise ArtefactError(f"{path}: unknown index kind {kind!r} for {name}")
-            setattr(kb, name, value)
+            state[name] = value
+        kb = KnowledgeBase.from_state(state)
     except (OSError, KeyError, ValueError) as exc:  # ArtefactError is a ValueError: it gets the path too
         raise ArtefactError(f"{path}: cannot load the artefact: {exc}") from exc
     kb.version = manifest["version"]
@@ -342,8 +323,3 @@ def open_kb(ref: str) -> KnowledgeBase:
     if ref == "current":
         ref = str(default_root() / "current")
     return load_artefact(Path(ref))
-
-
-def iter_records(kb: KnowledgeBase) -> Iterator[tuple[str, Any]]:
-    for name in kb._records:
-        yield name, kb._records[name]

@@ -21,7 +21,7 @@ import json
 import re
 import unicodedata
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -273,35 +273,32 @@ class KnowledgeBase:
             )
             raise KnowledgeError(f"{where} is invalid: {details}") from exc
 
-    def _add_brand(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
-        """Register a brand; a surface already known maps the whole group onto the existing canonical."""
+    def _add_group(self, field: str, table: dict[str, str], canonical: str, surfaces: Sequence[str],
+                   priority: int, skip: Callable[[str], bool] = lambda key: False) -> str:
+        """Register a canonical name and its surfaces in `table` (normalised surface → canonical) and the lexicon
+        under `field`; a surface already known maps the whole group onto the existing canonical, and the first
+        registration of a surface wins (seed before sources), so extract and the lookups agree. Surfaces under two
+        characters, and those `skip` refuses, are left out. Returns the canonical name the group got."""
         for s in (canonical, *surfaces):
-            known = self._brand.get(normalise(s))
+            known = table.get(normalise(s))
             if known:
                 canonical = known
                 break
         for s in (canonical, *surfaces):
             key = normalise(s)
-            if len(key) < 2 or (priority > 0 and key in self._cn and key not in self._brand):
-                continue  # a source never turns a known trade / common name (芬必得) into a brand
-            self._brand.setdefault(key, canonical)
-            self._matcher.add(s, Payload("brand", self._brand[key], priority))
+            if len(key) < 2 or skip(key):
+                continue
+            table.setdefault(key, canonical)
+            self._matcher.add(s, Payload(field, table[key], priority))
         return canonical
 
+    def _add_brand(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
+        # A source never turns a known trade / common name (芬必得) into a brand.
+        return self._add_group("brand", self._brand, canonical, surfaces, priority,
+                               skip=lambda key: priority > 0 and key in self._cn and key not in self._brand)
+
     def _add_common_name(self, canonical: str, surfaces: Sequence[str], priority: int) -> str:
-        for s in (canonical, *surfaces):
-            known = self._cn.get(normalise(s))
-            if known:
-                canonical = known
-                break
-        for s in (canonical, *surfaces):
-            key = normalise(s)
-            if len(key) < 2:
-                continue
-            # First registration wins (seed before sources), so extract and resolve_common_names agree.
-            self._cn.setdefault(key, canonical)
-            self._matcher.add(s, Payload("common_name", self._cn[key], priority))
-        return canonical
+        return self._add_group("common_name", self._cn, canonical, surfaces, priority)
 
     def _record(self, name: str) -> DrugRecord:
         rec = self._records.get(name)
@@ -901,9 +898,66 @@ class KnowledgeBase:
             out.append(d.model_copy(update={"score": round(score, 4), "text": d.text[:max_chars]}))
         return out
 
+    # ------------------------------------------------------------------ read API
+    # What tools outside this class (the artefact writer, `armed kb inspect|diff|lookup`, the bench, the document
+    # embedder) read of a built KB. They go through these, never the private fields, so the fields can change shape
+    # (a dict in memory, a memory-mapped index in an artefact) without them (tests/test_structure.py enforces it).
+
     @property
     def documents(self) -> int:
+        """How many documents `search` ranks."""
         return len(self._docs)
+
+    def docs(self) -> Sequence[WebDoc]:
+        """Every document `search` ranks, in index order (a lazily decoded sequence in an artefact)."""
+        return self._docs
+
+    def records(self) -> Mapping[str, DrugRecord]:
+        """Common name → its drug record, every record the KB holds (read-only: a memory-mapped map in an
+        artefact)."""
+        return self._records
+
+    def lexicon_entries(self) -> Iterator[tuple[str, tuple[Payload, ...]]]:
+        """Every lexicon surface with its payloads (field, canonical value, priority: 0 seed, 1+ a source)."""
+        return self._matcher.entries()
+
+    def lexicon_lookup(self, surface: str) -> list[Payload]:
+        """The lexicon's payloads for exactly this surface (normalised first); empty when it is not a surface."""
+        return self._matcher.lookup(surface)
+
+    def brand_names(self) -> set[str]:
+        """The canonical brands (aliases folded onto them)."""
+        return set(self._brand.values())
+
+    def common_names(self) -> set[str]:
+        """The canonical common names (synonyms, trade and English names folded onto them)."""
+        return set(self._cn.values())
+
+    def counts(self) -> dict[str, int]:
+        """What a curator checks after a build: lexicon surfaces per entity type, brands, common names, records,
+        documents and rules (the artefact manifest's `counts`)."""
+        out: dict[str, int] = {}
+        for _, payloads in self.lexicon_entries():
+            for field in sorted({p.field for p in payloads}):
+                out[f"surfaces.{field}"] = out.get(f"surfaces.{field}", 0) + 1
+        out["brands"] = len(self.brand_names())
+        out["common_names"] = len(self.common_names())
+        out["records"] = len(self._records)
+        out["documents"] = len(self._docs)
+        out["rules"] = len(self.rules)
+        return dict(sorted(out.items()))
+
+    def state(self) -> dict[str, object]:
+        """Every field by name, as the artefact writer stores it (armed/knowledge/artefact.py) and the version
+        hashes it (armed/knowledge/content.py): a shallow copy, so the caller cannot add or drop a field."""
+        return dict(vars(self))
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, object]) -> KnowledgeBase:
+        """A KB from the fields `state` gave (the artefact loader's way in): nothing is rebuilt or re-versioned."""
+        kb = cls.__new__(cls)
+        vars(kb).update(state)
+        return kb
 
     # ------------------------------------------------------------------ comparisons
 
@@ -938,9 +992,9 @@ class KnowledgeBase:
     def efficacy_groups_of(self, terms: Sequence[str]) -> set[str]:
         """Efficacy keys: a term's group; else the groups of group terms inside it (活血止痛 → 活血化瘀,
         解热镇痛); else the term itself (an indication the seed does not group is only equal to itself)."""
-        return {key for key, _ in self._efficacy_keys(terms)}
+        return {key for key, _ in self.efficacy_keys(terms)}
 
-    def _efficacy_keys(self, terms: Sequence[str]) -> set[tuple[str, bool]]:
+    def efficacy_keys(self, terms: Sequence[str]) -> set[tuple[str, bool]]:
         """(key, grouped) per term: grouped keys are the seed's curated efficacy groups; a free key is a term no
         group covers (most of what public sources bring: diseases, symptoms, annotated indications)."""
         keys: set[tuple[str, bool]] = set()
@@ -963,7 +1017,7 @@ class KnowledgeBase:
         only asserted when every key on both sides is a curated group: two free terms that differ as strings
         may still name one thing (胃痛 / 胃疼, 心率失常 / 心律失常), so their disagreement is unknown, not evidence.
         """
-        ka, kb_ = self._efficacy_keys(a), self._efficacy_keys(b)
+        ka, kb_ = self.efficacy_keys(a), self.efficacy_keys(b)
         if not ka or not kb_:
             return None
 
@@ -984,8 +1038,8 @@ class KnowledgeBase:
 
     def efficacy_complements(self, a: Sequence[str], b: Sequence[str]) -> bool:
         """Do the two efficacy lists have complementary uses (a seed group's `complements`: 测血压 and 降压)?"""
-        ga = {k for k, grouped in self._efficacy_keys(a) if grouped}
-        gb = {k for k, grouped in self._efficacy_keys(b) if grouped}
+        ga = {k for k, grouped in self.efficacy_keys(a) if grouped}
+        gb = {k for k, grouped in self.efficacy_keys(b) if grouped}
         return any(y in self._eff_complements.get(x, ()) for x in ga for y in gb)
 
     def efficacy_overlap(self, a: Sequence[str], b: Sequence[str]) -> float:

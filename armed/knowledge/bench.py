@@ -41,9 +41,9 @@ def public_sources(knowledge: Path) -> list[str]:
 def synthetic_register(kb: KnowledgeBase, rows: int, out: Path, seed: int = 0) -> list[str]:
     """Write `rows` synthetic register rows (see module doc); returns sample product titles for lookups."""
     rng = random.Random(seed)
-    brand_chars = sorted({ch for b in kb._brand.values() for ch in b if "\u4e00" <= ch <= "\u9fff"})
-    names = sorted({n for n in kb._cn.values() if len(n) >= 3 and all("\u4e00" <= c <= "\u9fff" for c in n)})
-    efficacy = sorted({e for _, r in kb._records.items() for e in r.efficacy if 2 <= len(e) <= 8})
+    brand_chars = sorted({ch for b in kb.brand_names() for ch in b if "\u4e00" <= ch <= "\u9fff"})
+    names = sorted({n for n in kb.common_names() if len(n) >= 3 and all("\u4e00" <= c <= "\u9fff" for c in n)})
+    efficacy = sorted({e for r in kb.records().values() for e in r.efficacy if 2 <= len(e) <= 8})
     forms = [f.name for f in kb.seed.lexicons.dosage_forms]
     cats = [c.name for c in kb.seed.lexicons.categories]
     pops = [p.name for p in kb.seed.lexicons.populations]
@@ -107,7 +107,7 @@ def run_scale(knowledge: Path, scale: int, work: Path, dev_titles: list[str]) ->
     titles = list(dev_titles)
     extra_rows = 0
     if scale > 1:
-        extra_rows = (scale - 1) * len(base._records)
+        extra_rows = (scale - 1) * len(base.records())
         reg = work / f"register-{scale}x.jsonl"
         titles += synthetic_register(base, extra_rows, reg)
         sources = [*sources, f"register:{reg}"]

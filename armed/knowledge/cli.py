@@ -17,7 +17,6 @@ from typing import Any
 from armed.knowledge.artefact import (
     MANIFEST,
     ArtefactError,
-    counts,
     default_root,
     install,
     load_artefact,
@@ -34,12 +33,12 @@ def inspect_kb(kb: KnowledgeBase, manifest: dict[str, Any] | None = None) -> dic
                             "sources": list(kb.source_names), "seed_note": kb.seed.version_note}
     if manifest:
         info.update({k: manifest[k] for k in ("built_at", "armed_version") if k in manifest})
-    info["counts"] = manifest["counts"] if manifest else counts(kb)
+    info["counts"] = manifest["counts"] if manifest else kb.counts()
     return info
 
 
 def _surfaces(kb: KnowledgeBase) -> dict[str, tuple[tuple[str, str, int], ...]]:
-    return {s: tuple((p.field, p.value, p.priority) for p in ps) for s, ps in kb._matcher.entries()}
+    return {s: tuple((p.field, p.value, p.priority) for p in ps) for s, ps in kb.lexicon_entries()}
 
 
 def diff_kbs(a: KnowledgeBase, b: KnowledgeBase, limit: int = 10) -> dict[str, Any]:
@@ -67,11 +66,11 @@ def diff_kbs(a: KnowledgeBase, b: KnowledgeBase, limit: int = 10) -> dict[str, A
         if d["added"] or d["removed"] or d["changed"]:
             lexicon[f] = d
     out["lexicon"] = lexicon
-    ra, rb = a._records, b._records
+    ra, rb = a.records(), b.records()
     out["records"] = part([n for n in rb if n not in ra], [n for n in ra if n not in rb],
                           [n for n in rb if n in ra and ra[n] != rb[n]])
-    da = {d.id: d for d in a._docs}
-    db = {d.id: d for d in b._docs}
+    da = {d.id: d for d in a.docs()}
+    db = {d.id: d for d in b.docs()}
     out["documents"] = part([i for i in db if i not in da], [i for i in da if i not in db],
                             [i for i in db if i in da and da[i] != db[i]])
     rules_a = {r.id: r for r in a.rules}
@@ -94,7 +93,7 @@ def lookup(kb: KnowledgeBase, text: str, top_k: int = 3) -> dict[str, Any]:
         "kb": kb.version,
         "text": text,
         "lexicon": [{"field": p.field, "value": p.value, "from": "seed" if p.priority == 0 else "source"}
-                    for p in kb._matcher.lookup(text)],
+                    for p in kb.lexicon_lookup(text)],
         "entities": entities.model_dump(exclude_defaults=True),
         "common_name": kb.resolve_common_names([text]).get(text),
         "brands": sorted(kb.canonical_brands(entities.brand)),

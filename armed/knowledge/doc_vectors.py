@@ -103,7 +103,7 @@ async def embed_documents(
     """Embed every document of the artefact with `embedder` (the engine of the spec whose identity is `model_id`)
     as the filter would, write the vectors folder, and return its meta. Written to a temporary folder and renamed,
     so a replica never sees half a folder."""
-    texts = list(dict.fromkeys(filter_text(d.title, d.text, max_doc_chars) for d in kb._docs))
+    texts = list(dict.fromkeys(filter_text(d.title, d.text, max_doc_chars) for d in kb.docs()))
     if not texts:
         raise DocVectorsError(f"{artefact}: the artefact has no documents to embed")
 

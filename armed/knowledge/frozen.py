@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from armed.knowledge.index import BM25, Match, Matcher, Payload, bm25_tokens, normalise
+from armed.knowledge.index import BM25, Match, Matcher, Payload, blocked_mask, bm25_tokens, normalise
 
 _MASK = (1 << 64) - 1
 _P = 0x100000001B3  # FNV-1 64-bit prime: odd, so multiplication is a bijection mod 2**64
@@ -48,8 +48,32 @@ def _open(folder: Path, name: str) -> np.ndarray:
     return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
 
 
-class StrTable(Sequence[str]):
+A = TypeVar("A", bound="_Arrays")
+
+
+class _Arrays:
+    """A structure kept as a few arrays: saved as `<name>.<part>.npy`, one per entry of PARTS (the constructor's
+    arguments, in order), and opened memory-mapped."""
+
+    PARTS: ClassVar[tuple[str, ...]]
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays, in PARTS order."""
+        raise NotImplementedError
+
+    def save(self, folder: Path, name: str) -> None:
+        for part, arr in zip(self.PARTS, self.arrays(), strict=True):
+            _save(folder, f"{name}.{part}", arr)
+
+    @classmethod
+    def open(cls: type[A], folder: Path, name: str) -> A:
+        return cls(*(_open(folder, f"{name}.{part}") for part in cls.PARTS))
+
+
+class StrTable(_Arrays, Sequence[str]):
     """Strings stored as one UTF-8 blob and int64 offsets; item i is decoded on access."""
+
+    PARTS = ("blob", "off")
 
     def __init__(self, blob: np.ndarray, offsets: np.ndarray) -> None:
         self._blob, self._off = blob, offsets
@@ -61,13 +85,8 @@ class StrTable(Sequence[str]):
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
         return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
 
-    def save(self, folder: Path, name: str) -> None:
-        _save(folder, f"{name}.blob", self._blob)
-        _save(folder, f"{name}.off", self._off)
-
-    @classmethod
-    def open(cls, folder: Path, name: str) -> StrTable:
-        return cls(_open(folder, f"{name}.blob"), _open(folder, f"{name}.off"))
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self._blob, self._off
 
     def __len__(self) -> int:
         return len(self._off) - 1
@@ -81,8 +100,10 @@ class StrTable(Sequence[str]):
             yield self[i]
 
 
-class _HashIndex:
+class _HashIndex(_Arrays):
     """Sorted 64-bit hashes of the keys beside the key ids they came from."""
+
+    PARTS = ("hash", "ids")
 
     def __init__(self, hashes: np.ndarray, ids: np.ndarray) -> None:
         self.hashes, self.ids = hashes, ids
@@ -93,13 +114,8 @@ class _HashIndex:
         order = np.argsort(h, kind="stable")
         return cls(h[order], order.astype(np.int64))
 
-    def save(self, folder: Path, name: str) -> None:
-        _save(folder, f"{name}.hash", self.hashes)
-        _save(folder, f"{name}.ids", self.ids)
-
-    @classmethod
-    def open(cls, folder: Path, name: str) -> _HashIndex:
-        return cls(_open(folder, f"{name}.hash"), _open(folder, f"{name}.ids"))
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self.hashes, self.ids
 
     def candidates(self, h: int) -> Iterator[int]:
         """Key ids whose hash is h (almost always zero or one)."""
@@ -266,10 +282,7 @@ class FrozenMatcher(Matcher):
         return out
 
     def all_matches(self, text: str, blocked: Sequence[tuple[int, int]] = ()) -> list[Match]:
-        mask = bytearray(len(text))
-        for s, e in blocked:
-            for k in range(max(0, s), min(len(text), e)):
-                mask[k] = 1
+        mask = blocked_mask(len(text), blocked)
         occ = self._occurrences(text)
         starts = {s for s, _, _ in occ}
         out = []

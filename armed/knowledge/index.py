@@ -38,6 +38,16 @@ class Payload:
     priority: int = 0  # seed entries 0; public sources 1 (used only to order equal spans)
 
 
+def blocked_mask(length: int, blocked: Sequence[tuple[int, int]]) -> bytearray:
+    """1 at every position of a text of `length` that a (start, end) span of `blocked` covers (clipped to the text):
+    where no lexicon match may stand (specifications already read)."""
+    mask = bytearray(length)
+    for s, e in blocked:
+        for k in range(max(0, s), min(length, e)):
+            mask[k] = 1
+    return mask
+
+
 @dataclass(frozen=True)
 class Match:
     start: int
@@ -125,10 +135,7 @@ class Matcher:
 
     def all_matches(self, text: str, blocked: Sequence[tuple[int, int]] = ()) -> list[Match]:
         """Every acceptable match of every known surface in (already normalised) text, except blocked spans."""
-        mask = bytearray(len(text))
-        for s, e in blocked:
-            for k in range(max(0, s), min(len(text), e)):
-                mask[k] = 1
+        mask = blocked_mask(len(text), blocked)
         out: list[Match] = []
         for i in range(len(text)):
             if mask[i]:

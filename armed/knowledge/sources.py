@@ -122,10 +122,17 @@ def _section_text(text: str, *headers: str) -> tuple[str, tuple[int, int] | None
 _EFFICACY_LABELS = {"中药功效", "症状", "疾病", "证候"}
 
 
-def read_inserts(path: Path, spec: str) -> LoadedSource:
+def _json_files(path: Path, spec: str, what: str) -> list[Path]:
+    """The JSON files of a source: the folder's *.json in name order, or the one file named; an error naming the
+    source when there is none."""
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
-        raise KnowledgeSourceError(f"knowledge source {spec!r}: no insert JSON file at {path}")
+        raise KnowledgeSourceError(f"knowledge source {spec!r}: no {what} JSON file at {path}")
+    return files
+
+
+def read_inserts(path: Path, spec: str) -> LoadedSource:
+    files = _json_files(path, spec, "insert")
     rows: list[InsertRow] = []
     for f in files:
         try:
@@ -196,9 +203,7 @@ def read_dicts(path: Path, spec: str) -> LoadedSource:
 
 
 def read_originators(path: Path, spec: str) -> LoadedSource:
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise KnowledgeSourceError(f"knowledge source {spec!r}: no originator JSON file at {path}")
+    files = _json_files(path, spec, "originator")
     rows: list[OriginatorRow] = []
     for f in files:
         group = re.sub(r"^\d+-", "", f.stem)

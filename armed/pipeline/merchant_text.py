@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -564,20 +564,26 @@ def _query_stuffing(sh: _Shadow, query: str, kb: KnowledgeBase | None, keep_hija
     _appended(sh, q, kb)
 
 
+def _marker_hits(s: str, markers: Sequence[str]) -> Iterator[re.Match[str]]:
+    """Every occurrence of each marker in s, marker by marker; an ASCII marker only where it starts a word (the
+    "top" of "laptop" is not a marker)."""
+    for marker in markers:
+        for m in re.finditer(re.escape(marker), s):
+            if not (marker.isascii() and m.start() > 0 and s[m.start() - 1].isalnum()):
+                yield m
+
+
 def _comparisons(sh: _Shadow, q: _Query) -> None:
     """Comparison and kinship claims (媲美X, 堪比X, 比X更好, X升级版, 与X同效, better than X): the product says it is
     like X, not that it is X. Added after the held-out family (comparison claims) showed the gap; see docs/security.md,
     "Prompt injection and query stuffing"."""
     s = sh.text
     spans = []
-    for marker in _COMPARE_BEFORE:
-        for m in re.finditer(re.escape(marker), s):
-            if marker.isascii() and m.start() > 0 and s[m.start() - 1].isalnum():
-                continue
-            n = q.at(s, m.end())
-            if n and s[m.start() : m.end() + n] not in q.text:
-                tail = _COMPARE_TAIL.match(s[m.end() + n :])
-                spans.append((m.start(), m.end() + n + (tail.end() if tail else 0)))
+    for m in _marker_hits(s, _COMPARE_BEFORE):
+        n = q.at(s, m.end())
+        if n and s[m.start() : m.end() + n] not in q.text:
+            tail = _COMPARE_TAIL.match(s[m.end() + n :])
+            spans.append((m.start(), m.end() + n + (tail.end() if tail else 0)))
     for m in re.finditer("比", s):  # 比X更好 / 比X还强: only with the comparative after it (比较, 比如 are words)
         n = q.at(s, m.end())
         more = re.match(r"(?:更|还|要)[\w]{0,4}", s[m.end() + n :]) if n else None
@@ -620,19 +626,16 @@ def _negations(sh: _Shadow, q: _Query) -> None:
 def _marketing(sh: _Shadow, q: _Query, kb: KnowledgeBase | None) -> None:
     s = sh.text
     spans = []
-    for marker in _MARKET_BEFORE:
-        for m in re.finditer(re.escape(marker), s):
-            if marker.isascii() and m.start() > 0 and s[m.start() - 1].isalnum():
-                continue
-            j = m.end()
-            while j < len(s) and s[j] in " \t:：\"'“”":
-                j += 1
-            n = q.at(s, j)
-            if not n or s[m.start() : j + n] in q.text:
-                continue
-            end = _list_end(s, j + n)
-            if not _corroborated(kb, s[j : j + n], s[: m.start()] + s[end:]):
-                spans.append((m.start(), end))
+    for m in _marker_hits(s, _MARKET_BEFORE):
+        j = m.end()
+        while j < len(s) and s[j] in " \t:：\"'“”":
+            j += 1
+        n = q.at(s, j)
+        if not n or s[m.start() : j + n] in q.text:
+            continue
+        end = _list_end(s, j + n)
+        if not _corroborated(kb, s[j : j + n], s[: m.start()] + s[end:]):
+            spans.append((m.start(), end))
     for marker in _MARKET_AFTER:
         for m in re.finditer(re.escape(marker), s):
             a = q.ending(s, m.start())

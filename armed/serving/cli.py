@@ -10,10 +10,12 @@ only inside the handlers (after the driver's environment is set), so `serve-conf
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,25 @@ def _connect(home: local_ray.RayHome, record: local_ray.RayRecord) -> Any:
 def _running(home: local_ray.RayHome) -> local_ray.RayRecord | None:
     record = home.read_record()
     return record if record is not None and local_ray.is_running(record) else None
+
+
+LocalRayCommand = Callable[[argparse.Namespace, local_ray.RayHome, local_ray.RayRecord | None], int]
+
+
+def _on_local_ray(command: LocalRayCommand) -> Callable[[argparse.Namespace], int]:
+    """A command that acts on armed's local Ray (`down`, `status`): given its home (ARMED_RAY_DIR, the key ignored)
+    and its running Ray (None when none runs); a setting that names no usable home is exit 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            home = local_ray.home(_serving(keep_key=False).ray_dir)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return command(args, home, _running(home))
+
+    return run
 
 
 def _build(import_path: str, args: dict[str, Any], engine_cls: EngineClass | None = None) -> Any:
@@ -224,13 +245,8 @@ def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -
     return 0
 
 
-def cmd_down(args: argparse.Namespace) -> int:
-    try:
-        home = local_ray.home(_serving(keep_key=False).ray_dir)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    record = _running(home)
+@_on_local_ray
+def cmd_down(args: argparse.Namespace, home: local_ray.RayHome, record: local_ray.RayRecord | None) -> int:
     if args.keep_ray:
         if record is None:
             print("no armed Ray running")
@@ -275,13 +291,8 @@ def status_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    try:
-        home = local_ray.home(_serving(keep_key=False).ray_dir)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    record = _running(home)
+@_on_local_ray
+def cmd_status(args: argparse.Namespace, home: local_ray.RayHome, record: local_ray.RayRecord | None) -> int:
     if record is None:
         print("armed is down (no armed Ray running)")
         return 1

@@ -43,6 +43,31 @@ class ClassifierTask:
     render: Callable[[D.StudentPair], str]  # a training pair as the serving engine's template renders it
     evaluate: Callable[[np.ndarray, np.ndarray], dict[str, Any]]  # (probabilities, targets) of the tuning split
     max_length: int  # tokens per pair in training
+    # Reading the training data: human labels from a FORMAT:PATH spec (spec, limit, seed), the file a spec names,
+    # teacher judgments from a file, each as pairs with targets over `labels`; `data_hint` says what to give.
+    load_human: Callable[[str, int | None, int], list[D.StudentPair]]
+    spec_path: Callable[[str], Path]
+    load_teacher: Callable[[Path], list[D.StudentPair]]
+    data_hint: str
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """How one fine-tuning run goes, whatever the task: the keyword options `train_classifier_student` and
+    `train_consistency_classifier` take (`armed distill --student classifier:BASE` sets them from its flags), kept in
+    one place so the two commands cannot drift apart."""
+
+    teacher_weight: float = 0.5  # the teacher's soft labels against the human ones (D.mix)
+    tune_fraction: float = 0.1  # held out by query for the temperature and the metrics
+    seed: int = 0
+    limit: int | None = None  # human pairs per training set, sampled with `seed`
+    steps: int = 200
+    lr: float = 2e-5
+    batch_size: int = 16
+    device: str = "cpu"
+    max_length: int | None = None  # tokens per pair; None: the task's own
+    command: str = ""  # the command line, recorded in the summary and the model card
+    log: Callable[[str], None] | None = print
 
 
 def render(pair: D.StudentPair) -> str:
@@ -58,7 +83,9 @@ def _evaluate_student(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 STUDENT = ClassifierTask(role="student", title="armed student (Qwen3 sequence classifier)", labels=LABELS,
-                         template=STUDENT_TEMPLATE, render=render, evaluate=_evaluate_student, max_length=256)
+                         template=STUDENT_TEMPLATE, render=render, evaluate=_evaluate_student, max_length=256,
+                         load_human=D.load_human, spec_path=lambda spec: D.parse_spec(spec)[1],
+                         load_teacher=D.load_teacher, data_hint="at least one training set (FORMAT:PATH)")
 
 
 def _load_base(base: str | Path, labels: Sequence[str], device: str) -> tuple[Any, Any]:
@@ -91,34 +118,36 @@ def _logits(model: Any, tokenizer: Any, texts: Sequence[str], device: str, batch
     return np.concatenate(out) if out else np.zeros((0, int(model.config.num_labels)), dtype=np.float32)
 
 
-def train_classifier_student(
+def train_classifier(
+    task: ClassifierTask,
     base: str,
     train_specs: Sequence[str],
     out: Path,
     *,
     teacher_files: Sequence[Path] = (),
-    teacher_weight: float = 0.5,
-    tune_fraction: float = 0.1,
-    seed: int = 0,
-    limit: int | None = None,
-    steps: int = 200,
-    lr: float = 2e-5,
-    batch_size: int = 16,
-    device: str = "cpu",
-    max_length: int | None = None,
-    command: str = "",
-    log: Callable[[str], None] | None = print,
+    **options: Any,
 ) -> dict[str, Any]:
-    """The student: KUAKE human labels (FORMAT:PATH) and teacher judgments as four-level soft labels."""
+    """`armed distill --student classifier:BASE [--task ...]`: read `task`'s human labels (FORMAT:PATH specs) and
+    teacher judgments, then fine-tune `base` (a Qwen3 checkpoint folder, or "tiny") into the folder the profile's
+    `models.<task.role>` loads. `options` are FineTune's fields."""
     if not train_specs and not teacher_files:
-        raise InputError("--train", "give at least one training set (FORMAT:PATH) or --teacher-predictions file")
-    human = [p for spec in train_specs for p in D.load_human(spec, limit, seed)]
-    teacher = [p for f in teacher_files for p in D.load_teacher(Path(f))]
-    files = {s: D.parse_spec(s)[1] for s in train_specs} | {str(f): Path(f) for f in teacher_files}
-    return train_pair_classifier(
-        STUDENT, base, human, teacher, out, files=files, teacher_weight=teacher_weight, tune_fraction=tune_fraction,
-        seed=seed, limit=limit, steps=steps, lr=lr, batch_size=batch_size, device=device, max_length=max_length,
-        command=command, log=log)
+        raise InputError("--train", f"give {task.data_hint} or a --teacher-predictions file")
+    run = FineTune(**options)
+    human = [p for spec in train_specs for p in task.load_human(spec, run.limit, run.seed)]
+    teacher = []
+    for f in teacher_files:
+        rows = task.load_teacher(Path(f))
+        if not rows:  # a file of the wrong shape would otherwise train on the human labels alone, silently
+            raise InputError("--teacher-predictions", f"{f}: no row with a query, a product and votes or "
+                                                      "probabilities")
+        teacher += rows
+    files = {s: task.spec_path(s) for s in train_specs} | {str(f): Path(f) for f in teacher_files}
+    return train_pair_classifier(task, base, human, teacher, out, files=files, run=run)
+
+
+def train_classifier_student(base: str, train_specs: Sequence[str], out: Path, **kw: Any) -> dict[str, Any]:
+    """The student: KUAKE human labels (FORMAT:PATH) and teacher judgments as four-level soft labels."""
+    return train_classifier(STUDENT, base, train_specs, out, **kw)
 
 
 def train_pair_classifier(
@@ -129,17 +158,7 @@ def train_pair_classifier(
     out: Path,
     *,
     files: dict[str, Path],
-    teacher_weight: float = 0.5,
-    tune_fraction: float = 0.1,
-    seed: int = 0,
-    limit: int | None = None,
-    steps: int = 200,
-    lr: float = 2e-5,
-    batch_size: int = 16,
-    device: str = "cpu",
-    max_length: int | None = None,
-    command: str = "",
-    log: Callable[[str], None] | None = print,
+    run: FineTune = FineTune(),
 ) -> dict[str, Any]:
     """Fine-tune `base` ("tiny": a tiny random Qwen3) into `task`'s classifier on the pairs (targets: distributions
     over task.labels), fold the tuning split's temperature into the head, save to `out`; return the summary.
@@ -147,47 +166,47 @@ def train_pair_classifier(
     import torch
 
     started = time.perf_counter()
-    max_length = max_length or task.max_length
+    max_length = run.max_length or task.max_length
     if base == "tiny":
         from armed.engines.tiny import make_tiny_qwen3
 
         base = str(make_tiny_qwen3(out.parent / f".{out.name}-tiny-base"))
-    pairs, weights = D.mix(human, teacher, teacher_weight)
+    pairs, weights = D.mix(human, teacher, run.teacher_weight)
     if not pairs:
         raise InputError("--train", "no training pairs")
     if any(p.target is None or len(p.target) != len(task.labels) for p in pairs):
         raise ValueError(f"every target must be a distribution over {list(task.labels)}")
-    train_idx, tune_idx = D.group_split(pairs, tune_fraction, seed)
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    tokenizer, model = _load_base(base, task.labels, device)
+    train_idx, tune_idx = D.group_split(pairs, run.tune_fraction, run.seed)
+    torch.manual_seed(run.seed)
+    rng = random.Random(run.seed)
+    tokenizer, model = _load_base(base, task.labels, run.device)
     texts = [task.render(p) for p in pairs]
     y = torch.from_numpy(D.targets(pairs))
     w = torch.from_numpy(weights)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=0.01)
     losses: list[float] = []
     order: list[int] = []
     model.train()
-    for step in range(steps):
-        if len(order) < batch_size:
+    for step in range(run.steps):
+        if len(order) < run.batch_size:
             fresh = list(train_idx)
             rng.shuffle(fresh)
             order += fresh
-        idx = [order.pop() for _ in range(min(batch_size, len(order)))]
+        idx = [order.pop() for _ in range(min(run.batch_size, len(order)))]
         enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_length).to(device)
+                        max_length=max_length).to(run.device)
         logp = torch.log_softmax(model(**enc).logits.float(), dim=1)
-        bw = w[idx].to(device)
-        loss = -(bw * (y[idx].to(device) * logp).sum(dim=1)).sum() / bw.sum()
+        bw = w[idx].to(run.device)
+        loss = -(bw * (y[idx].to(run.device) * logp).sum(dim=1)).sum() / bw.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
-        if log and (step % 50 == 0 or step == steps - 1):
-            log(f"step {step}: loss {losses[-1]:.4f}")
+        if run.log and (step % 50 == 0 or step == run.steps - 1):
+            run.log(f"step {step}: loss {losses[-1]:.4f}")
     tune_y = D.targets([pairs[i] for i in tune_idx])
-    tune_logits = _logits(model, tokenizer, [texts[i] for i in tune_idx], device, max_length=max_length)
+    tune_logits = _logits(model, tokenizer, [texts[i] for i in tune_idx], run.device, max_length=max_length)
     uncalibrated = _metrics(task, M.softmax(tune_logits), tune_y)
     temperature = M.fit_temperature(tune_logits, tune_y) if len(tune_idx) else 1.0
     with torch.no_grad():  # fold 1/T into the bias-free score head
@@ -204,11 +223,12 @@ def train_pair_classifier(
         "template": task.template,
         "temperature_folded_into_head": temperature,
         "base": str(base),
-        "training": {"pairs": D.describe(pairs), "teacher_weight": teacher_weight if teacher else 0.0,
+        "training": {"pairs": D.describe(pairs), "teacher_weight": run.teacher_weight if teacher else 0.0,
                      "files_sha256": {name: D.file_sha256(path) for name, path in files.items()},
-                     "steps": steps, "lr": lr, "batch_size": batch_size, "max_length": max_length, "seed": seed,
-                     "limit": limit, "losses_first_last": [losses[0], losses[-1]] if losses else None,
-                     "seconds": time.perf_counter() - started, "device": device, "command": command},
+                     "steps": run.steps, "lr": run.lr, "batch_size": run.batch_size, "max_length": max_length,
+                     "seed": run.seed, "limit": run.limit,
+                     "losses_first_last": [losses[0], losses[-1]] if losses else None,
+                     "seconds": time.perf_counter() - started, "device": run.device, "command": run.command},
         "tuning_split": {"uncalibrated": uncalibrated, "calibrated": calibrated},
     }
     (out / f"{task.role}.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",

@@ -22,9 +22,8 @@ Training data (`--train`, repeatable; `--teacher-predictions`, repeatable):
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,11 @@ import numpy as np
 from armed.domain import RelevanceLevel
 from armed.engines.base import CONSISTENCY_LABELS, CONSISTENCY_TEMPLATE
 from armed.errors import InputError
+from armed.eval.datasets import json_rows
 from armed.student import data as D
 from armed.student import metrics as SM
 from armed.student import model as M
-from armed.student.classifier import ClassifierTask, train_pair_classifier
+from armed.student.classifier import ClassifierTask, train_classifier
 
 HUMAN_FORMAT = "consistency"  # --train consistency:FILE.jsonl
 # The one relevance level that counts as "about what the user meant"; every other level is inconsistent.
@@ -73,11 +73,6 @@ def evaluate(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 # 512 tokens: where TransformersPairClassifier cuts a pair at serving time.
-CONSISTENCY = ClassifierTask(role="consistency", title="armed consistency check (Qwen3 sequence classifier)",
-                             labels=CONSISTENCY_LABELS, template=CONSISTENCY_TEMPLATE, render=render,
-                             evaluate=evaluate, max_length=512)
-
-
 def parse_spec(spec: str) -> tuple[str, Path]:
     fmt, sep, path = spec.partition(":")
     if sep and fmt == HUMAN_FORMAT and path:
@@ -97,16 +92,7 @@ def load_human(spec: str, limit: int | None = None, seed: int = 0) -> list[D.Stu
     if fmt != HUMAN_FORMAT:
         return [from_levels(p) for p in D.load_human(spec, limit, seed)]
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError("--train", f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise InputError("--train", f"{where}: expected an object with query, text and label")
+    for n, where, row in json_rows(path, "{path}:{n}", field="--train"):
         query, text, label = row.get("query"), row.get("text"), row.get("label")
         if not isinstance(query, str) or not query.strip() or not isinstance(text, str) or not text.strip():
             raise InputError("--train", f"{where}: query and text must be non-empty strings")
@@ -125,38 +111,13 @@ def load_teacher(path: Path) -> list[D.StudentPair]:
     return [from_levels(p) for p in D.load_teacher(path)]
 
 
-def train_consistency_classifier(
-    base: str,
-    train_specs: Sequence[str],
-    out: Path,
-    *,
-    teacher_files: Sequence[Path] = (),
-    teacher_weight: float = 0.5,
-    tune_fraction: float = 0.1,
-    seed: int = 0,
-    limit: int | None = None,
-    steps: int = 200,
-    lr: float = 2e-5,
-    batch_size: int = 16,
-    device: str = "cpu",
-    max_length: int | None = None,
-    command: str = "",
-    log: Callable[[str], None] | None = print,
-) -> dict[str, Any]:
+CONSISTENCY = ClassifierTask(role="consistency", title="armed consistency check (Qwen3 sequence classifier)",
+                             labels=CONSISTENCY_LABELS, template=CONSISTENCY_TEMPLATE, render=render,
+                             evaluate=evaluate, max_length=512, load_human=load_human,
+                             spec_path=lambda spec: parse_spec(spec)[1], load_teacher=load_teacher,
+                             data_hint="human labels (consistency:FILE.jsonl, kuake-qtr:FILE, kuake-qqr:FILE)")
+
+
+def train_consistency_classifier(base: str, train_specs: Sequence[str], out: Path, **kw: Any) -> dict[str, Any]:
     """Fine-tune `base` (a Qwen3 checkpoint folder, or "tiny") into the folder `models.consistency` loads."""
-    if not train_specs and not teacher_files:
-        raise InputError("--train", "give human labels (consistency:FILE.jsonl, kuake-qtr:FILE, kuake-qqr:FILE) "
-                                    "or a --teacher-predictions file")
-    human = [p for spec in train_specs for p in load_human(spec, limit, seed)]
-    teacher = []
-    for f in teacher_files:
-        rows = load_teacher(Path(f))
-        if not rows:
-            raise InputError("--teacher-predictions", f"{f}: no row with a query, a product and votes or "
-                                                      "probabilities")
-        teacher += rows
-    files = {s: parse_spec(s)[1] for s in train_specs} | {str(f): Path(f) for f in teacher_files}
-    return train_pair_classifier(
-        CONSISTENCY, base, human, teacher, out, files=files, teacher_weight=teacher_weight, tune_fraction=tune_fraction,
-        seed=seed, limit=limit, steps=steps, lr=lr, batch_size=batch_size, device=device, max_length=max_length,
-        command=command, log=log)
+    return train_classifier(CONSISTENCY, base, train_specs, out, **kw)

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,15 @@ def _f(x: Any, nd: int = 1) -> str:
     return str(x)
 
 
+def _section(heading: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A numbered section of the report: its heading and a markdown table, one row per item (cells as given)."""
+    return ["", f"## {heading}", "", _row(columns), "|" + "---|" * len(columns), *(_row(r) for r in rows)]
+
+
+def _row(cells: Sequence[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def markdown(r: dict[str, Any]) -> str:
     m, s = r["meta"], r["scenarios"]
     lines = [f"# armed-ops perf — profile `{m['profile']}` ({m['mode']})", "",
@@ -137,18 +147,17 @@ def markdown(r: dict[str, Any]) -> str:
                   f"(wall/sum {_f(d['concurrency']['wall_over_sum_p50'], 2)})."]
     e = s.get("end_to_end")
     if e and "by_concurrency" in e:
-        lines += ["", "## 2. End to end (HTTP /v1/judge, cold)", "", "| concurrency | judgments/s | p50 ms | p99 ms |"
-                  " failed |", "|---|---|---|---|---|"]
-        for c, v in e["by_concurrency"].items():
-            lines.append(f"| {c} | {_f(v['throughput_rps'], 2)} | {_f(v['p50_ms'])} | {_f(v['p99_ms'])} | "
-                         f"{v['failed']} |")
+        lines += _section("2. End to end (HTTP /v1/judge, cold)",
+                          ("concurrency", "judgments/s", "p50 ms", "p99 ms", "failed"),
+                          [(c, _f(v["throughput_rps"], 2), _f(v["p50_ms"]), _f(v["p99_ms"]), v["failed"])
+                           for c, v in e["by_concurrency"].items()])
     b = s.get("batching")
     if b and "roles" in b:
-        lines += ["", "## 3. Batching (concurrency 32)", "", "| role | engine | batched rps | unbatched rps | ratio |"
-                  " batched p50 ms | unbatched p50 ms |", "|---|---|---|---|---|---|---|"]
-        for role, v in b["roles"].items():
-            lines.append(f"| {role} | {v['engine']} | {_f(v['batched_rps'])} | {_f(v['unbatched_rps'])} | "
-                         f"{_f(v['ratio'], 2)} | {_f(v['batched_p50_ms'])} | {_f(v['unbatched_p50_ms'])} |")
+        lines += _section("3. Batching (concurrency 32)",
+                          ("role", "engine", "batched rps", "unbatched rps", "ratio", "batched p50 ms",
+                           "unbatched p50 ms"),
+                          [(role, v["engine"], _f(v["batched_rps"]), _f(v["unbatched_rps"]), _f(v["ratio"], 2),
+                            _f(v["batched_p50_ms"]), _f(v["unbatched_p50_ms"])) for role, v in b["roles"].items()])
     c = s.get("caching")
     if c and "cold_rps" in c:
         lines += ["", "## 4. Caching", "", "| traffic | judgments/s | p50 ms | p99 ms |", "|---|---|---|---|",
@@ -161,21 +170,20 @@ def markdown(r: dict[str, Any]) -> str:
                   + json.dumps({k: v.get('hit_rate') for k, v in (c.get('hit_rates_zipf') or {}).items()})]
     a = s.get("autoscaling")
     if a and "cycles" in a:
-        lines += ["", "## 5. Autoscaling", "", "| cycle | start | peak | up after s | back to min s after step | "
-                  "requests | failed | others untouched |", "|---|---|---|---|---|---|---|---|"]
-        for i, cy in enumerate(a["cycles"]):
-            lines.append(f"| {i} | {cy['start_replicas']} | {cy['peak_replicas']} | {_f(cy['scale_up_s'])} | "
-                         f"{_f(cy['back_to_min_s_after_step'])} | {sum(cy['requests'].values())} | {cy['failed']} | "
-                         f"{cy['others_untouched']} |")
+        lines += _section("5. Autoscaling",
+                          ("cycle", "start", "peak", "up after s", "back to min s after step", "requests", "failed",
+                           "others untouched"),
+                          [(i, cy["start_replicas"], cy["peak_replicas"], _f(cy["scale_up_s"]),
+                            _f(cy["back_to_min_s_after_step"]), sum(cy["requests"].values()), cy["failed"],
+                            cy["others_untouched"]) for i, cy in enumerate(a["cycles"])])
     g = s.get("engines")
     if g and isinstance(g, dict) and "error" not in g:
-        lines += ["", "## 6. Per-model engine throughput (one replica each; capacity.json)", "",
-                  "| role | engine | concurrency | requests/s | p50 ms | p95 ms | prompt tok/s | output tok/s |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for role, v in g.items():
-            lines.append(f"| {role} | {v['engine']} | {v['concurrency']} | {_f(v['throughput_rps'], 2)} | "
-                         f"{_f(v['p50_ms'])} | {_f(v['p95_ms'])} | {_f(v['prompt_tokens_per_s'])} | "
-                         f"{_f(v['output_tokens_per_s'])} |")
+        lines += _section("6. Per-model engine throughput (one replica each; capacity.json)",
+                          ("role", "engine", "concurrency", "requests/s", "p50 ms", "p95 ms", "prompt tok/s",
+                           "output tok/s"),
+                          [(role, v["engine"], v["concurrency"], _f(v["throughput_rps"], 2), _f(v["p50_ms"]),
+                            _f(v["p95_ms"]), _f(v["prompt_tokens_per_s"]), _f(v["output_tokens_per_s"]))
+                           for role, v in g.items()])
     k = s.get("cost")
     if k and "profiles" in k:
         lines += ["", "## 7. Cost per judgment (no caching)", "", "| profile | path | share | model calls | "

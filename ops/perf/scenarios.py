@@ -12,6 +12,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,17 @@ from ops.perf.trace import Tracer, cost_table, trace_pair, traced_pipeline
 QUERY_STAGES = stage_names("query")
 PRODUCT_STAGES = stage_names("product")
 JOIN_STAGES = stage_names("join")
+
+# (figure, closed_loop's field) of the latencies every scenario reports.
+LATENCIES: tuple[tuple[str, str], ...] = (("p50_ms", "p50_ms"), ("p99_ms", "p99_ms"))
+
+
+def _medians(runs: Sequence[dict[str, Any]], modes: Sequence[str],
+             figures: Sequence[tuple[str, str]]) -> dict[str, float | None]:
+    """{mode}_{figure} → the median over the runs of run[mode][field], for each (figure, field), then each mode: the
+    closed loops one run measures side by side (cold / zipf / hot, batched / unbatched, judge / relay / http)."""
+    return {f"{mode}_{figure}": median_of([r[mode][field] for r in runs])
+            for figure, field in figures for mode in modes}
 
 
 @dataclass
@@ -146,12 +158,7 @@ async def dag_overhead(ctx: Ctx, zw_profile_path: str, base_url: str, delay_s: f
         "side_calls_of_chosen_pairs": [dict(s) for s, _ in sides.most_common(3)],
         "pairs_used": len(chosen),
         "model_time_on_critical_path_ms": round(k * delay_s * 1000, 3),
-        "judge_p50_ms": median_of([r["judge"]["p50_ms"] for r in runs]),
-        "judge_p99_ms": median_of([r["judge"]["p99_ms"] for r in runs]),
-        "relay_p50_ms": median_of([r["relay"]["p50_ms"] for r in runs]),
-        "relay_p99_ms": median_of([r["relay"]["p99_ms"] for r in runs]),
-        "http_p50_ms": median_of([r["http"]["p50_ms"] for r in runs]),
-        "http_p99_ms": median_of([r["http"]["p99_ms"] for r in runs]),
+        **_medians(runs, ("judge", "relay", "http"), LATENCIES),
         "overhead_p50_ms": median_of([r["overhead_p50_ms"] for r in runs]),
         "hops_p50_ms": median_of([r["hops_p50_ms"] for r in runs]),
         "per_hop_p50_ms": round(median_of([r["hops_p50_ms"] for r in runs]) / (k + 1), 3),
@@ -257,15 +264,7 @@ async def caching(ctx: Ctx, base_url: str, judge_handle: Any, concurrency: int =
                 "replayed once warm (judgment-cache hits). inside_judge = time inside the Judge replica.",
         "zipf_s": 1.1,
         "requests": {"cold": n_mix, "zipf": n_mix, "hot": n_hot},
-        "cold_rps": median_of([r["cold"]["throughput_rps"] for r in runs]),
-        "zipf_rps": median_of([r["zipf"]["throughput_rps"] for r in runs]),
-        "hot_rps": median_of([r["hot"]["throughput_rps"] for r in runs]),
-        "cold_p50_ms": median_of([r["cold"]["p50_ms"] for r in runs]),
-        "zipf_p50_ms": median_of([r["zipf"]["p50_ms"] for r in runs]),
-        "hot_p50_ms": median_of([r["hot"]["p50_ms"] for r in runs]),
-        "cold_p99_ms": median_of([r["cold"]["p99_ms"] for r in runs]),
-        "zipf_p99_ms": median_of([r["zipf"]["p99_ms"] for r in runs]),
-        "hot_p99_ms": median_of([r["hot"]["p99_ms"] for r in runs]),
+        **_medians(runs, ("cold", "zipf", "hot"), (("rps", "throughput_rps"), *LATENCIES)),
         "hot_over_cold": median_of([r["hot_over_cold"] for r in runs]),
         "zipf_over_cold": median_of([r["zipf_over_cold"] for r in runs]),
         "inside_judge_hit_p50_ms": median_of([r.get("inside_judge_hit_p50_ms") for r in runs]),
@@ -315,12 +314,7 @@ async def batching(ctx: Ctx, handles: dict[str, tuple[Any, Any]], engines: dict[
             runs.append({"batched": b, "unbatched": s, "ratio": _ratio(b["throughput_rps"], s["throughput_rps"])})
         out["roles"][role] = {
             "engine": engines.get(role),
-            "batched_rps": median_of([x["batched"]["throughput_rps"] for x in runs]),
-            "unbatched_rps": median_of([x["unbatched"]["throughput_rps"] for x in runs]),
-            "batched_p50_ms": median_of([x["batched"]["p50_ms"] for x in runs]),
-            "unbatched_p50_ms": median_of([x["unbatched"]["p50_ms"] for x in runs]),
-            "batched_p99_ms": median_of([x["batched"]["p99_ms"] for x in runs]),
-            "unbatched_p99_ms": median_of([x["unbatched"]["p99_ms"] for x in runs]),
+            **_medians(runs, ("batched", "unbatched"), (("rps", "throughput_rps"), *LATENCIES)),
             "ratio": median_of([x["ratio"] for x in runs]),
             "runs": runs,
         }

@@ -53,11 +53,6 @@ def armed_set(tmp_path: Path) -> Path:
     return write_armed(tmp_path / "set.jsonl")
 
 
-@pytest.fixture(scope="session")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
-
-
 def judge_llm(rule: Callable[[str], str], model_id: str = "scripted-judge") -> ScriptedChatModel:
     """A scripted LLM: `rule(last user message)` answers the relevance judge; other choices get the first."""
 

@@ -13,11 +13,6 @@ from armed.knowledge.splits import tcm_split
 from tests.knowledge.conftest import shared_knowledge_dir
 
 
-@pytest.fixture(scope="module")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
-
-
 def test_split_is_a_stable_fifth() -> None:
     ids = [str(i) for i in range(2000)]
     held = [i for i in ids if tcm_split(i) == "heldout"]

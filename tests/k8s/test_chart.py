@@ -6,7 +6,6 @@ import argparse
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +17,7 @@ from ops import chart as ch
 from ops.chart_readme import readme, value_docs
 from ops.dashboard import DASHBOARD_FILE, dashboard_json
 from ops.profile_values import CHART_DIR, CHART_PROFILE_DIR, chart_profile_file, values_file
+from tests.k8s.notes import render_notes
 
 PROFILES = profile_names()
 ALL_ON = {
@@ -261,14 +261,7 @@ def test_dashboard_panels(helm):
 
 
 def test_notes_name_the_endpoints(helm, tmp_path):
-    chart = tmp_path / "armed"
-    shutil.copytree(CHART_DIR, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text(encoding="utf-8")
-    (chart / "templates" / "notes-render.yaml").write_text(
-        '{{- define "notes" -}}\n' + notes + "\n{{- end -}}\napiVersion: v1\nkind: ConfigMap\n"
-        "metadata: {name: notes}\ndata:\n  notes: {{ include \"notes\" . | quote }}\n", encoding="utf-8")
-    objs = ch.template(chart=Path(chart), profile="l4", sets=with_weights({"ingress.enabled": "true"}))
-    text = next(o for o in objs if o["metadata"]["name"] == "notes")["data"]["notes"]
+    text = render_notes(tmp_path, profile="l4", sets=with_weights({"ingress.enabled": "true"}))
     assert "http://armed-serve-svc.armed.svc:8000/v1/judge" in text
     assert "http://armed-serve-svc.armed.svc:8000/models/llm" in text
     assert "port-forward" in text and "armed-ops status" in text

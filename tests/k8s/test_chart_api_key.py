@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import yaml
 
 from ops import chart as ch
 from ops.profile_values import CHART_DIR
+from tests.k8s.notes import render_notes
 from tests.ops.fake_kube import FakeKube
 
 SECRET = "armed-api-key"
@@ -63,23 +63,12 @@ def test_an_upgrade_keeps_the_generated_key(helm, tmp_path: Path):
         kube.stop()
 
 
-def _notes(tmp_path: Path, sets: dict[str, str]) -> str:
-    chart = tmp_path / "armed"
-    shutil.copytree(CHART_DIR, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text(encoding="utf-8")
-    (chart / "templates" / "notes-render.yaml").write_text(
-        '{{- define "notes" -}}\n' + notes + "\n{{- end -}}\napiVersion: v1\nkind: ConfigMap\n"
-        "metadata: {name: notes}\ndata:\n  notes: {{ include \"notes\" . | quote }}\n", encoding="utf-8")
-    objs = ch.template(chart=chart, sets=sets)
-    return next(o for o in objs if o["metadata"]["name"] == "notes")["data"]["notes"]
-
-
 @pytest.mark.parametrize("sets,says", [
     ({}, "the chart generated a random key into Secret armed-api-key"),
     ({"apiKey.enabled": "false"}, "WARNING: apiKey.enabled is false"),
 ])
 def test_notes_say_where_the_key_is(helm, tmp_path, sets, says):
-    text = _notes(tmp_path, sets)
+    text = render_notes(tmp_path, sets=sets)
     assert says in text
     if not sets:
         assert "kubectl -n armed get secret armed-api-key -o jsonpath='{.data.api-key}' | base64 -d" in text

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from armed.knowledge import KnowledgeBase
+from tests.skips import found_or_skip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,16 +25,9 @@ def shared_knowledge_dir() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
-
-
-@pytest.fixture(scope="session")
 def knowledge_dir() -> Path:
-    d = shared_knowledge_dir()
-    if d is None:
-        pytest.skip("public knowledge data not found (set ARMED_SHARED_DATA or provide ../shared/data/knowledge)")
-    return d
+    return found_or_skip(shared_knowledge_dir(), "public knowledge data not found (set ARMED_SHARED_DATA or "
+                         "provide ../shared/data/knowledge)")
 
 
 @pytest.fixture(scope="session")

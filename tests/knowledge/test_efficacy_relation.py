@@ -38,11 +38,11 @@ def test_the_seed_alone_never_answers_unknown(kb: KnowledgeBase) -> None:
     """Every efficacy term the seed can produce (lexicon surfaces, drug-record efficacy) is in a curated group, so
     with the seed alone `efficacy_relation` is the old group overlap whenever both sides have efficacy: the packaged
     student's seed-KB features did not move when "unknown" was introduced."""
-    surfaces = [s for s, ps in kb._matcher.entries() if any(p.field == "efficacy" for p in ps)]
-    records = [t for name in kb._records for t in kb._records[name].efficacy]
+    surfaces = [s for s, ps in kb.lexicon_entries() if any(p.field == "efficacy" for p in ps)]
+    records = [t for rec in kb.records().values() for t in rec.efficacy]
     assert surfaces and records
     for term in (*surfaces, *records):
-        assert all(grouped for _, grouped in kb._efficacy_keys([term])), term
+        assert all(grouped for _, grouped in kb.efficacy_keys([term])), term
         assert kb.efficacy_relation([term], [term]) == 1.0
 
 
@@ -67,7 +67,7 @@ def test_a_free_term_meets_the_term_it_contains(dicts_kb: KnowledgeBase) -> None
 def test_generic_words_never_become_efficacy_terms(dicts_kb: KnowledgeBase) -> None:
     ents = dicts_kb.extract("怎样治疗脱发")
     assert ents.efficacy == ["脱发"]
-    assert not [p for p in dicts_kb._matcher.lookup("预防") if p.field == "efficacy"]
+    assert not [p for p in dicts_kb.lexicon_lookup("预防") if p.field == "efficacy"]
 
 
 def test_not_efficacy_is_part_of_the_seed_and_the_version(tmp_path: Path) -> None:

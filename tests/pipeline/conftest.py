@@ -15,11 +15,6 @@ from armed.settings import ArmedSettings
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 
 
-@pytest.fixture(scope="session")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
-
-
 def make_pipeline(kb: KnowledgeBase, clients: ModelClients | None = None, **overrides: object) -> Pipeline:
     """A pipeline over the real knowledge base; `overrides` are nested settings, e.g. stages={'search': False}."""
     return Pipeline(ArmedSettings(**overrides), kb, clients or ModelClients())

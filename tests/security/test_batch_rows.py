@@ -17,17 +17,11 @@ import pytest
 
 from armed.batch import MAX_ID_CHARS, plan_rows, run_batch
 from armed.engines.base import ModelClients
-from armed.knowledge.base import KnowledgeBase
 from armed.settings import ArmedSettings
 from tests.pipeline.conftest import make_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_PRODUCT = {"name": "布洛芬缓释胶囊"}
-
-
-@pytest.fixture(scope="module")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
 
 
 def _j(row: Any) -> bytes:

@@ -77,12 +77,6 @@ def _large_png() -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def kb() -> Any:
-    from armed.knowledge.base import KnowledgeBase
-
-    return KnowledgeBase.load()
-
 
 @pytest.fixture(scope="module")
 def secret_png() -> bytes:

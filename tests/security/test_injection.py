@@ -29,11 +29,6 @@ from tests.security.harness import Engines, Outcome, gullible_without_models, re
 SHARED = Path(os.environ.get("ARMED_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
-@pytest.fixture(scope="module")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
-
-
 def test_the_corpus_is_what_the_issue_asks_for():
     vs, fams = variants(), families()
     assert len(vs) >= 100 and len(fams) >= 6, (len(vs), fams)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 
 from armed.domain import Branch
-from armed.knowledge.base import KnowledgeBase
 from armed.pipeline.merchant_text import KINDS, clean_merchant_text
 from tests.security.stuffing_pairs import (
     APPENDED,
@@ -27,11 +26,6 @@ from tests.security.stuffing_pairs import (
     report,
     variants,
 )
-
-
-@pytest.fixture(scope="module")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
 
 
 def test_the_new_kinds_are_kinds():

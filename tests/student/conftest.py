@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from armed.knowledge.base import KnowledgeBase
-
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
@@ -38,6 +36,3 @@ def hash_encoder(dim: int = 16) -> tuple[str, int, object]:
     return f"hash-bigrams-{dim}", dim, encode
 
 
-@pytest.fixture(scope="session")
-def kb() -> KnowledgeBase:
-    return KnowledgeBase.load()
