@@ -10,20 +10,21 @@ import time
 import httpx
 import pytest
 
+from armed_testing.zero_work import ZeroWork
 from tests.serve.conftest import replica_count, write_profile
 
 pytestmark = pytest.mark.slow
 ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 
 
-def _deploy(profile: str, roles: tuple[str, ...] = ROLES) -> None:
+def _deploy(profile: str, roles: tuple[str, ...] = ROLES, engine: ZeroWork | None = None) -> None:
+    """Deploy the roles on zero-work engines (`engine`: e.g. ZeroWork(fail=True), injected as the engine class)."""
     from ray import serve
 
-    from armed_testing.zero_work import ZeroWork
     from serve_apps.models import build_model_app
 
     for role in roles:
-        serve.run(build_model_app({"profile": profile, "role": role}, engine_cls=ZeroWork()),
+        serve.run(build_model_app({"profile": profile, "role": role}, engine_cls=engine or ZeroWork()),
                   name=role, route_prefix=f"/models/{role}")
 
 
@@ -128,7 +129,7 @@ def test_judge_exports_the_metrics_contract(judge_stack: str, metrics_url: str) 
 
 
 def test_failing_optional_model_degrades(judge_stack: str, profile_path: str) -> None:
-    _deploy(profile_path, ("embedder",), {"embedder": {"fail": True}})
+    _deploy(profile_path, ("embedder",), ZeroWork(fail=True))
     r = httpx.post(judge_stack + "/v1/judge", json={"query": "感冒 发烧", "product": {"name": "感冒灵颗粒 10g*9袋"}},
                    timeout=120)
     assert r.status_code == 200, r.text
