@@ -127,9 +127,10 @@ class KnowledgeBuilder:
         self._eff_complements: dict[str, set[str]] = {}
         self._docs: list[WebDoc] = []
         self._not_efficacy = {normalise(t) for t in seed.not_efficacy if normalise(t)}
-        # The dosage-form variants split_form tries, sorted on its first call and then kept for the rest of the
-        # build, even when a tcm-insert-ner source adds variants later (糖衣片): names already split stay split the
-        # same way, and the versions of built KBs depend on it. build() sorts them afresh for the queries.
+        # The dosage-form variants _split_form tries, sorted on its first call and then kept for the rest of the
+        # build, even when a tcm-insert-ner source adds variants later (糖衣片), as the build always did: re-sorting
+        # then would be a change of behaviour (it leaves the public sources' version as it is, other sources may
+        # split differently), not part of moving the build here. build() sorts them afresh for the queries.
         self._form_suffixes: list[str] = []
         self._build_seed()
 
