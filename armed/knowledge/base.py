@@ -24,6 +24,7 @@ import re
 import unicodedata
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -86,20 +87,35 @@ class QueryExpansion(BaseModel):
     note: str
 
 
-# Efficacy term → the drugs whose records list it, built on first use per knowledge base (one pass over the records)
-# and kept beside it, not in it: derived data is neither content (the version) nor artefact state.
-_EFFICACY_INDEX: weakref.WeakKeyDictionary[KnowledgeBase, dict[str, tuple[str, ...]]] = weakref.WeakKeyDictionary()
+@dataclass
+class _Derived:
+    """What the knowledge base answers from but does not hold: the seed's area table, and efficacy term → the drugs
+    whose records list it (one pass over the records, on first use). Kept beside the KB, not in it, so it is
+    neither content (the version) nor artefact state, and built once per KB, never per request."""
+
+    areas: AreaTable
+    efficacy_index: dict[str, tuple[str, ...]] | None = None
+
+
+_DERIVED: weakref.WeakKeyDictionary[KnowledgeBase, _Derived] = weakref.WeakKeyDictionary()
+
+
+def _derived(kb: KnowledgeBase) -> _Derived:
+    d = _DERIVED.get(kb)
+    if d is None:
+        d = _DERIVED[kb] = _Derived(AreaTable(kb.seed.therapeutic_areas))
+    return d
 
 
 def _efficacy_index(kb: KnowledgeBase) -> dict[str, tuple[str, ...]]:
-    index = _EFFICACY_INDEX.get(kb)
-    if index is None:
+    d = _derived(kb)
+    if d.efficacy_index is None:
         found: dict[str, list[str]] = {}
         for name in kb._records:
             for term in kb._records[name].efficacy:
                 found.setdefault(term, []).append(name)
-        index = _EFFICACY_INDEX[kb] = {t: tuple(ns) for t, ns in found.items()}
-    return index
+        d.efficacy_index = {t: tuple(ns) for t, ns in found.items()}
+    return d.efficacy_index
 
 
 class KnowledgeBase:
@@ -117,9 +133,9 @@ class KnowledgeBase:
 
     @property
     def areas(self) -> AreaTable:
-        """The seed's therapeutic-area table (armed/knowledge/areas.py). Derived from the seed on each read rather
-        than stored, so it is never state of its own in an artefact or the version (the seed is both)."""
-        return AreaTable(self.seed.therapeutic_areas)
+        """The seed's therapeutic-area table (armed/knowledge/areas.py), derived from the seed once per knowledge
+        base (the seed is both content and artefact state; the table is neither)."""
+        return _derived(self).areas
 
     def record_areas(self, names: Sequence[str], efficacy: Sequence[str] = (),
                      category: Sequence[str] = ()) -> set[str] | None:
