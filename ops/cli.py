@@ -70,7 +70,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("chart-readme", help="regenerate helm/armed/README.md and files/dashboard.json")
 
     k = sub.add_parser("kuberay-check", help="KubeRay's own validation rules on rendered manifests (offline)")
-    k.add_argument("files", nargs="+", help="multi-document YAML files; - reads stdin")
+    k.add_argument("files", nargs="*", help="multi-document YAML files; - reads stdin")
+    k.add_argument("--list-rules", action="store_true",
+                   help="print every rule (id, kinds, KubeRay source) and their number, then exit")
     k.add_argument("--operator-values", type=Path,
                    help="kuberay-operator Helm values whose featureGates the operator runs with "
                         "(e.g. k8s/kuberay/values.yaml; default: KubeRay's default gates)")
@@ -155,6 +157,13 @@ def _kuberay_check(a: argparse.Namespace) -> int:
     from armed.errors import InputError
     from ops import kuberay_rules
 
+    if a.list_rules:
+        for r in kuberay_rules.RULES:
+            print(f"{r.id}\t{','.join(r.kinds)}\t{r.source}")
+        print(f"{len(kuberay_rules.RULES)} rules", file=sys.stderr)
+        return 0
+    if not a.files:
+        raise InputError("files", "give at least one YAML file, or - to read stdin (or --list-rules)")
     gates = kuberay_rules.operator_feature_gates(a.operator_values) if a.operator_values else {}
     for item in a.feature_gate:
         name, sep, value = item.partition("=")

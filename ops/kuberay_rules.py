@@ -7,17 +7,22 @@ with the Go function it comes from. Input: rendered objects (dicts, as `helm tem
 print them); output: `Violation`s (rule id, object, message). Kinds other than RayService / RayCluster / RayJob
 are ignored.
 
-Sources (read 2026-11; "kuberay" = github.com/ray-project/kuberay, newest stored versions, the v1.7 line whose
-CRDs are in ../shared/crds):
-  V  = kuberay ray-operator/controllers/ray/utils/validation.go @ 0074504f84f22d26df800ebcd2e0a3e1490e2aef
+Sources (kuberay = github.com/ray-project/kuberay at v1.7.0, the release whose CRDs are in ../shared/crds; line
+numbers are approximate, "~"; each rule's `source` names the Go function, its docstring the lines):
+  V  = kuberay ray-operator/controllers/ray/utils/validation.go (ValidateRayClusterSpec, ValidateRayServiceSpec,
+       ValidateClusterUpgradeOptions, ValidateRayJobSpec, validateDeletionConfiguration,
+       validateWorkerGroupIdleTimeout ...)
   C  = kuberay ray-operator/controllers/ray/utils/constant.go (MaxRayClusterNameLength, RayContainerIndex ...)
-  U  = kuberay ray-operator/controllers/ray/utils/util.go (IsAutoscalingEnabled, IsGCSFaultToleranceEnabled)
-  S  = kuberay ray-operator/controllers/ray/rayservice_controller.go @ 0110627608d9f7422115e85fd51c8ed09da349e0
-  F  = kuberay ray-operator/pkg/features/features.go (defaultFeatureGates)
+  U  = kuberay ray-operator/controllers/ray/utils/util.go (IsAutoscalingEnabled, IsAutoscalingV2Enabled,
+       IsGCSFaultToleranceEnabled)
+  S  = kuberay ray-operator/controllers/ray/rayservice_controller.go (isZeroDowntimeUpgradeEnabled)
+  F  = kuberay ray-operator/pkg/features/features.go (defaultFeatureGates, ~105-117)
+  D  = kuberay ray-operator/config/crd/bases/ray.io_*.yaml (the defaults the API server fills in before KubeRay
+       sees the object: minReplicas 0, maxReplicas 2147483647, maxSurgePercent 100)
   P  = kuberay ray-operator/controllers/ray/common/pod.go (updateRayStartParamsResources)
   R  = ray 2.60.0 python/ray/autoscaler/_private/kuberay/autoscaling_config.py (what the autoscaler reads)
-A rule that needs the operator's feature gates takes them from `check(..., feature_gates=)`; without them it uses
-KubeRay's defaults (F: every alpha gate off), which is what a stock operator install runs with.
+A rule that needs the operator's feature gates takes them from `check(..., feature_gates=)`; a gate not given there
+takes KubeRay v1.7.0's default (F), which is what a stock operator install runs with.
 """
 
 from __future__ import annotations
@@ -26,20 +31,36 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# F: defaultFeatureGates of the v1.7 line (RayClusterStatusConditions is beta, on; the rest alpha, off).
+# F: defaultFeatureGates of KubeRay v1.7.0 (features.go ~105-117). Beta and on by default: RayJobDeletionPolicy (beta
+# v1.6), RayMultiHostIndexing (beta v1.6), RayServiceIncrementalUpgrade (beta v1.7), beside RayClusterStatusConditions;
+# the v1.6/v1.7 alpha gates are off. These are every gate v1.7.0 knows: the operator refuses to start with a gate
+# name not in this map (k8s.io/component-base featuregate.Set: "unrecognized feature gate"), so operator values
+# naming any other gate are wrong (tests/k8s/test_kuberay_rules.py checks k8s/kuberay/values.yaml against it).
 DEFAULT_FEATURE_GATES: dict[str, bool] = {
     "RayClusterStatusConditions": True,
-    "RayJobDeletionPolicy": False,
-    "RayMultiHostIndexing": False,
-    "RayServiceIncrementalUpgrade": False,
+    "RayJobDeletionPolicy": True,
+    "RayMultiHostIndexing": True,
+    "RayServiceIncrementalUpgrade": True,
     "RayCronJob": False,
-    "AsyncJobInfoQuery": False,
+    "SidecarSubmitterRestart": False,
+    "RayClusterNetworkPolicy": False,
+    "GCSFaultToleranceEmbeddedStorage": False,
+    "RayClusterMTLS": False,
+    "RayClusterHistoryServer": False,
+    "KubernetesWAS": False,
 }
+
+# D: the CRD defaults of WorkerGroupSpec.minReplicas / maxReplicas and ClusterUpgradeOptions.maxSurgePercent; the
+# API server fills them in before the operator validates, so an unset field is compared as its default.
+DEFAULT_MIN_REPLICAS = 0
+DEFAULT_MAX_REPLICAS = 2**31 - 1
+DEFAULT_MAX_SURGE_PERCENT = 100
 
 # C: 63 - len("-serve-svc") = 53; RayService / RayJob names get 6 characters appended (GenerateRayClusterName).
 MAX_RAYCLUSTER_NAME = 53
@@ -81,6 +102,10 @@ class Target:
     @property
     def spec(self) -> dict[str, Any]:
         return self.obj.get("spec") or {}
+
+    def gate(self, name: str) -> bool:
+        """The operator's feature gate `name`: as given to `check`, else KubeRay v1.7.0's default (F)."""
+        return bool(self.gates.get(name, DEFAULT_FEATURE_GATES.get(name, False)))
 
     @property
     def cluster(self) -> dict[str, Any] | None:
@@ -148,6 +173,15 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _autoscaling(cluster: dict[str, Any]) -> bool:
     """U: IsAutoscalingEnabled — enableInTreeAutoscaling is set and true."""
     return cluster.get("enableInTreeAutoscaling") is True
+
+
+def _autoscaler_v2(cluster: dict[str, Any]) -> bool:
+    """What validateWorkerGroupIdleTimeout (V ~1016-1025) accepts as "autoscaler v2 is on": U IsAutoscalingV2Enabled
+    (autoscalerOptions.version is v2), or the head's Ray container has RAY_enable_autoscaler_v2 "1" or "true"."""
+    if (cluster.get("autoscalerOptions") or {}).get("version") == "v2":
+        return True
+    var = _env(_ray_container(cluster.get("headGroupSpec") or {})).get("RAY_enable_autoscaler_v2") or {}
+    return str(var.get("value", "")) in ("1", "true")
 
 
 def _gcs_ft(cluster: dict[str, Any], annotations: Mapping[str, str]) -> bool:
@@ -233,6 +267,43 @@ def worker_container(t: Target) -> Iterable[str]:
             yield f"workerGroupSpec {name} should have at least one container"
 
 
+@rule("worker-replicas", KINDS,
+      "V ValidateRayClusterSpec, worker group loop (negative ~127-132, min > max ~133-137); D min/maxReplicas")
+def worker_replicas(t: Target) -> Iterable[str]:
+    """Every worker group's minReplicas and maxReplicas are non-negative (~127-132) and minReplicas ≤ maxReplicas
+    (~133-137: "worker group %s has minReplicas %d greater than maxReplicas %d"). An unset field is the CRD
+    default (D: min 0, max 2147483647), as the API server fills it in; with those defaults the "must set both when
+    autoscaling is disabled" check just above (~124-126) cannot fire on a stored object."""
+    for name, g in list(_groups(t.cluster or {}))[1:]:
+        lo = _int(g.get("minReplicas", DEFAULT_MIN_REPLICAS))
+        hi = _int(g.get("maxReplicas", DEFAULT_MAX_REPLICAS))
+        if lo is not None and lo < 0:
+            yield f"worker group {name} has negative minReplicas {lo}"
+        if hi is not None and hi < 0:
+            yield f"worker group {name} has negative maxReplicas {hi}"
+        if lo is not None and hi is not None and lo > hi:
+            yield f"worker group {name} has minReplicas {lo} greater than maxReplicas {hi}"
+
+
+@rule("worker-idle-timeout", KINDS, "V validateWorkerGroupIdleTimeout (~1006-1027, called from ValidateRayClusterSpec)")
+def worker_idle_timeout(t: Target) -> Iterable[str]:
+    """A worker group's own idleTimeoutSeconds is non-negative and only allowed with autoscaler v2
+    (autoscalerOptions.version v2, or RAY_enable_autoscaler_v2 "1"/"true" in the head): with v1, or with no
+    version set, KubeRay rejects the whole object. The cluster-wide autoscalerOptions.idleTimeoutSeconds works
+    with either version."""
+    c = t.cluster or {}
+    for name, g in list(_groups(c))[1:]:
+        raw = g.get("idleTimeoutSeconds")
+        if raw is None:
+            continue
+        secs = _int(raw)
+        if secs is not None and secs < 0:
+            yield f"worker group {name}: idleTimeoutSeconds must be non-negative, got {secs}"
+        elif not _autoscaler_v2(c):
+            yield (f"worker group {name}: idleTimeoutSeconds is set, but autoscaler v2 is not enabled; set "
+                   ".spec.autoscalerOptions.version to 'v2' or drop the group's idleTimeoutSeconds")
+
+
 @rule("group-resources-conflict", KINDS, "V validateRayGroupResources (called from ValidateRayClusterSpec)")
 def group_resources_conflict(t: Target) -> Iterable[str]:
     """A group sets its Ray resources either in rayStartParams (num-cpus, num-gpus, memory, resources) or in the
@@ -309,11 +380,12 @@ def redis_username(t: Target) -> Iterable[str]:
 
 @rule("suspended-worker-group", KINDS, "V ValidateRayClusterSpec")
 def suspended_worker_group(t: Target) -> Iterable[str]:
-    """A suspended worker group needs the RayJobDeletionPolicy gate and is not allowed with the autoscaler."""
+    """A suspended worker group needs the RayJobDeletionPolicy gate (on by default in v1.7.0, F) and is not allowed
+    with the autoscaler."""
     c = t.cluster or {}
     for name, g in list(_groups(c))[1:]:
         if g.get("suspend") is True:
-            if not t.gates.get("RayJobDeletionPolicy", False):
+            if not t.gate("RayJobDeletionPolicy"):
                 yield f"worker group {name} can be suspended only when the RayJobDeletionPolicy feature gate is on"
             if _autoscaling(c):
                 yield f"worker group {name} cannot be suspended with Autoscaler enabled"
@@ -411,11 +483,14 @@ def cluster_deletion_delay(t: Target) -> Iterable[str]:
         yield f"Spec.RayClusterDeletionDelaySeconds should be a non-negative integer, got {delay}"
 
 
-@rule("incremental-upgrade-options", ("RayService",), "V ValidateRayServiceSpec → ValidateClusterUpgradeOptions")
+@rule("incremental-upgrade-options", ("RayService",),
+      "V ValidateRayServiceSpec → ValidateClusterUpgradeOptions (~716-749); D maxSurgePercent")
 def incremental_upgrade_options(t: Target) -> Iterable[str]:
     """NewClusterWithIncrementalUpgrade needs the in-tree autoscaler and clusterUpgradeOptions with
-    maxSurgePercent in [0, 100] (CRD default 100), stepSizePercent in [0, 100], intervalSeconds > 0 and a
-    gatewayClassName. (KubeRay checks this only once the gate is on; a render is checked for either.)"""
+    maxSurgePercent in [0, 100] (CRD default 100), stepSizePercent in [0, 100] and not above maxSurgePercent
+    (~736-738: "stepSizePercent must be less than or equal to maxSurgePercent"), intervalSeconds > 0 and a
+    gatewayClassName. (KubeRay checks this only with the RayServiceIncrementalUpgrade gate on, its v1.7.0 default;
+    a render is checked for either.)"""
     strat = t.spec.get("upgradeStrategy") or {}
     if strat.get("type") != "NewClusterWithIncrementalUpgrade":
         return
@@ -426,12 +501,15 @@ def incremental_upgrade_options(t: Target) -> Iterable[str]:
     if opts is None:
         yield "ClusterUpgradeOptions are required for NewClusterWithIncrementalUpgrade"
         return
-    surge = _int(opts.get("maxSurgePercent", 100))
+    surge = _int(opts.get("maxSurgePercent", DEFAULT_MAX_SURGE_PERCENT))
     if surge is None or not 0 <= surge <= 100:
         yield "maxSurgePercent must be between 0 and 100"
     step = _int(opts["stepSizePercent"]) if opts.get("stepSizePercent") is not None else None
     if step is None or not 0 <= step <= 100:
         yield "stepSizePercent must be between 0 and 100"
+    elif surge is not None and 0 <= surge < step:
+        yield (f"stepSizePercent must be less than or equal to maxSurgePercent (stepSizePercent {step}, "
+               f"maxSurgePercent {surge})")
     interval = _int(opts["intervalSeconds"]) if opts.get("intervalSeconds") is not None else None
     if interval is None or interval <= 0:
         yield "intervalSeconds must be greater than 0"
@@ -442,10 +520,10 @@ def incremental_upgrade_options(t: Target) -> Iterable[str]:
 @rule("incremental-upgrade-gate", ("RayService",), "S isZeroDowntimeUpgradeEnabled; F RayServiceIncrementalUpgrade")
 def incremental_upgrade_gate(t: Target) -> Iterable[str]:
     """With the RayServiceIncrementalUpgrade gate off, type NewClusterWithIncrementalUpgrade is not an error but
-    turns zero-downtime upgrades off: a changed rayClusterConfig is never rolled out. Enable the gate on the
-    operator (k8s/kuberay/values.yaml featureGates) or pick NewCluster."""
+    turns zero-downtime upgrades off: a changed rayClusterConfig is never rolled out. The gate is on by default in
+    KubeRay v1.7.0 (F, beta); this fires only for an operator that turns it off (its featureGates values)."""
     typ = (t.spec.get("upgradeStrategy") or {}).get("type")
-    if typ == "NewClusterWithIncrementalUpgrade" and not t.gates.get("RayServiceIncrementalUpgrade", False):
+    if typ == "NewClusterWithIncrementalUpgrade" and not t.gate("RayServiceIncrementalUpgrade"):
         yield ("upgradeStrategy NewClusterWithIncrementalUpgrade with the operator's RayServiceIncrementalUpgrade "
                "feature gate off: KubeRay disables zero-downtime upgrades and never rolls out cluster changes")
 
@@ -547,27 +625,90 @@ def rayjob_deadline_backoff(t: Target) -> Iterable[str]:
         yield "backoffLimit must be a positive integer"
 
 
-@rule("rayjob-deletion-strategy", ("RayJob",), "V validateDeletionConfiguration")
+@rule("rayjob-deletion-strategy", ("RayJob",),
+      "V validateDeletionConfiguration → validateLegacyDeletionPolicies / validateDeletionRules")
 def rayjob_deletion_strategy(t: Target) -> Iterable[str]:
-    """deletionStrategy needs the RayJobDeletionPolicy gate; its deletionRules exclude shutdownAfterJobFinishes and
-    the legacy onSuccess/onFailure, which come as a pair."""
+    """deletionStrategy needs the RayJobDeletionPolicy gate (on by default in v1.7.0, F). Either the legacy pair
+    onSuccess/onFailure (both, each with a policy; no DeleteNone with shutdownAfterJobFinishes) or deletionRules
+    (not with shutdownAfterJobFinishes; one rule per (status, policy); ttlSeconds ≥ 0 and ordered DeleteWorkers ≤
+    DeleteCluster ≤ DeleteSelf per status). In both forms DeleteCluster/DeleteWorkers are refused with a
+    clusterSelector, and DeleteWorkers with the autoscaler."""
     s = t.spec
     ds = s.get("deletionStrategy")
     if ds is None:
         return
-    if not t.gates.get("RayJobDeletionPolicy", False):
+    if not t.gate("RayJobDeletionPolicy"):
         yield "RayJobDeletionPolicy feature gate must be enabled to use DeletionStrategy"
         return
     legacy = ds.get("onSuccess") is not None or ds.get("onFailure") is not None
-    rules = bool(ds.get("deletionRules"))
+    rules = ds.get("deletionRules") or []
     if rules and s.get("shutdownAfterJobFinishes"):
         yield "spec.shutdownAfterJobFinishes and spec.deletionStrategy.deletionRules are mutually exclusive"
     if rules and legacy:
         yield "cannot use both legacy onSuccess/onFailure fields and deletionRules"
-    if legacy and (ds.get("onSuccess") is None or ds.get("onFailure") is None):
-        yield "both DeletionStrategy.OnSuccess and DeletionStrategy.OnFailure must be set"
-    if not legacy and not rules:
+    elif legacy:
+        yield from _legacy_deletion(s, ds)
+    elif rules:
+        yield from _deletion_rules(s, rules)
+    else:
         yield "DeletionStrategy requires either both onSuccess and onFailure, or deletionRules"
+
+
+_DELETION_ORDER = ("DeleteWorkers", "DeleteCluster", "DeleteSelf")  # V validateTTLConsistency: TTLs non-decreasing
+
+
+def _refused_policy(spec: dict[str, Any], policy: Any) -> str | None:
+    """Why a deletion policy is refused in this RayJob's context (clusterSelector / autoscaler), or None."""
+    if spec.get("clusterSelector") and policy in ("DeleteCluster", "DeleteWorkers"):
+        return f"DeletionPolicyType {policy!r} not supported when ClusterSelector is set"
+    if policy == "DeleteWorkers" and _autoscaling(spec.get("rayClusterSpec") or {}):
+        return "DeletionPolicyType 'DeleteWorkers' not supported with autoscaling enabled"
+    return None
+
+
+def _legacy_deletion(spec: dict[str, Any], ds: dict[str, Any]) -> Iterator[str]:
+    """V validateLegacyDeletionPolicies."""
+    if ds.get("onSuccess") is None or ds.get("onFailure") is None:
+        yield "both DeletionStrategy.OnSuccess and DeletionStrategy.OnFailure must be set"
+        return
+    policies = {when: (ds[key] or {}).get("policy") for when, key in (("success", "onSuccess"),
+                                                                     ("failure", "onFailure"))}
+    for when, policy in policies.items():
+        if policy is None:
+            yield f"the DeletionPolicyType of DeletionStrategy.On{when.capitalize()} cannot be unset"
+        elif (why := _refused_policy(spec, policy)) is not None:
+            yield f"on {when}: {why}"
+    if spec.get("shutdownAfterJobFinishes") and "DeleteNone" in policies.values():
+        yield "shutdownAfterJobFinishes is set to 'true' while deletion policy is 'DeleteNone'"
+
+
+def _deletion_rules(spec: dict[str, Any], rules: list[dict[str, Any]]) -> Iterator[str]:
+    """V validateDeletionRules, validateDeletionCondition, validateTTLConsistency."""
+    by_status: dict[tuple[str, str], dict[str, int]] = {}
+    for i, r in enumerate(rules):
+        cond = r.get("condition") or {}
+        keys = [k for k in ("jobStatus", "jobDeploymentStatus") if cond.get(k) is not None]
+        ttl = _int(cond.get("ttlSeconds", 0))
+        if len(keys) != 1:
+            yield f"deletionRules[{i}]: exactly one of JobStatus and JobDeploymentStatus must be set"
+            continue
+        if ttl is None or ttl < 0:
+            yield f"deletionRules[{i}]: TTLSeconds must be non-negative"
+            continue
+        policy = r.get("policy")
+        if (why := _refused_policy(spec, policy)) is not None:
+            yield f"deletionRules[{i}]: {why}"
+            continue
+        status = (keys[0], str(cond[keys[0]]))
+        if policy in by_status.setdefault(status, {}):
+            yield f"deletionRules[{i}]: duplicate rule for DeletionPolicyType {policy!r} and {status[0]} {status[1]!r}"
+            continue
+        by_status[status][str(policy)] = ttl
+    for (kind, value), ttls in by_status.items():
+        ordered = [(p, ttls[p]) for p in _DELETION_ORDER if p in ttls]
+        for (prev, prev_ttl), (cur, cur_ttl) in pairwise(ordered):
+            if cur_ttl < prev_ttl:
+                yield f"for {kind} {value!r}: {cur} TTL ({cur_ttl}) must be >= {prev} TTL ({prev_ttl})"
 
 
 # ---- entry points ------------------------------------------------------------------------------------------

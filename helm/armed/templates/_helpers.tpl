@@ -201,3 +201,36 @@ GPU profile's /models paths, or hub without a repo for one of the folders. Takes
   value: "none"
 {{- end }}
 {{- end -}}
+
+{{/* Value combinations KubeRay v1.7.0 rejects (the operator marks the RayService invalid and creates no pod), failed
+at render time with the value to change. JSON Schema (draft-07, what helm checks values.schema.json with) cannot
+compare two values, so these live here; ops/kuberay_rules.py checks the same on any rendered manifest (rules
+worker-replicas, worker-idle-timeout, incremental-upgrade-options). Takes the root context. */}}
+{{- define "armed.kuberay.check" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $wg := .Values.workerGroups -}}
+{{- range $pool := $p.pools -}}
+{{- $ov := index $wg.overrides $pool.name | default dict -}}
+{{- /* validation.go ValidateRayClusterSpec ~133-137: "worker group %s has minReplicas %d greater than maxReplicas %d" */ -}}
+{{- $min := int (ternary $ov.minReplicas $pool.minNodes (hasKey $ov "minReplicas")) -}}
+{{- $max := int (ternary $ov.maxReplicas $pool.maxNodes (hasKey $ov "maxReplicas")) -}}
+{{- if gt $min $max -}}
+{{- $minFrom := ternary (printf "workerGroups.overrides.%s.minReplicas" $pool.name) (printf "profile %q pool %s minNodes" $p.name $pool.name) (hasKey $ov "minReplicas") -}}
+{{- $maxFrom := ternary (printf "workerGroups.overrides.%s.maxReplicas" $pool.name) (printf "profile %q pool %s maxNodes" $p.name $pool.name) (hasKey $ov "maxReplicas") -}}
+{{- fail (printf "worker group %s: minReplicas %d (%s) is greater than maxReplicas %d (%s); KubeRay rejects the RayService (validation.go ValidateRayClusterSpec). Set workerGroups.overrides.%s.minReplicas <= maxReplicas" $pool.name $min $minFrom $max $maxFrom $pool.name) -}}
+{{- end -}}
+{{- /* validation.go validateWorkerGroupIdleTimeout ~1006-1027: a group's own idleTimeoutSeconds needs autoscaler v2 */ -}}
+{{- if and (hasKey $ov "idleTimeoutSeconds") (ne $.Values.autoscaler.version "v2") -}}
+{{- fail (printf "workerGroups.overrides.%s.idleTimeoutSeconds is set but autoscaler.version is %s: KubeRay accepts a worker group's own idleTimeoutSeconds only with autoscaler v2 and rejects the RayService (validation.go validateWorkerGroupIdleTimeout). Set autoscaler.version v2, or drop it and use autoscaler.idleTimeoutSeconds (every group)" $pool.name $.Values.autoscaler.version) -}}
+{{- end -}}
+{{- end -}}
+{{- /* validation.go ValidateClusterUpgradeOptions ~736-738: stepSizePercent <= maxSurgePercent (CRD default 100) */ -}}
+{{- $us := .Values.upgradeStrategy -}}
+{{- if eq $us.type "NewClusterWithIncrementalUpgrade" -}}
+{{- $o := $us.clusterUpgradeOptions | default dict -}}
+{{- $surge := int (ternary $o.maxSurgePercent 100 (hasKey $o "maxSurgePercent")) -}}
+{{- if and (hasKey $o "stepSizePercent") (gt (int $o.stepSizePercent) $surge) -}}
+{{- fail (printf "upgradeStrategy.clusterUpgradeOptions.stepSizePercent (%d) is greater than upgradeStrategy.clusterUpgradeOptions.maxSurgePercent (%d): KubeRay rejects the RayService (validation.go ValidateClusterUpgradeOptions: stepSizePercent must be less than or equal to maxSurgePercent). Lower stepSizePercent or raise maxSurgePercent" (int $o.stepSizePercent) $surge) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
