@@ -8,6 +8,8 @@
   render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
   chart-readme   regenerate helm/armed/README.md and files/dashboard.json
   kuberay-check  KubeRay 1.7's own validation rules on rendered manifests (`helm template ... | ... -`)
+  day2           what KubeRay would do on `helm upgrade` from one set of values to another: new cluster or not,
+                 Services, where the Ingress points (offline; ops/day2.py)
   fuzz           fuzz every HTTP route from its OpenAPI document; report in --out (ops/fuzz)
   perf           load-test the serving stack (a fresh local Ray, or --endpoint); perf.json, perf.md and the
                  capacity.json that `capacity` reads (ops/perf)
@@ -79,6 +81,19 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--feature-gate", action="append", default=[], metavar="NAME=true|false",
                    help="an operator feature gate (repeatable; wins over --operator-values)")
     k.add_argument("--json", action="store_true", help="print the violations as JSON")
+
+    d = sub.add_parser("day2", help="what KubeRay does on `helm upgrade` from v1 to v2 values (offline)")
+    d.add_argument("--profile", help="GPU profile of both versions (default: the chart's)")
+    d.add_argument("--values", type=Path, action="append", default=[], help="values file of both versions")
+    d.add_argument("--v1-values", type=Path, action="append", default=[], help="values file of v1 only")
+    d.add_argument("--v2-values", type=Path, action="append", default=[], help="values file of v2 only")
+    d.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="both versions")
+    d.add_argument("--v1-set", action="append", default=[], metavar="KEY=VALUE", help="v1 only")
+    d.add_argument("--v2-set", action="append", default=[], metavar="KEY=VALUE", help="v2 only")
+    d.add_argument("--operator-values", type=Path,
+                   help="kuberay-operator Helm values whose featureGates decide the incremental strategy "
+                        "(default: this repository's k8s/kuberay/values.yaml)")
+    d.add_argument("--json", action="store_true")
 
     from ops.fuzz.cli import add_arguments as fuzz_arguments
 
@@ -191,6 +206,41 @@ def _kuberay_check(a: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+def _sets(items: list[str], flag: str) -> dict[str, str]:
+    from armed.errors import InputError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(flag, f"{item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _day2(a: argparse.Namespace) -> int:
+    """Exit 0 always for a decision; the report says whether a rollout happens."""
+    from armed.errors import InputError
+    from ops import day2, kuberay_rules
+    from ops.chart import OPERATOR_VALUES
+
+    try:
+        gates = {**kuberay_rules.DEFAULT_FEATURE_GATES,
+                 **kuberay_rules.operator_feature_gates(a.operator_values or OPERATOR_VALUES)}
+    except OSError as exc:
+        raise InputError("--operator-values", exc.strerror or str(exc)) from exc
+    common = _sets(a.sets, "--set")
+    versions = []
+    for files, sets, flag in ((a.v1_values, a.v1_set, "--v1-set"), (a.v2_values, a.v2_set, "--v2-set")):
+        try:
+            versions.append(day2.render(a.profile, tuple(a.values + files), {**common, **_sets(sets, flag)}))
+        except RuntimeError as exc:  # helm's own message: a schema error or a chart `fail`
+            raise InputError(flag.removesuffix("-set"), str(exc)) from exc
+    up = day2.upgrade(versions[0], versions[1], gates)
+    print(day2.as_json(up) if a.json else day2.report(up))
+    return 0
+
+
 def _fuzz(a: argparse.Namespace) -> int:
     from ops.fuzz.cli import run_args
 
@@ -207,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     a = parser().parse_args(argv)
     handler = {"status": _status, "capacity": _capacity, "tune": _tune, "render-values": _render_values,
-               "chart-readme": _chart_readme, "kuberay-check": _kuberay_check, "fuzz": _fuzz,
+               "chart-readme": _chart_readme, "kuberay-check": _kuberay_check, "day2": _day2, "fuzz": _fuzz,
                "perf": cmd_perf}[a.cmd]
     try:
         return handler(a)

@@ -21,6 +21,19 @@ app.kubernetes.io/name: {{ include "armed.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* Labels of the Ray pods (head and workers), and the selector of everything that selects them (PDBs,
+     NetworkPolicy, PodMonitor, the metrics Service). They must not set app.kubernetes.io/name or
+     app.kubernetes.io/created-by: KubeRay keeps a template's value for those keys on the pod (common/pod.go,
+     labelPod: only ray.io/node-type, ray.io/group and ray.io/cluster cannot be overridden), but builds the
+     RayService's stable head Service `<name>-head-svc` with no labels passed in (common/service.go,
+     BuildHeadServiceForRayService → BuildServiceForHeadPod(ctx, cluster, nil, nil)), so its selector requires
+     app.kubernetes.io/name=kuberay and app.kubernetes.io/created-by=kuberay-operator (HeadServiceLabels). A head
+     labelled app.kubernetes.io/name=armed leaves that Service without endpoints (KubeRay issue #2648). */}}
+{{- define "armed.podLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: armed
+{{- end -}}
+
 {{- define "armed.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "armed.selectorLabels" . }}
@@ -232,5 +245,28 @@ worker-replicas, worker-idle-timeout, incremental-upgrade-options). Takes the ro
 {{- if and (hasKey $o "stepSizePercent") (gt (int $o.stepSizePercent) $surge) -}}
 {{- fail (printf "upgradeStrategy.clusterUpgradeOptions.stepSizePercent (%d) is greater than upgradeStrategy.clusterUpgradeOptions.maxSurgePercent (%d): KubeRay rejects the RayService (validation.go ValidateClusterUpgradeOptions: stepSizePercent must be less than or equal to maxSurgePercent). Lower stepSizePercent or raise maxSurgePercent" (int $o.stepSizePercent) $surge) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Upgrade strategy checks (values `upgradeStrategy`). With NewClusterWithIncrementalUpgrade KubeRay serves through
+the Gateway it creates, `<fullname>-gateway` (HTTP listener, port 80), whose HTTPRoute `<fullname>-httproute` splits
+traffic between per-cluster Services `<raycluster>-serve-svc` (rayservice_controller.go createGateway /
+createHTTPRoute; common/service.go BuildServeService). `<fullname>-serve-svc`, the only Service an Ingress could
+name, is not maintained in that mode, and the per-cluster names change on every upgrade: an Ingress has no stable
+backend, so the chart refuses it. Takes the root context. */}}
+{{- define "armed.upgrade.check" -}}
+{{- if and (eq .Values.upgradeStrategy.type "NewClusterWithIncrementalUpgrade") .Values.ingress.enabled -}}
+{{- fail (printf "ingress.enabled with upgradeStrategy.type NewClusterWithIncrementalUpgrade: KubeRay then routes through its own Gateway %s-gateway (gatewayClassName %q, port 80) to per-cluster Services named after each RayCluster, and does not maintain %s, so the Ingress would point at nothing. Set ingress.enabled=false and send clients to the Gateway, or use upgradeStrategy.type NewCluster" (include "armed.fullname" .) (.Values.upgradeStrategy.clusterUpgradeOptions.gatewayClassName | default "") (include "armed.serveService" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The workers' preStop (ops/prestop.py) drains for up to drain.deadlineSeconds, then runs `ray stop` for
+drain.stopGraceSeconds, after up to 30 s to connect to Ray and send the drain: the pod's grace period must cover all
+three, or the kubelet kills Ray mid-drain. Takes the root context. */}}
+{{- define "armed.drain.check" -}}
+{{- $wg := .Values.workerGroups -}}
+{{- $need := add $wg.drain.deadlineSeconds $wg.drain.stopGraceSeconds 30 -}}
+{{- if lt (int $wg.terminationGracePeriodSeconds) (int $need) -}}
+{{- fail (printf "workerGroups.terminationGracePeriodSeconds (%d) is shorter than the worker preStop needs: workerGroups.drain.deadlineSeconds (%d) + workerGroups.drain.stopGraceSeconds (%d) + 30 s to connect and send the drain = %d" (int $wg.terminationGracePeriodSeconds) (int $wg.drain.deadlineSeconds) (int $wg.drain.stopGraceSeconds) (int $need)) -}}
 {{- end -}}
 {{- end -}}
