@@ -118,9 +118,9 @@ def _tune(a: argparse.Namespace) -> int:
     from ops.prom import Prometheus
 
     objectives = tune.load_objectives(a.objectives, a.latency_ms)
-    recs, patched, restarts = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus), a.namespace,
-                                       a.name, objectives, a.window, a.apply)
-    print(tune.render(recs, patched is not None, restarts))
+    recs, patched, restarts, placement = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus),
+                                                  a.namespace, a.name, objectives, a.window, a.apply)
+    print(tune.render(recs, patched is not None, restarts, placement))
     return 0
 
 
