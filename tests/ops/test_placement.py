@@ -367,3 +367,43 @@ def test_tune_counts_vllm_waiting_requests_once():
     assert rec.changes["max_replicas"] == (hi, hi + 1)
     double = -(-(target * hi + waiting * hi) // target)  # what counting the waiting requests twice wants
     assert double > hi + 1
+
+
+@pytest.mark.slow
+def test_llm_placement_groups_and_ingress_are_what_ray_serve_llm_builds(monkeypatch):
+    """Build each ray.serve.llm app of every profile with Ray's own builder (no cluster: only the driver's runtime
+    env is stubbed, as in test_tune_capacity.py): the deployments whose placement group is not STRICT_PACK are
+    exactly those non_strict_pack_groups names (so the strategy switch is judged as Serve judges it), each
+    LLMServer's bundles sum to its footprint, and the OpenAI ingress is one replica of the CPUs its footprint says."""
+    pytest.importorskip("vllm")
+    import types
+
+    import ray
+    from ray._common.utils import import_attr
+    from ray.serve._private.build_app import build_app
+
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: types.SimpleNamespace(runtime_env={}))
+    seen = 0
+    for name in profile_names():
+        cfg = serve_config(load_profile(name))
+        blockers = {b.split(" (")[0] for b in non_strict_pack_groups(cfg)}
+        fps = footprints(cfg)
+        for app in cfg["applications"]:
+            if "llm_configs" not in (app.get("args") or {}):
+                continue
+            built = build_app(import_attr(app["import_path"].replace(":", "."))(app["args"]), name=app["name"])
+            for dep in built.deployments:
+                rc = dep._replica_config
+                key = (app["name"], dep.name)
+                if rc.placement_group_bundles:
+                    seen += 1
+                    assert (f"{app['name']}/{dep.name}" in blockers) == (rc.placement_group_strategy != "STRICT_PACK")
+                    assert sum(b.get("GPU", 0) for b in rc.placement_group_bundles) == \
+                        pytest.approx(fps[key].replica.gpus), key
+                    assert sum(b.get("CPU", 0) for b in rc.placement_group_bundles) == \
+                        pytest.approx(fps[key].replica.cpus), key
+                else:
+                    assert dep.name == RAY_LLM_INGRESS and rc.resource_dict["CPU"] == fps[key].replica.cpus
+                    auto = dep._deployment_config.autoscaling_config
+                    assert (auto.min_replicas, auto.max_replicas) == (1, 1)
+    assert seen >= 5
