@@ -22,11 +22,15 @@ Arithmetic, per deployed role R (printed with the result):
   usable_R    = requests_per_s_R * headroom                                     (per replica, leave headroom)
   replicas_R  = max(min_replicas_R, ceil(demand_R / usable_R))                  (flagged if > max_replicas_R)
   gpus_R      = replicas_R * num_gpus_R                                         (profile's per-replica GPUs)
-  per pool    : every replica of the pool's roles (the judge's pool also runs one Gateway replica per judge
-                replica) is packed onto nodes by first-fit decreasing with Ray's GPU rule (ops/packing.py: a
-                fraction < 1 comes from ONE GPU, a whole number from that many free GPUs; CPUs and memory per
-                node), so nodes = the nodes that packing opens, at least min_nodes. GPUs "occupied" counts every
-                GPU with anything on it, which is what the node's price pays for.
+  per pool    : every replica of the pool's deployments, each reserving what its Serve config entry asks Ray for
+                (ops/pools.py footprints: the judge app's Gateway beside each Judge replica; a ray.serve.llm
+                model's placement group, and its app's one OpenAI ingress replica) is placed on nodes the way
+                the chart's Serve controller places it (ops/packing.py: Serve 2.60 SPREAD by default, PACK only
+                when the chart turns it on and every placement group is STRICT_PACK; the output says which and
+                why), with Ray's GPU rule (a fraction < 1 comes from ONE GPU, a whole number from that many free
+                GPUs; CPUs and memory per node), so nodes = the nodes that placement needs, at least min_nodes.
+                The fewest nodes any placement could use (a bin pack) is printed beside it when it is fewer.
+                GPUs "occupied" counts every GPU with anything on it, which is what the node's price pays for.
   cost/h      = nodes * the pool's cost_per_node_hour (gpu_profiles/<P>.yaml), else nodes * gpus_per_node *
                 price[gpu_type] or nodes * price[cpu_node] from the benchmark file
 A role whose measured p95 exceeds the latency objective is flagged: its throughput was measured at a latency
@@ -43,9 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from armed.serving.config import deployment_options
+import yaml
+
+from armed.serving.config import JUDGE_APP, app_name, serve_config
 from armed.serving.profiles import GpuPool, Profile
-from ops.packing import NodeShape, Packing, Replica, pack
+from ops.packing import NodeShape, Packing, Replica, Strategy, pack, place, serve_strategy
+from ops.pools import RAY_LLM_INGRESS, Footprint, footprints, non_strict_pack_groups
+from ops.profile_values import CHART_DIR
 
 
 class BenchmarkError(ValueError):
@@ -82,8 +90,10 @@ class PoolPlan:
     gpus_occupied: int = 0  # GPUs with any replica on them after packing (what the nodes must have)
     gpus_total: int = 0  # nodes * gpus_per_node (what is paid for)
     price_source: str = ""
-    per_node: list[list[str]] = field(default_factory=list)  # replica names per node, as packed
+    per_node: list[list[str]] = field(default_factory=list)  # replica names per node, as placed
     notes: list[str] = field(default_factory=list)
+    strategy: str = ""  # Serve's placement the node count assumes (ops/packing.py)
+    nodes_bin_packed: int = 0  # the fewest nodes that hold the same replicas (a bin pack), for comparison
 
 
 def load_benchmark(path: Path) -> dict[str, Any]:
@@ -126,21 +136,41 @@ def plan(profile: Profile, bench: dict[str, Any], qps: float, latency_ms: float,
             notes.append(f"needs {replicas} replicas > profile max {rp.replicas.max}: raise replicas.max")
         roles.append(RolePlan(role, rp.pool, demand, usable, replicas, rp.replicas.min, rp.replicas.max,
                               rp.resources.num_gpus, rp.resources.num_cpus, p95, notes))
-    pools = [plan_pool(profile, pool, roles, bench.get("prices_usd_per_hour") or {}) for pool in profile.pools]
+    strategy, _ = chart_placement(profile)
+    pools = [plan_pool(profile, pool, roles, bench.get("prices_usd_per_hour") or {}, strategy)
+             for pool in profile.pools]
     return roles, pools
 
 
+def chart_env() -> dict[str, str]:
+    """The environment the chart's values give every Ray container (values.yaml `env`): with the chart's own
+    entries (templates/_helpers.tpl armed.env), which set no scheduling switch, what the Serve controller sees."""
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8")) or {}
+    return {str(e["name"]): str(e["value"]) for e in values.get("env") or [] if "value" in e}
+
+
+def chart_placement(profile: Profile) -> tuple[Strategy, str]:
+    """How the chart's Serve controller places this profile's replicas (the chart's env and the profile's
+    placement groups; the same rule `armed-ops tune` reads from a live RayService, ops/pools.py)."""
+    return serve_strategy(chart_env(), non_strict_pack_groups(serve_config(profile)))
+
+
+def _role_of_app(profile: Profile) -> dict[str, str]:
+    return {**{app_name(r): r for r in profile.deployed_roles()}, JUDGE_APP: "judge"}
+
+
 def pool_replicas(profile: Profile, pool: GpuPool, roles: list[RolePlan]) -> list[Replica]:
-    """Every replica the plan puts on `pool`, with what it reserves (the profile's per-replica resources)."""
+    """Every replica the plan puts on `pool`, in the order Serve submits them (the Serve config's), each with what
+    its deployment asks Ray for (ops/pools.py footprints of the profile's Serve config): a role's deployments run
+    the role's planned replica count (the judge app's Gateway and Judge both the judge's), a ray.serve.llm app's
+    OpenAI ingress one replica while its model runs any."""
+    count = {r.role: r.replicas for r in roles if r.pool == pool.name}
+    role_of = _role_of_app(profile)
     out: list[Replica] = []
-    for r in roles:
-        if r.pool != pool.name:
-            continue
-        res = profile.judge.resources if r.role == "judge" else profile.models[r.role].resources
-        out += [Replica(r.role, res.num_gpus, res.num_cpus, res.memory_gib or 0.0)] * r.replicas
-        if r.role == "judge":  # the judge app's HTTP Gateway scales on the judge's bounds, beside it
-            gw_cpus = float(deployment_options(profile, "gateway")["ray_actor_options"]["num_cpus"])
-            out += [Replica("gateway", 0.0, gw_cpus)] * r.replicas
+    fps: dict[tuple[str, str], Footprint] = footprints(serve_config(profile))
+    for (app, dep), fp in fps.items():
+        n = count.get(role_of.get(app, ""), 0)
+        out += [fp.replica] * (min(n, 1) if dep == RAY_LLM_INGRESS else n)
     return out
 
 
@@ -155,13 +185,16 @@ def _pool_price(pool: GpuPool, prices: dict[str, Any]) -> tuple[float | None, st
     return (None, "") if price is None else (float(price), "benchmark cpu_node")
 
 
-def plan_pool(profile: Profile, pool: GpuPool, roles: list[RolePlan], prices: dict[str, Any]) -> PoolPlan:
+def plan_pool(profile: Profile, pool: GpuPool, roles: list[RolePlan], prices: dict[str, Any],
+              strategy: Strategy | None = None) -> PoolPlan:
+    strategy = strategy or chart_placement(profile)[0]
     replicas = pool_replicas(profile, pool, roles)
     shape = NodeShape(pool.gpus_per_node, pool.cpus_per_node, pool.memory_gib_per_node)
-    packed: Packing = pack(replicas, shape, max_nodes=None, min_nodes=pool.min_nodes)
-    nodes = len(packed.nodes)
+    placed: Packing = place(replicas, shape, strategy, max_nodes=None, min_nodes=pool.min_nodes)
+    nodes = len(placed.nodes)
+    fewest = len(pack(replicas, shape, min_nodes=pool.min_nodes).nodes)
     notes = [f"{r.name} ({r.gpus:g} GPU, {r.cpus:g} CPU) does not fit on one node of the pool" for r in
-             {r.name: r for r in packed.unplaced}.values()]
+             {r.name: r for r in placed.unplaced}.values()]
     price, source = _pool_price(pool, prices)
     if price is None:
         notes.append(f"no price: set pools[{pool.name}].cost_per_node_hour in the profile, or "
@@ -169,13 +202,15 @@ def plan_pool(profile: Profile, pool: GpuPool, roles: list[RolePlan], prices: di
     if nodes > pool.max_nodes:
         notes.append(f"needs {nodes} nodes > pool max_nodes {pool.max_nodes}: raise max_nodes (the worker "
                      f"group's maxReplicas) or the replicas will stay pending")
+    if fewest < nodes:
+        notes.append(f"Serve's {strategy} placement needs {nodes} nodes where a bin pack would need {fewest}")
     requested = sum(r.gpus for r in replicas)
-    if packed.gpus_touched > math.ceil(requested - 1e-9):
-        notes.append(f"fractional GPUs do not share across sizes: {requested:g} GPUs requested occupy "
-                     f"{packed.gpus_touched} GPUs")
+    if placed.gpus_touched > math.ceil(requested - 1e-9):
+        notes.append(f"fractional GPUs do not share across sizes or nodes: {requested:g} GPUs requested occupy "
+                     f"{placed.gpus_touched} GPUs")
     return PoolPlan(pool.name, pool.gpu_type, nodes, requested, sum(r.cpus for r in replicas),
-                    None if price is None else nodes * price, packed.gpus_touched, nodes * pool.gpus_per_node,
-                    source, [n.replicas for n in packed.nodes], notes)
+                    None if price is None else nodes * price, placed.gpus_touched, nodes * pool.gpus_per_node,
+                    source, [n.replicas for n in placed.nodes], notes, strategy, fewest)
 
 
 def render(profile: Profile, bench: dict[str, Any], roles: list[RolePlan], pools: list[PoolPlan], qps: float,
@@ -188,6 +223,8 @@ def render(profile: Profile, bench: dict[str, Any], roles: list[RolePlan], pools
         out.append(f"WARNING: benchmark measured on profile {bench['profile']!r}, planning for {profile.name!r}")
     out.append(f"headroom {headroom:g} (replicas run at most this share of measured throughput); "
                f"cache hit rate {cache_hit_rate:g} on model calls")
+    strategy, why = chart_placement(profile)
+    out.append(f"replica placement: Serve's {strategy} ({why})")
     out.append("")
     out.append(f"{'role':<12} {'pool':<10} {'demand/s':>9} {'usable/s':>9} {'replicas':>8} {'[min,max]':>9} "
                f"{'GPU/rep':>7} {'GPUs':>6}")

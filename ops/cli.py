@@ -1,8 +1,8 @@
 """armed-ops: SRE tools for armed on Kubernetes.
 
   status         RayService conditions, Serve apps/deployments, replicas vs bounds, worker-group pods
-  capacity       replicas, nodes (fractional GPUs packed per node), GPUs and cost per pool and in total for a
-                 target QPS and latency objective (offline)
+  capacity       replicas, nodes (placed as Serve places them: spread by default; Ray's GPU rule per node), GPUs
+                 and cost per pool and in total for a target QPS and latency objective (offline)
   tune           per-deployment autoscaling recommendations from Serve and vLLM metrics, bounded by what each
                  pool holds; --apply patches serveConfigV2 in place (ray.serve.llm models without an engine restart)
   render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
@@ -135,9 +135,9 @@ def _tune(a: argparse.Namespace) -> int:
     from ops.prom import Prometheus
 
     objectives = tune.load_objectives(a.objectives, a.latency_ms)
-    recs, patched, restarts = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus), a.namespace,
-                                       a.name, objectives, a.window, a.apply)
-    print(tune.render(recs, patched is not None, restarts))
+    recs, patched, restarts, placement = tune.run(api_client(a.kubeconfig, a.context), Prometheus(a.prometheus),
+                                                  a.namespace, a.name, objectives, a.window, a.apply)
+    print(tune.render(recs, patched is not None, restarts, placement))
     return 0
 
 

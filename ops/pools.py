@@ -1,7 +1,8 @@
 """What a live RayService's worker groups can hold, and what each Serve deployment's replica reserves there.
 
 `armed-ops tune` reads both from the RayService itself (not from a GPU profile, which may not be the one deployed)
-to check a raised max_replicas against the pool with the real packing of ops/packing.py.
+to check a raised max_replicas against the pool with Serve's own placement (ops/packing.py), under the strategy that
+RayService's Serve controller uses (`placement_strategy`: its head's environment and its placement groups).
 
 A worker group's node shape is read the ways KubeRay lets a chart say it (ray-operator/controllers/ray/common/
 pod.go, generateRayStartCommand / addWellKnownAcceleratorResources): the group's `resources` map (Ray resource
@@ -18,9 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from armed.serving.config import ray_llm_deployment_name
-from ops.packing import NodeShape, Replica
+from ops.packing import NodeShape, Replica, Strategy, serve_strategy
 
 ROLES_ANNOTATION = "armed.io/roles"
+# The OpenAI ingress deployment ray.serve.llm builds beside each LLMServer (deployments/llm_ingress.py keeps Ray's
+# class name); one replica: its autoscaling_config sets no bounds (ray.llm ... ingress.DEFAULT_INGRESS_OPTIONS), so
+# Serve's AutoscalingConfig defaults apply, min_replicas 1 and max_replicas 1 (ray/serve/config.py).
+RAY_LLM_INGRESS = "OpenAiIngress"
+SERVE_DEFAULT_NUM_CPUS = 1.0  # a deployment's ray_actor_options without num_cpus reserves one CPU
 ACCEL_PREFIX = "accelerator_type:"
 _SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3}
 
@@ -88,18 +94,22 @@ class Footprint:
 
 def _actor_footprint(name: str, opts: dict[str, Any]) -> Footprint:
     memory = float(opts.get("memory") or 0) / 2**30
-    return Footprint(Replica(name, float(opts.get("num_gpus") or 0), float(opts.get("num_cpus", 1.0)), memory),
+    return Footprint(Replica(name, float(opts.get("num_gpus") or 0),
+                             float(opts.get("num_cpus", SERVE_DEFAULT_NUM_CPUS)), memory),
                      opts.get("accelerator_type"))
 
 
 def footprints(serve_cfg: dict[str, Any]) -> dict[tuple[str, str], Footprint]:
-    """{(app, deployment): what one replica reserves}. A ray.serve.llm LLMServer replica is its placement group:
-    tensor x pipeline parallel GPUs (one bundle each, ray.llm ... vllm_models.VLLMEngineConfig.placement_bundles)
-    plus its own actor's CPUs (llm_server.LLMServer.get_deployment_options merges them), or the explicit bundles
-    of placement_group_config; packed here on one node, as a tensor-parallel group should be."""
+    """{(app, deployment): what one replica reserves}, in the Serve config's order (the order Serve submits them).
+    A ray.serve.llm LLMServer replica is its placement group: tensor x pipeline parallel GPUs (one bundle each,
+    ray.llm ... vllm_models.VLLMEngineConfig.placement_bundles) plus its own actor's CPUs (llm_server.LLMServer.
+    get_deployment_options merges them), or the explicit bundles of placement_group_config; packed here on one
+    node, as a tensor-parallel group should be, and placed by Ray's placement-group scheduler. Its app's OpenAI
+    ingress is one more replica (RAY_LLM_INGRESS) of the CPUs `ingress_deployment_config` gives it."""
     out: dict[tuple[str, str], Footprint] = {}
     for app in serve_cfg.get("applications") or []:
-        for llm in (app.get("args") or {}).get("llm_configs") or []:
+        args = app.get("args") or {}
+        for llm in args.get("llm_configs") or []:
             model_id = (llm.get("model_loading_config") or {}).get("model_id", app["name"])
             dep = ray_llm_deployment_name(model_id)
             kw = llm.get("engine_kwargs") or {}
@@ -111,14 +121,58 @@ def footprints(serve_cfg: dict[str, Any]) -> dict[tuple[str, str], Footprint]:
             else:
                 gpus = float(kw.get("tensor_parallel_size", 1) * kw.get("pipeline_parallel_size", 1))
                 cpus = float(actor.get("num_cpus", 1.0))
-            out[(app["name"], dep)] = Footprint(Replica(f"{app['name']}/{dep}", gpus, cpus),
+            out[(app["name"], dep)] = Footprint(Replica(f"{app['name']}/{dep}", gpus, cpus, placement_group=True),
                                                 llm.get("accelerator_type"))
+        if args.get("llm_configs"):
+            ingress = (args.get("ingress_deployment_config") or {}).get("ray_actor_options") or {}
+            out[(app["name"], RAY_LLM_INGRESS)] = _actor_footprint(f"{app['name']}/{RAY_LLM_INGRESS}", ingress)
         for dep in app.get("deployments") or []:
             if (app["name"], dep["name"]) in out:  # a ray.serve.llm override entry: the footprint is above
                 continue
-            out[(app["name"], dep["name"])] = _actor_footprint(f"{app['name']}/{dep['name']}",
-                                                               dep.get("ray_actor_options") or {})
+            fp = _actor_footprint(f"{app['name']}/{dep['name']}", dep.get("ray_actor_options") or {})
+            if dep.get("placement_group_bundles"):  # a plain deployment with its own placement group
+                bundles = dep["placement_group_bundles"]
+                fp = Footprint(Replica(fp.replica.name, sum(float(b.get("GPU", 0)) for b in bundles),
+                                       sum(float(b.get("CPU", 0)) for b in bundles), placement_group=True),
+                               fp.accelerator_type)
+            out[(app["name"], dep["name"])] = fp
     return out
+
+
+def non_strict_pack_groups(serve_cfg: dict[str, Any]) -> list[str]:
+    """Deployments whose replicas get a placement group that is not STRICT_PACK: any one keeps Serve on spread
+    (deployment_scheduler.py, DeploymentSchedulingInfo.is_non_strict_pack_pg, _use_pack_strategy). A ray.serve.llm
+    LLMServer's group is PACK unless its placement_group_config says otherwise (VLLMEngineConfig.placement_strategy);
+    a plain deployment's, unless placement_group_strategy says otherwise (_schedule_replica's default)."""
+    out = []
+    for app in serve_cfg.get("applications") or []:
+        for llm in (app.get("args") or {}).get("llm_configs") or []:
+            strategy = (llm.get("placement_group_config") or {}).get("strategy", "PACK")
+            if strategy != "STRICT_PACK":
+                model_id = (llm.get("model_loading_config") or {}).get("model_id", app["name"])
+                out.append(f"{app['name']}/{ray_llm_deployment_name(model_id)} ({strategy})")
+        for dep in app.get("deployments") or []:
+            if dep.get("placement_group_bundles") and dep.get("placement_group_strategy") != "STRICT_PACK":
+                out.append(f"{app['name']}/{dep['name']} ({dep.get('placement_group_strategy') or 'PACK'})")
+    return out
+
+
+def container_env(env: Any) -> dict[str, str]:
+    """A container's `env` list ([{name, value}]) as {name: value}; a value from a secret or a field
+    (valueFrom) is not known here and is left out."""
+    return {str(e["name"]): str(e["value"]) for e in env or [] if isinstance(e, dict) and "value" in e}
+
+
+def head_env(rayservice: dict[str, Any]) -> dict[str, str]:
+    """The Ray head container's environment: the Serve controller runs on the head and reads its scheduling
+    switch from there."""
+    head = ((rayservice.get("spec") or {}).get("rayClusterConfig") or {}).get("headGroupSpec") or {}
+    return container_env(_container(head).get("env"))
+
+
+def placement_strategy(rayservice: dict[str, Any], serve_cfg: dict[str, Any]) -> tuple[Strategy, str]:
+    """The strategy the RayService's Serve controller places replicas with, and why (ops/packing.py)."""
+    return serve_strategy(head_env(rayservice), non_strict_pack_groups(serve_cfg))
 
 
 def group_of(app: str, fp: Footprint, groups: list[Group]) -> Group | None:

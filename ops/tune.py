@@ -6,9 +6,14 @@ Each deployment is judged against ITS objective (ops/objectives.yaml, or --objec
 replica, and for ray.serve.llm models vLLM's own queue and KV-cache usage). Rules, over the look-back window (each
 recommendation prints its reason):
   R1 at max and still loaded   replicas == max_replicas and (over a queue objective or ongoing/replica >= target)
-                               -> max_replicas = ceil((ongoing_total + queued + engine_waiting) / target), between
-                               today's + 1 and 2x today's, and never more than the worker group's maxReplicas nodes
-                               hold beside the other deployments of the pool (ops/packing.py, Ray's GPU rule)
+                               -> max_replicas = ceil((ongoing_total + queued) / target), between today's + 1 and
+                               2x today's, and never more than the worker group's maxReplicas nodes hold beside the
+                               other deployments of the pool, placed as the RayService's Serve controller places
+                               them (spread by default, or pack; ops/packing.py, with Ray's GPU rule).
+                               ongoing_total is every request the replicas hold (Serve counts a request from the
+                               replica accepting it to its answer), so vLLM's waiting requests are already in it:
+                               they are reported, never added again; queued is Serve's own queue in the callers'
+                               handles, not yet at any replica.
   R2 latency over objective    p95 > objective -> target_ongoing_requests *= objective / p95 (>= 1),
                                upscale_delay_s halved (>= 5 s)
   R6 engine saturated          vLLM waiting/replica > objective or KV-cache usage > objective (ray.serve.llm)
@@ -40,8 +45,8 @@ import yaml
 
 from ops import metrics as m
 from ops.kube import autoscaling_ref, deployment_bounds, get_rayservice, patch_serve_config, ray_llm_deployments
-from ops.packing import most_that_fit
-from ops.pools import Footprint, Group, footprints, group_of, worker_groups
+from ops.packing import SPREAD, Strategy, most_that_fit
+from ops.pools import Footprint, Group, footprints, group_of, placement_strategy, worker_groups
 from ops.prom import Prometheus
 
 OBJECTIVES_FILE = Path(__file__).resolve().parent / "objectives.yaml"
@@ -142,6 +147,8 @@ class Capacity:
 
     groups: list[Group]
     footprints: dict[tuple[str, str], Footprint]
+    strategy: Strategy = SPREAD  # how the Serve controller places replicas (ops/pools.py placement_strategy)
+    strategy_why: str = ""
 
     def group(self, key: tuple[str, str]) -> Group | None:
         fp = self.footprints.get(key)
@@ -150,7 +157,8 @@ class Capacity:
     def most_replicas(self, key: tuple[str, str], bounds: dict[tuple[str, str], dict[str, Any]],
                       obs: dict[tuple[str, str], Observation]) -> tuple[int, Group] | None:
         """How many replicas of `key` its worker group holds at maxReplicas nodes, beside every other deployment
-        of the group at max(min_replicas, what runs now). None when the pool is unknown."""
+        of the group at max(min_replicas, what runs now) placed first, under the Serve controller's strategy.
+        None when the pool is unknown."""
         group = self.group(key)
         if group is None:
             return None
@@ -161,7 +169,8 @@ class Capacity:
             running = (obs.get(other).replicas if obs.get(other) else None) or 0
             n = max(int((bounds.get(other) or {}).get("min_replicas", 1)), math.ceil(running))
             others += [fp.replica] * n
-        return most_that_fit(others, self.footprints[key].replica, group.shape, group.max_nodes), group
+        return most_that_fit(others, self.footprints[key].replica, group.shape, group.max_nodes, self.strategy,
+                             group.min_nodes), group
 
 
 def _per_replica(total: float | None, replicas: float) -> float:
@@ -203,18 +212,18 @@ def recommend(serve_cfg: dict[str, Any], obs: dict[tuple[str, str], Observation]
         engine_busy = w_rep > 0 or kv > goal.kv_cache_usage
         over_queue = q_rep > goal.queued_per_replica or engine_hot
         if o.replicas >= hi and (over_queue or ongoing >= target):
-            want = math.ceil((ongoing * o.replicas + queued + (o.engine_waiting or 0.0)) / target)
+            # The vLLM queue is inside `ongoing` (the replica holds each request it passed to its engine): one count.
+            want = math.ceil((ongoing * o.replicas + queued) / target - 1e-9)
             new_hi = min(max(want, hi + 1), hi * 2)
-            why = (f"R1 at max {hi} replicas with {ongoing:.1f} ongoing/replica, {queued:.0f} queued"
-                   + (f", {o.engine_waiting:.0f} waiting in vLLM" if o.engine_waiting else "")
-                   + f" (target {target:g}): load needs ~{want}")
+            why = (f"R1 at max {hi} replicas holding {ongoing * o.replicas:.0f} requests ({ongoing:.1f}/replica"
+                   + (f"; {o.engine_waiting:.0f} of them waiting in vLLM" if o.engine_waiting else "")
+                   + f"), {queued:.0f} queued in Serve (target {target:g}): load needs ~{want}")
             fit = capacity.most_replicas(key, bounds, obs) if capacity else None
             if fit is not None:
                 most, group = fit
-                if most < new_hi:
-                    why += (f"; worker group {group.name} holds at most {most} at maxReplicas {group.max_nodes} "
-                            f"beside the pool's other deployments")
-                    new_hi = most
+                why += (f"; worker group {group.name} holds at most {most} at maxReplicas {group.max_nodes} beside "
+                        f"the pool's other deployments under Serve's {capacity.strategy} placement")
+                new_hi = min(new_hi, most)
             if new_hi > hi:
                 new["max_replicas"] = new_hi
             else:
@@ -281,11 +290,13 @@ def new_overrides(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def run(api: Any, prom: Prometheus, namespace: str, name: str, objectives: dict[str, dict[str, Any]],
-        window: str, apply: bool) -> tuple[list[Recommendation], dict[str, Any] | None, list[str]]:
+        window: str, apply: bool) -> tuple[list[Recommendation], dict[str, Any] | None, list[str], str]:
+    """Recommendations, the patched RayService (with `apply`), the apps whose replicas restart once, and the
+    placement the pool bounds assumed (Serve's strategy in that RayService, and why)."""
     rs = get_rayservice(api, namespace, name)
     serve_cfg = yaml.safe_load(rs["spec"]["serveConfigV2"]) or {}
     obs = observe(prom, namespace, window, ray_llm_deployments(serve_cfg))
-    capacity = Capacity(worker_groups(rs), footprints(serve_cfg))
+    capacity = Capacity(worker_groups(rs), footprints(serve_cfg), *placement_strategy(rs, serve_cfg))
     recs = recommend(serve_cfg, obs, objectives, capacity)
     patched = None
     restarts: list[str] = []
@@ -294,13 +305,15 @@ def run(api: Any, prom: Prometheus, namespace: str, name: str, objectives: dict[
         restarts = new_overrides(serve_cfg, new_cfg)
         if apply:
             patched = patch_serve_config(api, namespace, name, new_cfg, rs["metadata"].get("resourceVersion"))
-    return recs, patched, restarts
+    return recs, patched, restarts, f"{capacity.strategy} ({capacity.strategy_why})"
 
 
-def render(recs: list[Recommendation], applied: bool, restarts: list[str] | None = None) -> str:
+def render(recs: list[Recommendation], applied: bool, restarts: list[str] | None = None,
+           placement: str | None = None) -> str:
+    head = [f"Replica placement assumed for pool bounds: Serve's {placement}"] if placement else []
     if not recs:
-        return "No changes recommended: every deployment is within its bounds and objective."
-    out = []
+        return "\n".join([*head, "No changes recommended: every deployment is within its bounds and objective."])
+    out = head
     for r in recs:
         out.append(f"{r.app}/{r.deployment}:  ({r.where})")
         for reason in r.reasons:

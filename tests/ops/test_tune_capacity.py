@@ -17,7 +17,7 @@ from armed.serving.profiles import load_profile
 from ops import capacity, tune
 from ops.cli import main
 from ops.kube import deployment_bounds
-from ops.packing import NodeShape, Replica, most_that_fit, pack
+from ops.packing import PACK, NodeShape, Replica, most_that_fit, pack
 from ops.pools import footprints, group_of, worker_groups
 from tests.ops.fake_kube import FakeKube, FakePrometheus
 from tests.ops.test_armed_ops import EXAMPLE, NAME, NS, rayservice
@@ -55,10 +55,11 @@ def test_max_nodes_leaves_replicas_unplaced_and_most_that_fit_counts_them():
     shape = NodeShape(gpus=2, cpus=24)
     packed = pack([Replica("llm", 2, 1)] * 5, shape, max_nodes=4)
     assert len(packed.nodes) == 4 and len(packed.unplaced) == 1
-    assert most_that_fit([], Replica("llm", 2, 1), shape, 4) == 4
+    assert most_that_fit([], Replica("llm", 2, 1), shape, 4, PACK) == 4
     smalls = [Replica("s", 0.25, 2)] * 3
-    assert most_that_fit(smalls, Replica("vl", 1, 4), shape, 4) == 7  # one GPU holds the three 0.25s
-    assert most_that_fit([Replica("x", 0, 25)], Replica("vl", 1, 4), shape, 4) == 0  # others overflow
+    # Serve's pack: one GPU holds the three 0.25s (spread holds 5: tests/ops/test_placement.py works it out)
+    assert most_that_fit(smalls, Replica("vl", 1, 4), shape, 4, PACK) == 7
+    assert most_that_fit([Replica("x", 0, 25)], Replica("vl", 1, 4), shape, 4, PACK) == 0  # others overflow
 
 
 # ---- capacity ----------------------------------------------------------------------------------------------
@@ -96,7 +97,8 @@ def test_capacity_heterogeneous_profile_prices_each_pool(capsys):
     vl = next(x for x in roles if x.role == "vl").replicas
     assert p["l4-x2"].gpus_occupied == 1 + vl and p["l4-x2"].nodes == -(-(1 + vl) // 2)
     assert p["cpu"].cost_per_hour == pytest.approx(p["cpu"].nodes * 0.78)
-    assert "gateway" in {n for node in p["cpu"].per_node for n in node}  # the judge app's proxy is packed too
+    assert "judge/Gateway" in {n for node in p["cpu"].per_node for n in node}  # the judge app's proxy is placed too
+    assert {x.strategy for x in pools} == {"spread"}  # the chart's Serve controller: spread (test_placement.py)
     assert main(["capacity", "--profile", PROFILE, "--qps", "4", "--latency-ms", "10000", "--headroom", "0.5",
                  "--benchmark", EXAMPLE]) == 0
     out = capsys.readouterr().out
@@ -155,15 +157,19 @@ def test_tune_recorded_busy_hour(kube, prom, capsys):
     assert _tune(kube, prom) == 0
     out = capsys.readouterr().out
     llm = _section(out, "llm/armed-llm:")
-    # at max 4 with vLLM queueing: the load wants 8, but 4 two-GPU nodes hold 4 → max_replicas is NOT raised
-    assert "R1 at max 4 replicas" in llm and "30 waiting in vLLM" in llm
+    # at max 4 with vLLM queueing: 160 held (the 30 waiting in vLLM among them, counted once) + 50 queued in Serve
+    # at target 32 want 7, but 4 two-GPU nodes hold 4 → max_replicas is NOT raised
+    assert "R1 at max 4 replicas holding 160 requests" in llm and "30 of them waiting in vLLM" in llm
+    assert "50 queued in Serve (target 32): load needs ~7;" in llm
     assert "worker group a100-80g-x2 holds at most 4 at maxReplicas 4" in llm and "not raised" in llm
+    assert "under Serve's spread placement" in llm
+    assert out.startswith("Replica placement assumed for pool bounds: Serve's spread (Serve's default: ")
     assert "max_replicas" not in llm.split("because")[-1]
     # vLLM's own metrics: 7.5 waiting per replica and a 97% KV cache → admit fewer per replica, scale sooner
     assert "R6 vLLM engine saturated: 7.5 waiting/replica" in llm and "KV cache 97%" in llm
     assert "target_ongoing_requests: 32.0 -> 25.6" in llm and "upscale_delay_s: 30.0 -> 15.0" in llm
     assert "override of the ray.serve.llm app; args untouched" in llm
-    # VL: the load wants 8, the L4 pool holds 7 beside the three 0.25-GPU models (embedder at 2 replicas)
+    # VL: the load wants 9, the L4 pool holds 7 beside the three 0.25-GPU models (embedder at 2 replicas), spread
     vl = _section(out, "vl/armed-vl:")
     assert "autoscaling_config.max_replicas: 4 -> 7" in vl and "holds at most 7" in vl
     # per-deployment objectives: the embedder misses its 300 ms; the judge's 5 s p95 is within its 8 s
