@@ -24,6 +24,8 @@ REPLICA_HEALTHY = "ray_serve_deployment_replica_healthy"  # deployment, replica,
 VLLM_WAITING = "ray_vllm_num_requests_waiting"
 VLLM_RUNNING = "ray_vllm_num_requests_running"
 VLLM_KV_CACHE = "ray_vllm_kv_cache_usage_perc"
+# Only a ray.serve.llm replica running vLLM exports these (tests/serve/test_ray_llm.py checks them on one).
+VLLM = (VLLM_WAITING, VLLM_RUNNING, VLLM_KV_CACHE)
 # armed's own (see the module docstring).
 JUDGMENTS = "ray_armed_judgments_total"
 STAGE_LATENCY_BUCKET = "ray_armed_stage_latency_ms_bucket"
