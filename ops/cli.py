@@ -6,7 +6,7 @@
   tune           per-deployment autoscaling recommendations from Serve and vLLM metrics, bounded by what each
                  pool holds; --apply patches serveConfigV2 in place (ray.serve.llm models without an engine restart)
   render-values  the chart values for a GPU profile (--write-chart regenerates the chart's generated files)
-  chart-readme   regenerate helm/armed/README.md and files/dashboard.json
+  chart-readme   regenerate helm/armed/README.md, files/dashboard.json and files/metrics.json
   kuberay-check  KubeRay 1.7's own validation rules on rendered manifests (`helm template ... | ... -`)
   day2           what KubeRay would do on `helm upgrade` from one set of values to another: new cluster or not,
                  Services, where the Ingress points (offline; ops/day2.py)
@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--write-chart", action="store_true",
                    help="regenerate helm/armed/files/profiles/*.yaml for every shipped profile")
 
-    sub.add_parser("chart-readme", help="regenerate helm/armed/README.md and files/dashboard.json")
+    sub.add_parser("chart-readme", help="regenerate helm/armed/README.md, files/dashboard.json and files/metrics.json")
 
     k = sub.add_parser("kuberay-check", help="KubeRay's own validation rules on rendered manifests (offline)")
     k.add_argument("files", nargs="*", help="multi-document YAML files; - reads stdin")
@@ -159,8 +159,10 @@ def _render_values(a: argparse.Namespace) -> int:
 def _chart_readme(_: argparse.Namespace) -> int:
     from ops.chart_readme import write_readme
     from ops.dashboard import write_dashboard
+    from ops.metrics import write_metrics_file
 
     print(write_dashboard(), file=sys.stderr)
+    print(write_metrics_file(), file=sys.stderr)
     print(write_readme(), file=sys.stderr)
     return 0
 

@@ -90,9 +90,13 @@ def variant(data: dict[str, Any], name: str, **role_updates: dict[str, Any]) -> 
 class LocalStack:
     """A fresh local Ray (never an existing cluster) with Serve on a free port."""
 
-    def __init__(self, port: int | None = None, num_cpus: int | None = None) -> None:
+    def __init__(self, port: int | None = None, num_cpus: int | None = None,
+                 metrics_port: int | None = None) -> None:
+        """`metrics_port`: the node exports its Prometheus metrics there, reported every second (as the chart's
+        Ray pods do on 8080, at Ray's default 10 s); None: Ray's defaults."""
         self.port = port or free_port()
         self.num_cpus = num_cpus
+        self.metrics_port = metrics_port
 
     def start(self) -> LocalStack:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -103,8 +107,10 @@ class LocalStack:
         from ray import serve
 
         env = {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"], "RAY_USAGE_STATS_ENABLED": "0"}
+        metrics: dict[str, Any] = {} if self.metrics_port is None else {
+            "_metrics_export_port": self.metrics_port, "_system_config": {"metrics_report_interval_ms": 1000}}
         ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, runtime_env={"env_vars": env},
-                 log_to_driver=False)
+                 log_to_driver=False, **metrics)
         serve.start(http_options={"host": "127.0.0.1", "port": self.port})
         return self
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ import yaml
 
 from armed.engines.base import ChatMessage
 from armed.pipeline import prompts
+from tests.prom_real import HOW_TO_INSTALL
 
 if TYPE_CHECKING:
     from deployments.ray_llm_client import RayLLMChatModel
@@ -37,6 +39,7 @@ TOLERANCE = 2e-3
 # A pair the product-search branch leaves open (a question, not a product query), with the seed and with the
 # public-source artefact alike: the LLM judges it. (感冒 发烧 is a need the cold medicine meets: decided before it.)
 OPEN_PAIR = ("感冒了吃什么药好", "感冒灵颗粒 10g*9袋")
+STACK_PORTS: dict[str, int] = {}  # "metrics": the node's Prometheus export (test_vllm_queries_have_series)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +64,10 @@ def stack(profile_file: Path) -> Iterator[str]:
     from armed.serving.cli import deploy_and_wait
     from armed.serving.config import serve_config
     from armed.serving.profiles import load_profile
-    from ops.perf.stack import LocalStack
+    from ops.perf.stack import LocalStack, free_port
 
-    local = LocalStack(num_cpus=4).start()
+    STACK_PORTS["metrics"] = free_port()
+    local = LocalStack(num_cpus=4, metrics_port=STACK_PORTS["metrics"]).start()
     try:
         cfg = serve_config(load_profile(str(profile_file)), port=local.port)
         (llm,) = [a for a in cfg["applications"] if a["name"] == "llm"]
@@ -217,3 +221,50 @@ def test_embeddings_through_ray_llm_match_transformers_and_count_the_engines_tok
     out = r.json()
     assert [d["index"] for d in out["data"]] == [0, 1, 2] and out["usage"]["prompt_tokens"] == tokens
     assert max(abs(a - b) for a, b in zip(out["data"][0]["embedding"], served[0], strict=True)) < 1e-5
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason=HOW_TO_INSTALL)
+def test_vllm_queries_have_series_on_a_real_engine(stack: str, profile_file: Path, tmp_path: Path) -> None:
+    """Issue 24: the dashboard's vLLM panels and the queries `armed-ops tune` sends for a ray.serve.llm model, on a
+    real Prometheus scraping this stack's node: vLLM (through ray.serve.llm's Ray stat logger) exports every metric
+    they name, with the model_name label tune joins on. (The Serve / armed queries: test_prometheus_real.py.)"""
+    import json
+
+    from armed.serving.config import serve_config
+    from armed.serving.profiles import load_profile
+    from ops import metrics as m
+    from ops import tune
+    from ops.kube import ray_llm_deployments
+    from ops.prom import Prometheus
+    from tests.prom_real import LocalPrometheus, problems
+
+    prom = LocalPrometheus(tmp_path / "prometheus", [f"127.0.0.1:{STACK_PORTS['metrics']}"], {"namespace": "armed"})
+    prom.start()
+    try:
+        r = httpx.post(stack + "/v1/chat/completions", timeout=300, json={
+            "model": "armed-llm", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 4})
+        assert r.status_code == 200, r.text
+        assert prom.wait_for(f'{m.VLLM_KV_CACHE}{{namespace="armed",model_name="armed-llm"}}', 60), \
+            (prom.targets_health(), prom.log_tail())
+        client = prom.client()
+        dash = json.loads((Path(__file__).resolve().parents[2] / "helm/armed/files/dashboard.json").read_text())
+        exprs = [t["expr"].replace("$namespace", "armed") for p in dash["panels"] for t in p["targets"]
+                 if any(name in t["expr"] for name in m.VLLM)]
+        sent: list[str] = []
+
+        class Recording(Prometheus):
+            def query(self, expr: str) -> list[tuple[dict[str, str], float]]:
+                sent.append(expr)
+                return super().query(expr)
+
+        llm_models = ray_llm_deployments(serve_config(load_profile(str(profile_file))))
+        obs = tune.observe(Recording(prom.url), "armed", "30s", llm_models)
+        exprs += [q for q in sent if any(name in q for name in m.VLLM)]
+        assert len(exprs) == 6, exprs  # 3 dashboard targets, 3 tune queries
+        bad = [p for e in exprs for p in problems(client, e)]
+        assert bad == [], "\n".join(bad)
+        # tune joined vLLM's series to the LLM deployment through its model id
+        (llm_key,) = [k for k, model in llm_models.items() if model == "armed-llm"]
+        assert obs[llm_key].kv_cache_usage is not None and obs[llm_key].engine_running is not None, obs[llm_key]
+    finally:
+        prom.stop()
