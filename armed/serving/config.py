@@ -15,6 +15,7 @@ import yaml
 
 from armed.roles import ROLES
 from armed.serving.profiles import Autoscaling, Profile, ReplicaBounds, Resources, RoleProfile
+from armed.settings import VLLM_CPU_ENGINE_KWARGS
 
 HTTP_PORT = 8000
 JUDGE_APP = "judge"
@@ -152,6 +153,8 @@ def ray_llm_config(profile: Profile, role: str) -> dict[str, Any]:
         # `gpu_memory_utilization` read as the share of host memory for the KV cache (vLLM's CPU meaning of it).
         # The replica actor joins the engine's bundle (ray.serve.llm merges them), so it asks for no CPU of its own.
         cfg["accelerator_config"] = {"kind": "cpu"}
+        # The CPU engine arguments armed's in-process vLLM engine runs with too (eager: no inductor build per start).
+        cfg["engine_kwargs"].update(VLLM_CPU_ENGINE_KWARGS)
         cfg["placement_group_config"] = {"bundles": [{"CPU": rp.resources.num_cpus}]}
         cfg["deployment_config"]["ray_actor_options"] = {"num_cpus": 0}
     return cfg

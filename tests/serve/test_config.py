@@ -102,6 +102,17 @@ def test_every_ray_llm_app_validates_and_a_gpu_share_is_what_ray_places() -> Non
     assert shares >= 7  # six GPU profiles' embedders and h100-x1's LLM
 
 
+def test_vllm_on_the_cpu_runs_eager_and_on_a_gpu_as_vllm_defaults() -> None:
+    """cpu-ray-llm's engine runs eager as the in-process vLLM engine does on the CPU (no inductor build at each start);
+    a GPU profile's engine keeps vLLM's own compilation default."""
+    (cpu_llm,) = next(a for a in serve_config(load_profile("cpu-ray-llm"))["applications"]
+                      if a["name"] == "llm")["args"]["llm_configs"]
+    assert cpu_llm["engine_kwargs"]["enforce_eager"] is True
+    (gpu_llm,) = next(a for a in serve_config(load_profile("a100-80g"))["applications"]
+                      if a["name"] == "llm")["args"]["llm_configs"]
+    assert "enforce_eager" not in gpu_llm["engine_kwargs"]
+
+
 def test_batching_on_a_ray_llm_role_is_a_profile_error() -> None:
     import yaml
 
