@@ -224,3 +224,13 @@ def test_lint_and_schemas_pass_with_each_cache(helm, crds, name, cache):
     sets = {**weights_sets(name), "modelWeights.cache.type": cache}
     ch.lint(profile=name, sets=sets)
     assert ch.validate_objects(ch.template(profile=name, sets=sets), crds) == {}
+
+
+def test_notes_say_how_often_weights_are_fetched_and_what_the_claim_needs(helm, tmp_path):
+    from tests.k8s.notes import render_notes
+
+    notes = render_notes(tmp_path / "a", profile="l4", sets=HUB)
+    assert "fills the weight cache, modelWeights.cache.type pvc: once per cluster" in notes
+    assert "Weight cache claim armed-model-cache (ReadWriteMany): until it is Bound" in notes
+    notes = render_notes(tmp_path / "b", profile="l4", sets={**HUB, "modelWeights.cache.type": "emptyDir"})
+    assert "modelWeights.cache.type emptyDir: again on every pod start" in notes and "Weight cache claim" not in notes
