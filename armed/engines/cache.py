@@ -60,6 +60,9 @@ def build_at(target: Path, build: Callable[[Path], None]) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             build(tmp)
+            # mkdtemp made it 0700: readable by its builder's uid only. The folder is shared (other pods, other
+            # releases on the node or the claim, possibly another runAsUser): everyone reads, only owners write.
+            tmp.chmod(0o755)
             try:
                 tmp.rename(target)
             except OSError:

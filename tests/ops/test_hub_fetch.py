@@ -58,6 +58,7 @@ def test_fetch_publishes_each_repo_at_its_folder_through_the_store(tmp_path: Pat
     # each folder is a relative link into the store, so it resolves in every container that mounts the volume
     assert os.readlink(dest / "A") == f"{STORE}/{snapshot_name(Fetch.parse('A=o/a'))}"
     assert log.read_text().splitlines() == ["o/a@None", "o/b@rev"]
+    assert (dest / "A").resolve().stat().st_mode & 0o777 == 0o755  # any reader's uid may load it
 
 
 def test_a_later_pod_downloads_nothing(tmp_path: Path):
