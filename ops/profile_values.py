@@ -76,6 +76,29 @@ def pool_model_paths(profile: Profile, pool: str) -> list[str]:
     return list(dict.fromkeys(p for p in paths if p and p.startswith("/")))
 
 
+def pool_shipped_models(profile: Profile, pool: str) -> list[str]:
+    """The `shipped:` checkpoints (armed.engines.shipped) that the deployed roles placed on `pool` load: built from
+    a package's files by the chart's build-shipped init container, into the weight cache of the pool that loads
+    them (the Serve build task that names them may run on any pod)."""
+    from armed.engines.shipped import SHIPPED_PREFIX
+
+    models = [profile.models[r].engine.model for r in profile.deployed_roles() if profile.models[r].pool == pool]
+    return list(dict.fromkeys(m for m in models if m and m.startswith(SHIPPED_PREFIX)))
+
+
+def pool_weights_gib(profile: Profile, pool: str) -> dict[str, float]:
+    """Size on disk (GiB) of each checkpoint the pool loads (its modelPaths and shipped models), from the roles'
+    `weights_gib`; a checkpoint whose size the profile does not give is left out (the chart refuses to provide it
+    then, naming the field)."""
+    sizes: dict[str, float] = {}
+    wanted = set(pool_model_paths(profile, pool)) | set(pool_shipped_models(profile, pool))
+    for role in profile.deployed_roles():
+        rp = profile.models[role]
+        if rp.pool == pool and rp.engine.model in wanted and rp.weights_gib is not None:
+            sizes[rp.engine.model] = max(rp.weights_gib, sizes.get(rp.engine.model, 0.0))
+    return sizes
+
+
 def profile_values(profile: Profile) -> dict[str, Any]:
     """The `profileValues` document of a profile (see the module docstring)."""
     cfg = _config_module()
@@ -121,6 +144,8 @@ def profile_values(profile: Profile) -> dict[str, Any]:
                 "roles": [r for r in profile.deployed_roles() if profile.models[r].pool == p.name]
                 + (["judge"] if j.pool == p.name else []),
                 "modelPaths": pool_model_paths(profile, p.name),
+                "shippedModels": pool_shipped_models(profile, p.name),
+                "weightsGiB": pool_weights_gib(profile, p.name),
             }
             for p in profile.pools
         ],

@@ -83,20 +83,35 @@ build_ocr_app = _for("ocr", "build_ocr_app")
 build_student_app = _for("student", "build_student_app")
 
 
+def resolve_llm_configs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The LLM configs with each `shipped:` model_source replaced by its folder, and a callback that builds that
+    folder on the node that loads it (deployments/shipped_checkpoint.py): this runs in the Serve build task, on any
+    node, where building it would leave the folder on the wrong pod. Other sources pass through unchanged."""
+    from armed.engines.shipped import SHIPPED_PREFIX, shipped_path
+    from deployments.shipped_checkpoint import callback_config
+
+    out = []
+    for cfg in configs:
+        loading = dict(cfg.get("model_loading_config") or {})
+        source = loading.get("model_source")
+        if isinstance(source, str) and source.startswith(SHIPPED_PREFIX):
+            if cfg.get("callback_config"):
+                raise ValueError(f"llm_configs[{loading.get('model_id')}]: a shipped model_source ({source}) brings "
+                                 "its own callback_config (the build on the loading node); remove the other one")
+            path = shipped_path(source)
+            loading["model_source"] = str(path)
+            cfg = {**cfg, "callback_config": callback_config(source, path)}
+        out.append({**cfg, "model_loading_config": loading})
+    return out
+
+
 def build_ray_llm_app(args: dict[str, Any]) -> Application:
     """The LLM role through ray.serve.llm (LLMServer + OpenAI ingress) for profiles with `serving: ray-llm`.
 
     `args` is what `ray.serve.llm.build_openai_app` takes (`{"llm_configs": [...]}`, the Serve config's args of
-    that app); the ingress requires ARMED_API_KEY like every armed route (deployments/llm_ingress.py).
+    that app); the ingress requires ARMED_API_KEY like every armed route (deployments/llm_ingress.py). A `shipped:`
+    model (the CPU profile's SmolLM2) is built where LLMServer loads it (resolve_llm_configs).
     """
-    from armed.engines.shipped import resolve_model_source
     from deployments.llm_ingress import build_authed_openai_app
 
-    configs = []
-    for cfg in args.get("llm_configs") or []:
-        # A `shipped:` model (the CPU profile's SmolLM2) becomes its local folder here, where the app is built.
-        loading = dict(cfg.get("model_loading_config") or {})
-        if isinstance(loading.get("model_source"), str):
-            loading["model_source"] = resolve_model_source(loading["model_source"])
-        configs.append({**cfg, "model_loading_config": loading})
-    return build_authed_openai_app({**args, "llm_configs": configs})
+    return build_authed_openai_app({**args, "llm_configs": resolve_llm_configs(args.get("llm_configs") or [])})

@@ -9,12 +9,15 @@ Each is located and loaded from the installed package's own files; nothing is do
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from armed.engines.base import BlockingWorker, normalise_vector
-from armed.engines.cache import build_once
+from armed.engines.cache import build_at, build_once, cache_dir
 from armed.engines.transformers_engine import TransformersChatModel, decode_image
 
 
@@ -158,14 +161,83 @@ class RapidOCRReader:
 # Checkpoints a profile may name instead of a path, for engines that load an HF folder (vLLM, ray.serve.llm): the
 # folder is built once from what a registry package ships, on the machine that loads it.
 SHIPPED_PREFIX = "shipped:"
-SHIPPED_CHECKPOINTS = {"shipped:smollm2-135m-instruct": smollm2_checkpoint}
+# Where `shipped:` checkpoints are built and looked for; unset: the armed cache (cache_dir()). The chart points it
+# at its weight cache (`<modelWeights.mountPath>/.shipped`, values modelWeights.cache), on every Ray container, so
+# the Serve build task (any node) names the path the loading pool's init container built.
+SHIPPED_DIR_ENV = "ARMED_SHIPPED_DIR"
 
 
-def resolve_model_source(model: str) -> str:
-    """`model` as a local folder: a `shipped:` name built into the cache, anything else unchanged."""
+@dataclass(frozen=True)
+class ShippedCheckpoint:
+    """A checkpoint folder built from a package's files: its folder name (versioned) and how to build it."""
+
+    folder: str
+    build: Callable[[Path], None]
+
+
+SHIPPED_CHECKPOINTS = {"shipped:smollm2-135m-instruct": ShippedCheckpoint(SMOLLM2_CACHE, _convert_smollm2)}
+
+
+def _checkpoint(model: str) -> ShippedCheckpoint:
+    ck = SHIPPED_CHECKPOINTS.get(model)
+    if ck is None:
+        raise ValueError(f"unknown shipped model {model!r}; one of {sorted(SHIPPED_CHECKPOINTS)}")
+    return ck
+
+
+def shipped_dir() -> Path:
+    """The folder `shipped:` checkpoints live in: $ARMED_SHIPPED_DIR, else the armed cache."""
+    root = os.environ.get(SHIPPED_DIR_ENV)
+    return Path(root) if root else cache_dir()
+
+
+def shipped_path(model: str) -> Path:
+    """Where the `shipped:` checkpoint `model` is (or will be) built; builds nothing."""
+    return shipped_dir() / _checkpoint(model).folder
+
+
+def build_shipped(model: str, target: Path | None = None) -> Path:
+    """Build the `shipped:` checkpoint `model` at `target` (default shipped_path(model)) unless it is there.
+
+    Concurrent builders (two replicas on a node, two nodes on a shared volume) are serialised and the folder
+    appears whole or not at all (armed.engines.cache.build_at).
+    """
+    ck = _checkpoint(model)
+    target = target or shipped_path(model)
+    try:
+        return build_at(target, ck.build)
+    except OSError as exc:  # e.g. a read-only weight cache on which the chart's init container did not build it
+        raise RuntimeError(f"cannot build {model} at {target}: {exc}. On Kubernetes the chart's build-shipped init "
+                           "container builds it into the weight cache (values modelWeights.cache) before Ray "
+                           "starts") from exc
+
+
+def resolve_model_source(model: str, build: bool = True) -> str:
+    """`model` as a local folder: a `shipped:` name becomes its folder (built first when `build`), anything else
+    is unchanged. The Serve build task passes build=False: it may run on any node, and the folder must exist where
+    the engine loads it, not there (serve_apps.models.build_ray_llm_app)."""
     if not model.startswith(SHIPPED_PREFIX):
         return model
-    build = SHIPPED_CHECKPOINTS.get(model)
-    if build is None:
-        raise ValueError(f"unknown shipped model {model!r}; one of {sorted(SHIPPED_CHECKPOINTS)}")
-    return str(build())
+    return str(build_shipped(model) if build else shipped_path(model))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m armed.engines.shipped build MODEL...`: build each `shipped:` checkpoint where it is looked for
+    ($ARMED_SHIPPED_DIR): the chart's build-shipped init container, on the pool that loads it."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m armed.engines.shipped", description=main.__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["build"])
+    ap.add_argument("models", nargs="+", metavar="MODEL", help=f"one of {sorted(SHIPPED_CHECKPOINTS)}")
+    a = ap.parse_args(argv)
+    unknown = [m for m in a.models if m not in SHIPPED_CHECKPOINTS]
+    if unknown:
+        print(f"error: unknown shipped model(s) {unknown}; one of {sorted(SHIPPED_CHECKPOINTS)}", file=sys.stderr)
+        return 2
+    for m in a.models:
+        print(f"{m} -> {build_shipped(m)}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

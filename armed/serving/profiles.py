@@ -139,6 +139,13 @@ class RoleProfile(_Strict):
         ),
     )
     pool: str = Field(description="Name of the pool (in `pools`) the role's replicas run on.")
+    weights_gib: float | None = Field(
+        default=None, gt=0,
+        description="Size on disk, GiB (rounded up), of the checkpoint folder engine.model names (a /models path or "
+        "a `shipped:` name). The one place a model's size is written: the Helm chart sizes its weight cache (the "
+        "claim, or the emptyDir and the pod's ephemeral-storage request) from it (ops/profile_values.py). Needed "
+        "for every folder the chart provides; a folder baked into the image needs none.",
+    )
     replicas: ReplicaBounds = Field(description="Replica bounds.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling targets.")
     max_ongoing_requests: int = Field(default=16, ge=1, description="Requests one replica runs at once.")

@@ -178,3 +178,16 @@ def llm_ingress_parts() -> LLMIngressParts:
         apply_deployment_defaults=maybe_apply_llm_deployment_config_defaults,
         build_llm_deployment=build_llm_deployment, model_metadata=to_model_metadata,
     )
+
+
+def llm_callback_base() -> type:
+    """ray.serve.llm's engine-start hook base class (ray/llm/_internal/common/callbacks/base.py, CallbackBase).
+
+    LLMConfig.callback_config names a subclass; Ray 2.60 instantiates it in the LLMServer replica
+    (llm_config.py get_or_create_callback) and runs `on_before_download_model_files_distributed` on every node the
+    replica's placement group spans, right before vLLM loads the model there (serve/utils/node_initialization_utils.py
+    initialize_remote_node -> common/utils/download_utils.py download_model_files). Not exported publicly.
+    """
+    from ray.llm._internal.common.callbacks.base import CallbackBase
+
+    return CallbackBase

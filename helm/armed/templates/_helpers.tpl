@@ -115,6 +115,7 @@ capabilities:
 # Serve's HTTP proxy answers a non-UTF-8 header with 400, not a 500 (armed/serving/proxy_guard.py, PROXY_ENV).
 - name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
   value: armed.serving.proxy_guard.proxy_middlewares
+{{- include "armed.shippedEnv" . }}
 {{- if .Values.apiKey.enabled }}
 - name: ARMED_API_KEY
   valueFrom:
@@ -269,4 +270,87 @@ three, or the kubelet kills Ray mid-drain. Takes the root context. */}}
 {{- if lt (int $wg.terminationGracePeriodSeconds) (int $need) -}}
 {{- fail (printf "workerGroups.terminationGracePeriodSeconds (%d) is shorter than the worker preStop needs: workerGroups.drain.deadlineSeconds (%d) + workerGroups.drain.stopGraceSeconds (%d) + 30 s to connect and send the drain = %d" (int $wg.terminationGracePeriodSeconds) (int $wg.drain.deadlineSeconds) (int $wg.drain.stopGraceSeconds) (int $need)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The weight cache (values modelWeights.cache). `armed.poolCacheSizes` takes (dict "ctx" $ "pool" $pool) and
+returns a JSON map of what the cache holds for that pool, checkpoint -> GiB on disk: the pool's /models folders when
+the chart fetches them (source hub or objectStore) and its `shipped:` checkpoints (built there). Sizes come from the
+profile only (roles' weights_gib -> profileValues.pools[].weightsGiB, ops/profile_values.py); a checkpoint the
+profile gives no size for fails the render, since the cache, the claim and ephemeral-storage are sized from it. */}}
+{{- define "armed.poolCacheSizes" -}}
+{{- $mw := .ctx.Values.modelWeights -}}
+{{- $p := include "armed.profile" .ctx | fromYaml -}}
+{{- $known := .pool.weightsGiB | default dict -}}
+{{- $refs := list -}}
+{{- if has $mw.source (list "hub" "objectStore") -}}
+{{- $prefix := printf "%s/" (trimSuffix "/" $mw.mountPath) -}}
+{{- range .pool.modelPaths | default list -}}
+{{- if hasPrefix $prefix . }}{{ $refs = append $refs . }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- $refs = concat $refs (.pool.shippedModels | default list) -}}
+{{- $out := dict -}}
+{{- range $refs -}}
+{{- if not (hasKey $known .) -}}
+{{- fail (printf "profile %q gives no size for %s (pool %s): set weights_gib (GiB on disk) on the role that loads it in its profile file and re-render the chart profiles (`armed-ops render-values --write-chart`, or `armed-ops render-values --profile PATH` for a custom one); modelWeights.cache is sized from it" $p.name . $.pool.name) -}}
+{{- end -}}
+{{- $_ := set $out . (index $known .) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Sum of a JSON map of GiB, times modelWeights.cache.headroom, rounded up to whole GiB: (dict "ctx" $ "sizes" M). */}}
+{{- define "armed.cacheGiB" -}}
+{{- $sum := 0.0 -}}
+{{- range $_, $gib := .sizes }}{{ $sum = addf $sum $gib }}{{ end -}}
+{{- int (ceil (mulf $sum .ctx.Values.modelWeights.cache.headroom)) -}}
+{{- end -}}
+
+{{/* Every checkpoint the cache holds, over all pools (each once: a shared claim holds it once). */}}
+{{- define "armed.allCacheSizes" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $all := dict -}}
+{{- range $pool := $p.pools -}}
+{{- $all = merge $all (include "armed.poolCacheSizes" (dict "ctx" $ "pool" $pool) | fromJson) -}}
+{{- end -}}
+{{- toJson $all -}}
+{{- end -}}
+
+{{- define "armed.cacheClaim" -}}
+{{- .Values.modelWeights.cache.pvc.claimName | default (printf "%s-model-cache" (include "armed.fullname" .)) -}}
+{{- end -}}
+
+{{/* The models volume of a pool whose weights live in the cache (the caller names it `models`). */}}
+{{- define "armed.cacheVolume" -}}
+{{- $c := .ctx.Values.modelWeights.cache -}}
+{{- if eq $c.type "pvc" -}}
+persistentVolumeClaim:
+  claimName: {{ include "armed.cacheClaim" .ctx }}
+{{- else if eq $c.type "hostPath" -}}
+hostPath:
+  path: {{ $c.hostPath.path }}
+  type: DirectoryOrCreate
+{{- else if eq $c.type "emptyDir" -}}
+emptyDir:
+  sizeLimit: {{ printf "%sGi" (include "armed.cacheGiB" (dict "ctx" .ctx "sizes" .sizes)) }}
+{{- else -}}
+{{- fail (printf "modelWeights.cache.type %q: one of pvc, hostPath, emptyDir" $c.type) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where `shipped:` checkpoints are built and looked for (armed/engines/shipped.py SHIPPED_DIR_ENV): inside the
+weight cache. Set on every Ray container of a profile that has one, the head included: the Serve build task that
+names the folder may run on any node. */}}
+{{- define "armed.shippedEnv" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $any := false -}}
+{{- range $p.pools }}{{ if .shippedModels }}{{ $any = true }}{{ end }}{{ end -}}
+{{- if $any }}
+- name: ARMED_SHIPPED_DIR
+  value: {{ include "armed.shippedDir" . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{- define "armed.shippedDir" -}}
+{{- printf "%s/.shipped" (trimSuffix "/" .Values.modelWeights.mountPath) -}}
 {{- end -}}
