@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from armed.text import escape_surrogates
+
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                 408: "timeout_error", 429: "rate_limit_error", 503: "service_unavailable", 504: "timeout_error"}
 
@@ -18,8 +20,9 @@ def error_type(status: int) -> str:
 
 
 def printable(text: str) -> str:
-    """`text` safe to write as UTF-8: a lone surrogate (which a refused field name may hold) as its escape."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """`text` safe to write as UTF-8: a lone surrogate (which a refused field name may hold) as its escape text, as
+    the batch CLI's records write it (armed.text.escape_surrogates)."""
+    return escape_surrogates(text)
 
 
 def error_body(status: int, message: str, kind: str | None = None, param: str | None = None) -> dict[str, Any]:
