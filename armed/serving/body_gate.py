@@ -8,8 +8,9 @@ body costs a coroutine in the proxy and never a replica slot, and again in every
 which must also hold for callers that reach a replica another way.
 
 Bounds: a declared Content-Length past `body_bytes` is refused unread (413); a chunked body as soon as the bytes
-received pass it (413); a body that takes longer than `body_timeout_s` in all is 408. Past the gate the body comes
-as one message, then whatever the client sends next (its disconnect).
+received pass it (413); a body that takes longer than `body_timeout_s` in all is 408; each of these closes the
+connection (the rest of the body is unread). Past the gate the body comes as one message, then whatever the client
+sends next (its disconnect).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class BodyGate:
                 await send_error(send, 400, "Content-Length is not a number")
                 return
             if int(declared) > lim.body_bytes:
-                await send_error(send, 413, f"request body is {int(declared)} bytes; the limit is {lim.body_bytes}")
+                await send_error(send, 413, f"request body is {int(declared)} bytes; the limit is {lim.body_bytes}",
+                                 close=True)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -60,13 +62,14 @@ class BodyGate:
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if size > lim.body_bytes:
-                        await send_error(send, 413, f"request body is over {lim.body_bytes} bytes, the limit")
+                        await send_error(send, 413, f"request body is over {lim.body_bytes} bytes, the limit",
+                                         close=True)
                         return
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            await send_error(send, 408, f"request body took longer than {lim.body_timeout_s:g}s to arrive")
+            await send_error(send, 408, f"request body took longer than {lim.body_timeout_s:g}s to arrive", close=True)
             return
         body = b"".join(chunks)
         replayed = False

@@ -25,6 +25,7 @@ from armed.errors import InputError, from_validation_error
 from armed.roles import ROLES
 from armed.serving import local_ray, ray_compat
 from armed.serving.config import HTTP_PORT, serve_config, serve_config_text
+from armed.serving.edge import http_options
 from armed.serving.profiles import load_profile
 from armed.settings import EngineClass, ServingSettings
 
@@ -195,7 +196,7 @@ def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -
                   "pass --port)", file=sys.stderr)
             return 2
         try:
-            record = local_ray.start(home, key, node_ip=args.ray_node_ip)
+            record = local_ray.start(home, key, node_ip=args.ray_node_ip, limits=profile.limits)
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -213,7 +214,7 @@ def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -
         print(f"error: port {args.port} is already in use by something that is not armed's Serve; stop it, or "
               "pass --port", file=sys.stderr)
         return 2
-    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.start(http_options=http_options(local_ray.LOOPBACK, args.port))  # with the edge's keep-alive
     serve_port = ray_compat.serve_details().get("http_options", {}).get("port", args.port)
     if serve_port != args.port:
         print(f"error: Serve on armed's Ray listens on port {serve_port}, not {args.port}: pass --port {serve_port}"

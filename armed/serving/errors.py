@@ -41,11 +41,14 @@ def error_json(status: int, message: str, kind: str | None = None, param: str | 
 
 
 async def send_error(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, message: str,
-                     param: str | None = None) -> None:
-    """Answer an ASGI http request with the error shape (pure ASGI: the proxy's guards and the apps' gate)."""
+                     param: str | None = None, close: bool = False) -> None:
+    """Answer an ASGI http request with the error shape (pure ASGI: the proxy's guards and the apps' gate);
+    `close` ends the connection after it (a body left unread must not be parsed as the next request)."""
     body = error_json(status, message, param=param)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -1,20 +1,24 @@
-"""A guard that runs inside Ray Serve's HTTP proxy, before Serve reads a request's headers.
+"""What armed adds to Ray Serve's HTTP proxy: guards that run there, before Serve reads a request or picks a replica.
 
-Why it exists: Ray Serve 2.60's proxy decodes header names, and the values of `X-Request-Id`, the multiplexed
-model id and the session id, as UTF-8 (`ray/serve/_private/proxy.py`, `setup_request_context_and_handle`,
-`value.decode()`) before any application code runs. A client that sends a non-UTF-8 byte in such a header gets
-a 500 from the proxy, which no armed app can catch (the fuzz found this: benchmarks/security/2026-11-28-after).
-HTTP allows such bytes (obs-text), so the proxy must refuse them itself: this middleware answers 400 with
-armed's OpenAI-shaped error for any header whose name or value is not UTF-8, and passes everything else on
-untouched.
+- Header encoding. Ray Serve 2.60's proxy decodes header names, and the values of `X-Request-Id`, the multiplexed
+  model id and the session id, as UTF-8 (`ray/serve/_private/proxy.py`, `setup_request_context_and_handle`,
+  `value.decode()`) before any application code runs. A client that sends a non-UTF-8 byte in such a header gets a
+  500 from the proxy, which no armed app can catch (the fuzz found this: benchmarks/security/2026-11-28-after). HTTP
+  allows such bytes (obs-text), so the proxy must refuse them itself: `HeaderEncodingGuard` answers 400 with armed's
+  OpenAI-shaped error for any header whose name or value is not UTF-8, and passes everything else on untouched.
+- The body. Serve hands a request to a replica once its headers are in, and the replica pulls the body: a slow body
+  holds a replica slot (issue 24). `BodyGate` (armed/serving/body_gate.py) reads the whole body first, bounded in
+  size and time by armed/serving/edge.py's `EdgeSettings`.
+- The HTTP level (header timeout, the server's own 400s in the error shape): armed/serving/edge_protocol.py, which
+  `proxy_middlewares` installs, since it runs in the proxy process before the proxy's server starts.
 
 How it gets there: Serve's supported hook for proxy middlewares is the environment variable
 `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH` (ray/serve/_private/http_util.py, `configure_http_middlewares`),
 naming a function that returns Starlette `Middleware` objects; Serve wraps them outside its own
-RequestIdMiddleware, so this guard sees the raw headers first. The proxy reads the variable from its own process
-environment, which it inherits from the Ray node: `PROXY_ENV` must be in the environment of `ray start` or of the
-driver's `ray.init` that starts the node (armed/serving/local_ray.py, ops/perf/stack.py, the chart's container
-env), not only in a job's runtime_env.
+RequestIdMiddleware, the first outermost, so these guards see the raw request first. The proxy reads the variable
+from its own process environment, which it inherits from the Ray node: `PROXY_ENV` must be in the environment of
+`ray start` or of the driver's `ray.init` that starts the node (armed/serving/local_ray.py, ops/perf/stack.py, the
+chart's container env), not only in a job's runtime_env.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import json
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from armed.serving import edge_protocol
+from armed.serving.body_gate import BodyBounds, BodyGate
+from armed.serving.edge import EdgeSettings
 from armed.serving.errors import error_body
 
 CALLBACK = "armed.serving.proxy_guard.proxy_middlewares"
@@ -67,5 +74,10 @@ async def _refuse(send: Send, status: int, message: str, param: str) -> None:
 
 
 def proxy_middlewares() -> list[Middleware]:
-    """What `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH` names: the middlewares Serve's proxy wraps itself in."""
-    return [Middleware(HeaderEncodingGuard)]
+    """What `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH` names: the middlewares Serve's proxy wraps itself in (the
+    first outermost); also installs the edge's HTTP protocol in this (the proxy's) process, whose server starts next.
+    """
+    edge = EdgeSettings()
+    edge_protocol.install(edge)
+    bounds = BodyBounds(body_bytes=edge.body_bytes, body_timeout_s=edge.body_timeout_s)
+    return [Middleware(HeaderEncodingGuard), Middleware(BodyGate, bounds=lambda: bounds)]

@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from armed.serving import edge_protocol
+from armed.serving.body_gate import BodyGate
 from armed.serving.proxy_guard import CALLBACK, PROXY_ENV, HeaderEncodingGuard, proxy_middlewares, undecodable_header
 
 
@@ -45,4 +47,5 @@ def test_the_env_names_the_callback_serve_calls() -> None:
 
     assert PROXY_ENV == {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": CALLBACK}
     middlewares = validate_http_proxy_callback_return(call_function_from_import_path(CALLBACK))
-    assert [m.cls for m in middlewares] == [HeaderEncodingGuard] == [m.cls for m in proxy_middlewares()]
+    assert [m.cls for m in middlewares] == [HeaderEncodingGuard, BodyGate] == [m.cls for m in proxy_middlewares()]
+    assert edge_protocol.installed()  # the callback also gives this process's uvicorn the edge's protocol
