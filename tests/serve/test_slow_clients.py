@@ -208,18 +208,22 @@ async def test_300_slow_clients_leave_ordinary_judgments_their_latency(stack: in
         t_open = time.monotonic()
         slow = [asyncio.create_task(_slow_body(stack, e)) for e in events[:SLOW_BODIES]]
         slow += [asyncio.create_task(_slow_header(stack, e)) for e in events[SLOW_BODIES:]]
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout=10)
-        await asyncio.sleep(1.0)  # every slow client has sent its headers (or first lines) and a byte or two
-        loaded = await _latencies(client, 60)
-        still_connected = sum(not t.done() for t in slow)
-        measured_by = time.monotonic() - t_open
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout=10)
+            await asyncio.sleep(1.0)  # every slow client has sent its headers (or first lines) and a byte or two
+            loaded = await _latencies(client, 60)
+            still_connected = sum(not t.done() for t in slow)
+            measured_by = time.monotonic() - t_open
 
-        answers = await asyncio.wait_for(asyncio.gather(*slow), timeout=BODY_TIMEOUT_S + 20)
+            assert _p99(loaded) <= 2 * _p99(idle), (f"p99 {_p99(loaded) * 1000:.0f} ms with {len(slow)} slow "
+                                                    f"clients, {_p99(idle) * 1000:.0f} ms idle")
+            assert still_connected == len(slow), f"only {still_connected} slow clients were connected meanwhile"
+            assert measured_by < HEADER_TIMEOUT_S, f"the loaded judgments took {measured_by:.1f}s: not all loaded"
+            answers = await asyncio.wait_for(asyncio.gather(*slow), timeout=BODY_TIMEOUT_S + 20)
+        finally:
+            for task in slow:
+                task.cancel()
 
-    assert still_connected == len(slow), f"only {still_connected} slow clients were connected while measuring"
-    assert measured_by < HEADER_TIMEOUT_S, f"the loaded judgments took {measured_by:.1f}s: not all under load"
-    assert _p99(loaded) <= 2 * _p99(idle), (f"p99 {_p99(loaded) * 1000:.0f} ms with {len(slow)} slow clients, "
-                                            f"{_p99(idle) * 1000:.0f} ms idle")
     for answer in answers[:SLOW_BODIES]:
         err = _assert_error_shape(answer, 408)
         assert "body took longer" in err["message"]
