@@ -210,17 +210,19 @@ def start_env(home_: RayHome, node_ip: str, key: SecretStr | None, base: dict[st
     return env
 
 
-def start_command(home_: RayHome, *, port: int, node_ip: str, metrics_port: int, agent_port: int) -> list[str]:
+def start_command(home_: RayHome, *, port: int, node_ip: str, metrics_port: int, agent_port: int,
+                  client_port: int) -> list[str]:
     return [
         sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
         f"--node-ip-address={node_ip}", f"--port={port}", f"--temp-dir={home_.temp_dir}",
         f"--metrics-export-port={metrics_port}", f"--dashboard-agent-listen-port={agent_port}",
         "--include-dashboard=false", "--disable-usage-stats",
-        # No Ray Client server: armed's drivers join through the GCS address, never `ray://`. Ray starts one on
-        # the fixed port 10001 otherwise, whose command line names neither the session dir nor a parent that
-        # stays (ray/_private/services.py `start_ray_client_server`): it outlived `armed down` (issue 24), and
-        # a second Ray found the port taken. Port 0 is "none" (ray/_private/node.py, `if ray_client_server_port`).
-        "--ray-client-server-port=0",
+        # Ray Client's server (armed's drivers never use `ray://`, but `ray start` always starts it when its
+        # dependencies are installed: ray/scripts/scripts.py ~918, and refuses port 0, parameter.py ~398) on a
+        # free port, not the fixed 10001 that any other Ray on the machine also takes. Its command line names no
+        # session dir (ray/_private/services.py `start_ray_client_server`: `--address=<gcs>`), and `ray start`
+        # exits, leaving it parented to init: `stop` finds it by that address (issue 24: it outlived `armed down`).
+        f"--ray-client-server-port={client_port}",
     ]
 
 
@@ -239,7 +241,8 @@ def start(home_: RayHome, key: SecretStr | None, node_ip: str = LOOPBACK, base_e
     # 44227): another Ray on this machine would hold them. They bind to the node IP like the rest.
     env["AUTOSCALER_METRIC_PORT"] = str(free_port(host))
     env["DASHBOARD_METRIC_PORT"] = str(free_port(host))
-    cmd = start_command(home_, port=port, node_ip=node_ip, metrics_port=metrics_port, agent_port=agent_port)
+    cmd = start_command(home_, port=port, node_ip=node_ip, metrics_port=metrics_port, agent_port=agent_port,
+                        client_port=free_port(host))
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
