@@ -9,6 +9,10 @@
 - The body. Serve hands a request to a replica once its headers are in, and the replica pulls the body: a slow body
   holds a replica slot (issue 24). `BodyGate` (armed/serving/body_gate.py) reads the whole body first, bounded in
   size and time by armed/serving/edge.py's `EdgeSettings`.
+- Serve's own answers. The proxy answers some requests itself, in plain text (ray/serve/_private/proxy.py:
+  `not_found_response` 404, the 503 of an unhealthy node, 408/500/503 from `get_http_response_status` in
+  http_util.py, all through `convert_object_to_asgi_messages`). `ErrorShapeGuard` rewrites any text/plain response
+  of status 400 or more into armed's error shape, its text as the message; JSON (every armed app's) passes as is.
 - The HTTP level (header timeout, the server's own 400s in the error shape): armed/serving/edge_protocol.py, which
   `proxy_middlewares` installs, since it runs in the proxy process before the proxy's server starts.
 
@@ -24,6 +28,7 @@ chart's container env), not only in a job's runtime_env.
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from armed.serving import edge_protocol
 from armed.serving.body_gate import BodyBounds, BodyGate
 from armed.serving.edge import EdgeSettings
-from armed.serving.errors import error_body
+from armed.serving.errors import error_body, error_json
 
 CALLBACK = "armed.serving.proxy_guard.proxy_middlewares"
 PROXY_ENV = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": CALLBACK}
@@ -66,6 +71,60 @@ class HeaderEncodingGuard:
         await self.app(scope, receive, send)
 
 
+MAX_QUOTED_BYTES = 4096  # Serve's own messages are one sentence; the error quotes at most this much of one
+
+
+def _is_plain_text(headers: list) -> bool:
+    for name, value in headers:
+        if bytes(name).lower() == b"content-type":
+            return bytes(value).lower().startswith(b"text/plain")
+    return False
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # Serve's 499 (client gone) is no HTTPStatus
+        return f"status {status}"
+
+
+class ErrorShapeGuard:
+    """Pure ASGI: a text/plain response with status >= 400 (Serve's proxy's own) becomes the error shape."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: dict | None = None
+        text = b""
+
+        async def shaped(message: dict) -> None:
+            nonlocal held, text
+            if message["type"] == "http.response.start" and message["status"] >= 400 \
+                    and _is_plain_text(message.get("headers", [])):
+                held = message  # answered once its whole body is in
+                return
+            if held is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            text = (text + message.get("body", b""))[:MAX_QUOTED_BYTES]
+            if message.get("more_body", False):
+                return
+            status = held["status"]
+            message_text = text.decode("utf-8", "replace").strip() or _phrase(status)
+            body = error_json(status, message_text)
+            headers = [(bytes(k), bytes(v)) for k, v in held.get("headers", [])
+                       if bytes(k).lower() not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({**held, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, shaped)
+
+
 async def _refuse(send: Send, status: int, message: str, param: str) -> None:
     body = json.dumps(error_body(status, message, param=param), ensure_ascii=False).encode("utf-8")
     await send({"type": "http.response.start", "status": status,
@@ -80,4 +139,4 @@ def proxy_middlewares() -> list[Middleware]:
     edge = EdgeSettings()
     edge_protocol.install(edge)
     bounds = BodyBounds(body_bytes=edge.body_bytes, body_timeout_s=edge.body_timeout_s)
-    return [Middleware(HeaderEncodingGuard), Middleware(BodyGate, bounds=lambda: bounds)]
+    return [Middleware(HeaderEncodingGuard), Middleware(BodyGate, bounds=lambda: bounds), Middleware(ErrorShapeGuard)]

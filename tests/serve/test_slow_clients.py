@@ -100,6 +100,13 @@ def test_requests_the_parser_refuses_get_the_error_shape(stack: int, request_byt
     assert err["type"] == "invalid_request_error" and err["message"].startswith("malformed HTTP request")
 
 
+def test_serves_own_answers_get_the_error_shape(stack: int) -> None:
+    """A request no app's route prefix matches (asterisk-form: its path does not start with "/") is answered by
+    Serve's proxy itself (proxy.py `not_found_response`, plain text): through ErrorShapeGuard, the error shape."""
+    err = _assert_error_shape(_raw(stack, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 404)
+    assert err["type"] == "not_found_error" and "not found" in err["message"]
+
+
 def test_silent_slow_header_and_idle_connections_are_closed_on_time(stack: int) -> None:
     # a connection that never sends a byte
     t0 = time.monotonic()
