@@ -3,7 +3,7 @@
 The probe this guards against: 300 clients sending their body at 1 byte/s made an ordinary judgment hang 60 s (each
 slow body held a slot of the judge's ingress replica), headers sent a line a second were never timed out, idle
 connections were held over 90 s, and the HTTP server's own 400s were plain text. Here, with the proxy's bounds
-shortened through its environment (ARMED_EDGE_*, armed/serving/edge.py) so the module runs in about a minute:
+shortened through its environment (ARMED_EDGE_*, armed/serving/edge.py) so the module runs in about 90 s:
 
 - 300 slow clients (250 slow bodies, 50 slow headers) stay connected while ordinary judgments are measured: their
   p99 stays within 2x of the p99 measured idle just before; then every slow client gets a 408 in the error shape.
@@ -31,9 +31,12 @@ from tests.serve.test_judge_app import _deploy
 
 pytestmark = pytest.mark.slow
 
-EDGE_ENV = {"ARMED_EDGE_HEADER_TIMEOUT_S": "8", "ARMED_EDGE_BODY_TIMEOUT_S": "12",
+EDGE_ENV = {"ARMED_EDGE_HEADER_TIMEOUT_S": "12", "ARMED_EDGE_BODY_TIMEOUT_S": "15",
             "ARMED_EDGE_KEEP_ALIVE_TIMEOUT_S": "2"}
-HEADER_TIMEOUT_S, BODY_TIMEOUT_S, KEEP_ALIVE_S = 8.0, 12.0, 2.0
+HEADER_TIMEOUT_S, BODY_TIMEOUT_S, KEEP_ALIVE_S = 12.0, 15.0, 2.0
+# Judgments measured idle and under load: 200 each, so p99 is the 2nd-slowest, not one scheduling hiccup of this
+# shared machine (60 each let a single 0.3 s stall of an otherwise 20 ms series decide).
+SAMPLES = 200
 SLOW_BODIES, SLOW_HEADERS = 250, 50
 JUDGMENT = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊 0.3g*20粒"}}
 
@@ -209,7 +212,7 @@ def _p99(xs: list[float]) -> float:
 async def test_300_slow_clients_leave_ordinary_judgments_their_latency(stack: int) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack}", timeout=60) as client:
         await _latencies(client, 10)  # warm: caches, connections, the router's replica view
-        idle = await _latencies(client, 60)
+        idle = await _latencies(client, SAMPLES)
 
         events = [asyncio.Event() for _ in range(SLOW_BODIES + SLOW_HEADERS)]
         t_open = time.monotonic()
@@ -218,7 +221,7 @@ async def test_300_slow_clients_leave_ordinary_judgments_their_latency(stack: in
         try:
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout=10)
             await asyncio.sleep(1.0)  # every slow client has sent its headers (or first lines) and a byte or two
-            loaded = await _latencies(client, 60)
+            loaded = await _latencies(client, SAMPLES)
             still_connected = sum(not t.done() for t in slow)
             measured_by = time.monotonic() - t_open
 
