@@ -12,8 +12,9 @@ Blank lines are not rows. The output row carries the row's key as `id` and its l
 So no two output rows share an `id`, and every id of the input appears exactly once.
 
 A rerun skips keys already in the output, so an interrupted batch loses nothing and repeats nothing; a
-half-written last line from a crash is cut off before resuming. Writing never fails on a row: text UTF-8 cannot
-carry (a lone surrogate in an engine's message) is written as JSON \\u escapes, which read back to the same value.
+half-written last line from a crash is cut off before resuming. Writing never fails on a row, and every record is
+valid UTF-8 text: a lone surrogate a record would quote (a refused key in `field`, an engine's message) is written
+as the escape text `\\ud800` (armed.text.escape_surrogates), never as the surrogate itself.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from armed.errors import InputError, JudgmentTimeout
 from armed.images import ImageSettings, local_images_to_data
 from armed.log import get_logger
 from armed.settings import ArmedSettings
-from armed.text import invalid_unicode_path
+from armed.text import escape_surrogates, escape_surrogates_in, invalid_unicode_path
 
 log = get_logger("armed.batch")
 MAX_ID_CHARS = 256  # a row id is a key, not a payload: longer ones get an error record
@@ -184,8 +185,11 @@ def encode_record(record: dict[str, Any]) -> bytes:
     try:
         return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
     except UnicodeEncodeError:
-        # A lone surrogate (an engine echoing odd text): \u escapes are valid JSON and read back to the same str.
-        return (json.dumps(record, ensure_ascii=True) + "\n").encode("ascii")
+        # A lone surrogate (a refused row's key in an error's `field`, an engine echoing odd text): written as its
+        # escape text. JSON's own `\ud800` escape would be valid ASCII, but it still denotes a lone surrogate, which
+        # a strict consumer refuses (serde_json) or alters (Go's encoding/json: U+FFFD): the record must hold only
+        # valid text, saying what the input held.
+        return (json.dumps(escape_surrogates_in(record), ensure_ascii=False) + "\n").encode("utf-8")
     except (TypeError, ValueError) as exc:
         fallback = {"id": record.get("id"), "line": record.get("line"),
                     "error": {"field": "output", "message": f"record not writable as JSON: {str(exc)[:200]}"}}
@@ -243,7 +247,8 @@ async def run_batch(
                     counts["errors"] += 1
                 except Exception as exc:  # an engine crash on one row must not sink the batch
                     log.exception("row_failed", row=row.key, line=row.line)
-                    message = f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE_CHARS]
+                    # escaped before it is cut, so the record's bound holds for what is written
+                    message = escape_surrogates(f"{type(exc).__name__}: {exc}")[:MAX_MESSAGE_CHARS]
                     record = {**head, "error": {"field": "judgment", "message": message}}
                     counts["errors"] += 1
                 async with write_lock:

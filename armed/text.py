@@ -75,6 +75,24 @@ def sanitise_for_prompt(text: str, max_chars: int) -> str:
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
+def escape_surrogates(text: str) -> str:
+    """`text` with each lone surrogate written as its escape (`\\ud800` as the six characters `\\`, `u`, `d`, `8`,
+    `0`, `0`): valid Unicode that a strict UTF-8 or JSON consumer accepts and that still shows what the input held.
+    Used where armed quotes refused input back (an error's field or message), never to repair input."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATE.search(text) else text
+
+
+def escape_surrogates_in(value: object) -> object:
+    """`escape_surrogates` on every string of a JSON-like value, dict keys included."""
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    if isinstance(value, dict):
+        return {escape_surrogates_in(k): escape_surrogates_in(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_surrogates_in(v) for v in value]
+    return value
+
+
 def invalid_unicode_path(value: object, path: str = "") -> str | None:
     """The dotted path of the first string in `value` (nested dicts / lists) holding a lone surrogate, else None.
 

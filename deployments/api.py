@@ -16,7 +16,6 @@ The edge's contract, the same on every route of every app (`install_error_handle
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import math
@@ -33,12 +32,12 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armed import images
 from armed.engines.base import ChatMessage, ChoiceResult, Completion, SamplingOptions
 from armed.log import get_logger
 from armed.roles import ROLES
+from armed.serving.body_gate import BodyBounds, BodyGate
 from armed.serving.errors import error_body, error_type
 from armed.serving.limits import InputLimits
 from armed.settings import image_settings
@@ -116,67 +115,10 @@ def engine_input_error(exc: BaseException) -> ApiError:
 # --- the body: size, time, JSON -----------------------------------------------------------------------------------
 
 
-async def _send_error(send: Send, scope: Scope, receive: Receive, status: int, message: str) -> None:
-    await JSONResponse(error_body(status, message), status_code=status)(scope, receive, send)
-
-
-class BodyLimitMiddleware:
-    """Pure ASGI: the whole body is read, counted as it arrives, before the app runs.
-
-    A declared Content-Length past the limit is refused unread; a chunked body (no length) is refused as soon as
-    the bytes received pass it, so neither a lying client nor a streamed one can make the app parse more than
-    `body_bytes`. A body slower than `body_timeout_s` is 408. The app then gets the body in one message.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        lim = limits()
-        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await _send_error(send, scope, receive, 400, "Content-Length is not a number")
-                return
-            if int(declared) > lim.body_bytes:
-                await _send_error(send, scope, receive, 413,
-                                  f"request body is {int(declared)} bytes; the limit is {lim.body_bytes}")
-                return
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(lim.body_timeout_s):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return  # the client left: nobody to answer
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > lim.body_bytes:
-                        await _send_error(send, scope, receive, 413,
-                                          f"request body is over {lim.body_bytes} bytes, the limit")
-                        return
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
-            await _send_error(send, scope, receive, 408,
-                              f"request body took longer than {lim.body_timeout_s:g}s to arrive")
-            return
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: the disconnect, when it comes
-
-        await self.app(scope, replay, send)
+def body_bounds() -> BodyBounds:
+    """The body bounds of this process's limits (the gate reads them per request: set_limits comes later)."""
+    lim = limits()
+    return BodyBounds(body_bytes=lim.body_bytes, body_timeout_s=lim.body_timeout_s)
 
 
 def _nested_deeper_than(value: Any, depth: int) -> bool:
@@ -282,7 +224,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for every status (FastAPI's 404 / 405 and unexpected 500s too). Installed last, the API-key check
     (deployments.auth) runs first, before any byte of the body is read."""
     app.router.route_class = EdgeRoute
-    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(BodyGate, bounds=body_bounds)  # the whole body, bounded, before any route (body_gate)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -25,6 +25,7 @@ from armed.errors import InputError, from_validation_error
 from armed.roles import ROLES
 from armed.serving import local_ray, ray_compat
 from armed.serving.config import HTTP_PORT, serve_config, serve_config_text
+from armed.serving.edge import EdgeSettings, http_options
 from armed.serving.profiles import load_profile
 from armed.settings import EngineClass, ServingSettings
 
@@ -68,6 +69,15 @@ def _serving(keep_key: bool = True) -> ServingSettings:
     except ValidationError as exc:
         err = from_validation_error(exc)
         raise ValueError(f"setting ARMED_{err.field.upper()}: {err.message}") from None
+
+
+def _edge() -> EdgeSettings:
+    """ARMED_EDGE_* (armed/serving/edge.py), or a ValueError naming the variable."""
+    try:
+        return EdgeSettings()
+    except ValidationError as exc:
+        err = from_validation_error(exc)
+        raise ValueError(f"setting ARMED_EDGE_{err.field.upper()}: {err.message}") from None
 
 
 def _connect(home: local_ray.RayHome, record: local_ray.RayRecord) -> Any:
@@ -173,6 +183,7 @@ def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -
         profile = load_profile(args.profile)
         serving = _serving()
         home = local_ray.home(serving.ray_dir)
+        edge = _edge()  # checked before any Ray starts: Serve's proxy reads the same variables, with no one to tell
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -195,7 +206,7 @@ def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -
                   "pass --port)", file=sys.stderr)
             return 2
         try:
-            record = local_ray.start(home, key, node_ip=args.ray_node_ip)
+            record = local_ray.start(home, key, node_ip=args.ray_node_ip, limits=profile.limits)
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -213,7 +224,7 @@ def cmd_up(args: argparse.Namespace, *, engine_cls: EngineClass | None = None) -
         print(f"error: port {args.port} is already in use by something that is not armed's Serve; stop it, or "
               "pass --port", file=sys.stderr)
         return 2
-    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.start(http_options=http_options(local_ray.LOOPBACK, args.port, edge))  # with the edge's keep-alive
     serve_port = ray_compat.serve_details().get("http_options", {}).get("port", args.port)
     if serve_port != args.port:
         print(f"error: Serve on armed's Ray listens on port {serve_port}, not {args.port}: pass --port {serve_port}"

@@ -35,6 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from armed.serving.edge import proxy_env
+from armed.serving.limits import InputLimits
 from armed.serving.proxy_guard import PROXY_ENV
 
 LOOPBACK = "127.0.0.1"
@@ -190,14 +192,17 @@ def ray_env(home_: RayHome, node_ip: str, base: dict[str, str] | None = None) ->
     return env
 
 
-def start_env(home_: RayHome, node_ip: str, key: SecretStr | None, base: dict[str, str] | None = None
-              ) -> dict[str, str]:
-    """The environment of `ray start`: `ray_env`, and ARMED_API_KEY exactly as recorded (`key`, or none).
+def start_env(home_: RayHome, node_ip: str, key: SecretStr | None, base: dict[str, str] | None = None,
+              limits: InputLimits | None = None) -> dict[str, str]:
+    """The environment of `ray start`: `ray_env`, ARMED_API_KEY exactly as recorded (`key`, or none), and the
+    profile's body bounds for Serve's proxy (`limits`; armed/serving/edge.py).
 
     Every Ray process, and so every replica, inherits it; the record is written from the same `key`, so what
     `reuse_refusal` compares is what the replicas got.
     """
     env = ray_env(home_, node_ip, base)
+    if limits is not None:
+        env.update(proxy_env(limits))
     if key is None:
         env.pop("ARMED_API_KEY", None)
     else:
@@ -205,17 +210,24 @@ def start_env(home_: RayHome, node_ip: str, key: SecretStr | None, base: dict[st
     return env
 
 
-def start_command(home_: RayHome, *, port: int, node_ip: str, metrics_port: int, agent_port: int) -> list[str]:
+def start_command(home_: RayHome, *, port: int, node_ip: str, metrics_port: int, agent_port: int,
+                  client_port: int) -> list[str]:
     return [
         sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
         f"--node-ip-address={node_ip}", f"--port={port}", f"--temp-dir={home_.temp_dir}",
         f"--metrics-export-port={metrics_port}", f"--dashboard-agent-listen-port={agent_port}",
         "--include-dashboard=false", "--disable-usage-stats",
+        # Ray Client's server (armed's drivers never use `ray://`, but `ray start` always starts it when its
+        # dependencies are installed: ray/scripts/scripts.py ~918, and refuses port 0, parameter.py ~398) on a
+        # free port, not the fixed 10001 that any other Ray on the machine also takes. Its command line names no
+        # session dir (ray/_private/services.py `start_ray_client_server`: `--address=<gcs>`), and `ray start`
+        # exits, leaving it parented to init: `stop` finds it by that address (issue 24: it outlived `armed down`).
+        f"--ray-client-server-port={client_port}",
     ]
 
 
 def start(home_: RayHome, key: SecretStr | None, node_ip: str = LOOPBACK, base_env: dict[str, str] | None = None,
-          timeout_s: float = 120.0) -> RayRecord:
+          timeout_s: float = 120.0, limits: InputLimits | None = None) -> RayRecord:
     """Start a detached Ray head (it outlives this command, for `armed down` / `status`) and record it.
 
     A fresh token each time: a token of an earlier Ray opens nothing now.
@@ -224,12 +236,13 @@ def start(home_: RayHome, key: SecretStr | None, node_ip: str = LOOPBACK, base_e
     _write_private(home_.token_path, secrets.token_hex(32))
     host = LOOPBACK if is_loopback(node_ip) else "0.0.0.0"
     port, metrics_port, agent_port = free_port(host), free_port(host), free_port(host)
-    env = start_env(home_, node_ip, key, base_env)
+    env = start_env(home_, node_ip, key, base_env, limits)
     # The autoscaler monitor's and the dashboard head's own Prometheus ports default to fixed numbers (44217,
     # 44227): another Ray on this machine would hold them. They bind to the node IP like the rest.
     env["AUTOSCALER_METRIC_PORT"] = str(free_port(host))
     env["DASHBOARD_METRIC_PORT"] = str(free_port(host))
-    cmd = start_command(home_, port=port, node_ip=node_ip, metrics_port=metrics_port, agent_port=agent_port)
+    cmd = start_command(home_, port=port, node_ip=node_ip, metrics_port=metrics_port, agent_port=agent_port,
+                        client_port=free_port(host))
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -264,11 +277,15 @@ def prepare_driver(home_: RayHome, node_ip: str) -> None:
         refresh_driver_auth(cluster=not is_loopback(node_ip))
 
 
-def session_processes(temp_dir: str) -> list[Any]:
-    """This user's processes of the Ray whose temp dir is `temp_dir`, and their children (agents, workers)."""
+def session_processes(temp_dir: str, address: str | None = None) -> list[Any]:
+    """This user's processes of the Ray whose temp dir is `temp_dir`, and their children (agents, workers); with
+    `address` (its GCS `ip:port`), also those started with `--address=<address>` and no session dir in their
+    command line (Ray's client server, a Ray started by an older armed), which `ray start` leaves parented to init.
+    """
     import psutil
 
     marker = f"{temp_dir.rstrip('/')}/session_"
+    address_arg = f"--address={address}" if address else None  # compared whole: :5768 is not :57689
     me = psutil.Process()
     skip = {me.pid, *(p.pid for p in me.parents())}
     user = me.username()
@@ -277,7 +294,8 @@ def session_processes(temp_dir: str) -> list[Any]:
         try:
             if proc.pid in skip or proc.info["username"] != user:
                 continue
-            if any(marker in arg for arg in proc.info["cmdline"] or ()):
+            args = proc.info["cmdline"] or ()
+            if any(marker in arg for arg in args) or (address_arg is not None and address_arg in args):
                 found[proc.pid] = proc
                 for child in proc.children(recursive=True):
                     found.setdefault(child.pid, child)
@@ -312,7 +330,8 @@ def stop(home_: RayHome, grace_s: float = 5.0) -> int:
     """End this Ray's processes only (SIGTERM, then SIGKILL after `grace_s`); forget its record and token."""
     import psutil
 
-    procs = session_processes(str(home_.temp_dir))
+    record = home_.read_record()
+    procs = session_processes(str(home_.temp_dir), record.address if record else None)
     for proc in procs:
         try:
             proc.terminate()

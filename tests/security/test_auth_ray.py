@@ -80,9 +80,9 @@ def test_ray_env_forces_token_auth_and_a_loopback_node(tmp_path: Path) -> None:
     # `ray start` gets exactly the key that is recorded: every Ray process, so every replica, inherits it
     assert local_ray.start_env(home, "127.0.0.1", SecretStr("new"), base)["ARMED_API_KEY"] == "new"
     assert "ARMED_API_KEY" not in local_ray.start_env(home, "127.0.0.1", None, base)
-    cmd = local_ray.start_command(home, port=1, node_ip="127.0.0.1", metrics_port=2, agent_port=3)
+    cmd = local_ray.start_command(home, port=1, node_ip="127.0.0.1", metrics_port=2, agent_port=3, client_port=4)
     assert "--node-ip-address=127.0.0.1" in cmd and f"--temp-dir={home.temp_dir}" in cmd
-    assert "--include-dashboard=false" in cmd
+    assert "--include-dashboard=false" in cmd and "--ray-client-server-port=4" in cmd  # never the shared 10001
 
 
 def test_ray_home_is_private_and_short_enough_for_sockets(tmp_path: Path) -> None:
@@ -299,7 +299,8 @@ def test_every_data_route_needs_the_key_and_health_stays_open(keyed_stack: dict)
 
 @pytest.mark.slow
 def test_every_socket_of_armeds_ray_listens_on_loopback(keyed_stack: dict) -> None:
-    procs = local_ray.session_processes(keyed_stack["record"].temp_dir)
+    record = keyed_stack["record"]
+    procs = local_ray.session_processes(record.temp_dir, record.address)  # Ray Client's server too
     sockets = local_ray.listening_sockets(procs)
     names = {name for _, name, _, _ in sockets}
     # not vacuous: the GCS, the raylet, the agents, Serve's proxy and the replicas are all there and listening

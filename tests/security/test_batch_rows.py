@@ -94,9 +94,27 @@ def mixed_rows() -> tuple[list[bytes], dict[str, Any]]:
     return raw, expected
 
 
+def _valid_text(value: Any) -> bool:
+    """Every string of a decoded record (keys too) is valid Unicode: no lone surrogate, not even one that arrived
+    as a JSON `\\ud800` escape (which Python reads back, but serde_json refuses)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_text(k) and _valid_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_text(v) for v in value)
+    return True
+
+
 def _read(out: Path) -> list[dict]:
     text = out.read_bytes().decode("utf-8")  # strict: the output is always valid UTF-8
-    return [json.loads(line) for line in text.splitlines()]
+    records = [json.loads(line) for line in text.splitlines()]
+    assert all(_valid_text(r) for r in records), [r for r in records if not _valid_text(r)]
+    return records
 
 
 async def test_every_broken_row_becomes_one_record_and_every_id_appears_once(kb: Any, tmp_path: Path) -> None:
@@ -129,8 +147,8 @@ async def test_every_broken_row_becomes_one_record_and_every_id_appears_once(kb:
     dup_a = next(r for r in records if r["error"]["field"] == "id" and 'duplicate id "a"' in r["error"]["message"])
     assert "line 1 has the same id" in dup_a["error"]["message"]
     assert "lone surrogate" in by_key["sq"]["error"]["message"]
-    # an engine's message with a lone surrogate is written (escaped, bounded), not a crash of every rerun
-    assert by_key["boom"]["error"]["message"].startswith("RuntimeError: engine choked on \ud800")
+    # an engine's message with a lone surrogate is written (escaped as text, bounded), not a crash of every rerun
+    assert by_key["boom"]["error"]["message"].startswith("RuntimeError: engine choked on \\ud800")
     assert len(by_key["boom"]["error"]["message"]) <= 500
     assert by_key["a"]["judgment"]["level"] == "highly_relevant"
 
@@ -194,6 +212,21 @@ def test_judge_batch_killed_twice_and_resumed_writes_every_id_once(tmp_path: Pat
     assert all(("judgment" in r) != ("error" in r) for r in records)
     by_key = {str(r["id"]): r for r in records}
     assert by_key["7"]["id"] == 7 and by_key["r0"]["id"] == "r0" and by_key["101"]["id"] == 101
+
+
+@pytest.mark.parametrize("row, field", [
+    ({"id": "k", "\udc80": 1, "query": "布洛芬", "product": GOOD_PRODUCT}, "\\udc80"),
+    ({"id": "k", "query": "布洛芬", "product": {"name": "x", "cpv": {"\ud800": "v"}}}, "product.cpv.\\ud800"),
+])
+async def test_a_lone_surrogate_key_is_quoted_as_escape_text(kb: Any, tmp_path: Path, row: dict, field: str) -> None:
+    """Issue 24: a row whose JSON key is a lone surrogate got an error record whose `field` held that surrogate
+    (as a `\\udc80` JSON escape: invalid text for a strict consumer). The field names it as escape text instead."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(_j(row) + b"\n")
+    await run_batch(src, out, ArmedSettings(), progress=False, pipeline=make_pipeline(kb, ModelClients()))
+    (record,) = _read(out)  # _read: strict UTF-8, and no string holds a lone surrogate
+    assert record["error"]["field"] == field
+    assert "lone surrogate" in record["error"]["message"]
 
 
 @pytest.mark.parametrize("bad", [b'{"id": "z", "query": "\\ud83d", "product": "x"}', b'{"id": "z\\ud83d"}'])

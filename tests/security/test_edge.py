@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from armed.engines.base import ChatMessage, ChoiceResult, ContextLengthError, SamplingOptions
+from armed.serving.body_gate import BodyGate
 from armed.serving.limits import InputLimits
 from armed_testing.zero_work import ZeroWork
 from deployments import api, judge, models
@@ -177,7 +178,7 @@ async def test_a_chunked_body_is_refused_once_its_bytes_pass_the_limit_and_the_a
         ran.append(scope)
 
     endless = iter(lambda: b"x" * 4096, None)  # a client that would stream forever, no Content-Length
-    sent, pulled = await _drive(api.BodyLimitMiddleware(app), endless)
+    sent, pulled = await _drive(BodyGate(app, api.body_bounds), endless)
     status, body = _status(sent)
     assert status == 413 and "65536" in body["error"]["message"] and body["error"]["type"] == "invalid_request_error"
     assert ran == [] and pulled == 64 * 1024 // 4096 + 1  # stopped at the first chunk past the limit
@@ -190,9 +191,9 @@ async def test_a_declared_length_past_the_limit_is_refused_unread() -> None:
         ran.append(scope)
 
     headers = [(b"content-length", str(api.limits().body_bytes + 1).encode())]
-    sent, pulled = await _drive(api.BodyLimitMiddleware(app), iter([]), headers)
+    sent, pulled = await _drive(BodyGate(app, api.body_bounds), iter([]), headers)
     assert _status(sent)[0] == 413 and pulled == 0 and ran == []
-    sent, _ = await _drive(api.BodyLimitMiddleware(app), iter([]), [(b"content-length", b"12x")])
+    sent, _ = await _drive(BodyGate(app, api.body_bounds), iter([]), [(b"content-length", b"12x")])
     assert _status(sent)[0] == 400 and ran == []
 
 
@@ -202,7 +203,7 @@ async def test_a_body_that_trickles_past_the_deadline_is_408() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("the app must not run")
 
-    sent, _ = await _drive(api.BodyLimitMiddleware(app), iter([0.05] * 100))  # 5 s of trickle: the deadline ends it
+    sent, _ = await _drive(BodyGate(app, api.body_bounds), iter([0.05] * 100))  # 5 s of trickle: the deadline ends it
     status, body = _status(sent)
     assert status == 408 and body["error"]["type"] == "timeout_error"
     assert body["error"]["message"] == "request body took longer than 0.2s to arrive"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from armed.serving.edge import http_options
 from armed.serving.proxy_guard import PROXY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +111,7 @@ def serve_port() -> Iterator[int]:
              log_to_driver=False, _metrics_export_port=RAY_PORTS["metrics"],
              _system_config={"metrics_report_interval_ms": 1000})
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.start(http_options=http_options("127.0.0.1", port))  # the edge's keep-alive, as `armed up` sets it
         yield port
     finally:
         try:
