@@ -196,17 +196,23 @@ def pack(replicas: Iterable[Replica], shape: NodeShape, max_nodes: int | None = 
     nodes = [Node.empty(shape) for _ in range(min_nodes)]
     unplaced: list[Replica] = []
     for r in sorted(replicas, key=_key):
-        if any(n.place(r) for n in nodes):
-            continue
-        if max_nodes is not None and len(nodes) >= max_nodes:
-            unplaced.append(r)
-            continue
-        fresh = Node.empty(shape)
-        if fresh.place(r):
-            nodes.append(fresh)
-        else:
-            unplaced.append(r)  # bigger than a whole node
+        if not any(n.place(r) for n in nodes):
+            _on_a_new_node(r, nodes, unplaced, shape, max_nodes)
     return Packing(nodes, unplaced)
+
+
+def _on_a_new_node(r: Replica, nodes: list[Node], unplaced: list[Replica], shape: NodeShape,
+                   max_nodes: int | None) -> None:
+    """A replica no running node holds: on a new node (the autoscaler's) while the pool may grow, else unplaced
+    (also when it is bigger than a whole node)."""
+    if max_nodes is not None and len(nodes) >= max_nodes:
+        unplaced.append(r)
+        return
+    fresh = Node.empty(shape)
+    if fresh.place(r):
+        nodes.append(fresh)
+    else:
+        unplaced.append(r)
 
 
 def serve_pack(replicas: Iterable[Replica], shape: NodeShape, max_nodes: int | None = None,
@@ -222,15 +228,8 @@ def serve_pack(replicas: Iterable[Replica], shape: NodeShape, max_nodes: int | N
         candidates = busy or idle
         if candidates:
             min(candidates, key=lambda n: n.left_after(r)).place(r)  # min(): the first on a tie, as Ray's `<`
-            continue
-        if max_nodes is not None and len(nodes) >= max_nodes:
-            unplaced.append(r)
-            continue
-        fresh = Node.empty(shape)
-        if fresh.place(r):
-            nodes.append(fresh)
         else:
-            unplaced.append(r)
+            _on_a_new_node(r, nodes, unplaced, shape, max_nodes)
     return Packing(nodes, unplaced, PACK)
 
 

@@ -238,7 +238,9 @@ def test_tune_follows_the_load(idle_tune: str, load: dict[str, int], kube: Any, 
     # loaded: the judge at its max of 1 replica with more ongoing than its target 2 → max_replicas 1 -> 2
     judge = _section(loaded, judge_head)
     assert "R1 at max 1 replicas" in judge and "autoscaling_config.max_replicas: 1 -> 2" in judge, loaded
-    ongoing = float(re.search(r"R1 at max 1 replicas with ([0-9.]+) ongoing/replica", judge).group(1))
+    held = re.search(r"R1 at max 1 replicas holding [0-9]+ requests \(([0-9.]+)/replica", judge)
+    assert held is not None, judge
+    ongoing = float(held.group(1))
     assert ongoing >= 2, judge
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -82,26 +81,22 @@ def test_auto_connect_is_off_so_a_ray_call_without_ray_fails_instead_of_starting
     assert not ray.is_initialized()
 
 
-def test_refresh_driver_auth_rereads_what_import_ray_froze() -> None:
+def test_refresh_driver_auth_rereads_what_import_ray_froze(monkeypatch: pytest.MonkeyPatch) -> None:
     from ray._private import ray_constants, services
     from ray._raylet import AuthenticationTokenLoader
 
     loader = AuthenticationTokenLoader.instance()
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     was_cluster, had_token = ray_constants.ENABLE_RAY_CLUSTER, loader.has_token()
     token = "f" * 64
     try:
-        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+        monkeypatch.setenv("RAY_AUTH_TOKEN", token)
         ray_compat.refresh_driver_auth(cluster=False)
         assert loader.has_token() and loader.get_raw_token() == token  # the cached "no token" is gone
         assert ray_constants.ENABLE_RAY_CLUSTER is False
         assert services.get_node_ip_address() == "127.0.0.1"  # what Ray derives from it: a loopback node
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        monkeypatch.undo()  # the environment back before Ray re-reads it
         ray_compat.refresh_driver_auth(cluster=was_cluster)
     assert ray_constants.ENABLE_RAY_CLUSTER is was_cluster and loader.has_token() is had_token
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 from collections.abc import Awaitable, Iterator
@@ -44,16 +43,10 @@ JUDGMENT = {"query": "布洛芬", "product": {"name": "布洛芬缓释胶囊 0.3
 @pytest.fixture(scope="module")
 def edge_env() -> Iterator[None]:
     """The proxy's bounds for this module: set before `serve_port` starts the node, which the proxy inherits."""
-    saved = {k: os.environ.get(k) for k in EDGE_ENV}
-    os.environ.update(EDGE_ENV)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in EDGE_ENV.items():
+            mp.setenv(k, v)
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
