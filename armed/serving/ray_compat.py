@@ -86,6 +86,25 @@ def serve_details() -> dict[str, Any]:
     return _get_global_client().get_serve_details()
 
 
+def delete_apps(names: list[str], timeout_s: float = 120.0) -> None:
+    """Delete several Serve applications at once and wait until every one is gone. `serve.delete` (public) deletes
+    one and waits about three of its 1 s polls before the next can start (ray/serve/api.py `delete` →
+    _private/client.py `delete_apps`, CLIENT_POLLING_INTERVAL_S); its private `_blocking=False` sends the request
+    without waiting, so all are torn down together, and the public serve.status() says when they are gone."""
+    import time
+
+    from ray import serve
+
+    for name in names:
+        serve.delete(name, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    while set(names) & set(serve.status().applications):
+        if time.monotonic() > deadline:
+            left = sorted(set(names) & set(serve.status().applications))
+            raise TimeoutError(f"Serve applications not deleted after {timeout_s:g} s: {left}")
+        time.sleep(0.2)
+
+
 # --- deployment handles and replicas ------------------------------------------------------------------------------
 
 

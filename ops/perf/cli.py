@@ -123,9 +123,10 @@ def cmd_perf(
 async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any], zero_work: ZeroWorkFamily | None,
                engine_cls: EngineClass | None) -> None:
     from armed.roles import ROLES
+    from armed.serving import ray_compat
     from armed.serving.profiles import load_profile
     from ops.perf import scenarios as sc
-    from ops.perf.stack import LocalStack, variant, write_profile, zero_work_profile
+    from ops.perf.stack import LocalStack, ModelApp, variant, write_profile, zero_work_profile
     from ops.perf.trace import qwen_token_counter
 
     profile = load_profile(args.profile)
@@ -179,15 +180,14 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any],
                         ("embedder", 0.0, "embedder (synthetic, 0 ms: per-request ceiling)")]
                 S["batching"] = {"roles": {}}
                 for i, (r, delay, label) in enumerate(rows):
-                    stack.deploy_models(zw_path, [r], ctx.doubles(delay), app_prefix=f"syn{i}-b-")
-                    stack.deploy_models(p_one, [r], ctx.doubles(delay), app_prefix=f"syn{i}-u-")
+                    stack.deploy_model_apps([ModelApp(zw_path, r, ctx.doubles(delay), f"syn{i}-b-"),
+                                             ModelApp(p_one, r, ctx.doubles(delay), f"syn{i}-u-")])
                     part = await sc.batching(ctx, {label: (serve.get_deployment_handle(r, f"syn{i}-b-{r}"),
                                                            serve.get_deployment_handle(r, f"syn{i}-u-{r}"))},
                                              {label: f"zero-work, {delay * 1000:.0f} ms per engine call"})
                     S["batching"]["what"] = part["what"]
                     S["batching"]["roles"].update(part["roles"])
-                    serve.delete(f"syn{i}-b-{r}")
-                    serve.delete(f"syn{i}-u-{r}")
+                    ray_compat.delete_apps([f"syn{i}-b-{r}", f"syn{i}-u-{r}"])
             if "autoscaling" in only:
                 auto = variant(zw, "perf-zw-autoscale", embedder={
                     "replicas": {"min": 1, "max": 3, "initial": 1},
@@ -221,7 +221,7 @@ async def _run(args: argparse.Namespace, only: set[str], result: dict[str, Any],
                 S.setdefault("batching", {"roles": {}})["roles"] = {**real["roles"],
                                                                     **S.get("batching", {}).get("roles", {})}
                 S["batching"]["what"] = real["what"]
-                serve.delete("nobatch-embedder")
+                ray_compat.delete_apps(["nobatch-embedder"])
             if "engines" in only:
                 prompts = await sc.judge_prompts(profile, args.images_every, ctx.doubles())
                 S["engines"] = await sc.engine_throughput(ctx, profile, prompts)

@@ -6,6 +6,7 @@ import copy
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,21 @@ def variant(data: dict[str, Any], name: str, **role_updates: dict[str, Any]) -> 
     return d
 
 
+@dataclass(frozen=True)
+class ModelApp:
+    """One model app to deploy: a role of a profile, its engines (None: the profile's; else this class in every
+    replica), under the name `prefix + role`."""
+
+    profile_path: str
+    role: str
+    engine_cls: EngineClass | None = None
+    prefix: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.prefix + self.role
+
+
 class LocalStack:
     """A fresh local Ray (never an existing cluster) with Serve on a free port."""
 
@@ -131,14 +147,19 @@ class LocalStack:
     def deploy_models(profile_path: str, roles: list[str], engine_cls: EngineClass | None = None,
                       app_prefix: str = "") -> None:
         """One model app per role; `engine_cls` None: the profile's engines, else that class in every replica."""
+        LocalStack.deploy_model_apps([ModelApp(profile_path, role, engine_cls, app_prefix) for role in roles])
+
+    @staticmethod
+    def deploy_model_apps(apps: list[ModelApp]) -> None:
+        """Every app in one `serve.run_many` (Ray's public developer API): deployed together and waited for
+        together, instead of one `serve.run` after another (each waits for its app on its own)."""
         from ray import serve
 
         from serve_apps.models import build_model_app
 
-        for role in roles:
-            name = app_prefix + role
-            serve.run(build_model_app({"profile": profile_path, "role": role}, engine_cls=engine_cls),
-                      name=name, route_prefix=f"/models/{name}")
+        serve.run_many([serve.RunTarget(build_model_app({"profile": a.profile_path, "role": a.role},
+                                                        engine_cls=a.engine_cls),
+                                        name=a.name, route_prefix=f"/models/{a.name}") for a in apps])
 
     @staticmethod
     def deploy_judge(profile_path: str) -> None:
@@ -160,8 +181,9 @@ class LocalStack:
     def delete_all() -> None:
         from ray import serve
 
-        for name in list(serve.status().applications):
-            serve.delete(name)
+        from armed.serving import ray_compat
+
+        ray_compat.delete_apps(list(serve.status().applications))
 
 
 def replica_counts() -> dict[str, int]:

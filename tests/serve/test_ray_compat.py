@@ -232,6 +232,22 @@ def test_the_ray_serve_llm_pieces(echo: str) -> None:
 
 
 @pytest.mark.slow
+def test_delete_apps_deletes_them_all_and_only_them(echo: str) -> None:
+    from ray import serve
+
+    @serve.deployment(name="noop", ray_actor_options={"num_cpus": 0.01})
+    class Noop:
+        async def __call__(self) -> str:
+            return "ok"
+
+    serve.run_many([serve.RunTarget(Noop.bind(), name=n, route_prefix=None) for n in ("gone-a", "gone-b")])
+    assert {"gone-a", "gone-b"} <= set(serve.status().applications)
+    ray_compat.delete_apps(["gone-a", "gone-b"], timeout_s=60)
+    left = set(serve.status().applications)
+    assert "gone-a" not in left and "gone-b" not in left and echo in left
+
+
+@pytest.mark.slow
 def test_controller_alive_is_false_once_serve_is_shut_down(echo: str) -> None:
     """Last in this module (the fixture's own shutdown then finds nothing to stop)."""
     from ray import serve
