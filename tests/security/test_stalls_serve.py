@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serve.conftest import serve_port, serve_test_profile, write_profile  # noqa: F401  (fixture)
+from tests.serve.conftest import deploy_roles, serve_port, serve_test_profile, write_profile  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +39,13 @@ def _profile() -> dict:
 
 @pytest.fixture(scope="module")
 def stack(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> str:  # noqa: F811
-    from ray import serve
 
     from armed_testing.zero_work import ZeroWork
     from serve_apps.judge import build_judge_app
-    from serve_apps.models import build_model_app
 
     profile = write_profile(tmp_path_factory.mktemp("stalls"), _profile())
     engines = {"consistency": ZeroWork(wedge_on=WEDGE)}
-    for role in MODEL_APPS:
-        serve.run(build_model_app({"profile": profile, "role": role}, engine_cls=engines.get(role, ZeroWork())),
-                  name=role, route_prefix=f"/models/{role}", blocking=False)
-    serve.run(build_judge_app({"profile": profile}), name="judge", route_prefix="/", blocking=False)
+    deploy_roles(profile, MODEL_APPS, ZeroWork(), engines, judge=build_judge_app({"profile": profile}))
     _wait_running(("judge", *MODEL_APPS), 180)
     return f"http://127.0.0.1:{serve_port}"
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -132,3 +133,23 @@ def replica_count(app: str, deployment: str) -> int:
     status = serve.status().applications[app].deployments[deployment]
     states = {str(getattr(k, "value", k)): v for k, v in status.replica_states.items()}
     return states.get("RUNNING", 0)
+
+
+def deploy_roles(profile: str, roles: Iterable[str], engine_cls: Any = None,
+                 engines: Mapping[str, Any] | None = None, judge: Any = None) -> None:
+    """Each role's model app (`engines[role]`, else `engine_cls`, else a ZeroWork per role) and, when given, the
+    judge app at "/", deployed together in one `serve.run_many` and waited for together: one `serve.run` per app
+    waits ~3 s for each in turn."""
+    from ray import serve
+
+    from armed.serving.config import route_prefix
+    from armed_testing.zero_work import ZeroWork
+    from serve_apps.models import build_model_app
+
+    engines = engines or {}
+    targets = [serve.RunTarget(build_model_app({"profile": profile, "role": role},
+                                               engine_cls=engines.get(role, engine_cls or ZeroWork())),
+                               name=role, route_prefix=route_prefix(role)) for role in roles]
+    if judge is not None:
+        targets.append(serve.RunTarget(judge, name="judge", route_prefix="/"))
+    serve.run_many(targets)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.serve.conftest import replica_count, write_profile
+from tests.serve.conftest import deploy_roles, replica_count, write_profile
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,6 @@ def test_load_on_embedder_scales_it_up_and_back_down(
     from ray import serve
 
     from armed_testing.zero_work import ZeroWork
-    from serve_apps.models import build_model_app
 
     data = profile_data
     data["models"]["embedder"]["replicas"] = {"min": 1, "max": 3, "initial": 1}
@@ -29,9 +28,7 @@ def test_load_on_embedder_scales_it_up_and_back_down(
     data["models"]["embedder"]["batching"] = {"max_batch_size": 1, "batch_wait_timeout_s": 0}
     data["models"]["consistency"]["replicas"] = {"min": 1, "max": 3, "initial": 1}
     path = write_profile(tmp_path_factory.mktemp("auto"), data)
-    for role in ("embedder", "consistency"):
-        app = build_model_app({"profile": path, "role": role}, engine_cls=ZeroWork(delay_s=0.2))
-        serve.run(app, name=role, route_prefix=f"/models/{role}")
+    deploy_roles(path, ("embedder", "consistency"), ZeroWork(delay_s=0.2))
     assert replica_count("embedder", "embedder") == 1
     emb = serve.get_deployment_handle("embedder", "embedder")
 

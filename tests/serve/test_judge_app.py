@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from armed_testing.zero_work import ZeroWork
-from tests.serve.conftest import replica_count, write_profile
+from tests.serve.conftest import deploy_roles, replica_count, write_profile
 
 pytestmark = pytest.mark.slow
 ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
@@ -19,23 +19,14 @@ ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 
 def _deploy(profile: str, roles: tuple[str, ...] = ROLES, engine: ZeroWork | None = None) -> None:
     """Deploy the roles on zero-work engines (`engine`: e.g. ZeroWork(fail=True), injected as the engine class)."""
-    from ray import serve
-
-    from serve_apps.models import build_model_app
-
-    for role in roles:
-        serve.run(build_model_app({"profile": profile, "role": role}, engine_cls=engine or ZeroWork()),
-                  name=role, route_prefix=f"/models/{role}")
+    deploy_roles(profile, roles, engine or ZeroWork())
 
 
 @pytest.fixture(scope="module")
 def judge_stack(serve_port: int, profile_path: str) -> str:
-    from ray import serve
-
     from serve_apps.judge import build_judge_app
 
-    _deploy(profile_path)
-    serve.run(build_judge_app({"profile": profile_path}), name="judge", route_prefix="/")
+    deploy_roles(profile_path, ROLES, judge=build_judge_app({"profile": profile_path}))
     return f"http://127.0.0.1:{serve_port}"
 
 

@@ -41,7 +41,7 @@ from tests.prom_real import (
     rule_groups_file,
     selectors,
 )
-from tests.serve.conftest import RAY_PORTS, REPO
+from tests.serve.conftest import RAY_PORTS, REPO, deploy_roles
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("promtool") is None,
@@ -59,15 +59,10 @@ def _is_vllm(expr: str) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(serve_port: int, profile_path: str) -> str:
-    from ray import serve
-
     from serve_apps.judge import build_judge_app
-    from serve_apps.models import build_model_app
 
-    for role in ROLES:
-        serve.run(build_model_app({"profile": profile_path, "role": role}, engine_cls=ZeroWork(delay_s=ENGINE_DELAY_S)),
-                  name=role, route_prefix=f"/models/{role}")
-    serve.run(build_judge_app({"profile": profile_path}), name="judge", route_prefix="/")
+    deploy_roles(profile_path, ROLES, ZeroWork(delay_s=ENGINE_DELAY_S),
+                 judge=build_judge_app({"profile": profile_path}))
     return f"http://127.0.0.1:{serve_port}"
 
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from armed_testing.zero_work import ZeroWork
-from tests.serve.conftest import REPO, replica_count, write_profile
+from tests.serve.conftest import REPO, deploy_roles, replica_count, write_profile
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +49,10 @@ def stack(serve_port: int, profile_path: str, profile_data: dict, tmp_path_facto
     can be tested (the judge app itself: test_judge_app.py)."""
     from ray import serve
 
-    from armed.serving.config import route_prefix
     from serve_apps.judge import build_gateway_app
-    from serve_apps.models import build_model_app
 
-    for role in ROLES:
-        app = build_model_app({"profile": profile_path, "role": role}, engine_cls=ZeroWork())
-        serve.run(app, name=role, route_prefix=route_prefix(role), blocking=False)
     # A second profile whose OCR may scale to zero, for the 503 test: the gateway reads the same file.
-    serve.run(build_gateway_app({"profile": profile_path}), name="judge", route_prefix="/", blocking=False)
+    deploy_roles(profile_path, ROLES, ZeroWork(), judge=build_gateway_app({"profile": profile_path}))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         st = serve.status().applications
