@@ -34,6 +34,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,14 @@ log = logging.getLogger("armed.prestop")
 DRAIN_REASON = "DRAIN_NODE_REASON_PREEMPTION"
 REPLICA_PREFIX = "ServeReplica:"
 FAILED_POLLS = 3
+# The hook's own budget besides the drain deadline and `ray stop`'s grace: SETUP_S to connect to the raylet and send
+# the drain request, STOP_MARGIN_S for `ray stop` to SIGKILL and exit after its grace period, POLL_TIMEOUT_S for one
+# state-API poll (never more than what is left of the deadline). Every step is cut at its share, so the whole hook
+# ends within deadline + stop grace + SETUP_S + STOP_MARGIN_S: the 30 s the chart adds when it checks the pod's
+# terminationGracePeriodSeconds (helm/armed/templates/_helpers.tpl, armed.drain.check).
+SETUP_S = 20.0
+STOP_MARGIN_S = 10.0
+POLL_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,16 +85,22 @@ def replicas_on(actors: Sequence[dict]) -> list[str]:
             if a.get("state") == "ALIVE" and str(a.get("class_name", "")).startswith(REPLICA_PREFIX)]
 
 
-def wait_for_migration(list_replicas: Callable[[], list[str]], plan: Plan,
+def wait_for_migration(list_replicas: Callable[[float], list[str]], plan: Plan,
                        clock: Callable[[], float] = time.monotonic,
                        sleep: Callable[[float], None] = time.sleep) -> bool:
     """Poll until no Serve replica is left on the node (True), or the deadline passes or FAILED_POLLS polls in a row
-    fail (False). One failing poll counts as "not known yet" (the state API can be briefly unavailable)."""
+    fail (False). One failing poll counts as "not known yet" (the state API can be briefly unavailable). Each poll
+    is given a timeout (its argument): POLL_TIMEOUT_S, never past the deadline; under a second left, no more polls."""
     end = clock() + plan.deadline_s
     failed = 0
+    left: list[str] = ["?"]
     while True:
+        budget = end - clock()
+        if budget < 1.0:  # the state API's timeout is whole seconds: no room for one more poll
+            log.warning("drain deadline reached with replicas still on this node: %s", ", ".join(left))
+            return False
         try:
-            left = list_replicas()
+            left = list_replicas(min(POLL_TIMEOUT_S, budget))
             failed = 0
         except Exception as exc:  # never abort the hook: it must reach `ray stop`
             failed += 1
@@ -95,9 +110,6 @@ def wait_for_migration(list_replicas: Callable[[], list[str]], plan: Plan,
             left = ["?"]
         if not left:
             return True
-        if clock() >= end:
-            log.warning("drain deadline reached with replicas still on this node: %s", ", ".join(left))
-            return False
         sleep(min(plan.poll_s, max(0.0, end - clock())))
 
 
@@ -107,45 +119,67 @@ class RayNode:
 
     address: str = "auto"
 
-    def node_id(self) -> str:
-        import ray
+    def node_id(self, timeout_s: float) -> str:
+        """Connect a driver to the pod's raylet and ask its node id. `ray.init` takes no timeout: it runs in a daemon
+        thread, and the hook goes on without it (no drain, straight to `ray stop`) when it has not answered."""
+        found: list[str] = []
+        errors: list[BaseException] = []
 
-        ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
-                 namespace="armed-prestop")
-        return ray.get_runtime_context().get_node_id()
+        def connect() -> None:
+            try:
+                import ray
 
-    def replicas(self, node_id: str) -> list[str]:
+                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
+                         namespace="armed-prestop")
+                found.append(ray.get_runtime_context().get_node_id())
+            except BaseException as exc:  # reported to the hook below, which carries on to `ray stop`
+                errors.append(exc)
+
+        thread = threading.Thread(target=connect, name="prestop-connect", daemon=True)
+        thread.start()
+        thread.join(timeout_s)
+        if errors:
+            raise errors[0]
+        if not found:
+            raise TimeoutError(f"no answer from the local raylet in {timeout_s:.0f} s")
+        return found[0]
+
+    def replicas(self, node_id: str, timeout_s: float) -> list[str]:
         from ray.util.state import list_actors
 
         return replicas_on([a if isinstance(a, dict) else a.__dict__ for a in
                             list_actors(filters=[("node_id", "=", node_id), ("state", "=", "ALIVE")],
-                                        limit=10_000, raise_on_missing_output=False)])
+                                        limit=10_000, timeout=max(1, int(timeout_s)),
+                                        raise_on_missing_output=False)])
 
-    def run(self, argv: list[str]) -> subprocess.CompletedProcess:
-        # `ray stop` gets its own grace period plus a margin; the drain request returns in seconds.
-        timeout = 60 + (int(argv[-1]) if argv[:2] == ["ray", "stop"] else 0)
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    def run(self, argv: list[str], timeout_s: float) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
 
 
-def prestop(plan: Plan, node: RayNode, pod: str) -> dict:
-    """Drain, wait, stop. Returns what happened (logged as one line by main)."""
+def prestop(plan: Plan, node: RayNode, pod: str, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Drain, wait, stop, each step cut at its share of the pod's grace period (SETUP_S, the deadline, `ray stop`'s
+    grace + STOP_MARGIN_S). Returns what happened (logged as one line by main)."""
     out: dict = {"pod": pod, "node_id": None, "drain_accepted": False, "migrated": False, "stopped": False}
+    setup_end = clock() + SETUP_S
     try:
-        out["node_id"] = node.node_id()
-    except Exception as exc:  # no Ray to drain (stopped, never started): just stop
+        out["node_id"] = node.node_id(SETUP_S / 2)  # the other half: the drain request
+    except Exception as exc:  # no Ray to drain (stopped, never started, not answering): just stop
         log.warning("cannot find this pod's Ray node (%s); stopping without a drain", exc)
-    if out["node_id"]:
+    if out["node_id"] and setup_end - clock() < 1:
+        log.warning("no time left to send the drain after connecting; stopping without a drain")
+    elif out["node_id"]:
         try:
-            proc = node.run(drain_command(out["node_id"], plan, pod))
+            proc = node.run(drain_command(out["node_id"], plan, pod), setup_end - clock())
         except (OSError, subprocess.SubprocessError) as exc:
             proc = subprocess.CompletedProcess([], -1, "", str(exc))
         out["drain_accepted"] = proc.returncode == 0
         if not out["drain_accepted"]:
             log.warning("ray drain-node refused (%s): %s", proc.returncode, (proc.stderr or proc.stdout).strip()[-500:])
         else:
-            out["migrated"] = wait_for_migration(lambda: node.replicas(out["node_id"]), plan)
+            out["migrated"] = wait_for_migration(lambda left: node.replicas(out["node_id"], left), plan, clock, sleep)
     try:
-        out["stopped"] = node.run(stop_command(plan)).returncode == 0
+        out["stopped"] = node.run(stop_command(plan), plan.stop_grace_s + STOP_MARGIN_S).returncode == 0
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("ray stop failed: %s", exc)
     return out

@@ -29,3 +29,20 @@ def test_an_annotation_in_values_wins_and_other_classes_get_none(helm):
     assert ing["metadata"]["annotations"] == {BODY_SIZE: "1m", "a": "b"}
     (ing,) = by_kind(render("cpu", {"ingress.enabled": "true", "ingress.className": "traefik"}), "Ingress")
     assert BODY_SIZE not in (ing["metadata"].get("annotations") or {})
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_every_ray_container_gives_the_proxy_the_profiles_body_bounds(helm, name):
+    """Serve's proxy reads each body before a replica is picked (armed/serving/body_gate.py), bounded by ARMED_EDGE_*;
+    on Kubernetes the chart sets them from the profile's limits, as `armed up` does locally (edge.proxy_env): else a
+    profile that raises body_bytes would get 413s from the proxy for bodies its judge accepts."""
+    from armed.serving.edge import proxy_env
+
+    want = {k: float(v) for k, v in proxy_env(load_profile(name).limits).items()}
+    (svc,) = by_kind(render(name), "RayService")
+    spec = svc["spec"]["rayClusterConfig"]
+    pods = [spec["headGroupSpec"]["template"], *(g["template"] for g in spec["workerGroupSpecs"])]
+    for pod in pods:
+        (ray,) = [c for c in pod["spec"]["containers"] if c["name"] == "ray"] or pod["spec"]["containers"][:1]
+        got = {e["name"]: float(e["value"]) for e in ray["env"] if e["name"].startswith("ARMED_EDGE_")}
+        assert got == want, (name, ray["name"])

@@ -52,13 +52,13 @@ def test_replicas_on_counts_only_live_serve_replicas():
 
 def test_wait_returns_when_the_replicas_are_gone():
     clock, answers = Clock(), [["ServeReplica:a:A"], ["ServeReplica:a:A"], []]
-    assert ps.wait_for_migration(lambda: answers.pop(0), PLAN, clock, clock.sleep) is True
+    assert ps.wait_for_migration(lambda _: answers.pop(0), PLAN, clock, clock.sleep) is True
     assert clock.t == pytest.approx(4.0)
 
 
 def test_wait_gives_up_at_the_deadline():
     clock = Clock()
-    assert ps.wait_for_migration(lambda: ["ServeReplica:a:A"], PLAN, clock, clock.sleep) is False
+    assert ps.wait_for_migration(lambda _: ["ServeReplica:a:A"], PLAN, clock, clock.sleep) is False
     assert clock.t == pytest.approx(60.0)
 
 
@@ -68,7 +68,7 @@ def test_wait_stops_when_ray_stops_answering():
     clock, answers = Clock(), [RuntimeError("gcs"), ["ServeReplica:a:A"], RuntimeError("gcs"), RuntimeError("gcs"),
                                RuntimeError("gcs")]
 
-    def poll():
+    def poll(_timeout_s):
         a = answers.pop(0)
         if isinstance(a, Exception):
             raise a
@@ -79,20 +79,32 @@ def test_wait_stops_when_ray_stops_answering():
 
 
 class FakeNode(ps.RayNode):
-    def __init__(self, node_id="n1", drain_rc=0, replicas=(), node_error=None):
+    """The Ray boundary; with `clock`, every call takes its whole timeout (a raylet, state API and CLI that answer
+    only at the last moment: the hook's worst case)."""
+
+    def __init__(self, node_id="n1", drain_rc=0, replicas=(), node_error=None, clock=None):
         self._id, self.drain_rc, self._replicas, self.node_error, self.ran = node_id, drain_rc, list(replicas), \
             node_error, []
+        self.clock, self.timeouts = clock, []
 
-    def node_id(self):
+    def _take(self, what, timeout_s):
+        self.timeouts.append((what, timeout_s))
+        if self.clock is not None:
+            self.clock.t += timeout_s
+
+    def node_id(self, timeout_s):
+        self._take("connect", timeout_s)
         if self.node_error:
             raise self.node_error
         return self._id
 
-    def replicas(self, node_id):
+    def replicas(self, node_id, timeout_s):
         assert node_id == self._id
-        return self._replicas.pop(0) if self._replicas else []
+        self._take("poll", timeout_s)
+        return self._replicas.pop(0) if self._replicas else ["ServeReplica:a:A"] if self.clock else []
 
-    def run(self, argv):
+    def run(self, argv, timeout_s):
+        self._take(argv[1], timeout_s)
         self.ran.append(argv[:2])
         return subprocess.CompletedProcess(argv, self.drain_rc if argv[1] == "drain-node" else 0, "", "refused")
 
@@ -109,6 +121,44 @@ def test_prestop_drains_then_stops():
 def test_prestop_always_reaches_ray_stop(node):
     out = ps.prestop(ps.Plan(5, 1, poll_s=0.01), node, "pod-0")
     assert node.ran[-1] == ["ray", "stop"] and out["stopped"] and not out["migrated"]
+
+
+def test_the_whole_hook_ends_within_the_grace_period_the_chart_checks():
+    """Worst case: the raylet, the drain request, every state-API poll and `ray stop` each take their whole timeout,
+    and the replica never leaves. The hook still ends within deadline + stop grace + 30 s, the pod grace period the
+    chart requires (armed.drain.check), so the kubelet never kills it before `ray stop` has run."""
+    clock = Clock()
+    plan = ps.Plan(deadline_s=300, stop_grace_s=30, poll_s=2.0)
+    node = FakeNode(clock=clock)
+    out = ps.prestop(plan, node, "pod-0", clock, clock.sleep)
+    assert node.ran[-1] == ["ray", "stop"] and out["drain_accepted"] and not out["migrated"]
+    assert ps.SETUP_S + ps.STOP_MARGIN_S == 30
+    assert clock.t <= plan.deadline_s + plan.stop_grace_s + 30
+    polls = [t for what, t in node.timeouts if what == "poll"]
+    assert max(polls) <= ps.POLL_TIMEOUT_S and node.timeouts[-1] == ("stop", 40)
+
+
+def test_a_raylet_that_never_answers_is_given_up_on_and_ray_still_stops():
+    clock = Clock()
+    node = FakeNode(clock=clock, node_error=TimeoutError("no answer from the local raylet in 10 s"))
+    out = ps.prestop(ps.Plan(300, 30), node, "pod-0", clock, clock.sleep)
+    assert node.ran == [["ray", "stop"]] and out["stopped"] and out["node_id"] is None
+    assert clock.t == ps.SETUP_S / 2 + 30 + ps.STOP_MARGIN_S  # connect cut at its half of SETUP_S, then stop
+
+
+def test_the_connect_timeout_is_real():
+    """RayNode.node_id gives up on a ray.init that does not answer (an address nothing listens on: Ray retries for a
+    minute or more) at its timeout. In a subprocess: the abandoned ray.init must not linger in the test process."""
+    import time
+
+    code = ("from ops.prestop import RayNode\n"
+            "try:\n    RayNode(address='127.0.0.1:9').node_id(3.0)\n"
+            "except TimeoutError as exc:\n    print('gave up:', exc)\n")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert "gave up: no answer from the local raylet in 3 s" in proc.stdout, proc.stderr[-2000:]
+    assert time.monotonic() - start < 25
 
 
 def test_bad_arguments_name_the_flag(capsys):
@@ -168,13 +218,13 @@ def test_drain_moves_a_real_serve_replica(monkeypatch):
         (drained,) = replica_nodes()
 
         class Node(ps.RayNode):
-            def node_id(self):  # on a shared host several raylets share one IP; in a pod there is one
+            def node_id(self, timeout_s):  # on a shared host several raylets share one IP; in a pod there is one
                 return drained
 
-            def run(self, argv):
+            def run(self, argv, timeout_s):
                 if argv[:2] == ["ray", "stop"]:
                     return subprocess.CompletedProcess(argv, 0, "", "")
-                return super().run(argv)
+                return super().run(argv, timeout_s)
 
         cluster.add_node(num_cpus=1)  # somewhere to migrate to (in a cluster, a node the autoscaler adds)
         out = ps.prestop(ps.Plan(deadline_s=90, stop_grace_s=5), Node(), "pod-0")

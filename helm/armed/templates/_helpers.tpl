@@ -99,6 +99,19 @@ capabilities:
 {{- end -}}
 
 {{/* Environment of every Ray container: caches under /tmp (read-only root), the API key, user extras. */}}
+{{/* The judge app's input limits (the profile's `limits`, armed/serving/limits.py) as YAML, {} when the profile has no
+judge: read by the Ingress (its body size) and by armed.env (the proxy's body bounds). Takes the root context. */}}
+{{- define "armed.judgeLimits" -}}
+{{- $p := include "armed.profile" . | fromYaml -}}
+{{- $limits := dict -}}
+{{- range (fromYaml $p.serveConfigV2).applications }}
+{{- if and (eq .name "judge") .args.profile }}
+{{- $limits = .args.profile.limits | default dict -}}
+{{- end }}
+{{- end }}
+{{- toYaml $limits -}}
+{{- end -}}
+
 {{- define "armed.env" -}}
 - name: RAY_USAGE_STATS_ENABLED
   value: "0"
@@ -115,6 +128,16 @@ capabilities:
 # Serve's HTTP proxy answers a non-UTF-8 header with 400, not a 500 (armed/serving/proxy_guard.py, PROXY_ENV).
 - name: RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH
   value: armed.serving.proxy_guard.proxy_middlewares
+{{- /* The proxy reads each body before Serve picks a replica, bounded by the profile's limits (what `armed up` passes
+     it locally: armed/serving/edge.py proxy_env); without these it would refuse bodies the judge app accepts. */}}
+{{- with include "armed.judgeLimits" . | fromYaml }}
+{{- if .body_bytes }}
+- name: ARMED_EDGE_BODY_BYTES
+  value: {{ .body_bytes | int64 | quote }}
+- name: ARMED_EDGE_BODY_TIMEOUT_S
+  value: {{ .body_timeout_s | toString | quote }}
+{{- end }}
+{{- end }}
 {{- include "armed.shippedEnv" . }}
 {{- if .Values.apiKey.enabled }}
 - name: ARMED_API_KEY
@@ -262,13 +285,14 @@ backend, so the chart refuses it. Takes the root context. */}}
 {{- end -}}
 
 {{/* The workers' preStop (ops/prestop.py) drains for up to drain.deadlineSeconds, then runs `ray stop` for
-drain.stopGraceSeconds, after up to 30 s to connect to Ray and send the drain: the pod's grace period must cover all
+drain.stopGraceSeconds, plus 30 s of its own (ops/prestop.py SETUP_S 20 to connect to Ray and send the drain,
+STOP_MARGIN_S 10 for `ray stop` to exit after its grace; the hook cuts every step at its share): the pod's grace period must cover all
 three, or the kubelet kills Ray mid-drain. Takes the root context. */}}
 {{- define "armed.drain.check" -}}
 {{- $wg := .Values.workerGroups -}}
 {{- $need := add $wg.drain.deadlineSeconds $wg.drain.stopGraceSeconds 30 -}}
 {{- if lt (int $wg.terminationGracePeriodSeconds) (int $need) -}}
-{{- fail (printf "workerGroups.terminationGracePeriodSeconds (%d) is shorter than the worker preStop needs: workerGroups.drain.deadlineSeconds (%d) + workerGroups.drain.stopGraceSeconds (%d) + 30 s to connect and send the drain = %d" (int $wg.terminationGracePeriodSeconds) (int $wg.drain.deadlineSeconds) (int $wg.drain.stopGraceSeconds) (int $need)) -}}
+{{- fail (printf "workerGroups.terminationGracePeriodSeconds (%d) is shorter than the worker preStop needs: workerGroups.drain.deadlineSeconds (%d) + workerGroups.drain.stopGraceSeconds (%d) + 30 s of the hook's own (connect, send the drain, ray stop's exit) = %d" (int $wg.terminationGracePeriodSeconds) (int $wg.drain.deadlineSeconds) (int $wg.drain.stopGraceSeconds) (int $need)) -}}
 {{- end -}}
 {{- end -}}
 
