@@ -161,9 +161,12 @@ def deploy_and_wait(cfg: dict[str, Any], timeout_s: float, *, engine_cls: Engine
     `engine_cls` (Python callers only: armed_testing's entry points) replaces the engine of every armed model app."""
     from ray import serve
 
-    for app in cfg["applications"]:
-        serve.run(_build(app["import_path"], app["args"], engine_cls), name=app["name"],
-                  route_prefix=app["route_prefix"], blocking=False)
+    # All applications in one request, none waited for on its own: serve.run waits until its application runs
+    # whatever `blocking` says (that flag only keeps the caller in a loop afterwards), so one serve.run per app
+    # started each app's build only when the one before it was serving (vLLM engines one after the other).
+    serve.run_many([serve.RunTarget(_build(app["import_path"], app["args"], engine_cls), name=app["name"],
+                                    route_prefix=app["route_prefix"]) for app in cfg["applications"]],
+                   wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     names = [a["name"] for a in cfg["applications"]]
     deadline = time.monotonic() + timeout_s
     while True:
