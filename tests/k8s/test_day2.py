@@ -68,7 +68,8 @@ def test_workers_drain_through_ray_before_stopping(helm, name):
         cmd = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
         assert cmd[:3] == ["python", "-m", "ops.prestop"], cmd
         args = ps.parser().parse_args(cmd[3:])
-        assert pod["terminationGracePeriodSeconds"] >= args.deadline_seconds + args.stop_grace_seconds + 30
+        assert pod["terminationGracePeriodSeconds"] >= (args.deadline_seconds + args.stop_grace_seconds + ps.SETUP_S
+                                                     + ps.STOP_MARGIN_S)
         assert args.deadline_seconds > 0
     # the hook is in the image: ops/ is copied next to armed/ and on PYTHONPATH (k8s/Dockerfile)
     dockerfile = (REPO_ROOT / "k8s" / "Dockerfile").read_text(encoding="utf-8")
@@ -82,6 +83,11 @@ def test_a_grace_period_shorter_than_the_drain_fails_naming_the_fields(helm):
     rs = rayservice(render("cpu", {"workerGroups.drain.deadlineSeconds": "60",
                                    "workerGroups.terminationGracePeriodSeconds": "120"}))
     assert workers(rs)[0]["template"]["spec"]["terminationGracePeriodSeconds"] == 120
+    # the chart's margin is the hook's own budget (ops/prestop.py SETUP_S + STOP_MARGIN_S), to the second
+    need = 60 + 30 + int(ps.SETUP_S + ps.STOP_MARGIN_S)
+    with pytest.raises(RuntimeError, match=rf"terminationGracePeriodSeconds \({need - 1}\)"):
+        ch.template(sets={"workerGroups.drain.deadlineSeconds": "60",
+                          "workerGroups.terminationGracePeriodSeconds": str(need - 1)})
 
 
 def test_head_stop_fits_its_grace_period(helm):

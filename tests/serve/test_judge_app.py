@@ -10,16 +10,11 @@ import time
 import httpx
 import pytest
 
+from armed.roles import ROLES
 from armed_testing.zero_work import ZeroWork
 from tests.serve.conftest import deploy_roles, replica_count, write_profile
 
 pytestmark = pytest.mark.slow
-ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
-
-
-def _deploy(profile: str, roles: tuple[str, ...] = ROLES, engine: ZeroWork | None = None) -> None:
-    """Deploy the roles on zero-work engines (`engine`: e.g. ZeroWork(fail=True), injected as the engine class)."""
-    deploy_roles(profile, roles, engine or ZeroWork())
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +115,12 @@ def test_judge_exports_the_metrics_contract(judge_stack: str, metrics_url: str) 
 
 
 def test_failing_optional_model_degrades(judge_stack: str, profile_path: str) -> None:
-    _deploy(profile_path, ("embedder",), ZeroWork(fail=True))
+    deploy_roles(profile_path, ("embedder",), ZeroWork(fail=True))
     r = httpx.post(judge_stack + "/v1/judge", json={"query": "感冒 发烧", "product": {"name": "感冒灵颗粒 10g*9袋"}},
                    timeout=120)
     assert r.status_code == 200, r.text
     assert r.json()["degraded"], "a failing embedder must mark the judgment degraded"
-    _deploy(profile_path, ("embedder",))
+    deploy_roles(profile_path, ("embedder",))
 
 
 def test_required_model_scaled_to_zero_is_503(judge_stack: str, profile_data: dict,
@@ -133,7 +128,7 @@ def test_required_model_scaled_to_zero_is_503(judge_stack: str, profile_data: di
     data = profile_data
     data["models"]["llm"]["replicas"] = {"min": 0, "max": 1, "initial": 0}
     data["models"]["llm"]["autoscaling"]["downscale_delay_s"] = 60
-    _deploy(write_profile(tmp_path_factory.mktemp("zero"), data), ("llm",))
+    deploy_roles(write_profile(tmp_path_factory.mktemp("zero"), data), ("llm",))
     while replica_count("llm", "llm"):
         time.sleep(0.5)
     time.sleep(1.2)

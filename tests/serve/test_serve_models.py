@@ -264,16 +264,13 @@ def test_missing_judge_is_503_with_retry_after(stack: dict) -> None:
 
 def test_scaled_to_zero_model_is_503_then_wakes_up(stack: dict, profile_data: dict,
                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
-    from ray import serve
 
-    from serve_apps.models import build_model_app
 
     data = profile_data
     data["models"]["ocr"]["replicas"] = {"min": 0, "max": 1, "initial": 0}
     data["models"]["ocr"]["autoscaling"]["downscale_delay_s"] = 60
     path = write_profile(tmp_path_factory.mktemp("zero"), data)
-    serve.run(build_model_app({"profile": path, "role": "ocr"}, engine_cls=ZeroWork()), name="ocr",
-              route_prefix="/models/ocr", blocking=False)
+    deploy_roles(path, ("ocr",))
     deadline = time.monotonic() + 60
     while replica_count("ocr", "ocr") and time.monotonic() < deadline:
         time.sleep(0.5)

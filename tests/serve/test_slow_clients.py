@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Iterator
 import httpx
 import pytest
 
-from tests.serve.test_judge_app import _deploy
+from armed.roles import ROLES
+from tests.serve.conftest import deploy_roles
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +52,9 @@ def edge_env() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def stack(edge_env: None, serve_port: int, profile_path: str) -> int:
-    from ray import serve
-
     from serve_apps.judge import build_judge_app
 
-    _deploy(profile_path)
-    serve.run(build_judge_app({"profile": profile_path}), name="judge", route_prefix="/")
+    deploy_roles(profile_path, ROLES, judge=build_judge_app({"profile": profile_path}))
     return serve_port
 
 
