@@ -80,7 +80,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m tests.parallel -q
 
 # The alerts, the dashboard and `armed-ops tune` against a real Prometheus (Debian's `prometheus` package:
 # prometheus + promtool) scraping a local Ray stack under load (~1.5 min; docs/operations.md). `make test` runs

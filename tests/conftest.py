@@ -38,6 +38,18 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoint
     return tiny_models.generate(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A test that leaves a Ray initialised in this process must be marked `ray_cluster`: `make test` runs the
+    marked tests in one pytest process and the others beside it (tests/parallel.py), so an unmarked one would start a
+    second Ray next to the first."""
+    result = yield
+    ray = sys.modules.get("ray")
+    if ray is not None and item.get_closest_marker("ray_cluster") is None and ray.is_initialized():
+        pytest.fail(f"{item.nodeid} runs with a Ray initialised but is not marked ray_cluster (tests/conftest.py)")
+    return result
+
+
 # The exit status pytest settled on, kept for `pytest_unconfigure` below.
 _EXIT_STATUS = pytest.StashKey[int]()
 

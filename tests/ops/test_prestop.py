@@ -15,6 +15,8 @@ import pytest
 
 from ops import prestop as ps
 
+pytestmark = pytest.mark.ray_cluster
+
 PLAN = ps.Plan(deadline_s=60, stop_grace_s=20, poll_s=2.0)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from ops.cli import parser
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 REPO = Path(__file__).resolve().parents[2]
 
 

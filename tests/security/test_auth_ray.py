@@ -34,6 +34,8 @@ from armed.serving.profiles import load_profile
 from armed.settings import ServingSettings
 from deployments import loopback
 
+pytestmark = pytest.mark.ray_cluster
+
 REPO = Path(__file__).resolve().parents[2]
 KEY = "armed-test-key-6d1f"
 LOOPBACK_IPS = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}

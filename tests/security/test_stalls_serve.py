@@ -18,7 +18,7 @@ import pytest
 
 from tests.serve.conftest import deploy_roles, serve_port, serve_test_profile, write_profile  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 
 WEDGE = "WEDGE"
 MODEL_APPS = ("llm", "embedder", "consistency")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.serve.conftest import deploy_roles, replica_count, write_profile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 
 
 def test_load_on_embedder_scales_it_up_and_back_down(

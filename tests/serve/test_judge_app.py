@@ -14,7 +14,7 @@ from armed.roles import ROLES
 from armed_testing.zero_work import ZeroWork
 from tests.serve.conftest import deploy_roles, replica_count, write_profile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 
 
 @pytest.fixture(scope="module")

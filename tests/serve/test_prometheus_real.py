@@ -43,7 +43,7 @@ from tests.prom_real import (
 )
 from tests.serve.conftest import RAY_PORTS, REPO, deploy_roles
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster,
               pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("promtool") is None,
                                  reason=HOW_TO_INSTALL)]
 NS = "armed"  # the release namespace the chart renders into, and the label Prometheus puts on every series

@@ -20,6 +20,8 @@ import pytest
 
 from armed.serving import ray_compat
 
+pytestmark = pytest.mark.ray_cluster
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ("armed", "deployments", "serve_apps", "ops")
 # Ray objects' private attributes armed once read outside the compat module (the handle's router).

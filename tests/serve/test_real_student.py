@@ -8,7 +8,7 @@ import math
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 
 LEVELS = {"highly_relevant", "moderately_relevant", "weakly_relevant", "irrelevant"}
 

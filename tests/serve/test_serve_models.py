@@ -21,7 +21,7 @@ import pytest
 from armed_testing.zero_work import ZeroWork
 from tests.serve.conftest import REPO, deploy_roles, replica_count, write_profile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 
 ROLES = ("llm", "embedder", "consistency", "vl", "ocr", "student")
 

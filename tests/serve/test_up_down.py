@@ -22,7 +22,7 @@ import pytest
 
 from armed.serving import local_ray
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 REPO = Path(__file__).resolve().parents[2]
 
 
