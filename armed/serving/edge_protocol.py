@@ -8,8 +8,11 @@ things happen there before any ASGI middleware can act, and uvicorn 0.55's httpt
 - No timer runs until a response has been sent (the keep-alive timer is armed in `on_response_complete` and
   cancelled by the next byte in `data_received`): a connection that sends nothing, or sends its headers a line a
   second, is held forever (issue 24). `EdgeProtocol` arms a timer when a connection opens and when a request's first
-  byte arrives, and cancels it when that request's headers are complete; past `header_timeout_s` the client gets
-  408 and the connection is closed.
+  byte arrives, and cancels it when that request's headers are complete; past `header_timeout_s` a client that sent
+  part of a request gets 408 and the connection is closed. A connection that never sent a byte is closed without an
+  answer, as uvicorn closes an idle keep-alive connection and nginx one that sent nothing: a 408 nobody asked for is
+  read by pooling clients as the answer to the next request they send on it (Go's net/http logs "Unsolicited
+  response received on idle HTTP channel"; browsers retry).
 - A request the parser refuses (a non-ASCII header name, raw bytes in the path, Content-Length with chunked) is
   answered by `send_400_response` as text/plain "Invalid HTTP request received.": `EdgeProtocol` answers the same
   400 in armed's error shape (armed/serving/errors.py).
@@ -42,6 +45,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     _header_timer: TimerHandle | None = None
     _lingering = False
+    _received = False  # any byte on this connection yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -76,6 +80,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
+        if not self._received:
+            self.transport.close()  # never used: nothing to answer (module doc)
+            return
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined request's headers are late while the one before it is still answering: writing a 408
             # now would land inside that response. End the connection; the answer in progress is cut, as it would
@@ -87,6 +94,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # refused: what the client still sends is read and dropped until the close
+        self._received = self._received or bool(data)
         super().data_received(data)
 
     def _refuse(self, status: int, message: str) -> None:
