@@ -194,12 +194,25 @@ def _disjoint_areas(qe: Entities, pe: Entities, kb: KnowledgeBase) -> tuple[set[
     return (qa, pa) if qa and pa and kb.areas.disjoint_areas(qa, pa) else None
 
 
-def _need_query(qi: QueryIntent, p: NameParse, qe: Entities, pe: Entities,
+def _named_for_the_need(qi: QueryIntent, q: NameParse, p: NameParse) -> str | None:
+    """The product's own name when it is the need the whole query states, and nothing more (口腔炎 and
+    口腔炎喷雾剂, 胃痛 and 胃痛片): a medicine named for a condition is sold for it, whatever its record holds. The
+    product's own name is its parsed core (`NameParse.names`), so a query appended to another product's name
+    (马应龙麝香痔疮膏 口腔炎) is no such name."""
+    if qi.forms or qi.brands or not q.text.strip():
+        return None
+    text = normalise(q.text)
+    return text if text in p.names else None
+
+
+def _need_query(qi: QueryIntent, q: NameParse, p: NameParse, qe: Entities, pe: Entities,
                 kb: KnowledgeBase) -> GuidelineDecision | None:
     if qe.population and not pe.population:
         return None  # the need is for a population the product does not state: the student weighs it
     what = f"the query states a need ({qi.reason.removeprefix('states a need: ')}); the product is " \
            f"{'、'.join(sorted(p.names))}"
+    if (named := _named_for_the_need(qi, q, p)) is not None:
+        return _d("need.met", f"{what}: a medicine named for {named}")
     form_differs = _form_differs(qi, p, kb)
     if qi.forms and not (qe.efficacy or qe.category):  # a dosage form alone
         if p.forms and not form_differs:
@@ -355,7 +368,7 @@ def decide_reading(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
                   f"{'、'.join(pe.population)}")
     if r.intent.kind == "product":
         return _product_query(r, kb)
-    return _need_query(r.intent, r.product, qe, pe, kb)
+    return _need_query(r.intent, r.query, r.product, qe, pe, kb)
 
 
 def decide(query: str, product_name: str, kb: KnowledgeBase, *, intent: QueryIntent | None = None,

@@ -76,3 +76,15 @@ def test_category_names_are_not_read_by_their_words(kb: KnowledgeBase) -> None:
 
 def test_a_makers_company_words_do_not_unmake_a_listing(kb: KnowledgeBase) -> None:
     assert parse_name("同仁堂股份有限公司 六味地黄丸 9g*10丸", kb).is_listing
+
+
+def test_a_medicine_named_for_the_need_meets_it(kb: KnowledgeBase) -> None:
+    # 胃痛片's record holds no indication; its name states it, so the need 胃痛 is met (as 口腔炎喷雾剂 meets 口腔炎)
+    met = decide("胃痛", "[某某药业] 胃痛片 0.5g*24片", kb)
+    assert met is not None and met.clause == "need.met" and "named for 胃痛" in met.why, met
+    # a name that only holds the need among other words is not named for it, nor is a product with the need word
+    # trailing its own name (the pipeline's sanitiser removes an appended query before this; decide alone does not)
+    other = decide("胃痛", "[某某药业] 胃痛宁片 0.5g*24片", kb)
+    assert other is None or "named for" not in other.why, other
+    stuffed = decide("胃痛", "[康泰] 清淋通颗粒 6g*12袋 胃痛", kb)
+    assert stuffed is None or "named for" not in stuffed.why, stuffed
