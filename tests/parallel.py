@@ -9,8 +9,9 @@ other's CPU under the timing checks.
     python -m tests.parallel [PYTEST ARGS...]
 
 The arguments go to both processes (`-x`, `-k`, paths...); `--junitxml=F` writes F-ray.xml and F-rest.xml. Each
-line of output carries its process's prefix. The exit status is the worse of the two; a part that collected nothing
-(exit 5, e.g. a path with no Ray test) counts as passed when the other one ran.
+line of output carries its process's prefix. The exit status is the worse of the two (a part killed by a signal,
+e.g. a segfault, is 128+N); a part that collected nothing (exit 5, e.g. a path with no Ray test) counts as passed
+when the other one ran.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def part_args(part: Part, args: list[str], basetemp: Path) -> list[str]:
 
 
 def combined_status(codes: list[int]) -> int:
-    """The worse of the parts' exit codes; 'no tests collected' only when no part ran a test."""
+    """The worse of the parts' exit codes; 'no tests collected' only when no part ran a test. A part killed by a
+    signal (Popen's -N: a segfault is -11) is 128+N, as a shell reports it, never 0."""
+    codes = [128 - c if c < 0 else c for c in codes]
     ran = [c for c in codes if c != NO_TESTS_COLLECTED]
     if not ran:
         return NO_TESTS_COLLECTED

@@ -19,6 +19,7 @@ def test_each_part_gets_its_marker_its_temp_folder_and_its_own_junit_file() -> N
 
 @pytest.mark.parametrize(("codes", "status"), [
     ([0, 0], 0), ([0, 1], 1), ([1, 0], 1), ([5, 0], 0), ([0, 5], 0), ([5, 5], 5), ([5, 1], 1), ([2, 1], 2),
+    ([0, -11], 139), ([-9, 0], 137), ([5, -11], 139),  # killed by a signal (a segfault, SIGKILL): never a pass
 ])
 def test_the_status_is_the_worse_part_and_an_empty_part_is_no_failure(codes: list[int], status: int) -> None:
     assert parallel.combined_status(codes) == status
