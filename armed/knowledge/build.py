@@ -389,7 +389,11 @@ class KnowledgeBuilder:
                 core, form = self._canonical_core(row.generic)
                 if len(core) < 2:
                     continue
-                canonical = self._add_common_name(core, [row.generic, *([row.trade] if row.trade else [])], 1)
+                canonical = self._add_common_name(core, [row.generic], 1)
+                # A trade name names its drug only where it names no other: 美林 is 强生's 布洛芬混悬液 and its
+                # 布洛伪麻混悬液 (a cold medicine), and as one group it made the second plain ibuprofen.
+                if row.trade and self._cn.get(normalise(row.trade), canonical) == canonical:
+                    self._add_common_name(canonical, [row.trade], 1)
                 rec = self._record(canonical)
                 add_unique(rec.synonyms, [s for s in (row.generic, row.trade) if s and s != canonical])
                 if form:
@@ -546,6 +550,18 @@ class KnowledgeBuilder:
         """A class of drugs, not a drug: a category word (感冒药, 抗生素) or a kind of one (四环素类抗生素)."""
         return key in self._class_words or any(key.endswith("类" + w) for w in self._class_words)
 
+    def _seed_population(self, key: str) -> str | None:
+        """The seed population an annotated person group belongs to (更年期妇女 → 女性, 孕期妇女 → 孕妇), or None.
+        The inserts' PERSON_GROUP spans are mostly who must not take a drug (过敏体质者, 感冒发热病人, 糖尿病患者):
+        none of the seed's populations, so no population at all: as one, 感冒 would make every 感冒 query a
+        population query."""
+        if key in self._pop:
+            return self._pop[key]
+        found = {self._pop[t] for t in self._pop if len(t) >= 2 and t in key}
+        if len(found) > 1:  # 孕期妇女: 孕妇 and 女性; the narrower (the one that conflicts with more) is meant
+            found = {max(found, key=lambda p: (len(self._pop_conflicts.get(p, ())), p))}
+        return next(iter(found), None)
+
     def _ingest_ner(self, src: LoadedSource) -> None:
         """Annotated inserts (tcm-insert-ner, one split): lexicon entries from their spans, a record for each
         named drug (with the insert's DRUG_EFFICACY terms), and the insert text as a searchable document."""
@@ -569,8 +585,9 @@ class KnowledgeBuilder:
                     if len(key) >= 2:
                         self._matcher.add(term, Payload("ingredients", term, 1))
                 elif span.label == "PERSON_GROUP":
-                    if len(key) >= 2:
-                        self._matcher.add(term, Payload("population", self._pop.get(key, term), 1))
+                    pop = self._seed_population(key)
+                    if len(key) >= 2 and pop is not None:
+                        self._matcher.add(term, Payload("population", pop, 1))
                 elif span.label == "DRUG_DOSAGE":
                     # A new variant of a known form (糖衣片 → 片剂); a word that is no form variant is left out.
                     if key not in self._form and 2 <= len(key) <= 6:
