@@ -24,6 +24,7 @@ from armed.knowledge.artefact import load_knowledge
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.rules import recall
 from armed.log import bound_request, get_logger, new_request_id
+from armed.pipeline import product_search
 from armed.pipeline.hierarchy import decide
 from armed.pipeline.hooks import NO_HOOKS, JudgmentHooks, Understood
 from armed.pipeline.merchant_text import clean_product
@@ -123,8 +124,17 @@ class Pipeline:
         """The join: expert-rule recall over both sides' entities, then the hierarchy."""
 
         async def run_rules() -> Detailed[list]:
-            hits = recall(self.kb, q.side.entities, p.side.entities, q.specificity)
-            return Detailed(hits, ", ".join(h.id for h in hits) or "none fired")
+            q_entities, note = q.side.entities, ""
+            if product.kind != "query":
+                # A form word that is part of the name both sides share (膏 in 复方肝浸膏 / 复方肝浸膏片) is not a
+                # dosage form the query asks for: no form cap for it.
+                named = set(product_search.forms_in_name(q.side.original, p.side.original, self.kb))
+                if named & set(q_entities.dosage_form):
+                    q_entities = q_entities.model_copy(
+                        update={"dosage_form": [f for f in q_entities.dosage_form if f not in named]})
+                    note = f" (query form {'、'.join(sorted(named))} is part of the product's name)"
+            hits = recall(self.kb, q_entities, p.side.entities, q.specificity)
+            return Detailed(hits, (", ".join(h.id for h in hits) or "none fired") + note)
 
         hits = await rec.run("rules", run_rules, self.settings, default=[])
         decision = await decide(q, p, hits, self.clients, self.settings, self.kb, rec,

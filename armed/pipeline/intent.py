@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.index import normalise
 from armed.pipeline.listing import NameParse, parse_name
 
 IntentKind = Literal["product", "need", "question", "other"]
@@ -115,4 +116,27 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
         forms = list(p.forms) or list(ents.dosage_form)
         return QueryIntent(kind="need", brands=brands, forms=forms, specifications=list(p.specifications),
                            reason=f"asks for a dosage form: {'、'.join(forms)}")
+    rest = _without_population(p.text, kb)
+    if rest is not None and len(rest) == 1:
+        # One character left: the population word is part of a name (暖宝宝 is a heat pad, not a baby's 暖).
+        return QueryIntent(kind="product", names=[normalise(p.text).replace(" ", "")],
+                           reason=f"names {p.text.strip()} (a population word inside a name)", **common)
+    if rest is not None:
+        # A population word glued to what is asked (男士维生素, 男士洗面奶) hides the product from the reading: read
+        # what is asked without it; the population itself is the query's entity, checked against the product's.
+        inner = query_intent(rest, kb)
+        if inner.kind in ("product", "need"):
+            return inner.model_copy(update={"reason": f"{inner.reason} (for the population the query names)"})
     return QueryIntent(kind="other", reason="no product, need or question the knowledge base can read")
+
+
+def _without_population(text: str, kb: KnowledgeBase) -> str | None:
+    """The query with its population words taken out (男士维生素 → 维生素), or None when it has none or nothing else."""
+    spans = [(m.start, m.end) for m in kb.lexicon_matches(text) if any(x.field == "population" for x in m.payloads)]
+    if not spans:
+        return None
+    rest = text
+    for a, b in sorted(spans, reverse=True):
+        rest = rest[:a] + " " + rest[b:]
+    rest = " ".join(rest.split())
+    return rest or None

@@ -283,6 +283,11 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
         if "brand" in fields and nxt is not None and clean[m.end : nxt.start].strip() == "" \
                 and not kb.is_trade_name(m.surface):  # a trade name (泰道) is its product's name, whoever makes it
             continue
+        # A trade name glued to another product's name with only descriptive words between (舒敏保湿面膜: 舒敏 is a
+        # trade name of 盐酸曲马多 in the drug lists) describes that product; it is no drug of its own.
+        if nxt is not None and kb.is_trade_name(m.surface) and _value(nxt, "common_name") != _value(m, "common_name") \
+                and _only_modifiers(clean, m.end, nxt.start, matches):
+            continue
         canonical = _value(m, "common_name")
         # A source's full name (消栓通络片) is the core and its form.
         start, end, form, core, inner = m.start, m.end, None, kb.split_form(m.surface)[0] or m.surface, ()
@@ -389,6 +394,21 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
         question=question,
         notes=tuple(notes),
     )
+
+
+def _only_modifiers(clean: str, a: int, b: int, matches: list[Match]) -> bool:
+    """Is clean[a:b] glued text (no space) made wholly of efficacy, population or region words (保湿 in
+    舒敏保湿面膜)?"""
+    if " " in clean[a:b]:
+        return False
+    k = a
+    while k < b:
+        word = next((x for x in matches if x.start == k and x.end <= b
+                     and _fields(x) & {"efficacy", "population", "region"}), None)
+        if word is None:
+            return False
+        k = word.end
+    return True
 
 
 def _split_head(clean: str, mentions: list[Mention], specs: list[tuple[int, int, str]]

@@ -144,18 +144,34 @@ def _product_query(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
                    met_clause=None)
 
 
+def _forms_in_name(q: NameParse, p: NameParse) -> list[str]:
+    """The query's dosage forms whose words are part of a name, not a form asked for: the query's name, form word
+    and all, stands inside the product's own name (复方肝浸膏 in 复方肝浸膏片, 十一味甘露 in 十一味甘露胶囊)."""
+    heads = [p.text[m.start : m.end].replace(" ", "") for m in p.mentions]
+    return [m.form for m in q.mentions
+            if m.form and any(q.text[m.start : m.end].replace(" ", "") in h for h in heads)]
+
+
 def _form_differs(qi: QueryIntent, p: NameParse, kb: KnowledgeBase, q: NameParse | None = None) -> bool:
-    """The query names a dosage form the product does not have. Not when the query's name, form word and all, stands
-    inside the product's own name: its "form" was part of the name (复方肝浸膏 in 复方肝浸膏片, 十一味甘露 in
-    十一味甘露胶囊)."""
+    """The query names a dosage form the product does not have. Not when every form word of the query is part of a
+    name (`_forms_in_name`)."""
     if not (qi.forms and p.forms) or kb.dosage_forms_equal(list(qi.forms), list(p.forms)):
         return False
     if q is not None:
-        heads = [p.text[m.start : m.end].replace(" ", "") for m in p.mentions]
-        asked = [q.text[m.start : m.end].replace(" ", "") for m in q.mentions if m.form]
-        if asked and all(any(x in h for h in heads) for x in asked):
+        asked = [m for m in q.mentions if m.form]
+        if asked and len(_forms_in_name(q, p)) == len(asked):
             return False
     return True
+
+
+def forms_in_name(query: str, product_name: str, kb: KnowledgeBase) -> list[str]:
+    """The query's dosage forms (canonical) that are part of the product's own name rather than asked for (see
+    `_forms_in_name`): the expert rules must not read them as a form the product lacks."""
+    p = parse_name(product_name, kb)
+    if not p.is_listing:
+        return []
+    q = parse_name(query, kb, query=True)
+    return [f for f in _forms_in_name(q, p) if not kb.dosage_forms_equal([f], list(p.forms))]
 
 
 def _by_use(qe: Entities, pe: Entities, kb: KnowledgeBase, what: str,
@@ -208,7 +224,9 @@ def _named_for_the_need(qi: QueryIntent, q: NameParse, p: NameParse) -> str | No
 def _need_query(qi: QueryIntent, q: NameParse, p: NameParse, qe: Entities, pe: Entities,
                 kb: KnowledgeBase) -> GuidelineDecision | None:
     if qe.population and not pe.population:
-        return None  # the need is for a population the product does not state: the student weighs it
+        # need.met is for the population the query names; a product that states none is not shown to be for it,
+        # nor to exclude it (the guideline's irrelevant): the student weighs it.
+        return None
     what = f"the query states a need ({qi.reason.removeprefix('states a need: ')}); the product is " \
            f"{'、'.join(sorted(p.names))}"
     if (named := _named_for_the_need(qi, q, p)) is not None:
@@ -284,6 +302,14 @@ def _names_a_use(rest: str, kb: KnowledgeBase) -> bool:
                                   for m in kb.lexicon_matches(rest))
 
 
+def _populations(text: str, kb: KnowledgeBase, *, whole: bool = False) -> set[str]:
+    """The populations (canonical) that `text` names; `whole`: only when the whole text is one population word."""
+    found = [m for m in kb.lexicon_matches(text) if any(x.field == "population" for x in m.payloads)]
+    if whole:
+        found = [m for m in found if m.start == 0 and m.end == len(text)]
+    return kb.canonical_populations([m.surface for m in found])
+
+
 def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -> DrugMatch | None:
     """Does the product name what the query names? (see DrugMatch)"""
     shared = set(qi.names) & p.names
@@ -294,6 +320,15 @@ def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -
         for pm in p.mentions:
             if core_key(qc) == core_key(normalise(pm.core)):
                 return DrugMatch(pm.key, "name")
+    # The asked name made for the population the query names (美敏伪麻 儿童 / 小儿美敏伪麻口服溶液): the same drug.
+    asked_for = _populations(q.text, kb)
+    if asked_for:
+        for qc in dict.fromkeys(core_key(normalise(c)) for c in q_cores):
+            for pm in p.mentions:
+                pc = core_key(normalise(pm.core))
+                lead = pc[: len(pc) - len(qc)]
+                if len(qc) >= 2 and pc.endswith(qc) and lead and _populations(lead, kb, whole=True) & asked_for:
+                    return DrugMatch(pm.key, "name")
     # The asked name with its use after it is that product's full name (蒲地蓝 / 蒲地蓝消炎口服液), not a compound.
     for qc in dict.fromkeys(core_key(normalise(c)) for c in q_cores):
         for pm in p.mentions:
