@@ -90,6 +90,12 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
     # A brand that is also the name asked for (云南白药 in 云南白药气雾剂) asks for that product, not a maker.
     brands = [b for b in p.brands if b not in names and not any(b == m.core for m in p.mentions)]
     common = dict(forms=list(p.forms), specifications=list(p.specifications))
+    if names and all(_is_population_word(n, kb) for n in names):
+        # A population word read as the name (儿童 in 儿童钙片: 钙 is cut off as a salt, 阿托伐他汀钙's) names no drug:
+        # what is asked is the rest, for that population.
+        found = _for_population(p.text, kb)
+        if found is not None:
+            return found
     if names:
         return QueryIntent(kind="product", names=names, trade_names=trades, brands=brands,
                            reason=f"names {'、'.join(names)}", **common)
@@ -121,13 +127,26 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
         # One character left: the population word is part of a name (暖宝宝 is a heat pad, not a baby's 暖).
         return QueryIntent(kind="product", names=[normalise(p.text).replace(" ", "")],
                            reason=f"names {p.text.strip()} (a population word inside a name)", **common)
-    if rest is not None:
-        # A population word glued to what is asked (男士维生素, 男士洗面奶) hides the product from the reading: read
-        # what is asked without it; the population itself is the query's entity, checked against the product's.
-        inner = query_intent(rest, kb)
-        if inner.kind in ("product", "need"):
-            return inner.model_copy(update={"reason": f"{inner.reason} (for the population the query names)"})
-    return QueryIntent(kind="other", reason="no product, need or question the knowledge base can read")
+    # A population word glued to what is asked (男士维生素, 男士洗面奶) hides the product from the reading.
+    return _for_population(p.text, kb) or QueryIntent(
+        kind="other", reason="no product, need or question the knowledge base can read")
+
+
+def _for_population(text: str, kb: KnowledgeBase) -> QueryIntent | None:
+    """What the query asks without its population words, when that is a product or a need (男士维生素 → 维生素); the
+    population itself stays the query's entity, checked against the product's."""
+    rest = _without_population(text, kb)
+    if rest is None or len(rest) < 2:
+        return None
+    inner = query_intent(rest, kb)
+    if inner.kind not in ("product", "need"):
+        return None
+    return inner.model_copy(update={"reason": f"{inner.reason}; for the population it names"})
+
+
+def _is_population_word(text: str, kb: KnowledgeBase) -> bool:
+    return any(m.start == 0 and m.end == len(text) and any(x.field == "population" for x in m.payloads)
+               for m in kb.lexicon_matches(text))
 
 
 def _without_population(text: str, kb: KnowledgeBase) -> str | None:

@@ -29,7 +29,20 @@ def test_a_population_word_glued_to_what_is_asked(kb: KnowledgeBase, query: str,
     """女士维生素 named nothing the knowledge base reads (intent "other": the student guessed); without its population
     word it names a product, and the population is then checked against the product's."""
     qi = query_intent(query, kb)
-    assert qi.kind == "product" and qi.names and "population" in qi.reason
+    assert qi.kind == "product" and qi.names and qi.reason.endswith("for the population it names")
+    verdict = decide(query, product, kb)
+    assert verdict is not None and verdict.clause == clause, verdict
+
+
+@pytest.mark.parametrize(("query", "product", "clause"), [
+    ("孕妇钙片", "孕妇 钙片 碳酸钙D3 60片", "need.met"),
+    ("儿童钙片", "中老年 钙片 碳酸钙D3 60片", "irrelevant.population"),
+])
+def test_a_population_word_read_as_the_name(kb: KnowledgeBase, query: str, product: str, clause: str) -> None:
+    """儿童钙片 was read as asking for a drug named 儿童 (钙 is cut off as a salt, as in 阿托伐他汀钙): a population
+    word names no drug, so what is asked is the rest (钙片), for that population."""
+    qi = query_intent(query, kb)
+    assert qi.kind == "need" and not qi.names and qi.reason.endswith("for the population it names")
     verdict = decide(query, product, kb)
     assert verdict is not None and verdict.clause == clause, verdict
 
