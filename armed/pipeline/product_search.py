@@ -93,6 +93,9 @@ def _product_query(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
     p_names = p.names
     asked = "、".join(qi.names) or "、".join(qi.brands)
     m = r.match
+    if m is not None and _accessory_of(p, m.name):
+        return _d("less.related_use", f"the query asks for {m.name}; the product is an accessory of it "
+                  f"({'、'.join(w for w in ACCESSORY_WORDS if w in p.text)}), not {m.name} itself")
     if m is not None:
         name = m.name
         q_brands = [*qi.brands, *([m.query_maker] if m.query_maker else [])]
@@ -142,6 +145,15 @@ def _product_query(r: PairReading, kb: KnowledgeBase) -> GuidelineDecision | Non
                   f"{asked} as one ingredient among others")
     return _by_use(qe, pe, kb, f"the query asks for {asked}; the product is {'、'.join(sorted(p_names))}",
                    met_clause=None)
+
+
+# Words after a product's name that make the listing a part for it, not the product (雾化器配件: a nebuliser's mask).
+ACCESSORY_WORDS = ("配件", "附件", "耗材", "替换")
+
+
+def _accessory_of(p: NameParse, name: str) -> bool:
+    """Is the listing an accessory of the product `name` (the name followed by an accessory word)?"""
+    return any(pm.key == name and p.text[pm.end :].lstrip().startswith(ACCESSORY_WORDS) for pm in p.mentions)
 
 
 def _forms_in_name(q: NameParse, p: NameParse) -> list[str]:

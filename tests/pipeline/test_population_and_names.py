@@ -97,3 +97,13 @@ def test_a_trade_name_glued_to_another_products_name_describes_it(tmp_path: Path
     assert [m.core for m in p.mentions] == ["面膜"] and not p.appended
     # Its own product's trade name glued to its own generic name is still that drug.
     assert [m.canonical for m in parse_name("舒敏盐酸曲马多缓释片", kb).mentions][:1] == ["盐酸曲马多"]
+
+
+@pytest.mark.parametrize(("query", "product", "clause"), [
+    ("血压计", "欧姆龙 血压计配件 袖带 22-32cm", "less.related_use"),  # a cuff for a monitor, not a monitor
+    ("血压计", "欧姆龙 电子血压计 HEM-7124", "exact.generic"),
+])
+def test_an_accessory_of_the_asked_product_is_not_it(kb: KnowledgeBase, query: str, product: str,
+                                                     clause: str) -> None:
+    verdict = decide(query, product, kb)
+    assert verdict is not None and verdict.clause == clause, verdict
