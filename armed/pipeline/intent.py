@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from armed.knowledge.base import KnowledgeBase
-from armed.knowledge.index import normalise
+from armed.knowledge.index import Match, normalise
 from armed.pipeline.listing import NameParse, parse_name
 
 IntentKind = Literal["product", "need", "question", "other"]
@@ -144,14 +144,19 @@ def _for_population(text: str, kb: KnowledgeBase) -> QueryIntent | None:
     return inner.model_copy(update={"reason": f"{inner.reason}; for the population it names"})
 
 
+def population_words(text: str, kb: KnowledgeBase, *, whole: bool = False) -> list[Match]:
+    """The lexicon's population words in `text` (儿童, 男士, 孕期 ...); `whole`: only one that is the whole text."""
+    found = [m for m in kb.lexicon_matches(text) if any(x.field == "population" for x in m.payloads)]
+    return [m for m in found if m.start == 0 and m.end == len(text)] if whole else found
+
+
 def _is_population_word(text: str, kb: KnowledgeBase) -> bool:
-    return any(m.start == 0 and m.end == len(text) and any(x.field == "population" for x in m.payloads)
-               for m in kb.lexicon_matches(text))
+    return bool(population_words(text, kb, whole=True))
 
 
 def _without_population(text: str, kb: KnowledgeBase) -> str | None:
     """The query with its population words taken out (男士维生素 → 维生素), or None when it has none or nothing else."""
-    spans = [(m.start, m.end) for m in kb.lexicon_matches(text) if any(x.field == "population" for x in m.payloads)]
+    spans = [(m.start, m.end) for m in population_words(text, kb)]
     if not spans:
         return None
     rest = text

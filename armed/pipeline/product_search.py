@@ -28,7 +28,7 @@ from armed.guideline import CLAUSE
 from armed.knowledge import spelling
 from armed.knowledge.base import KnowledgeBase
 from armed.knowledge.index import normalise
-from armed.pipeline.intent import QueryIntent, query_intent
+from armed.pipeline.intent import QueryIntent, population_words, query_intent
 from armed.pipeline.listing import NameParse, core_key, glued_maker, parse_name, same_maker
 
 
@@ -316,10 +316,7 @@ def _names_a_use(rest: str, kb: KnowledgeBase) -> bool:
 
 def _populations(text: str, kb: KnowledgeBase, *, whole: bool = False) -> set[str]:
     """The populations (canonical) that `text` names; `whole`: only when the whole text is one population word."""
-    found = [m for m in kb.lexicon_matches(text) if any(x.field == "population" for x in m.payloads)]
-    if whole:
-        found = [m for m in found if m.start == 0 and m.end == len(text)]
-    return kb.canonical_populations([m.surface for m in found])
+    return kb.canonical_populations([m.surface for m in population_words(text, kb, whole=whole)])
 
 
 def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -> DrugMatch | None:
