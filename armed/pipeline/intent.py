@@ -93,7 +93,7 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
     if names and all(_is_population_word(n, kb) for n in names):
         # A population word read as the name (儿童 in 儿童钙片: 钙 is cut off as a salt, 阿托伐他汀钙's) names no drug:
         # what is asked is the rest, for that population.
-        found = _for_population(p.text, kb)
+        found = _for_population(_without_population(p.text, kb), kb)
         if found is not None:
             return found
     if names:
@@ -128,14 +128,13 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
         return QueryIntent(kind="product", names=[normalise(p.text).replace(" ", "")],
                            reason=f"names {p.text.strip()} (a population word inside a name)", **common)
     # A population word glued to what is asked (男士维生素, 男士洗面奶) hides the product from the reading.
-    return _for_population(p.text, kb) or QueryIntent(
+    return _for_population(rest, kb) or QueryIntent(
         kind="other", reason="no product, need or question the knowledge base can read")
 
 
-def _for_population(text: str, kb: KnowledgeBase) -> QueryIntent | None:
-    """What the query asks without its population words, when that is a product or a need (男士维生素 → 维生素); the
-    population itself stays the query's entity, checked against the product's."""
-    rest = _without_population(text, kb)
+def _for_population(rest: str | None, kb: KnowledgeBase) -> QueryIntent | None:
+    """What the query asks without its population words (`rest`, `_without_population`'s), when that is a product
+    or a need (男士维生素 → 维生素); the population itself stays the query's entity, checked against the product's."""
     if rest is None or len(rest) < 2:
         return None
     inner = query_intent(rest, kb)
