@@ -54,6 +54,7 @@ Specificity = Literal["generic", "specific"]
 SEED_PACKAGE = "armed.knowledge.seed"
 SEED_FILE = "kb.yaml"
 
+_SPOKEN_PAIN = re.compile(r"疼(?!痛)")
 _PROMO_BRACKET_RE = re.compile(r"【([^】]*)】|\[([^\]]*)\]|〔([^〕]*)〕|「([^」]*)」|『([^』]*)』")
 
 
@@ -538,6 +539,10 @@ class KnowledgeBase:
             key = normalise(t)
             if not key:
                 continue
+            if key not in self._eff_group:
+                # 疼 is the spoken spelling of 痛 in a symptom (牙疼 = 牙痛, 胃疼 = 胃痛; public symptom lists hold both):
+                # one key for both, so a 疼 term meets the group or free term its 痛 spelling is. 疼痛 stays as it is.
+                key = _SPOKEN_PAIN.sub("痛", key)
             if key in self._eff_group:
                 keys.add((self._eff_group[key], True))
                 continue
@@ -551,7 +556,8 @@ class KnowledgeBase:
         The overlap coefficient |A∩B| / min(|A|,|B|) of efficacy keys; a free key (a term outside the curated
         groups) also meets a key it contains or that contains it (脱发 ~ 脂溢性脱发). 0 ("entirely different") is
         only asserted when every key on both sides is a curated group: two free terms that differ as strings
-        may still name one thing (胃痛 / 胃疼, 心率失常 / 心律失常), so their disagreement is unknown, not evidence.
+        may still name one thing (心率失常 / 心律失常), so their disagreement is unknown, not evidence. (A 疼
+        spelling is keyed as its 痛 spelling: 胃疼 = 胃痛, see `efficacy_keys`.)
         """
         ka, kb_ = self.efficacy_keys(a), self.efficacy_keys(b)
         if not ka or not kb_:

@@ -38,7 +38,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
     (root / "inserts" / "test.json").write_text(json.dumps(INSERTS, ensure_ascii=False), encoding="utf-8")
     (root / "dicts").mkdir()
     (root / "dicts" / "drug.txt").write_text("益精丸\n胃痛片\n", encoding="utf-8")
-    (root / "dicts" / "symptom.txt").write_text("尿血\n遗精\n胃痛\n", encoding="utf-8")
+    (root / "dicts" / "symptom.txt").write_text("尿血\n遗精\n胃痛\n牙疼\n", encoding="utf-8")
     return KnowledgeBase.load(sources=[f"drug-inserts:{root / 'inserts'}", f"drug-dicts:{root / 'dicts'}"])
 
 
@@ -88,3 +88,14 @@ def test_a_medicine_named_for_the_need_meets_it(kb: KnowledgeBase) -> None:
     assert other is None or "named for" not in other.why, other
     stuffed = decide("胃痛", "[康泰] 清淋通颗粒 6g*12袋 胃痛", kb)
     assert stuffed is None or "named for" not in stuffed.why, stuffed
+
+
+def test_a_pain_said_with_teng_is_the_pain(kb: KnowledgeBase) -> None:
+    # 牙疼 (a symptom list's spelling) is 牙痛, which the seed's 解热镇痛 group holds: a pain reliever meets it, as it
+    # meets 牙痛 (the student had been left a need the knowledge base could read)
+    for q in ("牙疼", "牙痛"):
+        met = decide(q, "[某某药业] 布洛芬片 0.2g*24片", kb)
+        assert met is not None and met.clause == "need.met", (q, met)
+    # and it stays apart from what the group is not: a blood-pressure drug
+    diff = decide("牙疼", "[拜耳] 硝苯地平控释片 30mg*7片", kb)
+    assert diff is None or diff.clause.startswith("irrelevant"), diff
