@@ -540,8 +540,8 @@ class KnowledgeBase:
             if not key:
                 continue
             if key not in self._eff_group:
-                # 疼 is the spoken spelling of 痛 in a symptom (牙疼 = 牙痛, 胃疼 = 胃痛; public symptom lists hold both):
-                # one key for both, so a 疼 term meets the group or free term its 痛 spelling is. 疼痛 stays as it is.
+                # 疼 is the spoken spelling of 痛 in a symptom (牙疼 = 牙痛, 胃疼 = 胃痛; symptom lists hold both): one
+                # key for both, so a 疼 term meets the group or free term its 痛 spelling is. 疼痛 stays as it is.
                 key = _SPOKEN_PAIN.sub("痛", key)
             if key in self._eff_group:
                 keys.add((self._eff_group[key], True))

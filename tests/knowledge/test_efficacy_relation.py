@@ -48,7 +48,8 @@ def test_the_seed_alone_never_answers_unknown(kb: KnowledgeBase) -> None:
 
 def test_free_terms_that_differ_are_unknown_not_different(dicts_kb: KnowledgeBase) -> None:
     assert dicts_kb.efficacy_relation(["心率失常"], ["心律失常"]) is None
-    assert dicts_kb.efficacy_overlap(["心率失常"], ["心律失常"]) == 0.0  # the number a score needs; rules ask the relation
+    # the number a score needs; the rule asks the relation
+    assert dicts_kb.efficacy_overlap(["心率失常"], ["心律失常"]) == 0.0
     assert "efficacy_entirely_different" not in fire(dicts_kb, "心率失常吃什么药", "心律失常的治疗")
 
 
