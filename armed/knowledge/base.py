@@ -54,6 +54,11 @@ Specificity = Literal["generic", "specific"]
 SEED_PACKAGE = "armed.knowledge.seed"
 SEED_FILE = "kb.yaml"
 
+def packaged_seed_bytes() -> bytes:
+    """The seed that ships in the package (armed/knowledge/seed/kb.yaml), as bytes."""
+    return resources.files(SEED_PACKAGE).joinpath(SEED_FILE).read_bytes()
+
+
 _SPOKEN_PAIN = re.compile(r"疼(?!痛)")
 _PROMO_BRACKET_RE = re.compile(r"【([^】]*)】|\[([^\]]*)\]|〔([^〕]*)〕|「([^」]*)」|『([^』]*)』")
 
@@ -187,7 +192,7 @@ class KnowledgeBase:
         """The seed (the packaged one when `seed` is None) plus sources already read (`read_source`): for callers
         that filter rows before building, such as the NER evaluation leaving out the inserts it scores."""
         if seed is None:
-            seed_bytes = resources.files(SEED_PACKAGE).joinpath(SEED_FILE).read_bytes()
+            seed_bytes = packaged_seed_bytes()
             where = f"packaged seed {SEED_PACKAGE}/{SEED_FILE}"
         else:
             try:

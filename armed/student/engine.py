@@ -52,7 +52,7 @@ def split_kind(product: str) -> tuple[str, PairKind]:
 def artefact_digest(folder: Path) -> str:
     h = hashlib.sha256()
     for path in [folder / "student.json", folder / "student.safetensors",
-                 *sorted(folder.glob("cross_encoder*.safetensors"))]:
+                 *sorted(folder.glob("cross_encoder*.safetensors")), *sorted(folder.glob("kb.yaml"))]:
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -72,10 +72,15 @@ class MLPStudent:
         self.digest = artefact_digest(folder)
         self.model_id = f"armed-student-mlp@{self.digest}"
         kb_meta = self.meta["knowledge_base"]
-        # The features are defined by the knowledge base the student was trained with: load that one (the packaged
-        # seed plus the sources it names), and say so when its version has moved since training.
-        kb = KnowledgeBase.load(None, kb_meta.get("sources", []))
+        # The features are defined by the knowledge base the student was trained with: load that one (the seed kept
+        # in the artefact plus the sources it names), so editing the packaged seed does not move this student's
+        # inputs. An artefact from before seeds were kept reads the packaged seed and says so when it has moved.
+        kept = folder / student_model.ARTEFACT_SEED
+        kb = KnowledgeBase.load(kept if kept.is_file() else None, kb_meta.get("sources", []))
         if kb.version != kb_meta["version"]:
+            if kept.is_file():
+                raise ValueError(f"student {folder}: its {kept.name} is knowledge base {kb.version}, the student was "
+                                 f"trained with {kb_meta['version']}: retrain, or restore the kept seed")
             log.warning("student_kb_version_differs", trained=kb_meta["version"], serving=kb.version,
                         hint="retrain with `armed distill --student mlp` after changing the knowledge base")
         self.kb_version = kb.version

@@ -27,6 +27,9 @@ from armed.student.metrics import macro_f1_3, softmax, to_benchmark
 
 ARTEFACT_WEIGHTS = "student.safetensors"
 ARTEFACT_META = "student.json"
+# The seed knowledge base the features were computed with, kept beside the weights: the features are defined by it,
+# so editing the packaged seed must not move a trained student's inputs (it is read back at load and checked).
+ARTEFACT_SEED = "kb.yaml"
 FORMAT_VERSION = 1
 
 

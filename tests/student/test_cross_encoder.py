@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from armed.knowledge.base import packaged_seed_bytes
 from armed.student import cross_encoder as CE
 from armed.student import e5_checkpoint as E5
 from armed.student import model as M
@@ -128,6 +130,8 @@ def test_training_script_runs_and_the_student_takes_it_in(tmp_path: Path) -> Non
     assert ce["members"][0]["cpu_gpu_parity"]["argmax_agreement"] >= 0.9
     assert ce["weight_by_kind"] and set(ce["weight_by_kind"]) <= {"title", "query"}
     assert (tmp_path / "student" / "cross_encoder-0.safetensors").is_file()
+    # the seed its features were computed with is kept beside it (serving reads that one, not the packaged seed)
+    assert (tmp_path / "student" / M.ARTEFACT_SEED).read_bytes() == packaged_seed_bytes()
     card = (tmp_path / "student" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "cross-encoder alone" in card and "4-bit deltas" in card
     with pytest.raises(InputError, match="--cross-encoder"):
@@ -146,6 +150,7 @@ def test_packaged_student_blends_its_cross_encoder() -> None:
 
     student = MLPStudent(PACKAGED)
     assert student.cross_encoder is not None
+    assert student.kb_version == student.meta["knowledge_base"]["version"]  # its kept seed, as trained
     items = [("布洛芬", "布洛芬缓释胶囊 0.3g*20粒", "title"), ("布洛芬", "榴莲千层蛋糕 6寸", "title")]
     mlp = student.net.probabilities(student.featurizer.matrix(items))
     cross = student.meta["cross_encoder"]
@@ -163,3 +168,22 @@ def test_packaged_student_blends_its_cross_encoder() -> None:
     torch_ce = CE.CrossEncoder(PACKAGED / member["file"], cross["config"], backend="torch")
     numpy_ce = CE.CrossEncoder(PACKAGED / member["file"], cross["config"], backend="numpy")
     assert np.abs(torch_ce.logits(items) - numpy_ce.logits(items)).max() < 1e-4
+
+
+def test_a_student_reads_the_seed_it_was_trained_with(tmp_path: Path) -> None:
+    """The packaged artefact keeps the seed its features were computed with: editing armed's seed does not move the
+    student's inputs, and a kept seed that is not the one trained with (edited, swapped) is refused at load."""
+    from armed.knowledge.base import KnowledgeBase
+    from armed.student.engine import PACKAGED, MLPStudent
+
+    kept = PACKAGED / M.ARTEFACT_SEED
+    meta = json.loads((PACKAGED / M.ARTEFACT_META).read_text(encoding="utf-8"))
+    assert KnowledgeBase.load(kept).version == meta["knowledge_base"]["version"]
+    copy = tmp_path / "student"
+    shutil.copytree(PACKAGED, copy)
+    text = kept.read_text(encoding="utf-8")
+    assert "{name: 安神助眠, terms: [失眠, 助眠, 安神]}" in text
+    (copy / M.ARTEFACT_SEED).write_text(text.replace("terms: [失眠, 助眠, 安神]", "terms: [失眠, 助眠, 安神, 多梦]"),
+                                        encoding="utf-8")
+    with pytest.raises(ValueError, match="trained with"):
+        MLPStudent(copy)
