@@ -54,6 +54,7 @@ Specificity = Literal["generic", "specific"]
 SEED_PACKAGE = "armed.knowledge.seed"
 SEED_FILE = "kb.yaml"
 
+
 def packaged_seed_bytes() -> bytes:
     """The seed that ships in the package (armed/knowledge/seed/kb.yaml), as bytes."""
     return resources.files(SEED_PACKAGE).joinpath(SEED_FILE).read_bytes()

@@ -50,6 +50,7 @@ def split_kind(product: str) -> tuple[str, PairKind]:
 
 
 def artefact_digest(folder: Path) -> str:
+    """What identifies a student artefact: its metadata, weights, cross-encoders and kept seed (kb.yaml)."""
     h = hashlib.sha256()
     for path in [folder / "student.json", folder / "student.safetensors",
                  *sorted(folder.glob("cross_encoder*.safetensors")), *sorted(folder.glob("kb.yaml"))]:
