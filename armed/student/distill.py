@@ -512,7 +512,7 @@ def model_card(meta: dict[str, Any]) -> str:
         f"features, {len(meta['features'].get('guideline', []))} product-search features (the query's intent, the "
         "listing, brand / trade-name / dosage-form / specification relations, the clause the guideline's branches "
         f"would apply) and {len(meta['features']['rules'])} expert-rule flags (knowledge base "
-        f"{meta['knowledge_base']['version']}, "
+        f"{meta['knowledge_base']['version']}, kept beside the weights as `kb.yaml` and read from there at serving, "
         f"rules {meta['knowledge_base']['rules']}), a pair-kind flag, and the frozen embeddings of both texts from "
         f"`{meta['embedder']['model']}` as [u, v, |u-v|, u*v, cos] ({meta['architecture']['inputs']} inputs).",
         f"- MLP: standardise → Linear({meta['architecture']['inputs']}, {meta['architecture']['hidden']}) → GELU → "
