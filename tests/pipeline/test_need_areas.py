@@ -93,9 +93,12 @@ def test_a_medicine_named_for_the_need_meets_it(kb: KnowledgeBase) -> None:
 def test_a_pain_said_with_teng_is_the_pain(kb: KnowledgeBase) -> None:
     # 牙疼 (a symptom list's spelling) is 牙痛, which the seed's 解热镇痛 group holds: a pain reliever meets it, as it
     # meets 牙痛 (the student had been left a need the knowledge base could read)
-    for q in ("牙疼", "牙痛"):
+    for q in ("牙疼", "牙痛", "头疼", "止疼药"):
         met = decide(q, "[某某药业] 布洛芬片 0.2g*24片", kb)
         assert met is not None and met.clause == "need.met", (q, met)
+    # 头疼 had been read as a name the knowledge base does not know (a product query, left to the student); the seed
+    # now spells the group's pains with 疼 too
+    assert query_intent("头疼", kb).kind == "need"
     # and it stays apart from what the group is not: a blood-pressure drug
     diff = decide("牙疼", "[拜耳] 硝苯地平控释片 30mg*7片", kb)
     assert diff is None or diff.clause.startswith("irrelevant"), diff
