@@ -70,8 +70,13 @@ def serve_test_profile(name: str = "serve-test") -> dict:
 
 
 def write_profile(directory: Path, data: dict) -> str:
+    """Write the profile as DIRECTORY/NAME.yaml, atomically: the fuzz suite writes its fixed per-user path while its
+    tests are collected, and the parallel runner's two processes collect it at once (one had read the file while the
+    other was rewriting it: an empty profile, a collection error)."""
     path = directory / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp = directory / f".{data['name']}.{os.getpid()}.yaml"
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
     return str(path)
 
 
