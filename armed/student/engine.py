@@ -24,6 +24,7 @@ from armed.engines.batching import DynamicBatcher
 from armed.knowledge.base import KnowledgeBase
 from armed.log import get_logger
 from armed.student.features import PairKind, blend_kind
+from armed.student.model import ARTEFACT_SEED
 
 log = get_logger("armed.student")
 
@@ -53,7 +54,7 @@ def artefact_digest(folder: Path) -> str:
     """What identifies a student artefact: its metadata, weights, cross-encoders and kept seed (kb.yaml)."""
     h = hashlib.sha256()
     for path in [folder / "student.json", folder / "student.safetensors",
-                 *sorted(folder.glob("cross_encoder*.safetensors")), *sorted(folder.glob("kb.yaml"))]:
+                 *sorted(folder.glob("cross_encoder*.safetensors")), *sorted(folder.glob(ARTEFACT_SEED))]:
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -76,7 +77,7 @@ class MLPStudent:
         # The features are defined by the knowledge base the student was trained with: load that one (the seed kept
         # in the artefact plus the sources it names), so editing the packaged seed does not move this student's
         # inputs. An artefact from before seeds were kept reads the packaged seed and says so when it has moved.
-        kept = folder / student_model.ARTEFACT_SEED
+        kept = folder / ARTEFACT_SEED
         kb = KnowledgeBase.load(kept if kept.is_file() else None, kb_meta.get("sources", []))
         if kb.version != kb_meta["version"]:
             if kept.is_file():

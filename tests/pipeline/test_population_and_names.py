@@ -122,4 +122,3 @@ def test_personal_care_products_the_seed_names(kb: KnowledgeBase, query: str, pr
     assert parse_name(product, kb).is_listing
     verdict = decide(query, product, kb)
     assert verdict is not None and verdict.clause == clause, verdict
-
