@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -269,11 +269,29 @@ class KnowledgeBase:
                 bucket = fields.setdefault(p.field, [])
                 if p.value not in bucket:
                     bucket.append(p.value)
+        if "common_name" in fields:
+            fields["common_name"] = self._trades_as_listed(matches, fields["common_name"])
         if "brand" not in fields:
             guesses = self._guess_brands(text, clean, matches)
             if guesses:
                 fields["brand"] = list(dict.fromkeys(g.brand for g in guesses))
         return Entities(**fields)
+
+    def _trades_as_listed(self, matches: Sequence[Match], names: list[str]) -> list[str]:
+        """`names` without the drug a trade name resolves to where the text states another drug the sources list
+        that trade name for (美林 布洛伪麻混悬液: 美林 resolves to 布洛芬, here it is 强生's 布洛伪麻)."""
+        def cns(m: Match) -> set[str]:
+            return {p.value for p in m.payloads if p.field == "common_name"}
+
+        drop: set[str] = set()
+        for m in matches:
+            key = normalise(m.surface)
+            if key not in self._trade:
+                continue
+            others = {v for o in matches if o is not m and normalise(o.surface) not in self._trade for v in cns(o)}
+            if others - cns(m) and self.lists_name_for(key, others - cns(m)):
+                drop |= cns(m) - others
+        return [n for n in names if n not in drop]
 
     def guess_brands(self, text: str) -> list[BrandGuess]:
         """Brands of a name the lexicon does not know, found by where they stand (see armed.knowledge.brands):
@@ -420,6 +438,17 @@ class KnowledgeBase:
         canonical = self._cn.get(key) or self._cn.get(self.split_form(key)[0])
         rec = self._records.get(canonical) if canonical else None
         return rec.model_copy(deep=True) if rec is not None else None
+
+    def lists_name_for(self, name: str, common_names: Iterable[str]) -> bool:
+        """Does a source list `name` (a trade name or synonym) for one of these drugs? A trade name may be listed for
+        several drugs (舒发泰: 恩曲他滨替诺福韦片 and 恩曲他滨丙酚替诺福韦片) although it resolves to one of them."""
+        key = normalise(name)
+        for cn in common_names:
+            canonical = self._cn.get(normalise(cn)) or self._cn.get(self.split_form(normalise(cn))[0])
+            rec = self._records.get(canonical) if canonical else None
+            if rec is not None and any(normalise(s) == key for s in rec.synonyms):
+                return True
+        return False
 
     def expand_query(self, query: str) -> QueryExpansion | None:
         """The seed's expansion of an ambiguous / slang query ("001" → 成人用品), exact matches first."""

@@ -133,6 +133,13 @@ class Pipeline:
                     q_entities = q_entities.model_copy(
                         update={"dosage_form": [f for f in q_entities.dosage_form if f not in named]})
                     note = f" (query form {'、'.join(sorted(named))} is part of the product's name)"
+                sold = product_search.trade_as_sold(q.side.original, p.side.original, self.kb)
+                if sold is not None and sold[0] in q_entities.common_name:
+                    # The trade name asked means the drug the product sells under it: the rules compare that one.
+                    typed = self.kb.extract(q.side.original)
+                    q_entities = self.kb.enrich(typed.model_copy(update={
+                        "common_name": [sold[1] if c == sold[0] else c for c in typed.common_name]}))
+                    note += f" (query trade name read as {sold[1]}, as the product sells it)"
             hits = recall(self.kb, q_entities, p.side.entities, q.specificity)
             return Detailed(hits, (", ".join(h.id for h in hits) or "none fired") + note)
 

@@ -39,6 +39,8 @@ class QueryIntent(BaseModel):
     specifications: list[str] = Field(default_factory=list)
     spelled: str | None = Field(default=None, description="The name a pinyin / homophone query spells.")
     spelled_how: str | None = None
+    spelled_whole: bool = Field(default=False, description="The spelled name is the whole query (感冒零颗粒, "
+                                "ganmaoling): nothing typed beside it is a brand, a form or anything else.")
     reason: str = ""
 
 
@@ -49,6 +51,14 @@ def _whole_need_term(text: str, kb: KnowledgeBase) -> str | None:
         if m.start == 0 and m.end == len(text) and {x.field for x in m.payloads} & {"efficacy", "category"}:
             return m.surface
     return None
+
+
+def _spells_whole(query: str, surface: str, how: str) -> bool:
+    """Is the spelled name the whole query: pinyin letters only, or a homophone typo as long as the name?"""
+    typed = normalise(query).replace(" ", "").replace("'", "")
+    if how == "pinyin":
+        return typed.isascii() and typed.isalpha()
+    return len(typed) == len(normalise(surface).replace(" ", ""))
 
 
 def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None) -> QueryIntent:
@@ -75,18 +85,25 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
     elif spelled_name is None and p.mentions and not term:
         # A known name inside a misspelt one (止泻 in 小儿辅脐止泻散, 消肿 in 竹瘀消肿) is not what the query asks for
         # when the whole query spells a longer known name that holds it (小儿敷脐止泻散, 逐瘀消肿).
+        # So is a name read around a known piece (奥美沙坦滞片: 奥美 is a trade name) that spells a known name as long.
         whole = kb.spelled(query)
-        if whole is not None and all(m.core in whole.surface and len(m.core) < len(whole.surface)
+        spelt_core = kb.split_form(whole.surface)[0] if whole is not None else ""
+        if whole is not None and all((m.core in whole.surface and len(m.core) < len(whole.surface))
+                                     or (m.canonical is None and len(normalise(m.core)) == len(spelt_core))
                                      for m in p.mentions):
             spelled_name, whole_spelt = whole, True
     if spelled_name is not None:
         spelt = parse_name(spelled_name.surface, kb, query=True)
         found = sorted(spelt.names) or [spelled_name.surface]
+        # The whole query misspelt (紫补生发片, 比亚粉 for 比亚芬): a piece of it read as a maker (紫补) or a form
+        # (粉) is part of the name; the spelled name says what the query holds.
+        whole_spelt = whole_spelt or _spells_whole(query, spelled_name.surface, spelled_name.how)
         return QueryIntent(kind="product", names=found, trade_names=[m.trade for m in spelt.mentions if m.trade],
-                           # (what was read as a maker inside a wholly misspelt query is part of the name: 竹瘀)
-                           brands=[] if whole_spelt else [b for b in p.brands if b not in found], forms=list(p.forms),
+                           brands=[] if whole_spelt else [b for b in p.brands if b not in found],
+                           forms=list(spelt.forms if whole_spelt else p.forms),
                            specifications=list(p.specifications), spelled=spelled_name.surface,
-                           spelled_how=spelled_name.how, reason=f"spells {spelled_name.surface} ({spelled_name.how})")
+                           spelled_how=spelled_name.how, spelled_whole=whole_spelt,
+                           reason=f"spells {spelled_name.surface} ({spelled_name.how})")
     # A brand that is also the name asked for (云南白药 in 云南白药气雾剂) asks for that product, not a maker.
     brands = [b for b in p.brands if b not in names and not any(b == m.core for m in p.mentions)]
     common = dict(forms=list(p.forms), specifications=list(p.specifications))

@@ -19,7 +19,8 @@ titles: they are not listings, and the product-search branches leave them to the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from armed.knowledge import spelling
 from armed.knowledge.base import KnowledgeBase
@@ -142,9 +143,11 @@ class NameParse:
 _PARTICLE_END = re.compile(r"[吗呢](?:$|[\s?？,，.。!！])")
 
 
-def is_question(clean: str) -> bool:
-    """Does the (normalised) text ask something, or read as a page about a product rather than the product?"""
-    return bool(_PARTICLE_END.search(clean)) or any(mk in clean for mk in QUESTION_MARKERS)
+def is_question(clean: str, names: Sequence[tuple[int, int]] = ()) -> bool:
+    """Does the (normalised) text ask something, or read as a page about a product rather than the product? `names`:
+    spans of known names; a particle that is a name's last character (拉坦噻吗, 曲伏噻吗) asks nothing."""
+    particles = [m for m in _PARTICLE_END.finditer(clean) if not any(a <= m.start() < b for a, b in names)]
+    return bool(particles) or any(mk in clean for mk in QUESTION_MARKERS)
 
 
 def _fields(m: Match) -> set[str]:
@@ -212,6 +215,19 @@ def _only_words(text: str, words: tuple[str, ...]) -> bool:
     return not text
 
 
+def _trades_as_listed(mentions: list[Mention], kb: KnowledgeBase) -> list[Mention]:
+    """A trade name beside the drug name it is sold as means that drug: 美林 resolves to 布洛芬, but in
+    美林 布洛伪麻混悬液 it is 强生's 布洛伪麻 (the sources list 美林 for both), so the listing names one drug."""
+    out = []
+    for m in mentions:
+        if m.trade:
+            listed = [o.key for o in mentions if not o.trade and o.key != m.key and kb.lists_name_for(m.trade, [o.key])]
+            if listed:
+                m = replace(m, canonical=listed[0])
+        out.append(m)
+    return out
+
+
 def _maker_tokens(clean: str, covered: bytearray, mentions: list[Mention],
                   kb: KnowledgeBase) -> list[tuple[int, int, str]]:
     """Makers named where a listing names them, as a word of their own: the first word before the product's name
@@ -237,7 +253,7 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
     clean = normalise(kb.strip_noise(text))
     specs = kb.specifications(clean)
     matches = kb.lexicon_matches(clean)
-    question = is_question(clean)
+    question = is_question(clean, [(m.start, m.end) for m in matches if "common_name" in _fields(m)])
     covered = bytearray(len(clean))
 
     def cover(a: int, b: int) -> None:
@@ -369,6 +385,7 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
             mentions.append(Mention(a, b, clean[a:b], kb.common_name_of(clean[a:b])))
             cover(a, b)
     mentions.sort(key=lambda x: x.start)
+    mentions = _trades_as_listed(mentions, kb)
     makers = _maker_tokens(clean, covered, mentions, kb)
     for a, b, _ in makers:
         cover(a, b)

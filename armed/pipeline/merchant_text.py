@@ -387,6 +387,15 @@ class _Query:
         cheating check switched off nothing would read it, so it goes like any stuffing (`keep_hijack=False`)."""
         return self.keep_hijack and self.kb is not None and bool(self.kb.hijack_terms(span))
 
+    def inside_name(self, s: str) -> Callable[[int], bool]:
+        """Whether s[i] lies inside a name the knowledge base knows (非 of 盐酸安非他酮, 比 of 比索洛尔): a marker there
+        is part of that name, not a negation or a comparison."""
+        if self.kb is None:
+            return lambda i: False
+        spans = [(m.start, m.end) for m in self.kb.lexicon_matches(s)
+                 if any(p.field in ("common_name", "brand") for p in m.payloads)]
+        return lambda i: any(a <= i < b for a, b in spans)
+
     def substantial(self, piece: str) -> bool:
         return (len(piece) >= 2 or piece == self.text) and (2 * len(piece) >= len(self.text) or piece in self.names)
 
@@ -434,6 +443,10 @@ def _corroborated(kb: KnowledgeBase | None, mention: str, rest: str) -> bool:
     cn_r = set(kb.resolve_common_names(re_.brand + re_.common_name).values()) | kb.canonical_common_names(
         re_.common_name)
     if cn_m & cn_r:
+        return True
+    # A trade name a source lists for the rest's drug too ([舒发泰]恩曲他滨替诺福韦片, where 舒发泰 resolves to another
+    # drug of its maker's).
+    if any(kb.lists_name_for(t.surface, cn_r) for t in kb.trade_names_in(mention)):
         return True
     return bool(me.brand and re_.brand and kb.same_brand(me.brand, re_.brand))
 
@@ -584,7 +597,10 @@ def _comparisons(sh: _Shadow, q: _Query) -> None:
         if n and s[m.start() : m.end() + n] not in q.text:
             tail = _COMPARE_TAIL.match(s[m.end() + n :])
             spans.append((m.start(), m.end() + n + (tail.end() if tail else 0)))
+    in_name = q.inside_name(s)
     for m in re.finditer("比", s):  # 比X更好 / 比X还强: only with the comparative after it (比较, 比如 are words)
+        if in_name(m.start()):
+            continue
         n = q.at(s, m.end())
         more = re.match(r"(?:更|还|要)[\w]{0,4}", s[m.end() + n :]) if n else None
         if more and s[m.start() : m.end() + n] not in q.text:
@@ -602,10 +618,13 @@ def _comparisons(sh: _Shadow, q: _Query) -> None:
 def _negations(sh: _Shadow, q: _Query) -> None:
     s = sh.text
     spans = []
+    in_name = q.inside_name(s)
     for i in range(len(s)):
         for marker in _NEG_BEFORE:
             if not s.startswith(marker, i) or (marker.isascii() and i > 0 and s[i - 1].isalnum()):
                 continue
+            if in_name(i):
+                break
             if any(s.startswith(w, k) for w in _NOT_NEGATION for k in range(max(0, i - 2), i + 1)
                    if k <= i < k + len(w)):
                 break

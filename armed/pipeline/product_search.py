@@ -176,6 +176,20 @@ def _form_differs(qi: QueryIntent, p: NameParse, kb: KnowledgeBase, q: NameParse
     return True
 
 
+def trade_as_sold(query: str, product_name: str, kb: KnowledgeBase) -> tuple[str, str] | None:
+    """(the drug the query's trade name resolves to, the drug the product sells under it) when they differ: the
+    product states the trade name beside another drug the sources list it for (贝尔严清 resolves to 氨咖黄敏; 贝尔严清
+    胰酶肠溶片 is 胰酶). The expert rules then compare the drug the pair is about, not the trade name's first one."""
+    p = parse_name(product_name, kb)
+    if not p.is_listing:
+        return None
+    asked = {t.surface: t.common_name for t in kb.trade_names_in(query)}
+    for m in p.mentions:
+        if m.trade in asked and asked[m.trade] != m.key:
+            return asked[m.trade], m.key
+    return None
+
+
 def forms_in_name(query: str, product_name: str, kb: KnowledgeBase) -> list[str]:
     """The query's dosage forms (canonical) that are part of the product's own name rather than asked for (see
     `_forms_in_name`): the expert rules must not read them as a form the product lacks."""
@@ -324,6 +338,11 @@ def match_drug(qi: QueryIntent, q: NameParse, p: NameParse, kb: KnowledgeBase) -
     shared = set(qi.names) & p.names
     if shared:
         return DrugMatch(sorted(shared)[0], "name")
+    # The trade name asked, stated by the product: the drug it is sold as there (贝尔严清 胰酶肠溶片), whichever one
+    # the trade name resolves to alone.
+    for pm in p.mentions:
+        if pm.trade and pm.trade in {normalise(t) for t in qi.trade_names}:
+            return DrugMatch(pm.key, "name")
     q_cores = [*(x.core for x in q.mentions if not x.need_word), *qi.names]
     for qc in dict.fromkeys(normalise(c) for c in q_cores):
         for pm in p.mentions:

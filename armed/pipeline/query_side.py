@@ -100,7 +100,9 @@ class QuerySide:
         if intent is not None and intent.spelled:
             # A pinyin / homophone query means the name it spells (QI): read it as that name from here on.
             notes.append(f"the query spells {intent.spelled} ({intent.spelled_how})")
-            base_entities = base_entities.merge(self.kb.extract(intent.spelled))
+            spelt = self.kb.extract(intent.spelled)
+            # Misspelt as a whole, the typed text's own reading (a piece taken for a maker or a form) is no reading.
+            base_entities = spelt if intent.spelled_whole else base_entities.merge(spelt)
         rewritten = rw.text
 
         if rewritten is not None:
