@@ -34,3 +34,9 @@ def label_image(lines: list[str], size: tuple[int, int] = (640, 220)) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG")
     return buf.getvalue()
+
+
+def kb_with_drugs(folder: Path, *names: str) -> KnowledgeBase:
+    """The seed plus a drug-dicts source listing `names` (a drug.txt written in `folder`): names the seed lacks."""
+    (folder / "drug.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    return KnowledgeBase.load(sources=[f"drug-dicts:{folder}"])

@@ -15,12 +15,7 @@ from armed.knowledge.base import KnowledgeBase
 from armed.pipeline.intent import query_intent
 from armed.pipeline.merchant_text import clean_merchant_text
 from armed.pipeline.product_search import decide, trade_as_sold
-from tests.pipeline.conftest import make_pipeline
-
-
-def _drug_dicts(tmp_path: Path, *names: str) -> KnowledgeBase:
-    (tmp_path / "drug.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
-    return KnowledgeBase.load(sources=[f"drug-dicts:{tmp_path}"])
+from tests.pipeline.conftest import kb_with_drugs, make_pipeline
 
 
 def _originators(tmp_path: Path, trade: str, company: str, brand: str, rows: list[tuple[str, str]]) -> KnowledgeBase:
@@ -64,7 +59,7 @@ def test_a_generic_query_meets_its_drug_in_a_route_form(kb: KnowledgeBase) -> No
 
 def test_a_name_ending_in_a_particle_is_no_question(tmp_path: Path) -> None:
     """拉坦噻吗 (latanoprost + timolol) ends in 吗: it was read as a question and left to the student."""
-    kb = _drug_dicts(tmp_path, "拉坦噻吗滴眼液")
+    kb = kb_with_drugs(tmp_path, "拉坦噻吗滴眼液")
     assert query_intent("拉坦噻吗", kb).kind == "product"
     assert query_intent("拉坦噻吗有用吗", kb).kind == "question"  # the particle after the name still asks
     verdict = decide("拉坦噻吗", "[某某眼药] 拉坦噻吗滴眼液 2.5ml", kb)
@@ -76,7 +71,7 @@ def test_a_name_ending_in_a_particle_is_no_question(tmp_path: Path) -> None:
 def test_a_negation_word_inside_a_drug_name_cuts_nothing(tmp_path: Path) -> None:
     """非 in 盐酸安非他酮: the negation rule cut 非他酮缓释片 from the product (the piece after 非 was most of a
     misspelt query), and the student judged what was left, 盐酸安."""
-    kb = _drug_dicts(tmp_path, "盐酸安非他酮缓释片")
+    kb = kb_with_drugs(tmp_path, "盐酸安非他酮缓释片")
     name = "[某某] 盐酸安非他酮缓释片 10片*3板/盒"
     assert clean_merchant_text(name, query="盐酸安飞他酮缓释片", kb=kb).text == name
     # A negation before the query is still one (不含布洛芬 says the product is not 布洛芬).
@@ -89,14 +84,14 @@ def test_a_negation_word_inside_a_drug_name_cuts_nothing(tmp_path: Path) -> None
 def test_a_misspelt_query_has_no_maker_or_form_of_its_pieces(tmp_path: Path) -> None:
     """盐蒜二甲双胍缓释片 (蒜 for 酸): 盐蒜 was read as a maker, so the expert rules capped the exact product at
     less relevant (brand differs); the whole query spells 盐酸二甲双胍缓释片, so it names no maker."""
-    kb = _drug_dicts(tmp_path, "盐酸二甲双胍缓释片")
+    kb = kb_with_drugs(tmp_path, "盐酸二甲双胍缓释片")
     qi = query_intent("盐蒜二甲双胍缓释片", kb)
     assert qi.spelled_whole and qi.brands == [] and qi.spelled == "盐酸二甲双胍缓释片"
     assert decide("盐蒜二甲双胍缓释片", "[某某] 盐酸二甲双胍缓释片 0.5g*30片", kb).clause == "exact.spelling"
 
 
 async def test_the_rules_read_the_spelled_name(tmp_path: Path) -> None:
-    kb = _drug_dicts(tmp_path, "盐酸二甲双胍缓释片")
+    kb = kb_with_drugs(tmp_path, "盐酸二甲双胍缓释片")
     j = await make_pipeline(kb).judge("盐蒜二甲双胍缓释片", "[某某] 盐酸二甲双胍缓释片 0.5g*30片")
     assert j.level is RelevanceLevel.highly and j.guideline == "exact.spelling", j.reason
     assert not any(r.id.startswith("brand_differs") for r in j.rules_fired)

@@ -13,12 +13,7 @@ from armed.knowledge.base import KnowledgeBase
 from armed.pipeline.intent import query_intent
 from armed.pipeline.listing import parse_name
 from armed.pipeline.product_search import decide, forms_in_name
-from tests.pipeline.conftest import make_pipeline
-
-
-def _drug_dicts(tmp_path: Path, *names: str) -> KnowledgeBase:
-    (tmp_path / "drug.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
-    return KnowledgeBase.load(sources=[f"drug-dicts:{tmp_path}"])
+from tests.pipeline.conftest import kb_with_drugs, make_pipeline
 
 
 @pytest.mark.parametrize(("query", "product", "clause"), [
@@ -72,7 +67,7 @@ async def test_a_form_word_inside_a_name_is_not_a_form_asked(tmp_path: Path, nam
                                                              product: str) -> None:
     """露 in 回生甘露 reads as 露剂; the product 回生甘露丸 holds the whole query in its name, so the query asked for no
     露剂 and the expert rule "dosage form differs" must not cap the exact match (it did: moderately relevant)."""
-    kb = _drug_dicts(tmp_path, name)
+    kb = kb_with_drugs(tmp_path, name)
     assert kb.extract(query).dosage_form == ["露剂"] and forms_in_name(query, product, kb) == ["露剂"]
     j = await make_pipeline(kb).judge(query, product)
     assert j.level is RelevanceLevel.highly and j.branch is Branch.guideline, j.reason
