@@ -98,9 +98,11 @@ def query_intent(query: str, kb: KnowledgeBase, parsed: NameParse | None = None)
         # The whole query misspelt (紫补生发片, 比亚粉 for 比亚芬): a piece of it read as a maker (紫补) or a form
         # (粉) is part of the name; the spelled name says what the query holds.
         whole_spelt = whole_spelt or _spells_whole(query, spelled_name.surface, spelled_name.how)
+        # A spelled drug name that ends in a form word (肝浸膏, 十一味甘露) asks for no form: the word is its name's.
+        named = kb.common_name_of(spelled_name.surface) == normalise(spelled_name.surface)
         return QueryIntent(kind="product", names=found, trade_names=[m.trade for m in spelt.mentions if m.trade],
                            brands=[] if whole_spelt else [b for b in p.brands if b not in found],
-                           forms=list(spelt.forms if whole_spelt else p.forms),
+                           forms=([] if named else list(spelt.forms)) if whole_spelt else list(p.forms),
                            specifications=list(p.specifications), spelled=spelled_name.surface,
                            spelled_how=spelled_name.how, spelled_whole=whole_spelt,
                            reason=f"spells {spelled_name.surface} ({spelled_name.how})")

@@ -145,9 +145,12 @@ _PARTICLE_END = re.compile(r"[吗呢](?:$|[\s?？,，.。!！])")
 
 def is_question(clean: str, names: Sequence[tuple[int, int]] = ()) -> bool:
     """Does the (normalised) text ask something, or read as a page about a product rather than the product? `names`:
-    spans of known names; a particle that is a name's last character (拉坦噻吗, 曲伏噻吗) asks nothing."""
-    particles = [m for m in _PARTICLE_END.finditer(clean) if not any(a <= m.start() < b for a, b in names)]
-    return bool(particles) or any(mk in clean for mk in QUESTION_MARKERS)
+    spans of known names and makers; a particle or marker inside one asks nothing (拉坦噻吗, 好医生 the maker)."""
+    def free(at: int) -> bool:
+        return not any(a <= at < b for a, b in names)
+
+    return any(free(m.start()) for m in _PARTICLE_END.finditer(clean)) or any(
+        free(m.start()) for mk in QUESTION_MARKERS if mk in clean for m in re.finditer(re.escape(mk), clean))
 
 
 def _fields(m: Match) -> set[str]:
@@ -253,7 +256,7 @@ def parse_name(text: str, kb: KnowledgeBase, *, query: bool = False) -> NamePars
     clean = normalise(kb.strip_noise(text))
     specs = kb.specifications(clean)
     matches = kb.lexicon_matches(clean)
-    question = is_question(clean, [(m.start, m.end) for m in matches if "common_name" in _fields(m)])
+    question = is_question(clean, [(m.start, m.end) for m in matches if _fields(m) & {"common_name", "brand"}])
     covered = bytearray(len(clean))
 
     def cover(a: int, b: int) -> None:

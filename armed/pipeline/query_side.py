@@ -101,8 +101,10 @@ class QuerySide:
             # A pinyin / homophone query means the name it spells (QI): read it as that name from here on.
             notes.append(f"the query spells {intent.spelled} ({intent.spelled_how})")
             spelt = self.kb.extract(intent.spelled)
-            # Misspelt as a whole, the typed text's own reading (a piece taken for a maker or a form) is no reading.
-            base_entities = spelt if intent.spelled_whole else base_entities.merge(spelt)
+            # Misspelt as a whole, the typed text's own reading (a piece taken for a maker or a form) is no reading,
+            # and a form word that is the spelled name's own (肝浸膏) is no form asked: the intent says which are.
+            base_entities = (spelt.model_copy(update={"dosage_form": list(intent.forms)}) if intent.spelled_whole
+                             else base_entities.merge(spelt))
         rewritten = rw.text
 
         if rewritten is not None:

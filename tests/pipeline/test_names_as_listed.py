@@ -13,6 +13,7 @@ import pytest
 from armed.domain import Branch, RelevanceLevel
 from armed.knowledge.base import KnowledgeBase
 from armed.pipeline.intent import query_intent
+from armed.pipeline.listing import parse_name
 from armed.pipeline.merchant_text import clean_merchant_text
 from armed.pipeline.product_search import decide, trade_as_sold
 from tests.pipeline.conftest import kb_with_drugs, make_pipeline
@@ -135,3 +136,28 @@ async def test_the_trade_name_asked_is_the_drug_the_product_sells_under_it(meili
 def test_a_trade_name_the_sources_do_not_list_for_the_drug_is_still_stuffing(meilin: KnowledgeBase) -> None:
     cut = clean_merchant_text("[美林]对乙酰氨基酚片 12片", query="美林", kb=meilin)
     assert "stuffed_query" in cut.removed
+
+
+# ------------------------------------------------------------------------- question words inside a maker's name
+
+def test_a_question_word_inside_a_makers_name_asks_nothing(tmp_path: Path) -> None:
+    """好医生 and 海力医生 are makers; 医生 is a question marker (a page about a doctor's advice), so their listings
+    were read as questions and left to the student."""
+    (tmp_path / "producer.txt").write_text("好医生氨苄西林胶囊\n", encoding="utf-8")
+    kb = kb_with_drugs(tmp_path, "氨苄西林胶囊")
+    listing = parse_name("【好医生】氨苄西林胶囊 20粒/盒", kb)
+    assert not listing.question and listing.is_listing
+    assert decide("氨苄西林", "【好医生】氨苄西林胶囊 20粒/盒", kb).clause == "exact.generic"
+    assert parse_name("氨苄西林胶囊 医生怎么说", kb).question  # outside the maker's name it still asks
+
+
+# ------------------------------------------------------------------- a spelled name that ends in a form word
+
+async def test_a_spelled_name_ending_in_a_form_word_asks_for_no_form(tmp_path: Path) -> None:
+    """ganjingao spells 肝浸膏 (the drug of 肝浸膏片): its 膏 is the name's, not an ointment asked for, so the tablets
+    are what was asked (the spelled name's form had capped them at less relevant)."""
+    kb = kb_with_drugs(tmp_path, "肝浸膏片")
+    qi = query_intent("ganjingao", kb)
+    assert qi.spelled == "肝浸膏" and qi.spelled_whole and qi.forms == []
+    j = await make_pipeline(kb).judge("ganjingao", "【某某】肝浸膏片 100片")
+    assert j.level is RelevanceLevel.highly and j.guideline == "exact.spelling", j.reason
