@@ -279,7 +279,8 @@ class KnowledgeBase:
 
     def _trades_as_listed(self, matches: Sequence[Match], names: list[str]) -> list[str]:
         """`names` without the drug a trade name resolves to where the text states another drug the sources list
-        that trade name for (美林 布洛伪麻混悬液: 美林 resolves to 布洛芬, here it is 强生's 布洛伪麻)."""
+        that trade name for (美林 布洛伪麻混悬液: 美林 resolves to 布洛芬, here it is 强生's 布洛伪麻). The listing
+        parser applies the same rule to its mentions (armed/pipeline/listing.py `_trades_as_listed`)."""
         def cns(m: Match) -> set[str]:
             return {p.value for p in m.payloads if p.field == "common_name"}
 
@@ -434,17 +435,20 @@ class KnowledgeBase:
 
     def drug_record(self, common_name: str) -> DrugRecord | None:
         """The record of a common name (any synonym / trade name is resolved first), or None."""
-        key = normalise(common_name)
-        canonical = self._cn.get(key) or self._cn.get(self.split_form(key)[0])
+        canonical = self._canonical(normalise(common_name))
         rec = self._records.get(canonical) if canonical else None
         return rec.model_copy(deep=True) if rec is not None else None
+
+    def _canonical(self, key: str) -> str | None:
+        """The canonical common name of a normalised name, as written or without its dosage form; None if unknown."""
+        return self._cn.get(key) or self._cn.get(self.split_form(key)[0])
 
     def lists_name_for(self, name: str, common_names: Iterable[str]) -> bool:
         """Does a source list `name` (a trade name or synonym) for one of these drugs? A trade name may be listed for
         several drugs (舒发泰: 恩曲他滨替诺福韦片 and 恩曲他滨丙酚替诺福韦片) although it resolves to one of them."""
         key = normalise(name)
         for cn in common_names:
-            canonical = self._cn.get(normalise(cn)) or self._cn.get(self.split_form(normalise(cn))[0])
+            canonical = self._canonical(normalise(cn))
             rec = self._records.get(canonical) if canonical else None
             if rec is not None and any(normalise(s) == key for s in rec.synonyms):
                 return True
@@ -558,7 +562,7 @@ class KnowledgeBase:
         for n in names:
             key = normalise(n)
             if key:
-                out.add(self._cn.get(key) or self._cn.get(self.split_form(key)[0]) or key)
+                out.add(self._canonical(key) or key)
         return out
 
     def efficacy_groups_of(self, terms: Sequence[str]) -> set[str]:
